@@ -1,0 +1,1 @@
+"""The JSON API layer: results, errors, validation, pagination, OpenAPI."""

@@ -1,0 +1,290 @@
+"""API errors and the one envelope every API error renders as.
+
+The exceptions, at a glance::
+
+    ApiException                   400  bad-request
+    ├── MalformedJson              400  malformed-json
+    ├── InvalidCursor              400  invalid-cursor
+    ├── Unauthorized               401  unauthorized
+    ├── Forbidden                  403  forbidden
+    ├── NotFound                   404  not-found
+    ├── MethodNotAllowed           405  method-not-allowed
+    ├── Conflict                   409  conflict
+    ├── PayloadTooLarge            413  payload-too-large
+    ├── UnsupportedMediaType       415  unsupported-media-type
+    ├── ValidationFailed           422  validation-failed (or 400, see VALIDATION_ERROR_STATUS)
+    ├── TooManyRequests            429  too-many-requests
+    └── InternalServerError        500  internal-server-error
+
+Each has a stable ``type`` URI: ``PROBLEM_TYPE_BASE`` + its ``slug``
+(``urn:karaffe:problem:validation-failed`` by default).
+
+The body is RFC 9457 ``application/problem+json``, produced by
+:class:`ProblemFormatter`. To change the envelope, set ``App.problem_formatter``
+to your own formatter: its ``model`` is what the OpenAPI document publishes,
+and its ``render`` builds an instance of that same model, so the documented
+schema and the returned body cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Sequence
+
+from flask import Response, current_app
+from pydantic import BaseModel, ConfigDict, Field
+from werkzeug.exceptions import HTTPException
+
+__all__ = [
+    "ApiException",
+    "Conflict",
+    "ErrorItem",
+    "Forbidden",
+    "InternalServerError",
+    "InvalidCursor",
+    "MalformedJson",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "Problem",
+    "ProblemFormatter",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "exception_for_status",
+]
+
+
+class ErrorItem(BaseModel):
+    """One thing wrong with the input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    loc: list[str | int] = Field(
+        description='Where: ["body", "title"], ["query", "limit"], ["path", "id"]...'
+    )
+    msg: str = Field(description="What is wrong, for a person.")
+    code: str = Field(description="What is wrong, for a program: missing, string_too_long...")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(description="A stable URI naming the kind of problem.")
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong this time.")
+    errors: list[ErrorItem] = Field(
+        default_factory=list, description="One entry per bad input, when the input was wrong."
+    )
+
+
+class ApiException(Exception):
+    """An error an API view raises to answer with a problem document.
+
+    Subclasses set the defaults as class attributes, so a new kind of error is
+    three lines::
+
+        class QuotaExceeded(ApiException):
+            status = 403
+            slug = "quota-exceeded"
+            title = "Quota exceeded"
+
+    :param message: the ``detail`` of this occurrence; the class ``title`` when omitted.
+    :param status: overrides the class ``status``.
+    :param errors: per-input errors (``ErrorItem`` or ``(loc, msg, code)`` tuples).
+    :param headers: extra response headers (``Retry-After``, ``WWW-Authenticate``...).
+    """
+
+    #: The HTTP status code.
+    status: int = 400
+    #: The last part of the ``type`` URI; stable, part of the API contract.
+    slug: str = "bad-request"
+    #: The ``title``: the same for every occurrence of this kind of problem.
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        status: int | None = None,
+        *,
+        errors: Sequence[ErrorItem | tuple[Sequence[str | int], str, str]] = (),
+        headers: t.Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.title
+        if status is not None:
+            self.status = status
+        self.errors = [
+            e if isinstance(e, ErrorItem) else ErrorItem(loc=list(e[0]), msg=e[1], code=e[2])
+            for e in errors
+        ]
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+    def type_uri(self) -> str:
+        base: str = current_app.config.get("PROBLEM_TYPE_BASE", "urn:karaffe:problem:")
+        return f"{base}{self.slug}"
+
+
+class MalformedJson(ApiException):
+    status = 400
+    slug = "malformed-json"
+    title = "Malformed JSON"
+
+
+class InvalidCursor(ApiException):
+    status = 400
+    slug = "invalid-cursor"
+    title = "Invalid pagination cursor"
+
+
+class Unauthorized(ApiException):
+    status = 401
+    slug = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ApiException):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(ApiException):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowed(ApiException):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class Conflict(ApiException):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(ApiException):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(ApiException):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class ValidationFailed(ApiException):
+    """The input parsed but is not valid. Its status is the app's
+    ``VALIDATION_ERROR_STATUS`` (422 by default, 400 for those who prefer it)."""
+
+    status = 422
+    slug = "validation-failed"
+    title = "Validation failed"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        status: int | None = None,
+        *,
+        errors: Sequence[ErrorItem | tuple[Sequence[str | int], str, str]] = (),
+        headers: t.Mapping[str, str] | None = None,
+    ) -> None:
+        if status is None:
+            status = int(current_app.config.get("VALIDATION_ERROR_STATUS", 422))
+        super().__init__(message, status, errors=errors, headers=headers)
+
+
+class TooManyRequests(ApiException):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+
+class InternalServerError(ApiException):
+    status = 500
+    slug = "internal-server-error"
+    title = "Internal server error"
+
+
+_BY_STATUS: dict[int, type[ApiException]] = {
+    cls.status: cls
+    for cls in (
+        ApiException,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed,
+        TooManyRequests,
+        InternalServerError,
+    )
+}
+
+
+def exception_for_status(status: int) -> type[ApiException]:
+    """The exception class for an HTTP status; a generic one for others."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return type(
+        f"HttpError{status}",
+        (ApiException,),
+        {"status": status, "slug": f"http-{status}", "title": f"HTTP error {status}"},
+    )
+
+
+def from_http_exception(exc: HTTPException) -> ApiException:
+    """The API equivalent of a Werkzeug HTTP error (404 for an unknown URL, 405...)."""
+    status = exc.code or 500
+    cls = exception_for_status(status)
+    headers: dict[str, str] = {}
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    # Werkzeug's descriptions are written for HTML pages ("If you entered the
+    # URL manually please check your spelling"); the class title reads better.
+    message = cls.title if status >= 500 else _first_sentence(exc.description) or cls.title
+    return cls(message, status, headers=headers)
+
+
+def _first_sentence(text: str | None) -> str:
+    if not text:
+        return ""
+    return text.split(". ")[0].rstrip(".") + "."
+
+
+class ProblemFormatter:
+    """Turns an :class:`ApiException` into the response body. Replace it with
+    ``app.problem_formatter = MyFormatter()`` to change the envelope everywhere:
+    the OpenAPI components are built from :attr:`model`."""
+
+    #: The body's schema, published in the OpenAPI document.
+    model: type[BaseModel] = Problem
+    #: The response's media type.
+    mimetype: str = "application/problem+json"
+
+    def render(self, exc: ApiException) -> BaseModel:
+        return Problem(
+            type=exc.type_uri(),
+            title=exc.title,
+            status=exc.status,
+            detail=exc.message,
+            errors=exc.errors,
+        )
+
+    def to_response(self, exc: ApiException) -> Response:
+        body = self.render(exc)
+        response = current_app.response_class(
+            body.model_dump_json(), status=exc.status, mimetype=self.mimetype
+        )
+        response.headers.update(exc.headers)
+        return response

@@ -1,0 +1,108 @@
+"""``ApiResult`` (slides 35 and 47): what an API view returns.
+
+A view returns ``ApiResult(value, status=200, headers=None, next_page=None)``;
+:meth:`karaffe.App.make_response` turns it into a JSON response. ``value`` may be
+a pydantic model, a dataclass, a dict, a list of any of those, or anything else
+:func:`encode_json` understands.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Mapping
+
+import orjson
+from flask import Response, current_app, request
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from urllib.parse import urljoin as url_join  # werkzeug.urls.url_join of slide 47, removed in Werkzeug 3
+
+if t.TYPE_CHECKING:
+    from .pagination import Page
+
+__all__ = ["ApiResult", "RawJson", "encode_json"]
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _fallback(value: t.Any) -> t.Any:
+    return to_jsonable_python(value)
+
+
+class RawJson(bytes):
+    """JSON that is already encoded (by a response model's serializer); sent as is."""
+
+
+def encode_json(value: t.Any) -> bytes:
+    """Serialize ``value`` to compact UTF-8 JSON.
+
+    A pydantic model goes through its own compiled serializer; everything else
+    through orjson, which handles dicts, lists, dataclasses, datetimes, UUIDs
+    and enums natively and asks pydantic for what remains (models nested in a
+    list, for example). ``bench/json_encoding.py`` measures this choice.
+    """
+    if isinstance(value, RawJson):
+        return value
+    if isinstance(value, BaseModel):
+        return value.__pydantic_serializer__.to_json(value)
+    return orjson.dumps(value, default=_fallback, option=_OPTIONS)
+
+
+class ApiResult:
+    """A JSON API response in the making.
+
+    :param value: the body.
+    :param status: the HTTP status code.
+    :param headers: extra response headers.
+    :param next_page: a URL, usually relative such as ``"?cursor=abc"``, of the
+        next page; sent as ``Link: <url>; rel="next"`` resolved against the
+        request URL (slide 47).
+    :param page: a :class:`karaffe.Page`; its ``next``, ``prev``, ``first`` (and,
+        when counted, ``last``) links and total go into the headers, its items
+        into the body when ``value`` is omitted.
+    """
+
+    #: The media type of every API response.
+    mimetype = "application/json"
+
+    def __init__(
+        self,
+        value: t.Any = None,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        next_page: str | None = None,
+        *,
+        page: Page[t.Any] | None = None,
+    ) -> None:
+        if value is None and page is not None:
+            value = page.items
+        self.value = value
+        self.status = status
+        self.headers = dict(headers or {})
+        self.next_page = next_page
+        self.page = page
+
+    def links(self) -> dict[str, str]:
+        """The ``Link`` relations of this response, relative or absolute."""
+        links = self.page.links() if self.page is not None else {}
+        if self.next_page is not None:
+            links["next"] = self.next_page
+        return links
+
+    def to_response(self) -> Response:
+        body = b"" if self.status == 204 else encode_json(self.value)
+        rv = current_app.response_class(body, status=self.status, mimetype=self.mimetype)
+        if self.headers:
+            rv.headers.update(self.headers)
+        links = self.links()
+        if links:
+            base = request.url
+            rv.headers["Link"] = ", ".join(
+                f'<{url_join(base, url)}>; rel="{rel}"' for rel, url in links.items()
+            )
+        if self.page is not None and self.page.total is not None:
+            rv.headers["X-Total-Count"] = str(self.page.total)
+        return rv
+
+    def __repr__(self) -> str:
+        return f"<ApiResult {self.status} {self.value!r:.60}>"

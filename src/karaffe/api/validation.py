@@ -1,0 +1,242 @@
+"""Declared inputs and outputs for API views (slides 40-42).
+
+Views stay plain Flask functions. Two decorators record what a view takes and
+gives; the record (:class:`EndpointSpec`) is what validation runs on and what
+the OpenAPI document is generated from::
+
+    @blueprint.post("/items")
+    @validate(body=ItemIn)
+    @returns(ItemOut, status=201)
+    def create_item(body: ItemIn) -> ItemOut:
+        ...
+
+``validate`` parses the request into the declared pydantic models and passes
+them to the view as the keyword arguments ``body``, ``query`` and ``path``.
+Errors are karaffe's, not pydantic's: malformed JSON is a 400, a body that is
+not JSON a 415, a body over ``MAX_CONTENT_LENGTH`` a 413, and invalid input a 422
+(``VALIDATION_ERROR_STATUS``) with one ``errors`` entry per bad field.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import typing as t
+from dataclasses import dataclass, field
+
+from flask import request
+from pydantic import BaseModel, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response as BaseResponse
+
+from .errors import ErrorItem, MalformedJson, UnsupportedMediaType, ValidationFailed
+from .result import ApiResult, RawJson
+
+__all__ = ["EndpointSpec", "endpoint_spec", "returns", "validate", "validation_errors"]
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+_SPEC_ATTR = "__karaffe_endpoint__"
+_WRAPPED_ATTR = "__karaffe_wrapped__"
+
+
+@dataclass
+class EndpointSpec:
+    """What one API view declares. Read by validation and by OpenAPI."""
+
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    path: type[BaseModel] | None = None
+    response: t.Any = None
+    status: int = 200
+    paginated: bool = False
+    description: str | None = None
+    extra_responses: dict[int, str] = field(default_factory=dict)
+    _response_adapter: TypeAdapter[t.Any] | None = None
+
+    def response_adapter(self) -> TypeAdapter[t.Any] | None:
+        if self.response is None:
+            return None
+        if self._response_adapter is None:
+            self._response_adapter = TypeAdapter(self.response)
+        return self._response_adapter
+
+
+def endpoint_spec(view: t.Callable[..., t.Any]) -> EndpointSpec | None:
+    """The spec a view was declared with, or ``None`` for an undeclared view."""
+    return getattr(view, _SPEC_ATTR, None)
+
+
+def validation_errors(
+    exc: PydanticValidationError, prefix: str, *, field_names: t.Mapping[str, str] | None = None
+) -> list[ErrorItem]:
+    """pydantic's errors as karaffe's ``ErrorItem``s, located under ``prefix``.
+
+    The rejected input value is left out on purpose: it may be a password.
+    """
+    items = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = [prefix, *error["loc"]]
+        if field_names and len(loc) > 1 and isinstance(loc[1], str):
+            loc[1] = field_names.get(loc[1], loc[1])
+        items.append(ErrorItem(loc=loc, msg=error["msg"], code=error["type"]))
+    return items
+
+
+def _is_multi(annotation: t.Any) -> bool:
+    origin = t.get_origin(annotation)
+    if origin in (t.Union, types.UnionType):
+        return any(_is_multi(arg) for arg in t.get_args(annotation) if arg is not type(None))
+    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset)
+
+
+@functools.cache
+def _query_plan(model: type[BaseModel]) -> tuple[tuple[tuple[str, bool], ...], bool]:
+    """For each field, its query parameter name and whether it repeats; and
+    whether unknown parameters should reach the model (``extra="forbid"``)."""
+    plan = tuple(
+        (info.alias or name, _is_multi(info.annotation)) for name, info in model.model_fields.items()
+    )
+    return plan, model.model_config.get("extra") == "forbid"
+
+
+def parse_query(model: type[BaseModel], args: MultiDict[str, str]) -> BaseModel:
+    """Validate query parameters into ``model`` (a 422 on failure)."""
+    plan, pass_all = _query_plan(model)
+    data: dict[str, t.Any] = {}
+    for name, multi in plan:
+        if name in args:
+            data[name] = args.getlist(name) if multi else args[name]
+    if pass_all:
+        for name in args:
+            data.setdefault(name, args[name])
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationFailed(errors=validation_errors(exc, "query")) from None
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+def parse_body(model: type[BaseModel]) -> BaseModel:
+    """Validate the JSON request body into ``model``.
+
+    415 when the body is not declared as JSON, 413 past ``MAX_CONTENT_LENGTH``
+    (raised by Werkzeug while reading), 400 when it is not well-formed JSON,
+    422 when it does not fit the model.
+    """
+    if not _is_json(request.mimetype):
+        got = request.mimetype or "no Content-Type"
+        raise UnsupportedMediaType(f"Expected a JSON body (application/json), got {got}.")
+    data = request.get_data(cache=True)
+    try:
+        return model.model_validate_json(data)
+    except PydanticValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
+            raise MalformedJson(f"The request body is not valid JSON: {reason}.") from None
+        raise ValidationFailed(errors=validation_errors(exc, "body")) from None
+
+
+def _declared(view: F) -> tuple[F, EndpointSpec]:
+    """The view's single validating wrapper and its spec, made on first use.
+
+    Whichever of :func:`validate` and :func:`returns` comes first installs the
+    wrapper; the wrapper reads the spec when called, so their order is free.
+    """
+    if getattr(view, _WRAPPED_ATTR, False):
+        return view, t.cast(EndpointSpec, endpoint_spec(view))
+    spec = EndpointSpec()
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        if spec.path is not None:
+            try:
+                kwargs = {"path": spec.path.model_validate(kwargs)}
+            except PydanticValidationError as exc:
+                raise ValidationFailed(errors=validation_errors(exc, "path")) from None
+        if spec.query is not None:
+            kwargs["query"] = parse_query(spec.query, request.args)
+        if spec.body is not None:
+            kwargs["body"] = parse_body(spec.body)
+        return _finish(spec, view(*args, **kwargs))
+
+    setattr(wrapper, _SPEC_ATTR, spec)
+    setattr(wrapper, _WRAPPED_ATTR, True)
+    return t.cast(F, wrapper), spec
+
+
+def validate(
+    *,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    path: type[BaseModel] | None = None,
+) -> t.Callable[[F], F]:
+    """Parse the request into pydantic models before the view runs.
+
+    The view gets the parsed models as the keyword arguments ``body``, ``query``
+    and ``path`` (``path`` replaces the URL's own arguments). If the view
+    returns a bare value rather than a response, it is wrapped in
+    :class:`ApiResult` with the status declared by :func:`returns`.
+    """
+
+    def decorator(view: F) -> F:
+        wrapper, spec = _declared(view)
+        spec.body, spec.query, spec.path = body, query, path
+        return wrapper
+
+    return decorator
+
+
+def _finish(spec: EndpointSpec, rv: t.Any) -> t.Any:
+    """Wrap what a declared view returned: a bare value becomes an ApiResult,
+    serialized through the declared response model."""
+    if isinstance(rv, ApiResult):
+        if spec.response is not None and rv.value is not None:
+            rv.value = _coerce(spec, rv.value)
+        return rv
+    if isinstance(rv, tuple | BaseResponse):
+        return rv
+    value = _coerce(spec, rv) if spec.response is not None else rv
+    return ApiResult(value, status=spec.status)
+
+
+def _coerce(spec: EndpointSpec, value: t.Any) -> t.Any:
+    """Shape ``value`` (ORM objects, dicts, models) into the declared response
+    type, so what is sent is exactly what is documented."""
+    response = spec.response
+    if isinstance(value, RawJson) or (isinstance(response, type) and isinstance(value, response)):
+        return value
+    adapter = spec.response_adapter()
+    assert adapter is not None
+    return RawJson(adapter.dump_json(adapter.validate_python(value, from_attributes=True)))
+
+
+def returns(
+    response: t.Any,
+    status: int = 200,
+    *,
+    paginated: bool = False,
+    description: str | None = None,
+    errors: t.Mapping[int, str] | None = None,
+) -> t.Callable[[F], F]:
+    """Declare what a view returns: ``response`` is a pydantic model or a type
+    such as ``list[ItemOut]``; ``paginated`` documents the ``Link`` header and
+    the ``cursor``/``limit`` parameters; ``errors`` documents further error
+    statuses (``{404: "No such item"}``). Only records: validation of output
+    happens when the view returns a value that is not already the model."""
+
+    def decorator(view: F) -> F:
+        wrapper, spec = _declared(view)
+        spec.response, spec.status, spec.paginated = response, status, paginated
+        spec.description = description
+        spec.extra_responses.update(errors or {})
+        return wrapper
+
+    return decorator

@@ -1,0 +1,188 @@
+"""The application: a Flask subclass that knows karaffe's settings, finds its
+blueprints, and turns ``ApiResult`` and ``ApiException`` into responses
+(slides 20-23 and 35-37).
+
+An app is built by its own factory, the way the talk recommends::
+
+    def create_app(config=None):
+        app = karaffe.App(__name__)
+        app.configure(config)
+        app.register_blueprints("myapp.blueprints")
+        return app
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import typing as t
+from collections.abc import Mapping
+
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException
+from werkzeug.utils import find_modules, import_string
+from werkzeug.wrappers import Response as BaseResponse
+
+from .api.errors import ApiException, InternalServerError, ProblemFormatter, from_http_exception
+from .api.result import ApiResult
+from .config import CORE_SETTINGS, ConfigError, Setting, load_settings
+from .htmljson import htmljson_filter
+
+__all__ = ["App", "BlueprintImportError"]
+
+log = logging.getLogger("karaffe")
+
+# Keys an explicit config may set without karaffe declaring them: Flask's own,
+# and those of the extensions karaffe builds on.
+_PASSTHROUGH_PREFIXES = (
+    "SQLALCHEMY_",
+    "WTF_",
+    "SESSION_",
+    "REMEMBER_",
+    "TEMPLATES_",
+    "EXPLAIN_",
+    "PREFERRED_",
+    "JSON",
+)
+
+
+class BlueprintImportError(ImportError):
+    """A module under the blueprints package failed to import."""
+
+
+class App(Flask):
+    """A Flask application with karaffe's conventions built in.
+
+    It is plain Flask: everything karaffe adds goes through Flask's own
+    extension points (``make_response``, error handlers, ``extensions``).
+    """
+
+    #: Settings every instance knows; parts add theirs with :meth:`add_settings`.
+    settings: tuple[Setting, ...] = CORE_SETTINGS
+
+    #: Renders every API error; replace it to change the envelope everywhere.
+    problem_formatter: ProblemFormatter = ProblemFormatter()
+
+    def __init__(self, import_name: str, *, env_prefix: str | None = None, **kwargs: t.Any) -> None:
+        super().__init__(import_name, **kwargs)
+        #: Environment variable prefixes read by :meth:`configure`, in order.
+        self.env_prefixes = ["KARAFFE_"]
+        app_prefix = env_prefix or f"{import_name.split('.')[0].upper()}_"
+        if app_prefix not in self.env_prefixes and app_prefix[0].isalpha():
+            self.env_prefixes.append(app_prefix)
+        self.settings = tuple(type(self).settings)
+        self.configured = False
+        self.register_error_handler(ApiException, self.handle_api_exception)
+        self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
+        self.add_template_filter(htmljson_filter, "htmljson")
+        from .cli import cli
+
+        self.cli.add_command(cli)
+
+    # -- configuration -------------------------------------------------------
+
+    def add_settings(self, *settings: Setting) -> None:
+        """Declare more settings (for a part's ``init_app`` or the app's own).
+        Call before :meth:`configure`, or configure again after."""
+        known = {s.name for s in self.settings}
+        self.settings += tuple(s for s in settings if s.name not in known)
+        if self.configured:
+            for setting in settings:
+                self.config.setdefault(setting.name, setting.default)
+
+    def configure(
+        self, config: Mapping[str, t.Any] | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        """Load settings: documented defaults < environment < ``config``.
+
+        The environment is read under each prefix in :attr:`env_prefixes`
+        (``KARAFFE_`` then the app's, such as ``TRACKER_``), and some settings
+        also read a conventional name (``DATABASE_URL``). An unknown or
+        malformed value raises :class:`karaffe.ConfigError` naming it.
+        """
+        values = load_settings(
+            self.settings,
+            env_prefixes=self.env_prefixes,
+            explicit=config,
+            passthrough=self.config.keys(),
+            passthrough_prefixes=_PASSTHROUGH_PREFIXES,
+            environ=os.environ if environ is None else environ,
+        )
+        self.config.update(values)
+        if not self.config.get("SECRET_KEY"):
+            if not (self.debug or self.testing):
+                raise ConfigError(
+                    "setting SECRET_KEY is required: set KARAFFE_SECRET_KEY or pass it in config"
+                )
+            self.config["SECRET_KEY"] = "karaffe-insecure-development-key"
+        self.configured = True
+
+    # -- blueprints ----------------------------------------------------------
+
+    def register_blueprints(self, package: str, **options: t.Any) -> list[str]:
+        """Register the ``blueprint`` of every module under ``package`` (slide 22).
+
+        Modules are visited in sorted order, recursively, so registration is the
+        same on every machine. A module without a ``blueprint`` is skipped; one
+        that fails to import stops start-up with :class:`BlueprintImportError`
+        naming it. Returns the names of the modules registered.
+        """
+        registered = []
+        for name in sorted(find_modules(package, include_packages=True, recursive=True)):
+            try:
+                module = import_string(name)
+            except Exception as exc:
+                raise BlueprintImportError(
+                    f"blueprint module {name} failed to import: {type(exc).__name__}: {exc}"
+                ) from exc
+            blueprint = getattr(module, "blueprint", None)
+            if blueprint is not None:
+                self.register_blueprint(blueprint, **options)
+                registered.append(name)
+        return registered
+
+    # -- API responses and errors ---------------------------------------------
+
+    def is_api_request(self) -> bool:
+        """Whether errors of the current request render as problem+json: its
+        path is under one of ``API_PREFIXES``. Override for other rules."""
+        path = request.path
+        return any(
+            path == prefix or path.startswith(prefix.rstrip("/") + "/")
+            for prefix in self.config.get("API_PREFIXES", ["/api"])
+        )
+
+    def make_response(self, rv: ResponseReturnValue | ApiResult | BaseModel) -> BaseResponse:  # type: ignore[override]
+        """Turn an :class:`ApiResult` (or a bare pydantic model) into a JSON
+        response (slide 36); everything else as Flask does."""
+        if isinstance(rv, ApiResult):
+            return rv.to_response()
+        if isinstance(rv, BaseModel):
+            return ApiResult(rv).to_response()
+        return super().make_response(rv)
+
+    def handle_api_exception(self, exc: ApiException) -> BaseResponse:
+        """Render an :class:`ApiException` with :attr:`problem_formatter`."""
+        return self.problem_formatter.to_response(exc)
+
+    def handle_http_exception_for_api(self, exc: HTTPException) -> BaseResponse | HTTPException:
+        """On API routes, Werkzeug's HTTP errors (404 for an unknown URL, 405,
+        413...) get the problem envelope; on HTML routes they stay HTML."""
+        if exc.code is None or not self.is_api_request():
+            return exc
+        if exc.response is not None:
+            return exc.response
+        return self.handle_api_exception(from_http_exception(exc))
+
+    def handle_exception(self, e: Exception) -> BaseResponse:
+        """An unhandled exception on an API route is a 500 problem that reveals
+        nothing of the error; it is logged with its traceback as Flask does."""
+        if self.propagate_exceptions or not self.is_api_request():
+            return super().handle_exception(e)
+        self.log_exception((type(e), e, e.__traceback__))
+        return self.finalize_request(
+            self.handle_api_exception(InternalServerError()), from_error_handler=True
+        )
+

@@ -1,0 +1,84 @@
+"""karaffe's pytest plugin (slide 57), registered by entry point.
+
+Point it at your factory in ``pyproject.toml``::
+
+    [tool.pytest.ini_options]
+    karaffe_app = "myapp:create_app"
+
+and every test gets ``app`` (built with :func:`karaffe_config`, which you may
+override in your ``conftest.py``) and ``client``::
+
+    def test_welcome_view(client):
+        rv = client.get("/welcome")
+        assert "set-cookie" not in rv.headers
+        assert b"Welcome" in rv.data
+        assert rv.status_code == 200
+
+It also starts real servers for tests that need them: ``redis_url`` and
+``postgres_url`` (see :mod:`karaffe._servers`).
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.utils import import_string
+
+from . import _servers
+
+__all__ = ["app", "client", "karaffe_config", "postgres_url", "redis_url"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "karaffe_app",
+        "Import name of the app factory for the app fixture, e.g. myapp:create_app",
+        default="",
+    )
+
+
+@pytest.fixture
+def karaffe_config(tmp_path: t.Any) -> dict[str, t.Any]:
+    """The config mapping the ``app`` fixture passes to the factory.
+    Override it (or extend it) in your ``conftest.py``."""
+    return {"TESTING": True, "SECRET_KEY": "test-secret-key"}
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, karaffe_config: dict[str, t.Any]) -> Iterator[Flask]:
+    """The app built by the factory named by the ``karaffe_app`` ini option."""
+    target = str(request.config.getini("karaffe_app"))
+    if not target:
+        raise pytest.UsageError(
+            'set karaffe_app = "yourpackage:create_app" in the pytest configuration, '
+            "or define an app fixture"
+        )
+    factory = import_string(target.replace(":", "."))
+    yield factory(karaffe_config)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client for ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server for this test session: ``REDIS_URL`` if set, else a
+    private ``redis-server`` on a free port, stopped at the end."""
+    with _servers.redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database for this test session: ``DATABASE_URL`` if it is
+    a PostgreSQL URL, else a private server (``initdb`` + ``postgres``) on a
+    free port, stopped at the end."""
+    with _servers.postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
