@@ -37,7 +37,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, log
             return
         time.sleep(0.05)
     stop(proc)
-    raise RuntimeError(f"server did not listen on {port} within {timeout}s: {log.read_text()[-2000:]}")
+    raise RuntimeError(
+        f"server did not listen on {port} within {timeout}s: {log.read_text()[-2000:]}"
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -144,8 +146,9 @@ def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
+        createdb = _pg_bin("createdb") or "createdb"
         done = subprocess.run(
-            [_pg_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "karaffe_test"],
+            [createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "karaffe_test"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         if done.returncode == 0 or time.monotonic() > deadline:

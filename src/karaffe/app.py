@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import typing as t
 from collections.abc import Mapping
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.response import Response as SansIOResponse
 from werkzeug.utils import find_modules, import_string
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -167,7 +169,9 @@ class App(Flask):
         """Render an :class:`ApiException` with :attr:`problem_formatter`."""
         return self.problem_formatter.to_response(exc)
 
-    def handle_http_exception_for_api(self, exc: HTTPException) -> BaseResponse | HTTPException:
+    def handle_http_exception_for_api(
+        self, exc: HTTPException
+    ) -> BaseResponse | HTTPException | SansIOResponse:
         """On API routes, Werkzeug's HTTP errors (404 for an unknown URL, 405,
         413...) get the problem envelope; on HTML routes they stay HTML."""
         if exc.code is None or not self.is_api_request():
@@ -176,13 +180,15 @@ class App(Flask):
             return exc.response
         return self.handle_api_exception(from_http_exception(exc))
 
-    def handle_exception(self, e: Exception) -> BaseResponse:
+    def handle_exception(self, e: Exception) -> Response:
         """An unhandled exception on an API route is a 500 problem that reveals
         nothing of the error; it is logged with its traceback as Flask does."""
-        if self.propagate_exceptions or not self.is_api_request():
+        propagate = self.config["PROPAGATE_EXCEPTIONS"]
+        if propagate is None:
+            propagate = self.testing or self.debug
+        if propagate or not self.is_api_request():
             return super().handle_exception(e)
-        self.log_exception((type(e), e, e.__traceback__))
+        self.log_exception(sys.exc_info())
         return self.finalize_request(
             self.handle_api_exception(InternalServerError()), from_error_handler=True
         )
-

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 from flask.cli import AppGroup, FlaskGroup
 
 __all__ = ["cli", "main"]

@@ -85,9 +85,7 @@ class Setting:
                 value = float(value)
             elif self.type is list and isinstance(value, tuple):
                 value = list(value)
-            if not isinstance(value, self.type) or (
-                self.type is int and isinstance(value, bool)
-            ):
+            if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
                 raise ValueError(f"expected {self.type.__name__}, got {type(value).__name__}")
             if self.check is not None:
                 self.check(value)
@@ -159,15 +157,49 @@ def load_settings(
 #: The settings every karaffe app has. Parts add their own with
 #: :meth:`karaffe.App.add_settings` (the data layer adds ``DATABASE_URL``...).
 CORE_SETTINGS: tuple[Setting, ...] = (
-    Setting("SECRET_KEY", str, None, "Signs sessions, cursors and channel tokens. Required outside debug and testing."),
+    Setting(
+        "SECRET_KEY",
+        str,
+        None,
+        "Signs sessions, cursors and channel tokens. Required outside debug and testing.",
+    ),
     Setting("SECRET_KEY_FALLBACKS", list, [], "Old secret keys still accepted while rotating."),
     Setting("API_PREFIXES", list, ["/api"], "URL prefixes whose errors render as problem+json."),
-    Setting("MAX_CONTENT_LENGTH", int, 1024 * 1024, "Largest request body in bytes; larger bodies get 413.", check=positive),
-    Setting("VALIDATION_ERROR_STATUS", int, 422, "Status for failed validation: 422 or 400.", check=lambda v: _one_of(v, (400, 422))),
-    Setting("PROBLEM_TYPE_BASE", str, "urn:karaffe:problem:", "Prefix of the `type` URI of every problem response."),
-    Setting("PAGINATION_DEFAULT_LIMIT", int, 20, "Page size when the client sends no `limit`.", check=positive),
-    Setting("PAGINATION_MAX_LIMIT", int, 100, "Largest `limit` a client may ask for; more gets a 422.", check=positive),
-)  # fmt: skip
+    Setting(
+        "MAX_CONTENT_LENGTH",
+        int,
+        1024 * 1024,
+        "Largest request body in bytes; larger bodies get 413.",
+        check=positive,
+    ),
+    Setting(
+        "VALIDATION_ERROR_STATUS",
+        int,
+        422,
+        "Status for failed validation: 422 or 400.",
+        check=lambda v: _one_of(v, (400, 422)),
+    ),
+    Setting(
+        "PROBLEM_TYPE_BASE",
+        str,
+        "urn:karaffe:problem:",
+        "Prefix of the `type` URI of every problem response.",
+    ),
+    Setting(
+        "PAGINATION_DEFAULT_LIMIT",
+        int,
+        20,
+        "Page size when the client sends no `limit`.",
+        check=positive,
+    ),
+    Setting(
+        "PAGINATION_MAX_LIMIT",
+        int,
+        100,
+        "Largest `limit` a client may ask for; more gets a 422.",
+        check=positive,
+    ),
+)
 
 
 def _one_of(value: t.Any, allowed: tuple[t.Any, ...]) -> None:

@@ -227,7 +227,7 @@ class ApiDocs:
 
         parameters: list[dict[str, t.Any]] = []
         for name in rule.arguments:
-            converter = rule._converters.get(name)  # noqa: SLF001
+            converter = rule._converters.get(name)
             schema = _CONVERTER_SCHEMAS.get(type(converter).__name__, {"type": "string"})
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         responses = operation["responses"]
@@ -281,15 +281,15 @@ class ApiDocs:
         if spec is not None and spec.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": self._refs[(spec.body, "validation")]}
-                },
+                "content": {"application/json": {"schema": self._refs[(spec.body, "validation")]}},
             }
             for status in ("400", "413", "415", validation_status):
                 responses[status] = problem
 
         status = str(spec.status if spec is not None else 200)
-        success: dict[str, t.Any] = {"description": spec.description if spec and spec.description else "Success."}
+        success: dict[str, t.Any] = {
+            "description": spec.description if spec and spec.description else "Success."
+        }
         if spec is not None and spec.response is not None and status != "204":
             key = spec.response if isinstance(spec.response, type) else rule.endpoint
             schema = self._refs[(key, "serialization")]

@@ -96,12 +96,14 @@ class CursorCodec:
     salt = "karaffe.cursor"
 
     def __init__(self, secret_keys: Sequence[str | bytes], scope: str) -> None:
-        self.serializer = URLSafeSerializer(list(secret_keys)[::-1], salt=self.salt)
+        # itsdangerous signs with the last key and accepts all of them.
+        keys = [k.encode() if isinstance(k, str) else k for k in secret_keys][::-1]
+        self.serializer = URLSafeSerializer(keys, salt=self.salt)
         self.scope = hashlib.blake2s(scope.encode(), digest_size=6).hexdigest()
 
     def dumps(self, cursor: Cursor) -> str:
         key = None if cursor.key is None else [_encode_value(v) for v in cursor.key]
-        return t.cast(str, self.serializer.dumps([self.scope, cursor.direction, key]))
+        return self.serializer.dumps([self.scope, cursor.direction, key])
 
     def loads(self, token: str) -> Cursor:
         """Decode ``token`` or raise :class:`InvalidCursor`."""
@@ -205,7 +207,9 @@ def paginate(
     """
     limit, token = read_page_args(limit)
     if order_by is not None:
-        return _paginate_select(t.cast("Select[t.Any]", source), order_by, limit, token, with_total, session)
+        return _paginate_select(
+            t.cast("Select[t.Any]", source), order_by, limit, token, with_total, session
+        )
     if key is None:
         raise TypeError("paginate() needs order_by= for a select, or key= for a sequence")
     return _paginate_sequence(t.cast(Sequence[T], source), key, limit, token, with_total)
@@ -225,7 +229,9 @@ def _finish_page(
     backwards = cursor is not None and cursor.direction == PREV
     if backwards:
         rows.reverse()
-    has_next = (not backwards and more) or (backwards and cursor is not None and cursor.key is not None)
+    has_next = (not backwards and more) or (
+        backwards and cursor is not None and cursor.key is not None
+    )
     has_prev = (backwards and more) or (not backwards and cursor is not None)
     page: Page[T] = Page(items=rows, limit=limit, total=total, is_first=not has_prev)
     if rows and has_next:
@@ -305,6 +311,6 @@ def _paginate_select(
         total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
 
     def keyf(row: t.Any) -> tuple[t.Any, ...]:
-        return tuple(getattr(row, c.key) for c, _ in columns)  # type: ignore[attr-defined]
+        return tuple(getattr(row, str(c.key)) for c, _ in columns)
 
     return _finish_page(rows, keyf, cursor, limit, codec, total)

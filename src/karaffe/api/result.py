@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import typing as t
 from collections.abc import Mapping
+from urllib.parse import (
+    urljoin as url_join,
+)  # werkzeug.urls.url_join of slide 47, removed in Werkzeug 3
 
 import orjson
 from flask import Response, current_app, request
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from urllib.parse import urljoin as url_join  # werkzeug.urls.url_join of slide 47, removed in Werkzeug 3
 
 if t.TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
     from .pagination import Page
 
 __all__ = ["ApiResult", "RawJson", "encode_json"]
@@ -103,6 +107,14 @@ class ApiResult:
         if self.page is not None and self.page.total is not None:
             rv.headers["X-Total-Count"] = str(self.page.total)
         return rv
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> t.Iterable[bytes]:
+        """Make an ``ApiResult`` a WSGI application, so that type checkers accept
+        it wherever Flask accepts a view's return value. :class:`karaffe.App`
+        converts it before this is ever called."""
+        return self.to_response()(environ, start_response)
 
     def __repr__(self) -> str:
         return f"<ApiResult {self.status} {self.value!r:.60}>"

@@ -96,7 +96,8 @@ def _query_plan(model: type[BaseModel]) -> tuple[tuple[tuple[str, bool], ...], b
     """For each field, its query parameter name and whether it repeats; and
     whether unknown parameters should reach the model (``extra="forbid"``)."""
     plan = tuple(
-        (info.alias or name, _is_multi(info.annotation)) for name, info in model.model_fields.items()
+        (info.alias or name, _is_multi(info.annotation))
+        for name, info in model.model_fields.items()
     )
     return plan, model.model_config.get("extra") == "forbid"
 
