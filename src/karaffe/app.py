@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as SansIOResponse
-from werkzeug.utils import find_modules, import_string
+from werkzeug.utils import ImportStringError, find_modules, import_string
 from werkzeug.wrappers import Response as BaseResponse
 
 from .api.errors import ApiException, InternalServerError, ProblemFormatter, from_http_exception
@@ -136,9 +136,10 @@ class App(Flask):
             try:
                 module = import_string(name)
             except Exception as exc:
+                cause = exc.exception if isinstance(exc, ImportStringError) else exc
                 raise BlueprintImportError(
-                    f"blueprint module {name} failed to import: {type(exc).__name__}: {exc}"
-                ) from exc
+                    f"blueprint module {name} failed to import: {type(cause).__name__}: {cause}"
+                ) from cause
             blueprint = getattr(module, "blueprint", None)
             if blueprint is not None:
                 self.register_blueprint(blueprint, **options)

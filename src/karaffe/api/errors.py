@@ -28,6 +28,7 @@ schema and the returned body cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from collections.abc import Sequence
 
@@ -232,6 +233,7 @@ _BY_STATUS: dict[int, type[ApiException]] = {
 }
 
 
+@functools.cache
 def exception_for_status(status: int) -> type[ApiException]:
     """The exception class for an HTTP status; a generic one for others."""
     if status in _BY_STATUS:

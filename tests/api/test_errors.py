@@ -1,0 +1,184 @@
+"""Every API error renders the same RFC 9457 envelope; the envelope is replaceable."""
+
+from __future__ import annotations
+
+import pytest
+from flask import abort
+from pydantic import BaseModel
+
+import karaffe
+from karaffe.api import errors
+
+
+def problem(slug: str, title: str, status: int, detail: str, errors: list | None = None) -> dict:
+    return {
+        "type": f"urn:karaffe:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": errors or [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("exc", "slug", "title", "status"),
+    [
+        (karaffe.ApiException, "bad-request", "Bad request", 400),
+        (karaffe.MalformedJson, "malformed-json", "Malformed JSON", 400),
+        (karaffe.InvalidCursor, "invalid-cursor", "Invalid pagination cursor", 400),
+        (karaffe.Unauthorized, "unauthorized", "Authentication required", 401),
+        (karaffe.Forbidden, "forbidden", "Forbidden", 403),
+        (karaffe.NotFound, "not-found", "Not found", 404),
+        (karaffe.MethodNotAllowed, "method-not-allowed", "Method not allowed", 405),
+        (karaffe.Conflict, "conflict", "Conflict", 409),
+        (karaffe.PayloadTooLarge, "payload-too-large", "Payload too large", 413),
+        (karaffe.UnsupportedMediaType, "unsupported-media-type", "Unsupported media type", 415),
+        (karaffe.ValidationFailed, "validation-failed", "Validation failed", 422),
+        (karaffe.TooManyRequests, "too-many-requests", "Too many requests", 429),
+        (karaffe.InternalServerError, "internal-server-error", "Internal server error", 500),
+    ],
+)
+def test_each_exception_has_a_stable_type_and_status(make_app, exc, slug, title, status) -> None:
+    app = make_app()
+
+    @app.get("/api/fail")
+    def fail() -> str:
+        raise exc("It went wrong.")
+
+    rv = app.test_client().get("/api/fail")
+    assert rv.status_code == status
+    assert rv.mimetype == "application/problem+json"
+    assert rv.get_json() == problem(slug, title, status, "It went wrong.")
+
+
+def test_message_defaults_to_title_and_errors_and_headers_are_sent(make_app) -> None:
+    app = make_app()
+
+    @app.get("/api/slow-down")
+    def slow_down() -> str:
+        raise karaffe.TooManyRequests(
+            errors=[(["body", "email"], "Too many attempts", "throttled")],
+            headers={"Retry-After": "30"},
+        )
+
+    rv = app.test_client().get("/api/slow-down")
+    assert rv.headers["Retry-After"] == "30"
+    assert rv.get_json() == problem(
+        "too-many-requests",
+        "Too many requests",
+        429,
+        "Too many requests",
+        [{"loc": ["body", "email"], "msg": "Too many attempts", "code": "throttled"}],
+    )
+
+
+def test_a_subclass_is_three_lines(make_app) -> None:
+    class QuotaExceeded(karaffe.ApiException):
+        status = 403
+        slug = "quota-exceeded"
+        title = "Quota exceeded"
+
+    app = make_app()
+    app.add_url_rule("/api/q", "q", lambda: (_ for _ in ()).throw(QuotaExceeded()))
+    assert app.test_client().get("/api/q").get_json() == problem(
+        "quota-exceeded", "Quota exceeded", 403, "Quota exceeded"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "slug", "title", "detail"),
+    [
+        (400, "bad-request", "Bad request", "The browser (or proxy) sent a request that this server could not understand."),
+        (401, "unauthorized", "Authentication required", "The server could not verify that you are authorized to access the URL requested."),
+        (403, "forbidden", "Forbidden", "You don't have the permission to access the requested resource."),
+        (404, "not-found", "Not found", "The requested URL was not found on the server."),
+        (409, "conflict", "Conflict", "A conflict happened while processing the request."),
+        (413, "payload-too-large", "Payload too large", "The data value transmitted exceeds the capacity limit."),
+        (415, "unsupported-media-type", "Unsupported media type", "The server does not support the media type transmitted in the request."),
+        (422, "validation-failed", "Validation failed", "The request was well-formed but was unable to be followed due to semantic errors."),
+        (429, "too-many-requests", "Too many requests", "This user has exceeded an allotted request count."),
+        (500, "internal-server-error", "Internal server error", "Internal server error"),
+        (418, "http-418", "HTTP error 418", "This server is a teapot, not a coffee machine."),
+    ],
+)  # fmt: skip
+def test_werkzeug_http_errors_on_api_routes_get_the_envelope(
+    make_app, code, slug, title, detail
+) -> None:
+    app = make_app()
+
+    @app.get("/api/abort")
+    def aborting() -> str:
+        abort(code)
+
+    rv = app.test_client().get("/api/abort")
+    assert rv.status_code == code
+    assert rv.mimetype == "application/problem+json"
+    assert rv.get_json() == problem(slug, title, code, detail)
+
+
+def test_method_not_allowed_lists_allowed_methods(make_app) -> None:
+    app = make_app()
+    app.add_url_rule("/api/only-get", "only_get", lambda: "x")
+    rv = app.test_client().delete("/api/only-get")
+    assert rv.status_code == 405
+    assert set(rv.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert rv.get_json()["type"] == "urn:karaffe:problem:method-not-allowed"
+
+
+def test_too_large_body_is_a_413_problem(make_app) -> None:
+    app = make_app({"MAX_CONTENT_LENGTH": 10})
+
+    @app.post("/api/upload")
+    def upload() -> str:
+        from flask import request
+
+        return str(len(request.get_data()))
+
+    rv = app.test_client().post("/api/upload", data=b"x" * 11)
+    assert rv.status_code == 413
+    assert rv.get_json()["type"] == "urn:karaffe:problem:payload-too-large"
+
+
+def test_problem_type_base_is_configurable(make_app) -> None:
+    app = make_app({"PROBLEM_TYPE_BASE": "https://errors.example.com/"})
+    rv = app.test_client().get("/api/missing")
+    assert rv.get_json()["type"] == "https://errors.example.com/not-found"
+
+
+def test_validation_status_switch_picks_400(make_app) -> None:
+    app = make_app({"VALIDATION_ERROR_STATUS": 400})
+    app.add_url_rule("/api/v", "v", lambda: (_ for _ in ()).throw(karaffe.ValidationFailed("bad")))
+    rv = app.test_client().get("/api/v")
+    assert rv.status_code == 400
+    assert rv.get_json() == problem("validation-failed", "Validation failed", 400, "bad")
+
+
+class Envelope(BaseModel):
+    code: str
+    message: str
+
+
+class MyFormatter(karaffe.ProblemFormatter):
+    model = Envelope
+    mimetype = "application/json"
+
+    def render(self, exc: karaffe.ApiException) -> BaseModel:
+        return Envelope(code=exc.slug, message=exc.message)
+
+
+def test_envelope_is_replaced_in_one_place(make_app) -> None:
+    app = make_app()
+    app.problem_formatter = MyFormatter()
+    rv = app.test_client().get("/api/missing")
+    assert rv.status_code == 404
+    assert rv.mimetype == "application/json"
+    assert rv.get_json() == {
+        "code": "not-found",
+        "message": "The requested URL was not found on the server.",
+    }
+
+
+def test_exception_for_unknown_status_is_generic_and_cached() -> None:
+    first = errors.exception_for_status(451)
+    assert first.status == 451 and first.slug == "http-451"
+    assert errors.exception_for_status(451) is first

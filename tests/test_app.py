@@ -1,0 +1,235 @@
+"""The App class: blueprint discovery (slide 22), the response converter
+(slide 36), the contained app (slide 23), and HTML vs API errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+import typing as t
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Blueprint, Flask
+from pydantic import BaseModel
+
+import karaffe
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Iterator[Callable[[str, dict[str, str]], str]]:
+    """Write a throwaway package of blueprint modules and make it importable."""
+    names: list[str] = []
+
+    def write(name: str, modules: dict[str, str]) -> str:
+        root = tmp_path / name
+        for relative, source in {"__init__.py": "", **modules}.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+        names.append(name)
+        return name
+
+    sys.path.insert(0, str(tmp_path))
+    yield write
+    sys.path.remove(str(tmp_path))
+    for module in list(sys.modules):
+        if module.split(".")[0] in names:
+            del sys.modules[module]
+
+
+BLUEPRINT = """
+from flask import Blueprint
+blueprint = Blueprint("{name}", __name__)
+
+@blueprint.get("/{name}")
+def index():
+    return "{name}"
+"""
+
+
+def test_register_blueprints_finds_every_module_in_sorted_order(make_app, package) -> None:
+    pkg = package(
+        "bp_sorted",
+        {
+            "zeta.py": BLUEPRINT.format(name="zeta"),
+            "alpha.py": BLUEPRINT.format(name="alpha"),
+            "helpers.py": "VALUE = 1\n",
+            "nested/__init__.py": "",
+            "nested/inner.py": BLUEPRINT.format(name="inner"),
+        },
+    )
+    app = make_app()
+    registered = app.register_blueprints(pkg)
+    assert registered == ["bp_sorted.alpha", "bp_sorted.nested.inner", "bp_sorted.zeta"]
+    assert list(app.blueprints) == ["alpha", "inner", "zeta"]
+    client = app.test_client()
+    assert client.get("/inner").data == b"inner"
+
+
+def test_module_that_fails_to_import_stops_start_up_naming_it(make_app, package) -> None:
+    pkg = package(
+        "bp_broken",
+        {"good.py": BLUEPRINT.format(name="good"), "broken.py": "import does_not_exist_anywhere\n"},
+    )
+    with pytest.raises(karaffe.BlueprintImportError) as info:
+        make_app().register_blueprints(pkg)
+    assert str(info.value) == (
+        "blueprint module bp_broken.broken failed to import: "
+        "ModuleNotFoundError: No module named 'does_not_exist_anywhere'"
+    )
+
+
+def test_missing_blueprint_package_is_an_import_error(make_app) -> None:
+    with pytest.raises(ImportError):
+        make_app().register_blueprints("no_such_package_for_karaffe")
+
+
+def test_view_returning_api_result_becomes_json(make_app) -> None:
+    app = make_app()
+
+    @app.get("/api/thing")
+    def thing() -> karaffe.ApiResult:
+        return karaffe.ApiResult({"name": "mug"}, status=201, headers={"X-Thing": "1"})
+
+    rv = app.test_client().get("/api/thing")
+    assert rv.status_code == 201
+    assert rv.mimetype == "application/json"
+    assert rv.get_json() == {"name": "mug"}
+    assert rv.headers["X-Thing"] == "1"
+
+
+def test_view_returning_a_pydantic_model_becomes_json(make_app) -> None:
+    class Mug(BaseModel):
+        name: str
+
+    app = make_app()
+    app.add_url_rule("/api/mug", "mug", lambda: Mug(name="blue"))
+    assert app.test_client().get("/api/mug").get_json() == {"name": "blue"}
+
+
+def test_next_page_becomes_a_link_header_relative_to_the_request(make_app) -> None:
+    app = make_app()
+
+    @app.get("/api/items")
+    def items() -> karaffe.ApiResult:
+        return karaffe.ApiResult([1, 2], next_page="?page=2")
+
+    rv = app.test_client().get("/api/items?page=1")
+    assert rv.headers["Link"] == '<http://localhost/api/items?page=2>; rel="next"'
+
+
+def test_html_routes_keep_html_errors(make_app) -> None:
+    app = make_app()
+    rv = app.test_client().get("/missing")
+    assert rv.status_code == 404
+    assert rv.mimetype == "text/html"
+
+
+def test_unknown_api_url_is_a_problem(make_app) -> None:
+    rv = make_app().test_client().get("/api/missing")
+    assert rv.status_code == 404
+    assert rv.mimetype == "application/problem+json"
+    assert rv.get_json() == {
+        "type": "urn:karaffe:problem:not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "The requested URL was not found on the server.",
+        "errors": [],
+    }
+
+
+def test_api_crash_is_a_500_problem_without_internals(make_app, caplog) -> None:
+    app = make_app({"PROPAGATE_EXCEPTIONS": False})
+
+    @app.get("/api/crash")
+    def crash() -> str:
+        raise RuntimeError("database password is hunter2")
+
+    with caplog.at_level(logging.ERROR):
+        rv = app.test_client().get("/api/crash")
+    assert rv.status_code == 500
+    assert rv.get_json() == {
+        "type": "urn:karaffe:problem:internal-server-error",
+        "title": "Internal server error",
+        "status": 500,
+        "detail": "Internal server error",
+        "errors": [],
+    }
+    assert b"hunter2" not in rv.data and b"Traceback" not in rv.data
+    assert "hunter2" in caplog.text  # logged for the operator, not sent to the client
+
+
+def test_html_crash_keeps_flask_500_page(make_app) -> None:
+    app = make_app({"PROPAGATE_EXCEPTIONS": False})
+
+    @app.get("/crash")
+    def crash() -> str:
+        raise RuntimeError("boom")
+
+    rv = app.test_client().get("/crash")
+    assert rv.status_code == 500
+    assert rv.mimetype == "text/html"
+
+
+def test_exceptions_propagate_in_testing_so_tests_see_them(make_app) -> None:
+    app = make_app()
+
+    @app.get("/api/crash")
+    def crash() -> str:
+        raise RuntimeError("visible to the test")
+
+    with pytest.raises(RuntimeError, match="visible to the test"):
+        app.test_client().get("/api/crash")
+
+
+def test_api_prefixes_setting_decides_which_routes_are_api(make_app) -> None:
+    app = make_app({"API_PREFIXES": ["/v2"]})
+    assert app.test_client().get("/v2/missing").mimetype == "application/problem+json"
+    assert app.test_client().get("/api/missing").mimetype == "text/html"
+
+
+def test_prefix_match_is_per_path_segment(make_app) -> None:
+    rv = make_app().test_client().get("/apiary")
+    assert rv.mimetype == "text/html"
+
+
+def test_htmljson_filter_is_available_in_templates(make_app) -> None:
+    app = make_app()
+    with app.app_context():
+        rendered = app.jinja_env.from_string("{{ v|htmljson }}").render(v="</script>")
+    assert rendered == '"\\u003c/script\\u003e"'
+
+
+def test_karaffe_command_group_is_registered(make_app) -> None:
+    result = make_app().test_cli_runner().invoke(args=["karaffe", "--help"])
+    assert result.exit_code == 0
+    assert "karaffe's commands" in result.output
+
+
+class ContainedApp:
+    """The contained app of slide 23: a plain object that owns the Flask app
+    and is the WSGI callable."""
+
+    def __init__(self, config: dict[str, t.Any]) -> None:
+        self.flask_app = karaffe.App("contained")
+        self.flask_app.configure(config, environ={})
+        self.flask_app.contained = self  # type: ignore[attr-defined]
+        bp = Blueprint("hello", __name__)
+        bp.add_url_rule("/hello", "hello", lambda: "hello from the contained app")
+        self.flask_app.register_blueprint(bp)
+
+    def __call__(self, environ: dict[str, t.Any], start_response: t.Any) -> t.Any:
+        return self.flask_app(environ, start_response)
+
+
+def test_contained_app_is_the_wsgi_callable() -> None:
+    from werkzeug.test import Client
+
+    contained = ContainedApp({"TESTING": True, "SECRET_KEY": "x"})
+    assert isinstance(contained.flask_app, Flask)
+    assert contained.flask_app.contained is contained  # type: ignore[attr-defined]
+    rv = Client(contained).get("/hello")
+    assert rv.status_code == 200
+    assert rv.get_data() == b"hello from the contained app"
