@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,9 +125,12 @@ def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         _skip("PostgreSQL is not installed (apt-get install postgresql)")
     assert initdb is not None and postgres_bin is not None
     run_as = _as_postgres_user()
-    data = workdir / "data"
     if run_as:
+        # The postgres user cannot enter root's private temp folders (pytest's
+        # are mode 0700): give it a folder of its own under the system temp dir.
+        workdir = Path(tempfile.mkdtemp(prefix="karaffe-pg-"))
         os.chown(workdir, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+    data = workdir / "data"
     subprocess.run(
         [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **run_as,  # type: ignore[call-overload]
@@ -142,6 +146,7 @@ def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
          "-c", "max_connections=200"],
         stdout=log.open("ab"), stderr=subprocess.STDOUT, **run_as,  # type: ignore[call-overload]
     )  # fmt: skip
+    proc.karaffe_workdir = workdir  # type: ignore[attr-defined]
     _wait_for_port(port, proc, 30, log)
     base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -175,3 +180,6 @@ def postgres(workdir: Path) -> Iterator[str]:
         yield url
     finally:
         stop(proc)
+        datadir = getattr(proc, "karaffe_workdir", None)
+        if datadir is not None:
+            shutil.rmtree(datadir, ignore_errors=True)

@@ -300,10 +300,8 @@ def _paginate_select(
             equal = [c == cursor.key[j] for j, (c, _) in enumerate(columns[:i])]
             branches.append(and_(*equal, after))
         query = query.where(or_(*branches))
-    query = query.order_by(
-        None,
-        *[(c.asc() if desc == backwards else c.desc()) for c, desc in columns],
-    ).limit(limit + 1)
+    ordering = [(c.asc() if desc == backwards else c.desc()) for c, desc in columns]
+    query = query.order_by(None).order_by(*ordering).limit(limit + 1)
 
     rows = list(session.scalars(query).all())
     total = None
