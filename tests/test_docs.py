@@ -1,0 +1,30 @@
+"""The docs list every setting and every problem type the code has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import karaffe
+from karaffe.config import CORE_SETTINGS
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_core_setting_is_documented_with_its_default() -> None:
+    text = (DOCS / "config.md").read_text()
+    for setting in CORE_SETTINGS:
+        assert f"| `{setting.name}` | {setting.type.__name__} |" in text, setting.name
+
+
+def test_every_problem_type_is_documented() -> None:
+    text = (DOCS / "errors.md").read_text()
+    classes = [
+        getattr(karaffe, name)
+        for name in karaffe.__all__
+        if isinstance(getattr(karaffe, name), type)
+        and issubclass(getattr(karaffe, name), karaffe.ApiException)
+    ]
+    assert len(classes) == 13
+    for cls in classes:
+        assert f"| `{cls.__name__}` | {cls.status}" in text, cls.__name__
+        assert f"`urn:karaffe:problem:{cls.slug}`" in text, cls.__name__
