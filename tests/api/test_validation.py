@@ -4,10 +4,13 @@ every kind of bad input gets a precise problem."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing as t
 
 import pytest
 from flask import Blueprint
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 import karaffe
@@ -306,3 +309,38 @@ def test_views_stay_plain_flask_functions(app) -> None:
     view = app.view_functions["items.create"]
     assert view.__name__ == "create"
     assert view.__doc__ is None
+
+
+@given(
+    body=st.binary(max_size=200)
+    | st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["name", "price", "quantity", "tags", "active", "x"]), c, max_size=5
+            )
+        ),
+        max_leaves=10,
+    ).map(lambda v: json.dumps(v).encode()),
+    content_type=st.sampled_from(
+        ["application/json", "text/plain", "", "application/x+json", "multipart/form-data"]
+    ),
+    query=st.dictionaries(
+        st.sampled_from(["status", "label", "limit", "zz"]), st.text(max_size=5), max_size=3
+    ),
+)
+@settings(
+    max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+def test_no_bad_input_produces_a_server_error(
+    app, body: bytes, content_type: str, query: dict[str, str]
+) -> None:
+    client = app.test_client()
+    rv = client.post("/api/items", data=body, content_type=content_type, query_string=query)
+    assert rv.status_code in {201, 400, 413, 415, 422}
+    if rv.status_code != 201:
+        assert rv.mimetype == "application/problem+json"
+        assert rv.get_json()["status"] == rv.status_code
+    rv = client.get("/api/items", query_string=query)
+    assert rv.status_code in {200, 422}
