@@ -91,7 +91,6 @@ class ApiDocs:
         self.title, self.version, self.description = title, version, description
         self.url_prefix = url_prefix.rstrip("/")
         self.name = name
-        self._refs: dict[t.Any, t.Any] = {}
         if app is not None:
             self.init_app(app)
 
@@ -165,12 +164,11 @@ class ApiDocs:
             schema = adapter.json_schema(ref_template=_REF, mode="serialization")
             schemas.update(schema.pop("$defs", {}))
             refs[(endpoint, "serialization")] = schema  # type: ignore[index]
-        self._refs = refs
 
         paths: dict[str, dict[str, t.Any]] = {}
         for rule, method, spec, view in operations:
             path = _PARAM.sub(r"{\1}", rule.rule)
-            operation = self._operation(app, rule, method, spec, view)
+            operation = self._operation(app, rule, method, spec, view, refs)
             paths.setdefault(path, {})[method.lower()] = operation
 
         document: dict[str, t.Any] = {
@@ -211,6 +209,7 @@ class ApiDocs:
         method: str,
         spec: EndpointSpec | None,
         view: t.Callable[..., t.Any],
+        refs: dict[t.Any, t.Any],
     ) -> dict[str, t.Any]:
         doc = (view.__doc__ or "").strip()
         summary, _, description = doc.partition("\n")
@@ -281,7 +280,7 @@ class ApiDocs:
         if spec is not None and spec.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": self._refs[(spec.body, "validation")]}},
+                "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
             }
             for status in ("400", "413", "415", validation_status):
                 responses[status] = problem
@@ -292,7 +291,7 @@ class ApiDocs:
         }
         if spec is not None and spec.response is not None and status != "204":
             key = spec.response if isinstance(spec.response, type) else rule.endpoint
-            schema = self._refs[(key, "serialization")]
+            schema = refs[(key, "serialization")]
             success["content"] = {"application/json": {"schema": schema}}
         if spec is not None and spec.paginated:
             success["headers"] = {
