@@ -1,0 +1,235 @@
+"""Channel tokens: a short-lived, signed permission to subscribe to channels.
+
+The Flask app decides who may follow which channel and hands the page a token
+(:func:`karaffe.events.channel_token`); the relay, which shares only the
+app's secret, verifies it without a database. Tokens are signed with
+itsdangerous using ``SECRET_KEY``; ``SECRET_KEY_FALLBACKS`` are still accepted
+while keys rotate.
+
+Errors, each with its HTTP status and a stable ``code``::
+
+    ChannelTokenError            401 invalid_token
+    ├── MissingToken             401 missing_token
+    ├── MalformedToken           401 malformed_token
+    ├── TamperedToken            401 tampered_token   (our key, bad signature)
+    ├── ForeignToken             401 foreign_token    (signed by another secret)
+    ├── ExpiredToken             401 expired_token
+    ├── RevokedToken             401 revoked_token    (user's access revoked after issue)
+    └── ChannelForbidden         403 channel_forbidden (valid, but not for that channel)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import typing as t
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from itsdangerous import URLSafeSerializer
+
+from .protocol import ProtocolError, validate_channel
+
+__all__ = [
+    "ChannelForbidden",
+    "ChannelGrant",
+    "ChannelTokenError",
+    "ExpiredToken",
+    "ForeignToken",
+    "MalformedToken",
+    "MissingToken",
+    "RevokedToken",
+    "TamperedToken",
+    "TokenSigner",
+    "problem_body",
+]
+
+
+class ChannelTokenError(Exception):
+    """A channel token cannot be used. ``status`` and ``code`` say how the
+    relay answers; ``detail`` never contains the token."""
+
+    status: int = 401
+    code: str = "invalid_token"
+    detail: str = "The channel token is invalid."
+
+    def __init__(self, detail: str | None = None) -> None:
+        if detail is not None:
+            self.detail = detail
+        super().__init__(self.detail)
+
+
+class MissingToken(ChannelTokenError):
+    code = "missing_token"
+    detail = "A channel token is required (cookie or `token` query parameter)."
+
+
+class MalformedToken(ChannelTokenError):
+    code = "malformed_token"
+    detail = "The channel token is malformed."
+
+
+class TamperedToken(ChannelTokenError):
+    code = "tampered_token"
+    detail = "The channel token's signature does not match its content."
+
+
+class ForeignToken(ChannelTokenError):
+    code = "foreign_token"
+    detail = "The channel token was not issued by this application."
+
+
+class ExpiredToken(ChannelTokenError):
+    code = "expired_token"
+    detail = "The channel token has expired; fetch a new one."
+
+
+class RevokedToken(ChannelTokenError):
+    code = "revoked_token"
+    detail = "Access was revoked after this channel token was issued."
+
+
+class ChannelForbidden(ChannelTokenError):
+    status = 403
+    code = "channel_forbidden"
+    detail = "The channel token does not grant this channel."
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelGrant:
+    """What a valid token allows: ``user`` may follow ``channels`` until
+    ``expires_at`` (Unix seconds); it was issued at ``issued_at``."""
+
+    user: str
+    channels: tuple[str, ...]
+    issued_at: float
+    expires_at: float
+
+    def check_channels(self, requested: Iterable[str]) -> tuple[str, ...]:
+        """The requested channels if the grant covers them all, else
+        :class:`ChannelForbidden`. Requesting none means all granted ones."""
+        wanted = tuple(dict.fromkeys(requested))
+        if not wanted:
+            return self.channels
+        allowed = set(self.channels)
+        for channel in wanted:
+            if channel not in allowed:
+                raise ChannelForbidden(f"The channel token does not grant channel {channel!r}.")
+        return wanted
+
+
+def _key_id(secret: str | bytes) -> str:
+    """A short public fingerprint of a secret, so a token signed by another
+    application is told apart from a tampered one (an HMAC: it reveals nothing
+    of the secret)."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(key, b"karaffe.events.key-id", hashlib.sha256).hexdigest()[:8]
+
+
+class TokenSigner:
+    """Signs and verifies channel tokens.
+
+    :param secret_key: the current secret (signs new tokens).
+    :param fallbacks: older secrets still accepted (key rotation).
+    :param max_age: default lifetime of new tokens, in seconds.
+    """
+
+    #: Separates karaffe's tokens from anything else signed with the same secret.
+    salt = "karaffe.events.channel-token"
+    #: Longest token accepted.
+    max_length = 8192
+
+    def __init__(
+        self, secret_key: str | bytes, fallbacks: Sequence[str | bytes] = (), max_age: int = 600
+    ) -> None:
+        if not secret_key:
+            raise ValueError("a secret key is required to sign channel tokens")
+        keys: list[str | bytes] = [*fallbacks, secret_key]
+        # itsdangerous signs with the last key and accepts all of them.
+        self.serializer = URLSafeSerializer(t.cast("list[str]", keys), salt=self.salt)
+        self.key_id = _key_id(secret_key)
+        self.known_key_ids = frozenset(_key_id(k) for k in keys)
+        self.max_age = max_age
+
+    def sign(
+        self,
+        user: str | int,
+        channels: Iterable[str],
+        *,
+        max_age: int | None = None,
+        now: float | None = None,
+    ) -> str:
+        """A token letting ``user`` follow ``channels`` for ``max_age`` seconds."""
+        issued = time.time() if now is None else now
+        chans = list(dict.fromkeys(validate_channel(c) for c in channels))
+        if not chans:
+            raise ValueError("a channel token needs at least one channel")
+        lifetime = self.max_age if max_age is None else max_age
+        payload = {
+            "u": str(user),
+            "c": chans,
+            "i": round(issued, 3),
+            "e": round(issued + lifetime, 3),
+            "k": self.key_id,
+        }
+        return str(self.serializer.dumps(payload))
+
+    def verify(self, token: str | None, *, now: float | None = None) -> ChannelGrant:
+        """Return the :class:`ChannelGrant` of ``token`` or raise the
+        :class:`ChannelTokenError` that says what is wrong with it."""
+        if not token:
+            raise MissingToken()
+        if len(token) > self.max_length or "." not in token:
+            raise MalformedToken()
+        try:
+            valid, payload = self.serializer.loads_unsafe(token)
+        except Exception:
+            raise MalformedToken() from None
+        grant = self._grant(payload)
+        if not valid:
+            if isinstance(payload, dict) and payload.get("k") in self.known_key_ids:
+                raise TamperedToken()
+            raise ForeignToken()
+        current = time.time() if now is None else now
+        if current >= grant.expires_at:
+            raise ExpiredToken()
+        return grant
+
+    def _grant(self, payload: t.Any) -> ChannelGrant:
+        if not isinstance(payload, dict):
+            raise MalformedToken()
+        user, channels = payload.get("u"), payload.get("c")
+        issued, expires = payload.get("i"), payload.get("e")
+        if (
+            not isinstance(user, str)
+            or not isinstance(channels, list)
+            or not channels
+            or not all(isinstance(i, int | float) for i in (issued, expires))
+            or not isinstance(payload.get("k"), str)
+        ):
+            raise MalformedToken()
+        try:
+            chans = tuple(validate_channel(c) for c in channels)
+        except ProtocolError:
+            raise MalformedToken() from None
+        return ChannelGrant(
+            user, chans, float(t.cast(float, issued)), float(t.cast(float, expires))
+        )
+
+
+def problem_body(status: int, code: str, detail: str) -> bytes:
+    """The ``application/problem+json`` body the streams answer a refused
+    request with (the same envelope as the API's errors)."""
+    import orjson
+
+    titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+    return orjson.dumps(
+        {
+            "type": f"urn:karaffe:problem:{code}",
+            "title": titles.get(status, "Error"),
+            "status": status,
+            "detail": detail,
+            "code": code,
+        }
+    )
