@@ -103,10 +103,10 @@ def _pg_bin(name: str) -> str | None:
     return candidates[0] if candidates else None
 
 
-def _as_postgres_user() -> dict[str, object]:
-    """initdb refuses to run as root; run the server as the ``postgres`` user then."""
+def _postgres_ids() -> tuple[int | None, int | None]:
+    """initdb refuses to run as root: then run PostgreSQL as the ``postgres`` user."""
     if os.geteuid() != 0:
-        return {}
+        return None, None
     import pwd
 
     try:
@@ -114,44 +114,42 @@ def _as_postgres_user() -> dict[str, object]:
     except KeyError:
         _skip("running as root and there is no postgres user to run PostgreSQL as")
         raise
-    return {"user": user.pw_uid, "group": user.pw_gid}
+    return user.pw_uid, user.pw_gid
 
 
-def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a private PostgreSQL cluster; returns the process and a URL of
-    its ``karaffe_test`` database."""
+def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """Start a private PostgreSQL cluster; returns the process, the URL of its
+    ``karaffe_test`` database, and the folder to remove once it is stopped."""
     initdb, postgres_bin = _pg_bin("initdb"), _pg_bin("postgres")
     if initdb is None or postgres_bin is None:
         _skip("PostgreSQL is not installed (apt-get install postgresql)")
     assert initdb is not None and postgres_bin is not None
-    run_as = _as_postgres_user()
-    if run_as:
+    uid, gid = _postgres_ids()
+    if uid is not None:
         # The postgres user cannot enter root's private temp folders (pytest's
-        # are mode 0700): give it a folder of its own under the system temp dir.
+        # are mode 0700): give it a folder of its own.
         workdir = Path(tempfile.mkdtemp(prefix="karaffe-pg-"))
-        os.chown(workdir, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+        os.chown(workdir, uid, gid or -1)
     data = workdir / "data"
     subprocess.run(
         [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **run_as,  # type: ignore[call-overload]
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=uid, group=gid,
     )  # fmt: skip
     port = free_port()
     log = workdir / "postgres.log"
     log.touch()
-    if run_as:
-        os.chown(log, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+    if uid is not None:
+        os.chown(log, uid, gid or -1)
     proc = subprocess.Popen(
         [postgres_bin, "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(workdir),
          "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
          "-c", "max_connections=200"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, **run_as,  # type: ignore[call-overload]
+        stdout=log.open("ab"), stderr=subprocess.STDOUT, user=uid, group=gid,
     )  # fmt: skip
-    proc.karaffe_workdir = workdir  # type: ignore[attr-defined]
     _wait_for_port(port, proc, 30, log)
-    base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    createdb = _pg_bin("createdb") or "createdb"
     deadline = time.monotonic() + 30
     while True:
-        createdb = _pg_bin("createdb") or "createdb"
         done = subprocess.run(
             [createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "karaffe_test"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -162,7 +160,7 @@ def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     if done.returncode != 0:
         stop(proc)
         raise RuntimeError(f"createdb failed: {done.stderr.decode()}")
-    return proc, f"{base}/karaffe_test"
+    return proc, f"postgresql+psycopg://postgres@127.0.0.1:{port}/karaffe_test", workdir
 
 
 @contextlib.contextmanager
@@ -175,11 +173,9 @@ def postgres(workdir: Path) -> Iterator[str]:
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         yield url
         return
-    proc, url = start_postgres(workdir)
+    proc, url, folder = start_postgres(workdir)
     try:
         yield url
     finally:
         stop(proc)
-        datadir = getattr(proc, "karaffe_workdir", None)
-        if datadir is not None:
-            shutil.rmtree(datadir, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
