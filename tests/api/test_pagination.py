@@ -136,7 +136,7 @@ def test_limit_out_of_bounds_is_422(app, limit, msg, code) -> None:
         "type": "urn:karaffe:problem:validation-failed",
         "title": "Validation failed",
         "status": 422,
-        "detail": "Validation failed",
+        "detail": "1 input is invalid: query.limit.",
         "errors": [{"loc": ["query", "limit"], "msg": msg, "code": code}],
     }
 

@@ -171,7 +171,7 @@ def test_invalid_fields_get_one_entry_each(app) -> None:
         "type": "urn:karaffe:problem:validation-failed",
         "title": "Validation failed",
         "status": 422,
-        "detail": "Validation failed",
+        "detail": "4 inputs are invalid: body.name, body.price, body.quantity, body.tags.",
         "errors": [
             {
                 "loc": ["body", "name"],

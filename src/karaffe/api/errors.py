@@ -201,6 +201,15 @@ class ValidationFailed(ApiException):
         if status is None:
             status = int(current_app.config.get("VALIDATION_ERROR_STATUS", 422))
         super().__init__(message, status, errors=errors, headers=headers)
+        if message is None and self.errors:
+            self.message = self.summary(self.errors)
+
+    @staticmethod
+    def summary(errors: Sequence[ErrorItem]) -> str:
+        """``2 inputs are invalid: body.title, query.limit.``"""
+        places = list(dict.fromkeys(".".join(map(str, e.loc)) for e in errors))
+        count = "1 input is" if len(places) == 1 else f"{len(places)} inputs are"
+        return f"{count} invalid: {', '.join(places)}."
 
 
 class TooManyRequests(ApiException):
