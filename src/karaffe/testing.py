@@ -30,7 +30,16 @@ from werkzeug.utils import import_string
 
 from . import _servers
 
-__all__ = ["app", "client", "karaffe_config", "postgres_url", "redis_url"]
+__all__ = [
+    "app",
+    "client",
+    "db",
+    "karaffe_config",
+    "leak_sweep",
+    "login_as",
+    "postgres_url",
+    "redis_url",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -82,3 +91,59 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     free port, stopped at the end."""
     with _servers.postgres(tmp_path_factory.mktemp("postgres")) as url:
         yield url
+
+
+@pytest.fixture
+def db(app: Flask) -> Iterator[t.Any]:
+    """``karaffe.db.db`` with every table created on ``app``'s database,
+    all dropped after the test. Use it inside ``app.app_context()``; org-owned
+    rows are seeded inside ``unscoped("...")`` (nothing is visible otherwise)."""
+    from .db import db as database
+
+    with app.app_context():
+        database.create_all()
+    try:
+        yield database
+    finally:
+        with app.app_context():
+            database.session.remove()
+            database.drop_all()
+
+
+@pytest.fixture
+def login_as(app: Flask, client: FlaskClient) -> t.Callable[..., FlaskClient]:
+    """``login_as(user)`` logs ``client`` (or the client given as second
+    argument) in as ``user`` (a ``User`` or its id) through the session
+    cookie, exactly as ``karaffe.auth.login_user`` would; returns the client."""
+    import sqlalchemy as sa
+
+    from .auth import User, session_values_for
+    from .db import db as database
+
+    def login(user: t.Any, on: FlaskClient | None = None) -> FlaskClient:
+        target = on or client
+        user_id = user if isinstance(user, int) else sa.inspect(user).identity[0]
+        with app.app_context():
+            loaded = database.session.get(User, user_id)
+            if loaded is None:
+                raise LookupError(f"no user with id {user_id}")
+            values = session_values_for(loaded)
+        with target.session_transaction() as session:
+            session.clear()
+            session.update(values)
+        return target
+
+    return login
+
+
+@pytest.fixture
+def leak_sweep(app: Flask, db: t.Any) -> t.Callable[..., t.Any]:
+    """``leak_sweep(seed, **options)`` calls every route of ``app`` as a
+    member of one organization on another's objects and fails on any
+    response revealing the other's data (see :mod:`karaffe._leaksweep`);
+    returns the report."""
+    import functools
+
+    from ._leaksweep import sweep_for_leaks
+
+    return functools.partial(sweep_for_leaks, app)

@@ -1,0 +1,1 @@
+"""The implementation of :mod:`karaffe.tenancy` (import from there)."""

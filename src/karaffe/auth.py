@@ -1,0 +1,601 @@
+"""Users, passwords, login sessions and API tokens (slide 33).
+
+The user of a request is loaded lazily, once, by :func:`get_user` (and the
+:data:`current_user` proxy): from ``Authorization: Bearer <token>`` when the
+request carries one (API clients), else from the session cookie (browsers)::
+
+    @blueprint.get("/api/me")
+    @login_required
+    def me() -> ApiResult:
+        return ApiResult({"email": current_user.email})
+
+Passwords are hashed with scrypt and compared in constant time. API tokens
+are random, shown once, stored as a SHA-256 digest, named, revocable, with a
+last-used time and an optional expiry. :class:`Auth` installs CSRF protection
+for forms (Flask-WTF; requests with a bearer token are exempt, they carry no
+ambient credential), safe cookie settings, and a throttle on failed logins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import typing as t
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import Response as FlaskResponse
+from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from werkzeug.local import LocalProxy
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ._throttle import LoginThrottle, LoginThrottled, MemoryThrottleStore, ThrottleStore
+from .api.errors import Unauthorized
+from .config import Setting, positive
+from .db import Model, db, declare_settings
+
+__all__ = [
+    "SETTINGS",
+    "ApiToken",
+    "Auth",
+    "LoginThrottle",
+    "LoginThrottled",
+    "MemoryThrottleStore",
+    "ThrottleStore",
+    "User",
+    "authenticate",
+    "check_password",
+    "create_api_token",
+    "current_user",
+    "get_user",
+    "hash_password",
+    "init_app",
+    "login_required",
+    "login_user",
+    "logout_user",
+    "require_user",
+    "revoke_api_token",
+    "safe_next_url",
+    "session_values_for",
+]
+
+log = logging.getLogger("karaffe.auth")
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+#: What the auth layer reads from the configuration.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "PASSWORD_HASH_METHOD",
+        str,
+        "scrypt:32768:8:1",
+        "werkzeug.security method for new password hashes (scrypt:N:r:p).",
+    ),
+    Setting(
+        "LOGIN_VIEW",
+        str,
+        None,
+        "Endpoint HTML pages behind login_required redirect to, e.g. `auth.login`; "
+        "without one they answer 401.",
+    ),
+    Setting(
+        "API_TOKEN_PREFIX", str, "kf_", "Text every API token starts with (helps secret scanners)."
+    ),
+    Setting(
+        "API_TOKEN_TOUCH_INTERVAL",
+        int,
+        60,
+        "Seconds between two updates of a token's last_used_at (one write per interval).",
+        check=positive,
+    ),
+    Setting(
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        int,
+        5,
+        "Failed logins for one email within the window before 429.",
+        check=positive,
+    ),
+    Setting(
+        "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        int,
+        20,
+        "Failed logins from one address within the window before 429.",
+        check=positive,
+    ),
+    Setting(
+        "LOGIN_THROTTLE_WINDOW",
+        int,
+        900,
+        "Seconds failed logins are counted for; the most a client is told to wait.",
+        check=positive,
+    ),
+)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC (what every timestamp column stores)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands timestamps back naive; they were stored as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+# -- models ------------------------------------------------------------------
+
+
+class User(Model):
+    """A person who can log in. ``email`` is stored lower-cased, so it is
+    unique regardless of case."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    api_tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @validates("email")
+    def _normalize_email(self, key: str, value: str) -> str:
+        return normalize_email(value)
+
+    def set_password(self, password: str) -> None:
+        """Hash ``password`` with the app's current method and store it."""
+        self.password_hash = hash_password(password)
+
+    def check_password(self, password: str) -> bool:
+        """Whether ``password`` is this user's, in constant time."""
+        return self.password_hash is not None and check_password(self.password_hash, password)
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email!r}>"
+
+
+class ApiToken(Model):
+    """A named, revocable credential for API clients. Only the SHA-256 digest
+    of the secret is stored; ``prefix`` (the first characters) identifies it
+    in lists without revealing it."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), default=None
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
+
+    user: Mapped[User] = relationship(back_populates="api_tokens")
+
+    @property
+    def is_expired(self) -> bool:
+        expires_at = _aware(self.expires_at)
+        return expires_at is not None and expires_at <= utcnow()
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_usable(self) -> bool:
+        return not (self.is_expired or self.is_revoked)
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} {self.name!r} {self.prefix}...>"
+
+
+def normalize_email(email: str) -> str:
+    """The form emails are stored and looked up in: trimmed, lower-case."""
+    return email.strip().lower()
+
+
+# -- passwords -----------------------------------------------------------------
+
+
+def hash_password(password: str, method: str | None = None) -> str:
+    """Hash ``password`` (scrypt by default; ``PASSWORD_HASH_METHOD`` of the
+    current app, if any) with a random salt."""
+    if method is None:
+        method = (
+            current_app.config.get("PASSWORD_HASH_METHOD") if _has_app() else None
+        ) or "scrypt:32768:8:1"
+    return generate_password_hash(password, method=method)
+
+
+def check_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; the digests are
+    compared in constant time."""
+    try:
+        return check_password_hash(password_hash, password)
+    except ValueError:
+        # An unknown or corrupt hash format never matches.
+        return False
+
+
+def _has_app() -> bool:
+    from flask import has_app_context
+
+    return has_app_context()
+
+
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def _dummy_check(password: str) -> None:
+    """Spend the time a real check would, so "no such user" and "wrong
+    password" cannot be told apart by timing."""
+    method = current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt:32768:8:1"
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_hex(8), method=method)
+    check_password(_DUMMY_HASHES[method], password)
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this email and password, or ``None``. Takes the
+    same time whether or not the email is known. A hash made with an older
+    method is upgraded on success (commit to keep it)."""
+    user = db.session.execute(
+        sa.select(User).where(User.email == normalize_email(email))
+    ).scalar_one_or_none()
+    if user is None or user.password_hash is None:
+        _dummy_check(password)
+        return None
+    if not user.check_password(password) or not user.is_active:
+        return None
+    method = current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt:32768:8:1"
+    if not user.password_hash.startswith(method + "$"):
+        user.set_password(password)
+    return user
+
+
+# -- API tokens ------------------------------------------------------------------
+
+_TOKEN_SECRET_BYTES = 32
+_PREFIX_CHARS = 8
+
+
+def _token_digest(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_api_token(
+    user: User, name: str, expires_at: dt.datetime | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for ``user``, added to the session (commit to keep it),
+    and its plaintext: show it once, it cannot be recovered."""
+    scheme = current_app.config.get("API_TOKEN_PREFIX") or "kf_"
+    plaintext = scheme + secrets.token_urlsafe(_TOKEN_SECRET_BYTES)
+    token = ApiToken(
+        user=user,
+        name=name,
+        token_hash=_token_digest(plaintext),
+        prefix=plaintext[: len(scheme) + _PREFIX_CHARS],
+        expires_at=expires_at,
+    )
+    db.session.add(token)
+    return token, plaintext
+
+
+def revoke_api_token(token: ApiToken) -> None:
+    """Revoke ``token`` from now on (commit to keep it). Revoking twice keeps
+    the first time."""
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+
+
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{16,200}$")
+
+
+class _Failure:
+    MALFORMED = "The Authorization header must be 'Bearer <token>'."
+    INVALID = "The API token is invalid."
+    EXPIRED = "The API token has expired."
+    REVOKED = "The API token has been revoked."
+    INACTIVE = "The account is disabled."
+
+
+def _load_from_token(header: str) -> User | None:
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not _TOKEN_SHAPE.match(credentials):
+        g._karaffe_auth_error = _Failure.MALFORMED
+        return None
+    token = db.session.execute(
+        sa.select(ApiToken).where(ApiToken.token_hash == _token_digest(credentials))
+    ).scalar_one_or_none()
+    if token is None or not hmac.compare_digest(token.token_hash, _token_digest(credentials)):
+        g._karaffe_auth_error = _Failure.INVALID
+        return None
+    if token.is_revoked:
+        g._karaffe_auth_error = _Failure.REVOKED
+        return None
+    if token.is_expired:
+        g._karaffe_auth_error = _Failure.EXPIRED
+        return None
+    user = token.user
+    if not user.is_active:
+        g._karaffe_auth_error = _Failure.INACTIVE
+        return None
+    _touch(token)
+    g._karaffe_api_token = token
+    return user
+
+
+def _touch(token: ApiToken) -> None:
+    """Record the token's use, at most once per ``API_TOKEN_TOUCH_INTERVAL``,
+    on its own connection and transaction: the request's own work may yet
+    be rolled back, the use still happened."""
+    now = utcnow()
+    last = _aware(token.last_used_at)
+    interval = int(current_app.config.get("API_TOKEN_TOUCH_INTERVAL", 60))
+    if last is not None and (now - last).total_seconds() < interval:
+        return
+    table = t.cast(sa.Table, ApiToken.__table__)
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(
+                table.update().where(table.c.id == token.id).values(last_used_at=now)
+            )
+    except sa.exc.OperationalError:
+        log.warning("could not record the use of API token %s", token.id, exc_info=True)
+        return
+    db.session.expire(token, ["last_used_at"])
+
+
+# -- the current user ------------------------------------------------------------
+
+_SESSION_USER = "_user_id"
+_SESSION_CHECK = "_user_check"
+_UNSET = object()
+
+
+def _session_check(user: User) -> str:
+    """Ties a login session to the password it was opened with: changing the
+    password logs out every other session."""
+    key = str(current_app.secret_key or "").encode()
+    return hmac.new(key, (user.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def _load_from_session() -> User | None:
+    user_id = session.get(_SESSION_USER)
+    if not isinstance(user_id, int):
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_active:
+        return None
+    if not hmac.compare_digest(str(session.get(_SESSION_CHECK, "")), _session_check(user)):
+        return None
+    return user
+
+
+def is_token_request() -> bool:
+    """Whether the current request authenticates with an ``Authorization``
+    header (a bearer token): it is exempt from CSRF, ignores the session
+    cookie and never gets one."""
+    return "Authorization" in request.headers
+
+
+def get_user() -> User | None:
+    """The user of the current request, loaded on first use and remembered
+    in ``g``; ``None`` when nobody is logged in (or outside a request)."""
+    from flask import has_request_context
+
+    if not has_request_context():
+        return None
+    user = g.get("_karaffe_user", _UNSET)
+    if user is _UNSET:
+        header = request.headers.get("Authorization")
+        user = _load_from_token(header) if header is not None else _load_from_session()
+        g._karaffe_user = user
+    return t.cast("User | None", user)
+
+
+#: The user of the current request (a proxy to :func:`get_user`). It is
+#: falsy when nobody is logged in: ``if current_user: ...``.
+current_user: User = t.cast(User, LocalProxy(get_user))
+
+
+def login_user(user: User) -> None:
+    """Open a login session for ``user`` in the session cookie. The session
+    is cleared first, so nothing from before the login survives it."""
+    if is_token_request():
+        raise RuntimeError("login_user() in a request authenticated by an API token")
+    session.clear()
+    session[_SESSION_USER] = user.id
+    session[_SESSION_CHECK] = _session_check(user)
+    g._karaffe_user = user
+    _forget_org_cache()
+
+
+def logout_user() -> None:
+    """End the login session (the whole session is cleared)."""
+    session.clear()
+    g._karaffe_user = None
+    _forget_org_cache()
+
+
+def _forget_org_cache() -> None:
+    g.pop("_karaffe_org_ids", None)
+
+
+def _unauthorized() -> t.NoReturn:
+    app = current_app
+    is_api = getattr(app, "is_api_request", lambda: False)()
+    detail = g.get("_karaffe_auth_error")
+    if is_api or is_token_request():
+        challenge = 'Bearer realm="api"'
+        if detail is not None:
+            challenge += ', error="invalid_token"'
+        raise Unauthorized(detail, headers={"WWW-Authenticate": challenge})
+    login_view = app.config.get("LOGIN_VIEW")
+    if login_view:
+        target = request.full_path if request.query_string else request.path
+        abort(redirect(url_for(login_view, next=target)))
+    abort(401)
+
+
+def login_required(view: F) -> F:
+    """Only for logged-in users: others get a 401 problem on API routes (and
+    on any request with a bearer token), and a redirect to ``LOGIN_VIEW``
+    with ``?next=`` on HTML routes (401 when no login view is configured)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        if get_user() is None:
+            _unauthorized()
+        return view(*args, **kwargs)
+
+    return t.cast(F, wrapper)
+
+
+def require_user() -> User:
+    """The current user, or the same answer as :func:`login_required`."""
+    user = get_user()
+    if user is None:
+        _unauthorized()
+    return user
+
+
+def safe_next_url(target: str | None, default: str = "/") -> str:
+    """``target`` if it is a path on this site, else ``default``: for the
+    ``next`` parameter of a login form, which must never redirect away."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    return target
+
+
+# -- the extension ---------------------------------------------------------------
+
+
+class KaraffeCSRFProtect(CSRFProtect):  # type: ignore[misc]
+    """Flask-WTF's CSRF protection, except for requests that authenticate
+    with an ``Authorization`` header: a browser never adds one on its own,
+    so they cannot be forged cross-site."""
+
+    def protect(self, apply_exemptions: bool = False) -> None:
+        if is_token_request():
+            return
+        super().protect(apply_exemptions)
+
+
+class TokenAwareSessionInterface(SessionInterface):
+    """Wraps the app's session interface: a request authenticated by an API
+    token never reads or sets the session cookie."""
+
+    def __init__(self, inner: SessionInterface) -> None:
+        self.inner = inner
+
+    def open_session(self, app: Flask, request: t.Any) -> SessionMixin | None:
+        if "Authorization" in request.headers:
+            return self.make_null_session(app)
+        return self.inner.open_session(app, request)
+
+    def is_null_session(self, obj: object) -> bool:
+        return self.inner.is_null_session(obj)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
+        if "Authorization" in request.headers:
+            return
+        self.inner.save_session(app, session, response)
+
+
+class Auth:
+    """The auth part of an app: CSRF, cookies, token requests, throttle.
+
+    :param throttle: the :class:`LoginThrottle` (default: in-memory counters
+        with the ``LOGIN_*`` settings).
+    """
+
+    #: The CSRF extension class.
+    csrf_class: type[CSRFProtect] = KaraffeCSRFProtect
+
+    def __init__(self, app: Flask | None = None, *, throttle: LoginThrottle | None = None) -> None:
+        self.throttle = throttle
+        self.csrf: CSRFProtect | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        declare_settings(app, SETTINGS)
+        app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+        if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        app.config.setdefault("SESSION_COOKIE_SECURE", False)
+        if self.throttle is None:
+            self.throttle = LoginThrottle(
+                MemoryThrottleStore(),
+                max_per_account=int(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
+                max_per_address=int(app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
+                window=int(app.config["LOGIN_THROTTLE_WINDOW"]),
+            )
+        if not isinstance(app.session_interface, TokenAwareSessionInterface):
+            app.session_interface = TokenAwareSessionInterface(
+                app.session_interface or SecureCookieSessionInterface()
+            )
+        self.csrf = self.csrf_class(app)
+        app.extensions["karaffe.auth"] = self
+        app.before_request(self._load_token_user)
+        app.context_processor(lambda: {"current_user": get_user()})
+
+    def _load_token_user(self) -> None:
+        # Authenticate token requests before the view runs, so the token's
+        # last-use is recorded before the request's own transaction writes.
+        if is_token_request():
+            get_user()
+
+    def login(self, email: str, password: str, address: str | None = None) -> User:
+        """Log in with a password, throttled: :class:`LoginThrottled` (429,
+        ``Retry-After``) after too many failures for this email or address;
+        :class:`karaffe.Unauthorized` (401) for a wrong password or an
+        unknown email, with the same message for both."""
+        assert self.throttle is not None
+        address = address if address is not None else (request.remote_addr or "unknown")
+        self.throttle.check(normalize_email(email), address)
+        user = authenticate(email, password)
+        if user is None:
+            self.throttle.failure(normalize_email(email), address)
+            raise Unauthorized("Wrong email or password.")
+        self.throttle.success(normalize_email(email), address)
+        login_user(user)
+        return user
+
+
+def get_auth(app: Flask | None = None) -> Auth:
+    """The :class:`Auth` installed on ``app`` (the current app by default)."""
+    target = app or current_app
+    return t.cast(Auth, target.extensions["karaffe.auth"])
+
+
+def init_app(app: Flask, *, throttle: LoginThrottle | None = None) -> Auth:
+    """Install :class:`Auth` on ``app`` and return it."""
+    return Auth(app, throttle=throttle)
+
+
+def session_values_for(user: User) -> dict[str, t.Any]:
+    """The session entries of a login of ``user`` (what :func:`login_user`
+    stores), for test clients: ``client.session_transaction()``."""
+    return {_SESSION_USER: user.id, _SESSION_CHECK: _session_check(user)}

@@ -1,0 +1,278 @@
+"""The database: Flask-SQLAlchemy set up the karaffe way (slide 32).
+
+One session per app context, rolled back when the context ends with work
+still uncommitted (a request that fails half-way leaves nothing
+half-written), removed on teardown. SQLite by default, in a file under the
+instance folder; PostgreSQL (psycopg 3) when ``DATABASE_URL`` says so.
+Schema changes go through Alembic with Flask-Migrate (``flask db upgrade``)::
+
+    from karaffe import db as kdb
+
+    class Note(kdb.db.Model):
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str]
+
+    def create_app(config=None):
+        app = karaffe.App(__name__)
+        app.configure(config)
+        kdb.init_app(app)
+        return app
+
+Settings (see :data:`SETTINGS`): ``DATABASE_URL`` (also read from the plain
+``DATABASE_URL`` environment variable), ``DATABASE_ECHO``,
+``DATABASE_MIGRATIONS_DIR``, ``DATABASE_SQLITE_BUSY_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import typing as t
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy.orm import DeclarativeBase
+
+from .config import ConfigError, Setting, load_settings, positive
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "SETTINGS",
+    "Base",
+    "Database",
+    "Model",
+    "Session",
+    "db",
+    "declare_settings",
+    "init_app",
+    "is_flushing",
+    "normalize_database_url",
+    "transaction",
+]
+
+log = logging.getLogger("karaffe.db")
+
+#: Constraint names Alembic can rely on: the same on every database and every
+#: run, so ``flask db migrate`` never sees spurious renames.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """What ``db.Model`` is made from: SQLAlchemy 2 style (``Mapped[...]``
+    annotations) with :data:`NAMING_CONVENTION`. Subclass :data:`Model`
+    (that is ``db.Model``), not this."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+_flushing: contextvars.ContextVar[bool] = contextvars.ContextVar("karaffe_flushing", default=False)
+
+
+def is_flushing() -> bool:
+    """Whether the SQL being run now is the unit of work writing a flush.
+    The tenancy layer checks those writes in ``before_flush`` instead of
+    looking at their SQL."""
+    return _flushing.get()
+
+
+class Session(FlaskSession):
+    """The class of ``db.session``'s sessions. It marks its flushes (see
+    :func:`is_flushing`); the tenancy layer listens to its events."""
+
+    def flush(self, objects: Sequence[t.Any] | None = None) -> None:
+        token = _flushing.set(True)
+        try:
+            super().flush(objects)
+        finally:
+            _flushing.reset(token)
+
+
+#: What karaffe's data layer reads from the configuration.
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DATABASE_URL",
+        str,
+        None,
+        "SQLAlchemy URL of the database; postgres:// and postgresql:// use psycopg 3. "
+        "Default: a SQLite file named after the app in the instance folder.",
+        env=("DATABASE_URL",),
+    ),
+    Setting("DATABASE_ECHO", bool, False, "Log every SQL statement (SQLAlchemy's echo)."),
+    Setting(
+        "DATABASE_MIGRATIONS_DIR",
+        str,
+        None,
+        "Alembic's migrations directory. Default: `migrations` next to the app's package.",
+    ),
+    Setting(
+        "DATABASE_SQLITE_BUSY_TIMEOUT",
+        int,
+        5000,
+        "Milliseconds SQLite waits for another writer before failing.",
+        check=positive,
+    ),
+)
+
+
+def declare_settings(app: Flask, settings: Sequence[Setting]) -> None:
+    """Declare ``settings`` on a :class:`karaffe.App`, whether or not it is
+    configured yet: on an app configured already, the ones not set yet are
+    read from the environment now (``KARAFFE_<NAME>``, the app's prefix and
+    their conventional names, such as ``DATABASE_URL``)."""
+    add = getattr(app, "add_settings", None)
+    missing = [s for s in settings if s.name not in app.config]
+    if add is None:
+        for setting in settings:
+            app.config.setdefault(setting.name, setting.default)
+        return
+    add(*settings)
+    if getattr(app, "configured", False) and missing:
+        values = load_settings(
+            missing,
+            env_prefixes=getattr(app, "env_prefixes", ["KARAFFE_"]),
+            explicit=None,
+            passthrough=(),
+            # Only ``missing`` is resolved here: every other variable under
+            # the prefixes was checked by ``configure`` already.
+            passthrough_prefixes=("",),
+        )
+        app.config.update(values)
+
+
+def normalize_database_url(url: str) -> str:
+    """Map the URLs hosting platforms hand out (``postgres://``,
+    ``postgresql://``) to SQLAlchemy's psycopg 3 dialect; others unchanged."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+class Database(SQLAlchemy):
+    """Flask-SQLAlchemy with karaffe's defaults: the :class:`Model` base, the
+    :class:`Session` class, settings, SQLite pragmas, an explicit rollback at
+    teardown and Flask-Migrate."""
+
+    #: The Flask-Migrate extension class; ``init_app`` makes one per app.
+    migrate_class: type[Migrate] = Migrate
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        session_options = dict(kwargs.pop("session_options", None) or {})
+        session_options.setdefault("class_", Session)
+        kwargs.setdefault("model_class", Base)
+        super().__init__(session_options=session_options, **kwargs)
+
+    def init_app(self, app: Flask) -> None:
+        """Set the database up for ``app``: call it after ``app.configure``."""
+        declare_settings(app, SETTINGS)
+        url = app.config.get("DATABASE_URL") or self.default_url(app)
+        app.config.setdefault("SQLALCHEMY_DATABASE_URI", normalize_database_url(url))
+        app.config.setdefault("SQLALCHEMY_ECHO", app.config.get("DATABASE_ECHO", False))
+        super().init_app(app)
+        # Registered after Flask-SQLAlchemy's own teardown, so it runs first
+        # (Flask runs teardowns in reverse): roll back, then remove.
+        app.teardown_appcontext(self.rollback_uncommitted)
+        with app.app_context():
+            for engine in self.engines.values():
+                self.configure_engine(app, engine)
+        directory = app.config.get("DATABASE_MIGRATIONS_DIR") or os.path.join(
+            app.root_path, "migrations"
+        )
+        render_as_batch = any(e.dialect.name == "sqlite" for e in self._app_engines[app].values())
+        self.migrate_class(
+            app, self, directory=directory, render_as_batch=render_as_batch, compare_type=True
+        )
+
+    def default_url(self, app: Flask) -> str:
+        """The database when none is configured: ``<instance>/<app>.sqlite``."""
+        os.makedirs(app.instance_path, exist_ok=True)
+        name = app.name.split(".")[0] or "app"
+        return "sqlite:///" + os.path.join(app.instance_path, f"{name}.sqlite")
+
+    def configure_engine(self, app: Flask, engine: sa.Engine) -> None:
+        """Per-connection settings. SQLite gets foreign keys enforced, WAL
+        journaling (readers never block the writer) and a busy timeout."""
+        if engine.dialect.name != "sqlite":
+            return
+        busy_timeout = int(app.config.get("DATABASE_SQLITE_BUSY_TIMEOUT", 5000))
+        in_memory = engine.url.database in (None, "", ":memory:")
+
+        def on_connect(dbapi_connection: t.Any, connection_record: t.Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
+                if not in_memory:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+            finally:
+                cursor.close()
+
+        if not sa.event.contains(engine, "connect", on_connect):
+            sa.event.listen(engine, "connect", on_connect)
+
+    def rollback_uncommitted(self, exc: BaseException | None = None) -> None:
+        """At the end of an app context, undo whatever was not committed,
+        explicitly: the error handlers have run by then, so a request that
+        failed half-way (even one answered with a handled 4xx/5xx) leaves
+        nothing behind."""
+        if not self.session.registry.has():
+            return
+        session = self.session()
+        if session.in_transaction() or session.new or session.dirty or session.deleted:
+            if session.new or session.dirty or session.deleted or exc is not None:
+                log.debug("rolling back uncommitted changes at teardown (error: %r)", exc)
+            session.rollback()
+
+
+#: The application's database: ``db.Model``, ``db.session``, ``db.engine``.
+db = Database()
+
+if t.TYPE_CHECKING:
+
+    class Model(Base):
+        """``db.Model``, typed for mypy: subclass it for your models."""
+
+        __abstract__ = True
+
+else:
+    #: ``db.Model`` under a name type checkers accept as a base class.
+    Model = db.Model
+
+
+def init_app(app: Flask) -> None:
+    """Set up :data:`db` for ``app`` (same as ``db.init_app(app)``)."""
+    if getattr(app, "configured", True) is False:
+        raise ConfigError(
+            "call app.configure() before karaffe.db.init_app(app): the database URL "
+            "is read from the configuration"
+        )
+    db.init_app(app)
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[sa.orm.Session]:
+    """Commit the block's work on success, roll it back on error::
+
+    with transaction() as session:
+        session.add(note)
+    """
+    session = db.session()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    else:
+        session.commit()

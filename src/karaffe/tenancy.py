@@ -1,0 +1,79 @@
+"""Organizations, memberships, and the security context (slides 49-50).
+
+Every row of a model that mixes in :class:`OrgOwned` belongs to one
+organization, and the ORM only ever shows the rows of the organizations
+available to whoever the code acts for::
+
+    class Project(OrgOwned, db.Model):
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+
+    @blueprint.get("/api/projects")
+    @login_required
+    def list_projects():
+        # Only the current user's organizations' projects: no WHERE needed.
+        return ApiResult([p.title for p in db.session.scalars(select(Project))])
+
+Who the code acts for (its *scope*), innermost first:
+
+- ``with unscoped("nightly export of every org"):`` everything, logged with
+  the reason (``git grep unscoped(`` lists every opt-out);
+- ``with for_organization(org):`` one organization (jobs, CLI);
+- ``with acting_as(user):`` the organizations of ``user``;
+- in a request: the organizations of :data:`karaffe.auth.current_user`;
+- otherwise nothing: org-owned rows are invisible and cannot be written.
+
+Reads are filtered by a ``do_orm_execute`` hook adding
+``with_loader_criteria`` to every ORM statement (selects, ``get``, lazy and
+eager loads, joins, counts, bulk UPDATE and DELETE); writes are checked in
+``before_flush`` and for ORM bulk INSERT/UPDATE; SQL that bypasses the ORM on
+org-owned tables is refused (tests, debug) or logged (production).
+"""
+
+from __future__ import annotations
+
+from ._tenancy.context import (
+    CrossOrgWrite,
+    Scope,
+    UnscopedQueryError,
+    acting_as,
+    available_organization_ids,
+    current_scope,
+    for_organization,
+    unscoped,
+)
+from ._tenancy.models import ROLES, Membership, Organization, OrgOwned, create_organization
+from ._tenancy.web import (
+    SETTINGS,
+    Tenancy,
+    current_org,
+    current_role,
+    get_current_org,
+    get_or_404,
+    init_app,
+    require_role,
+)
+
+__all__ = [
+    "ROLES",
+    "SETTINGS",
+    "CrossOrgWrite",
+    "Membership",
+    "OrgOwned",
+    "Organization",
+    "Scope",
+    "Tenancy",
+    "UnscopedQueryError",
+    "acting_as",
+    "available_organization_ids",
+    "create_organization",
+    "current_org",
+    "current_role",
+    "current_scope",
+    "for_organization",
+    "get_current_org",
+    "get_or_404",
+    "init_app",
+    "require_role",
+    "unscoped",
+]
