@@ -22,3 +22,12 @@ def main() -> None:
     for name, command in cli.commands.items():
         group.add_command(command, name)
     sys.exit(group.main())
+
+
+def _add_job_commands() -> None:
+    from .jobs.cli import register
+
+    register(cli)
+
+
+_add_job_commands()
