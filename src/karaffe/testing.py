@@ -32,6 +32,7 @@ from . import _servers
 
 __all__ = [
     "app",
+    "captured_events",
     "client",
     "db",
     "karaffe_config",
@@ -147,3 +148,19 @@ def leak_sweep(app: Flask, db: t.Any) -> t.Callable[..., t.Any]:
     from ._leaksweep import sweep_for_leaks
 
     return functools.partial(sweep_for_leaks, app)
+
+
+@pytest.fixture
+def captured_events(app: Flask) -> Iterator[list[t.Any]]:
+    """The :class:`karaffe.events.Event` objects ``app`` sends to its broker
+    during the test, in order: only what was committed (see
+    :func:`karaffe.events.publish`)."""
+    from .events.publish import event_published
+
+    captured: list[t.Any] = []
+
+    def record(sender: Flask, event: t.Any, **_: t.Any) -> None:
+        captured.append(event)
+
+    with event_published.connected_to(record, sender=app):
+        yield captured

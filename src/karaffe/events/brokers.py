@@ -1,0 +1,357 @@
+"""Brokers: where published events go. One interface, two implementations.
+
+- :class:`MemoryBroker`, the embedded default: history and fan-out inside the
+  process, so the Flask development server streams events itself with no
+  Redis (``make demo``).
+- :class:`RedisBroker` (``EVENTS_BROKER=redis``, ``REDIS_URL``): each event is
+  appended to a bounded per-channel Redis Stream and published for live
+  fan-out by one Lua script, so both happen or neither; the stream entry id
+  is the event id. The relay (:mod:`karaffe.events.relay`) reads the same keys.
+"""
+
+from __future__ import annotations
+
+import abc
+import queue
+import threading
+import time
+import typing as t
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .protocol import (
+    START,
+    ZERO,
+    Event,
+    Position,
+    StreamId,
+    pack_message,
+)
+
+if t.TYPE_CHECKING:
+    import redis
+
+__all__ = ["Broker", "History", "MemoryBroker", "RedisBroker", "RedisKeys"]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The part of a channel's history after some position.
+
+    ``entries`` are ``(id, type, data_json)`` in order; ``epoch`` is the
+    history's epoch (``None`` when the channel has none); ``head`` is the
+    position after the last event ever added; ``max_deleted`` is the newest
+    id trimmed away (``0-0`` when none was).
+    """
+
+    entries: list[tuple[str, str, bytes]]
+    epoch: int | None
+    head: Position
+    max_deleted: StreamId
+
+
+class Broker(abc.ABC):
+    """Where :func:`karaffe.events.publish` sends events."""
+
+    @abc.abstractmethod
+    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
+        """Append and fan out ``(channel, type, data_json)`` items, in order,
+        and return the events with their ids."""
+
+    def publish(self, channel: str, type: str, data_json: bytes) -> Event:
+        return self.publish_many([(channel, type, data_json)])[0]
+
+    @abc.abstractmethod
+    def positions(self, channels: Iterable[str]) -> dict[str, Position]:
+        """The current head of each channel: a reader at these positions gets
+        every event published after this call (a page stamps them at render time)."""
+
+    @abc.abstractmethod
+    def history(self, channel: str, after: StreamId, limit: int) -> History:
+        """At most ``limit`` entries of ``channel`` after ``after``."""
+
+    @abc.abstractmethod
+    def revoke(self, user: str, at: float) -> None:
+        """Cut ``user``'s open streams and refuse tokens issued before ``at``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+# -- memory ------------------------------------------------------------------------
+
+
+class _MemoryChannel:
+    __slots__ = ("entries", "epoch", "last", "max_deleted")
+
+    def __init__(self, epoch: int, size: int) -> None:
+        self.epoch = epoch
+        self.entries: deque[tuple[StreamId, str, bytes]] = deque(maxlen=size)
+        self.last = ZERO
+        self.max_deleted = ZERO
+
+
+class MemoryBroker(Broker):
+    """An in-process broker with a bounded history per channel.
+
+    Readers (the development SSE endpoint) call :meth:`listen` and get a
+    queue of ``(channel, payload)`` items; payloads are what Redis pub/sub
+    would carry (:func:`~karaffe.events.protocol.pack_message`).
+    """
+
+    def __init__(self, history_size: int = 1000) -> None:
+        self.history_size = history_size
+        self._lock = threading.Lock()
+        self._channels: dict[str, _MemoryChannel] = {}
+        self._listeners: dict[str, set[queue.SimpleQueue[tuple[str, bytes]]]] = {}
+        self._revoked: dict[str, float] = {}
+        self._revocation_listeners: set[queue.SimpleQueue[tuple[str, bytes]]] = set()
+
+    def _next_id(self, last: StreamId) -> StreamId:
+        ms = int(time.time() * 1000)
+        return StreamId(ms, 0) if ms > last.ms else StreamId(last.ms, last.seq + 1)
+
+    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
+        events = []
+        deliveries: list[tuple[queue.SimpleQueue[tuple[str, bytes]], str, bytes]] = []
+        with self._lock:
+            for channel, type, data_json in items:
+                state = self._channels.get(channel)
+                if state is None:
+                    state = self._channels[channel] = _MemoryChannel(
+                        time.time_ns() // 1000, self.history_size
+                    )
+                id = self._next_id(state.last)
+                if len(state.entries) == state.entries.maxlen:
+                    state.max_deleted = state.entries[0][0]
+                state.entries.append((id, type, data_json))
+                state.last = id
+                events.append(Event(str(id), channel, type, data_json))
+                payload = pack_message(str(id), state.epoch, type, data_json)
+                deliveries.extend((q, channel, payload) for q in self._listeners.get(channel, ()))
+        for q, channel, payload in deliveries:
+            q.put((channel, payload))
+        return events
+
+    def positions(self, channels: Iterable[str]) -> dict[str, Position]:
+        with self._lock:
+            out = {}
+            for channel in channels:
+                state = self._channels.get(channel)
+                out[channel] = START if state is None else Position(state.epoch, state.last)
+            return out
+
+    def history(self, channel: str, after: StreamId, limit: int) -> History:
+        with self._lock:
+            state = self._channels.get(channel)
+            if state is None:
+                return History([], None, START, ZERO)
+            entries = [(str(i), ty, d) for i, ty, d in state.entries if i > after][:limit]
+            return History(
+                entries, state.epoch, Position(state.epoch, state.last), state.max_deleted
+            )
+
+    def listen(self, channels: Iterable[str]) -> queue.SimpleQueue[tuple[str, bytes]]:
+        """A queue receiving every event published on ``channels`` from now on,
+        and ``("", user)`` items for revocations; :meth:`unlisten` it."""
+        q: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        with self._lock:
+            for channel in channels:
+                self._listeners.setdefault(channel, set()).add(q)
+            self._revocation_listeners.add(q)
+        return q
+
+    def unlisten(self, q: queue.SimpleQueue[tuple[str, bytes]]) -> None:
+        with self._lock:
+            for listeners in self._listeners.values():
+                listeners.discard(q)
+            self._revocation_listeners.discard(q)
+
+    def revoke(self, user: str, at: float) -> None:
+        with self._lock:
+            self._revoked[user] = max(at, self._revoked.get(user, 0.0))
+            listeners = list(self._revocation_listeners)
+        for q in listeners:
+            q.put(("", user.encode("utf-8")))
+
+    def revoked_at(self, user: str) -> float | None:
+        with self._lock:
+            return self._revoked.get(user)
+
+
+# -- redis -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Names of the Redis keys and pub/sub channels, under one ``prefix``.
+
+    The channel name is a hash tag in both keys of a channel, so they live
+    in the same Redis Cluster slot and one script can write both.
+    """
+
+    prefix: str = "karaffe:events:"
+
+    def stream(self, channel: str) -> str:
+        return f"{self.prefix}{{{channel}}}"
+
+    def epoch(self, channel: str) -> str:
+        return f"{self.prefix}{{{channel}}}:epoch"
+
+    def trimmed(self, channel: str) -> str:
+        """The newest id trimmed from the channel's stream."""
+        return f"{self.prefix}{{{channel}}}:trimmed"
+
+    def pubsub(self, channel: str) -> str:
+        return f"{self.prefix}{channel}"
+
+    def channel_of(self, pubsub_channel: str) -> str:
+        return pubsub_channel[len(self.prefix) :]
+
+    @property
+    def revocations(self) -> str:
+        """The pub/sub channel announcing revoked users to every relay."""
+        return f"{self.prefix}revoke"
+
+    def revoked(self, user: str) -> str:
+        return f"{self.prefix}revoked:{user}"
+
+
+#: Appends to the stream, trims it, and publishes, atomically. The epoch is
+#: created with the first event (and again after Redis lost its data).
+#: Trimming is done here rather than by ``XADD MAXLEN``, in batches of a
+#: tenth of the history, because the relay must know exactly which ids are
+#: gone: the newest trimmed id is kept in the ``trimmed`` key.
+PUBLISH_SCRIPT = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[3])
+end
+local id = redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'd', ARGV[3])
+local size = tonumber(ARGV[4])
+local excess = redis.call('XLEN', KEYS[1]) - size
+if excess > math.max(1, math.floor(size / 10)) then
+  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  local last = gone[#gone][1]
+  local ms, seq = string.match(last, '(%d+)-(%d+)')
+  redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  redis.call('SET', KEYS[3], last)
+end
+redis.call('PUBLISH', ARGV[1], id .. '\\n' .. epoch .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+return {id, epoch}
+"""
+
+
+def _text(raw: t.Any) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def parse_head(info: t.Any) -> StreamId | None:
+    """The last id ever added, from an ``XINFO STREAM`` reply (an error reply
+    means the stream does not exist: ``None``)."""
+    if not isinstance(info, dict):
+        return None
+    last = info.get("last-generated-id", info.get(b"last-generated-id"))
+    return StreamId.parse(_text(last) or "0-0")
+
+
+def history_from_replies(
+    epoch_raw: t.Any, trimmed_raw: t.Any, info: t.Any, entries: t.Any
+) -> History:
+    """Build a :class:`History` from the replies of ``GET epoch``, ``GET
+    trimmed``, ``XINFO STREAM`` and ``XRANGE`` (shared with the relay)."""
+    epoch_text = _text(epoch_raw)
+    head = parse_head(info)
+    if epoch_text is None or head is None:
+        return History([], None, START, ZERO)
+    epoch = int(epoch_text)
+    trimmed = StreamId.parse(_text(trimmed_raw) or "0-0")
+    items = []
+    for entry_id, fields in entries if isinstance(entries, list) else []:
+        type = fields.get(b"t", fields.get("t", b""))
+        data = fields.get(b"d", fields.get("d", b"null"))
+        items.append(
+            (
+                _text(entry_id) or "",
+                _text(type) or "",
+                data if isinstance(data, bytes) else str(data).encode(),
+            )
+        )
+    return History(items, epoch, Position(epoch, head), trimmed)
+
+
+class RedisBroker(Broker):
+    """Publishes to Redis Streams + pub/sub (see :data:`PUBLISH_SCRIPT`).
+
+    :param url: the ``REDIS_URL``.
+    :param history_size: approximate number of events kept per channel.
+    """
+
+    #: The key naming scheme; the relay must use the same.
+    keys_class = RedisKeys
+
+    def __init__(self, url: str, history_size: int = 1000, prefix: str = "karaffe:events:") -> None:
+        import redis
+
+        self.client: redis.Redis = redis.Redis.from_url(url)
+        self.history_size = history_size
+        self.keys = self.keys_class(prefix)
+        self._script = self.client.register_script(PUBLISH_SCRIPT)
+
+    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
+        pipe = self.client.pipeline(transaction=False)
+        for channel, type, data_json in items:
+            self._script(
+                keys=[
+                    self.keys.stream(channel),
+                    self.keys.epoch(channel),
+                    self.keys.trimmed(channel),
+                ],
+                args=[self.keys.pubsub(channel), type, data_json, self.history_size],
+                client=pipe,
+            )
+        results = pipe.execute()
+        return [
+            Event(raw_id.decode(), channel, type, data_json)
+            for (raw_id, _epoch), (channel, type, data_json) in zip(results, items, strict=True)
+        ]
+
+    def positions(self, channels: Iterable[str]) -> dict[str, Position]:
+        chans = list(channels)
+        pipe = self.client.pipeline(transaction=True)
+        for channel in chans:
+            pipe.get(self.keys.epoch(channel))
+            pipe.xinfo_stream(self.keys.stream(channel))
+        replies = pipe.execute(raise_on_error=False)
+        out = {}
+        for index, channel in enumerate(chans):
+            epoch_raw, info = replies[2 * index], replies[2 * index + 1]
+            head = parse_head(info)
+            if epoch_raw is None or head is None:
+                out[channel] = START
+            else:
+                out[channel] = Position(int(epoch_raw), head)
+        return out
+
+    def history(self, channel: str, after: StreamId, limit: int) -> History:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.epoch(channel))
+        pipe.get(self.keys.trimmed(channel))
+        pipe.xinfo_stream(self.keys.stream(channel))
+        pipe.xrange(self.keys.stream(channel), min=f"({after}", max="+", count=limit)
+        return history_from_replies(*pipe.execute(raise_on_error=False))
+
+    def revoke(self, user: str, at: float) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.keys.revoked(user), repr(at), ex=7 * 24 * 3600)
+        pipe.publish(self.keys.revocations, f"{user}\n{at!r}")
+        pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,135 @@
+"""The app's own SSE endpoint, for the embedded (memory) broker.
+
+With no Redis, the Flask development server streams events itself at
+``/events/stream`` with the same protocol as the relay (tokens, cursors,
+``reset``, heartbeats, token expiry), one thread per connection. It is meant
+for development and small deployments; production runs ``karaffe relay``.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, request
+
+from .brokers import MemoryBroker
+from .protocol import Cursor, CursorError, comment, unpack_message
+from .session import StreamSession, control
+from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, problem_body
+
+__all__ = ["make_blueprint", "stream"]
+
+#: Headers of every stream response.
+STREAM_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",
+}
+
+
+def make_blueprint() -> Blueprint:
+    """The ``karaffe_events`` blueprint: the static JS client and the stream."""
+    bp = Blueprint(
+        "karaffe_events",
+        __name__,
+        static_folder=str(Path(__file__).with_name("static")),
+        static_url_path="/events/static",
+    )
+    bp.add_url_rule("/events/stream", "stream", stream)
+    return bp
+
+
+def _problem(status: int, code: str, detail: str) -> Response:
+    return Response(
+        problem_body(status, code, detail), status=status, mimetype="application/problem+json"
+    )
+
+
+def stream() -> Response:
+    """``GET /events/stream?channel=...&token=...&cursor=...``."""
+    from .publish import state_for
+
+    state = state_for()
+    broker = state.broker
+    if not state.serves_stream:
+        return _problem(404, "not_found", "Events are streamed by the relay (EVENTS_RELAY_URL).")
+    if not isinstance(broker, MemoryBroker):
+        return _problem(501, "not_implemented", "The app streams with the memory broker only.")
+    config = current_app.config
+    token = request.args.get("token") or request.cookies.get(config["EVENTS_COOKIE_NAME"])
+    try:
+        grant = state.signer.verify(token)
+        channels = grant.check_channels(request.args.getlist("channel"))
+        revoked = broker.revoked_at(grant.user)
+        if revoked is not None and revoked >= grant.issued_at:
+            raise RevokedToken()
+    except ChannelTokenError as exc:
+        return _problem(exc.status, exc.code, exc.detail)
+    raw_cursor = request.headers.get("Last-Event-ID") or request.args.get("cursor") or ""
+    try:
+        cursor = Cursor.parse(raw_cursor)
+    except CursorError as exc:
+        return _problem(400, "invalid_cursor", str(exc))
+    listener = broker.listen(channels)
+    session = StreamSession(channels, cursor, broker.positions(channels))
+    body = _generate(
+        broker,
+        listener,
+        session,
+        grant,
+        heartbeat=float(config["EVENTS_HEARTBEAT"]),
+        retry=int(config["EVENTS_RETRY_MS"]),
+        notice=float(config["EVENTS_TOKEN_NOTICE"]),
+        limit=int(config["EVENTS_REPLAY_LIMIT"]),
+    )
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def _generate(
+    broker: MemoryBroker,
+    listener: queue.SimpleQueue[tuple[str, bytes]],
+    session: StreamSession,
+    grant: ChannelGrant,
+    *,
+    heartbeat: float,
+    retry: int,
+    notice: float,
+    limit: int,
+) -> Iterator[bytes]:
+    try:
+        yield b"retry: %d\n\n" % retry
+        for channel in session.channels:
+            history = broker.history(channel, session.after(channel), limit)
+            chunk = session.replay(channel, history, complete=len(history.entries) < limit)
+            if chunk:
+                yield chunk
+        warned = False
+        while True:
+            now = time.time()
+            if now >= grant.expires_at:
+                yield control("auth-expired", {"reason": "expired"})
+                return
+            if not warned and now >= grant.expires_at - notice:
+                warned = True
+                yield control("token-expiring", {"expires_at": grant.expires_at})
+            wait = min(heartbeat, max(0.01, grant.expires_at - now))
+            if not warned:
+                wait = min(wait, max(0.01, grant.expires_at - notice - now))
+            try:
+                channel, payload = listener.get(timeout=wait)
+            except queue.Empty:
+                yield comment()
+                continue
+            if channel == "":
+                if payload.decode("utf-8") == grant.user:
+                    yield control("auth-expired", {"reason": "revoked"})
+                    return
+                continue
+            id, epoch, type, data_json = unpack_message(payload)
+            out = session.live(channel, id, epoch, type, data_json)
+            if out:
+                yield out
+    finally:
+        broker.unlisten(listener)

@@ -1,0 +1,283 @@
+"""Publishing from Flask: events go out only for committed data.
+
+:func:`publish` inside a SQLAlchemy transaction (the app's Flask-SQLAlchemy
+``db.session``) holds the event until the transaction commits, and drops it
+if it rolls back (a rolled-back savepoint drops the events published inside
+it); outside a transaction the event goes out at once::
+
+    from karaffe import events
+
+    issue = Issue(title=form.title.data)
+    db.session.add(issue)
+    events.publish(f"project:{project.id}", "issue.created", {"id": issue.id})
+    db.session.commit()     # the event is sent now, after the data is visible
+
+:class:`Events` is the extension: ``Events(app)`` or ``events.init_app(app)``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import typing as t
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from blinker import Namespace
+from flask import Blueprint, Flask, current_app, has_app_context
+from sqlalchemy.orm import Session, SessionTransaction
+
+from .brokers import Broker, MemoryBroker, RedisBroker
+from .protocol import Event, dump_data, encode_cursor, validate_channel, validate_type
+from .settings import SETTINGS
+from .tokens import TokenSigner
+
+__all__ = [
+    "Events",
+    "EventsState",
+    "channel_token",
+    "cursor",
+    "event_published",
+    "publish",
+    "revoke",
+]
+
+_signals = Namespace()
+
+#: Sent with ``sender=app`` and ``event=...`` after an event reached the broker
+#: (the ``captured_events`` fixture listens to it).
+event_published = _signals.signal("karaffe.event-published")
+
+_PENDING = "karaffe.events.pending"
+_RELEASED = "karaffe.events.savepoint-released"
+
+
+class EventsState:
+    """Per-app state, at ``app.extensions["karaffe.events"]``. The broker and
+    the signer are built on first use, from the configuration the app has
+    then, so ``init_app`` may run before or after ``app.configure``."""
+
+    def __init__(self, app: Flask, ext: Events) -> None:
+        self.app = app
+        self.ext = ext
+        self._broker: Broker | None = None
+        self._signer: TokenSigner | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            with self._lock:
+                if self._broker is None:
+                    self._broker = self.ext.make_broker(self.app)
+        return self._broker
+
+    @property
+    def signer(self) -> TokenSigner:
+        if self._signer is None:
+            self._signer = self.ext.make_signer(self.app)
+        return self._signer
+
+    @property
+    def serves_stream(self) -> bool:
+        """Whether the app serves ``/events/stream`` itself."""
+        serve = str(self.app.config["EVENTS_SERVE_STREAM"]).lower()
+        if serve == "auto":
+            return isinstance(self.broker, MemoryBroker)
+        return serve in ("1", "yes", "true", "on")
+
+
+class Events:
+    """The live-events extension: a broker, channel tokens, after-commit
+    publishing, and (with the memory broker) the app's own SSE endpoint.
+
+    Settings are in :data:`karaffe.events.settings.SETTINGS` (``EVENTS_BROKER``,
+    ``REDIS_URL``, ``EVENTS_HISTORY_SIZE``, ``EVENTS_TOKEN_MAX_AGE``,
+    ``EVENTS_RELAY_URL``...).
+    """
+
+    #: Broker classes by ``EVENTS_BROKER`` name.
+    broker_classes: dict[str, type[Broker]] = {"memory": MemoryBroker, "redis": RedisBroker}
+    #: Signs channel tokens; replace to change the token format.
+    signer_class = TokenSigner
+    #: Key in ``app.extensions``.
+    extension_key = "karaffe.events"
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        from ..db import declare_settings
+
+        declare_settings(app, SETTINGS)
+        state = EventsState(app, self)
+        app.extensions[self.extension_key] = state
+        if getattr(app, "configured", True):
+            # Refuse a bad broker configuration at start-up, not at first use.
+            state.broker  # noqa: B018
+        _install_session_hooks()
+        app.register_blueprint(self.make_blueprint(app))
+        app.add_template_global(channel_token, "channel_token")
+        app.add_template_global(cursor, "events_cursor")
+        app.add_template_global(lambda: stream_url(), "events_stream_url")
+
+    def make_broker(self, app: Flask) -> Broker:
+        """The broker named by ``EVENTS_BROKER`` (``auto``: redis when
+        ``REDIS_URL`` is set)."""
+        name = app.config["EVENTS_BROKER"]
+        if name == "auto":
+            name = "redis" if app.config.get("REDIS_URL") else "memory"
+        size = app.config["EVENTS_HISTORY_SIZE"]
+        if name == "redis":
+            from ..config import ConfigError
+
+            url = app.config.get("REDIS_URL")
+            if not url:
+                raise ConfigError("setting EVENTS_BROKER is redis but REDIS_URL is not set")
+            return RedisBroker(url, size, app.config["EVENTS_REDIS_PREFIX"])
+        return MemoryBroker(size)
+
+    def make_signer(self, app: Flask) -> TokenSigner:
+        return self.signer_class(
+            app.config["SECRET_KEY"],
+            app.config.get("SECRET_KEY_FALLBACKS") or (),
+            app.config["EVENTS_TOKEN_MAX_AGE"],
+        )
+
+    def make_blueprint(self, app: Flask) -> Blueprint:
+        """The ``karaffe_events`` blueprint: the JS client as a static file at
+        ``/events/static/karaffe-events.js``, and ``/events/stream`` (a 404
+        unless the app streams itself, see :mod:`karaffe.events.devstream`)."""
+        from . import devstream
+
+        return devstream.make_blueprint()
+
+
+def state_for(app: Flask | None = None) -> EventsState:
+    target = app if app is not None else current_app
+    try:
+        return t.cast(EventsState, target.extensions[Events.extension_key])
+    except KeyError:
+        raise RuntimeError(
+            "karaffe.events is not set up on this app: call Events().init_app(app)"
+        ) from None
+
+
+# -- publishing ------------------------------------------------------------------
+
+
+def publish(channel: str, type: str, data: t.Any = None) -> None:
+    """Publish an event on ``channel``: after the current transaction of the
+    app's ``db.session`` commits (never if it rolls back), or at once when no
+    transaction is open. ``data`` is any JSON value; it is encoded now, so
+    later changes to the objects do not leak into the event."""
+    validate_channel(channel)
+    validate_type(type)
+    item = (channel, type, dump_data(data))
+    state = state_for()
+    session = _current_session(state.app)
+    if session is not None and session.in_transaction():
+        trans = session.get_nested_transaction() or session.get_transaction()
+        assert trans is not None
+        _pending(session).setdefault(trans, []).append(item)
+        return
+    _send(state, [item])
+
+
+def _send(state: EventsState, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
+    events = state.broker.publish_many(items)
+    if event_published.receivers:
+        for event in events:
+            event_published.send(state.app, event=event)
+    return events
+
+
+def _current_session(app: Flask) -> Session | None:
+    """The app's Flask-SQLAlchemy session for this app context, if one was
+    used (asking for it does not create one)."""
+    ext = app.extensions.get("sqlalchemy")
+    scoped = getattr(ext, "session", None)
+    if scoped is None or not has_app_context() or not scoped.registry.has():
+        return None
+    return t.cast(Session, scoped())
+
+
+def _pending(session: Session) -> dict[SessionTransaction, list[tuple[str, str, bytes]]]:
+    return t.cast(
+        dict[SessionTransaction, list[tuple[str, str, bytes]]],
+        session.info.setdefault(_PENDING, {}),
+    )
+
+
+_hooks_installed = False
+
+
+def _install_session_hooks() -> None:
+    """Listen to every SQLAlchemy session (once per process); sessions
+    without pending events are left alone."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    sa.event.listen(Session, "after_commit", _after_commit)
+    sa.event.listen(Session, "after_transaction_end", _after_transaction_end)
+    _hooks_installed = True
+
+
+def _after_commit(session: Session) -> None:
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    if session.in_nested_transaction():
+        # A savepoint was released: its events join the enclosing
+        # transaction when it ends (just after this).
+        session.info[_RELEASED] = True
+        return
+    items = [item for trans in list(pending) for item in pending.pop(trans)]
+    if items:
+        _send(state_for(), items)
+
+
+def _after_transaction_end(session: Session, trans: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    released = session.info.pop(_RELEASED, False)
+    if not pending or trans not in pending:
+        return
+    items = pending.pop(trans)
+    # Only a released savepoint hands its events on; a rolled-back one, or
+    # an outermost transaction ending without a commit, drops them.
+    if trans.nested and released and trans.parent is not None:
+        pending.setdefault(trans.parent, []).extend(items)
+
+
+# -- tokens and cursors for pages ----------------------------------------------------
+
+
+def channel_token(user: t.Any, channels: Iterable[str], *, max_age: int | None = None) -> str:
+    """A signed token letting ``user`` (an object with ``id``, or an id)
+    subscribe to ``channels``; the app decides which channels a user gets."""
+    user_id = getattr(user, "id", user)
+    return state_for().signer.sign(user_id, channels, max_age=max_age)
+
+
+def cursor(channels: Iterable[str]) -> str:
+    """The current position in ``channels`` as a cursor: a page renders it
+    with its data, and the client passes it on its first connection, so that
+    nothing published between render and connect is missed."""
+    chans = list(channels)
+    return encode_cursor(state_for().broker.positions(chans))
+
+
+def revoke(user: t.Any, at: float | None = None) -> None:
+    """Cut ``user``'s open streams on every relay and refuse their tokens
+    issued before now (call it when a membership is removed)."""
+    user_id = str(getattr(user, "id", user))
+    state_for().broker.revoke(user_id, time.time() if at is None else at)
+
+
+def stream_url() -> str:
+    """Where browsers connect: ``EVENTS_RELAY_URL`` or the app's own stream."""
+    from flask import url_for
+
+    configured = current_app.config.get("EVENTS_RELAY_URL")
+    return str(configured) if configured else url_for("karaffe_events.stream")
