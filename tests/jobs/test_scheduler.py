@@ -1,0 +1,323 @@
+"""The scheduler: due ticks run once, overruns are not started twice, missed
+ticks follow the job's policy, and schedulers racing on real PostgreSQL and
+Redis servers run every tick exactly once. Time is a controllable clock."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from _jobtools import Clock, at
+
+import karaffe
+from karaffe.jobs import Backend, Job, MemoryBackend, Scheduler, current_run, job
+from karaffe.jobs.backends import FAILED, OVERLAP_REASON, SKIPPED, SUCCEEDED
+
+
+def declared(func: Callable[..., t.Any], **options: t.Any) -> Job:
+    job(**options)(func)
+    found = func.__karaffe_job__  # type: ignore[attr-defined]
+    assert isinstance(found, Job)
+    return found
+
+
+class Recorder:
+    """A job function that records the tick of each call."""
+
+    def __init__(self) -> None:
+        self.ticks: list[datetime] = []
+        self.lock = threading.Lock()
+        self.__name__ = self.__qualname__ = "recorder"
+        self.__module__ = __name__
+
+    def __call__(self) -> None:
+        with self.lock:
+            tick = current_run().tick
+            assert tick is not None
+            self.ticks.append(tick)
+
+
+@pytest.fixture
+def scheduler_for(
+    make_app: Callable[..., karaffe.App], clock: Clock
+) -> t.Iterator[Callable[..., Scheduler]]:
+    made: list[Scheduler] = []
+
+    def make(
+        *jobs: Job, backend: Backend | None = None, app: karaffe.App | None = None
+    ) -> Scheduler:
+        scheduler = Scheduler(
+            app or make_app(), jobs=jobs, backend=backend or MemoryBackend(), clock=clock
+        )
+        made.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        scheduler.close()
+
+
+def run_all(scheduler: Scheduler, now: datetime | None = None) -> list[tuple[datetime, str]]:
+    runs = scheduler.run_pending(now)
+    return [(run.tick, run.result(timeout=10).status) for run in runs]
+
+
+def test_a_due_tick_runs_once_however_often_the_scheduler_polls(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    recorder = Recorder()
+    scheduler = scheduler_for(declared(recorder, schedule="0 7 * * *"))
+    assert run_all(scheduler) == []
+    clock.set(at("2026-01-05 07:00:00"))
+    assert run_all(scheduler) == [(at("2026-01-05 07:00"), SUCCEEDED)]
+    for _ in range(3):
+        clock.advance(seconds=20)
+        assert run_all(scheduler) == []
+    assert recorder.ticks == [at("2026-01-05 07:00")]
+
+
+def test_every_tick_runs_in_order_through_a_simulated_day(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    recorder = Recorder()
+    scheduler = scheduler_for(declared(recorder, schedule="*/15 * * * *"))
+    clock.set(at("2026-01-05 00:00:01"))
+    while clock.now < at("2026-01-06 00:00"):
+        run_all(scheduler)
+        clock.advance(seconds=40)
+    assert recorder.ticks == [at("2026-01-05 00:00") + timedelta(minutes=15 * i) for i in range(96)]
+
+
+def test_an_overrunning_job_is_not_started_twice(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[datetime] = []
+
+    def slow() -> None:
+        tick = current_run().tick
+        assert tick is not None
+        calls.append(tick)
+        started.set()
+        assert release.wait(10)
+
+    backend = MemoryBackend()
+    first = scheduler_for(declared(slow, schedule="*/5 * * * *"), backend=backend)
+    second = scheduler_for(declared(slow, schedule="*/5 * * * *"), backend=backend)
+    clock.set(at("2026-01-05 07:00:01"))
+    (running,) = first.run_pending()
+    assert started.wait(10)
+    clock.set(at("2026-01-05 07:04:59"))
+    assert first.run_pending() == [] and second.run_pending() == []
+    clock.set(at("2026-01-05 07:05:01"))
+    (skipped,) = second.run_pending()
+    assert (skipped.tick, skipped.result().status) == (at("2026-01-05 07:05"), SKIPPED)
+    assert skipped.result().reason == OVERLAP_REASON
+    release.set()
+    assert running.result(timeout=10).status == SUCCEEDED
+    clock.set(at("2026-01-05 07:10:00"))
+    assert run_all(second) == [(at("2026-01-05 07:10"), SUCCEEDED)]
+    assert calls == [at("2026-01-05 07:00"), at("2026-01-05 07:10")]
+
+
+def test_a_running_job_keeps_its_lease_while_the_scheduler_polls(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow() -> None:
+        calls.append(1)
+        started.set()
+        assert release.wait(10)
+
+    backend = MemoryBackend()
+    slow_job = declared(slow, schedule="*/5 * * * *", lease=60)
+    first = scheduler_for(slow_job, backend=backend)
+    other = scheduler_for(slow_job, backend=backend)
+    clock.set(at("2026-01-05 07:00:00"))
+    (running,) = first.run_pending()
+    try:
+        assert started.wait(10)
+        later: list[tuple[datetime, str]] = []
+        # Twelve minutes of polls; only the renewals keep the 60 s lease alive.
+        for _ in range(24):
+            clock.advance(seconds=30)
+            later += run_all(first) + run_all(other)
+        assert later == [(at("2026-01-05 07:05"), SKIPPED), (at("2026-01-05 07:10"), SKIPPED)]
+        assert calls == [1]
+    finally:
+        release.set()
+    assert running.result(timeout=10).status == SUCCEEDED
+
+
+def test_a_job_allowing_overlap_starts_while_the_previous_run_goes_on(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    release = threading.Event()
+    count = threading.Semaphore(0)
+
+    def slow() -> None:
+        count.release()
+        assert release.wait(10)
+
+    scheduler = scheduler_for(declared(slow, schedule="*/5 * * * *", overlap=True))
+    clock.set(at("2026-01-05 07:00:00"))
+    first = scheduler.run_pending()
+    clock.set(at("2026-01-05 07:05:00"))
+    second = scheduler.run_pending()
+    assert count.acquire(timeout=10) and count.acquire(timeout=10)
+    release.set()
+    assert [r.result(timeout=10).status for r in first + second] == [SUCCEEDED, SUCCEEDED]
+
+
+def test_ticks_missed_during_downtime_are_skipped_under_skip(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    recorder = Recorder()
+    backend = MemoryBackend()
+    hourly = declared(recorder, schedule="0 * * * *", missed="skip")
+    clock.set(at("2026-01-05 07:00:00"))
+    assert run_all(scheduler_for(hourly, backend=backend)) == [(at("2026-01-05 07:00"), SUCCEEDED)]
+    # Every scheduler was down from 07:30 to 10:20.
+    clock.set(at("2026-01-05 10:20:00"))
+    restarted = scheduler_for(hourly, backend=backend)
+    assert run_all(restarted) == [(at("2026-01-05 10:00"), SKIPPED)]
+    (record,) = backend.history(hourly.name, limit=1)
+    assert record.reason == "missed: 3 tick(s) passed while no scheduler ran"
+    clock.set(at("2026-01-05 10:40:00"))
+    assert run_all(restarted) == []
+    clock.set(at("2026-01-05 11:00:00"))
+    assert run_all(restarted) == [(at("2026-01-05 11:00"), SUCCEEDED)]
+    assert recorder.ticks == [at("2026-01-05 07:00"), at("2026-01-05 11:00")]
+
+
+def test_ticks_missed_during_downtime_are_caught_up_once_under_catch_up(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    recorder = Recorder()
+    backend = MemoryBackend()
+    hourly = declared(recorder, schedule="0 * * * *", missed="catch_up")
+    clock.set(at("2026-01-05 07:00:00"))
+    run_all(scheduler_for(hourly, backend=backend))
+    clock.set(at("2026-01-05 10:20:00"))
+    restarted = scheduler_for(hourly, backend=backend)
+    assert run_all(restarted) == [(at("2026-01-05 10:00"), SUCCEEDED)]
+    clock.set(at("2026-01-05 10:50:00"))
+    assert run_all(restarted) == []
+    clock.set(at("2026-01-05 11:00:00"))
+    assert run_all(restarted) == [(at("2026-01-05 11:00"), SUCCEEDED)]
+    assert recorder.ticks == [
+        at("2026-01-05 07:00"),
+        at("2026-01-05 10:00"),
+        at("2026-01-05 11:00"),
+    ]
+
+
+def test_a_failing_job_is_recorded_as_failed_and_the_next_tick_still_runs(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("disk full")
+
+    backend = MemoryBackend()
+    scheduler = scheduler_for(declared(broken, schedule="*/5 * * * *"), backend=backend)
+    clock.set(at("2026-01-05 07:00:00"))
+    (run,) = scheduler.run_pending()
+    record = run.result(timeout=10)
+    assert (record.status, record.error) == (FAILED, "RuntimeError: disk full")
+    clock.set(at("2026-01-05 07:05:00"))
+    assert run_all(scheduler) == [(at("2026-01-05 07:05"), FAILED)]
+
+
+def test_the_app_schedules_the_jobs_of_its_jobs_modules(
+    make_app: Callable[..., karaffe.App],
+    package: Callable[[dict[str, str]], str],
+    clock: Clock,
+) -> None:
+    name = package(
+        {
+            "jobs.py": """
+                from karaffe.jobs import job
+
+                CALLS = []
+
+                @job(schedule="0 7 * * *")
+                def report():
+                    CALLS.append("report")
+
+                def helper():
+                    pass
+            """
+        }
+    )
+    app = make_app({"JOBS_MODULES": [f"{name}.jobs"]})
+    clock.set(at("2026-01-05 07:00:05"))
+    with Scheduler(app, clock=clock) as scheduler:
+        assert [j.name for j in scheduler.jobs] == [f"{name}.jobs.report"]
+        assert run_all(scheduler) == [(at("2026-01-05 07:00"), SUCCEEDED)]
+    import importlib
+
+    assert importlib.import_module(f"{name}.jobs").CALLS == ["report"]
+
+
+def race(schedulers: list[Scheduler], start: datetime, steps: int, step: timedelta) -> None:
+    """Drive every scheduler through the same instants, in threads that
+    meet at a barrier before each poll so that their claims collide."""
+    barrier = threading.Barrier(len(schedulers))
+    errors: list[BaseException] = []
+
+    def drive(scheduler: Scheduler) -> None:
+        try:
+            for i in range(steps):
+                barrier.wait(timeout=30)
+                for run in scheduler.run_pending(start + i * step):
+                    run.result(timeout=30)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=drive, args=(s,)) for s in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
+)
+def test_two_schedulers_racing_run_every_tick_exactly_once(
+    server: str, request: pytest.FixtureRequest, make_app: Callable[..., karaffe.App], unique: str
+) -> None:
+    url = request.getfixturevalue("postgres_url" if server == "postgres" else "redis_url")
+    every_minute, every_five = Recorder(), Recorder()
+    jobs = [
+        declared(every_minute, schedule="* * * * *", name=f"{unique}.minutely"),
+        declared(every_five, schedule="*/5 * * * *", name=f"{unique}.five"),
+    ]
+    schedulers = [
+        Scheduler(make_app({"JOBS_BACKEND": url}), jobs=jobs, host=f"machine-{i}") for i in range(2)
+    ]
+    start = at("2026-01-05 07:00:00")
+    try:
+        race(schedulers, start, steps=240, step=timedelta(seconds=15))
+        history = schedulers[0].backend.history(f"{unique}.minutely", limit=60)
+    finally:
+        for scheduler in schedulers:
+            scheduler.close()
+            scheduler.backend.close()
+    minutes = [start + timedelta(minutes=i) for i in range(60)]
+    assert every_minute.ticks == minutes
+    assert every_five.ticks == minutes[::5]
+    assert sorted(r.tick for r in history) == minutes
+    assert {r.status for r in history} == {SUCCEEDED}
+    assert {r.host for r in history} <= {"machine-0", "machine-1"}
