@@ -1,4 +1,10 @@
-"""tracker: karaffe's reference application, laid out the way the talk recommends."""
+"""tracker: karaffe's reference application, laid out the way the talk recommends.
+
+``create_app(config)`` builds it (slide 21): settings first, then karaffe's
+parts (database, auth, tenancy, API docs, events when available), then every
+blueprint under ``tracker.blueprints`` (slide 22), then the tracker's own
+template helpers and error pages.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,46 @@ import typing as t
 from collections.abc import Mapping
 
 import karaffe
+from karaffe import auth, db, tenancy
+from karaffe.config import Setting, positive
+
+from . import web
+
+__all__ = ["SETTINGS", "create_app"]
+
+#: The tracker's own settings (environment: ``TRACKER_<NAME>``).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("INVITATION_DAYS", int, 7, "Days an invitation link works.", check=positive),
+    Setting("ISSUES_PER_PAGE", int, 50, "Issues per page of the HTML issue list.", check=positive),
+)
 
 
 def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
-    """Build the tracker app (slide 21): settings, then blueprints, then parts."""
+    """Build the tracker app (slide 21).
+
+    :param config: settings overriding the environment and the defaults,
+        e.g. ``{"DATABASE_URL": "sqlite:///tracker.db", "SECRET_KEY": "..."}``.
+    """
     app = karaffe.App(__name__)
+    # Declared before configure() so that config and environment may set them.
+    app.add_settings(*SETTINGS, *db.SETTINGS, *auth.SETTINGS, *tenancy.SETTINGS)
     app.configure(config)
+    if not app.config.get("LOGIN_VIEW"):
+        app.config["LOGIN_VIEW"] = "accounts.login"
+    db.init_app(app)
+    app.before_request(web.load_user_first)
+    auth.init_app(app)
+    tenancy.init_app(app)
     app.register_blueprints("tracker.blueprints")
-    karaffe.ApiDocs(title="tracker API", version="1.0").init_app(app)
+    karaffe.ApiDocs(
+        title="tracker API",
+        version="1.0",
+        url_prefix="/api/v1",
+        description="Organizations, projects, issues and comments. Authenticate with "
+        "`Authorization: Bearer <token>` (create one on the API tokens page).",
+    ).init_app(app)
+    web.init_app(app)
+    from . import cli
+
+    cli.init_app(app)
     return app

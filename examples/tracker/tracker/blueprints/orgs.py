@@ -1,0 +1,181 @@
+"""Organizations: create one, its projects, members and roles, invitation
+links, labels, and leaving it.
+
+Pages under ``/o/<org_slug>/`` get the organization from karaffe's tenancy
+layer (:data:`karaffe.tenancy.current_org`): an organization the viewer is
+not a member of is a 404 before the view runs.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import Conflict
+
+from karaffe.auth import get_user, login_required
+from karaffe.db import db
+from karaffe.tenancy import ROLES, current_org, current_role
+
+from .. import services
+from ..forms import FieldError, Form
+from ..schemas import InvitationIn, LabelIn, OrganizationIn
+from ..web import in_current_org, viewer
+
+blueprint = Blueprint("orgs", __name__)
+
+
+def _can_manage() -> bool:
+    return current_role() in ("admin", "owner")
+
+
+@blueprint.route("/orgs/new", methods=["GET", "POST"])
+@login_required
+def new() -> ResponseReturnValue:
+    form = Form()
+    if request.method == "POST":
+        form = Form.from_request(OrganizationIn)
+        data = form.validate(OrganizationIn)
+        if data is None:
+            return render_template("orgs/new.html", form=form), 422
+        org = services.create_org(data.name, viewer())
+        db.session.commit()
+        flash(f"Organization “{org.name}” created. Next: a project.", "success")
+        return redirect(url_for("orgs.show", org_slug=org.slug))
+    return render_template("orgs/new.html", form=form)
+
+
+@blueprint.get("/o/<org_slug>/")
+@login_required
+def show() -> ResponseReturnValue:
+    org = current_org
+    return render_template(
+        "orgs/show.html",
+        org=org,
+        projects=services.projects_of(org.id),
+        open_counts=services.open_issue_counts(org.id),
+    )
+
+
+def _members_page(form: Form, status: int = 200, **extra: object) -> ResponseReturnValue:
+    page = render_template(
+        "orgs/members.html",
+        org=current_org,
+        memberships=services.members_of(current_org.id),
+        can_manage=_can_manage(),
+        roles=ROLES,
+        form=form,
+        invite_days=services.invitation_days(),
+        **extra,
+    )
+    return page, status
+
+
+@blueprint.get("/o/<org_slug>/members")
+@login_required
+def members() -> ResponseReturnValue:
+    return _members_page(Form(data={"role": "member"}))
+
+
+@blueprint.post("/o/<org_slug>/members/<int:user_id>/role")
+@login_required
+def change_role(user_id: int) -> ResponseReturnValue:
+    role = request.form.get("role", "")
+    try:
+        membership = services.change_role(current_org.id, viewer(), user_id, role)
+    except FieldError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("orgs.members")), 303
+    except Conflict as exc:
+        flash(str(exc.description), "error")
+        return redirect(url_for("orgs.members")), 303
+    db.session.commit()
+    flash(f"{membership.user.name} is now {membership.role}.", "success")
+    return redirect(url_for("orgs.members"))
+
+
+@blueprint.post("/o/<org_slug>/invitations")
+@login_required
+def invite() -> ResponseReturnValue:
+    form = Form.from_request(InvitationIn)
+    data = form.validate(InvitationIn)
+    if data is None:
+        return _members_page(form, 422)
+    _, token = services.create_invitation(current_org.id, viewer(), data.role)
+    db.session.commit()
+    url = url_for("orgs.invitation", token=token, _external=True)
+    flash("Invitation link created: copy it below.", "success")
+    return _members_page(form, 201, invite_url=url, invite_role=data.role)
+
+
+@blueprint.route("/o/<org_slug>/leave", methods=["GET", "POST"])
+@login_required
+def leave() -> ResponseReturnValue:
+    org = current_org
+    if request.method == "GET":
+        return render_template("orgs/leave.html", org=org)
+    try:
+        services.leave(org.id, viewer())
+    except Conflict as exc:
+        flash(str(exc.description), "error")
+        return redirect(url_for("orgs.members")), 303
+    name = org.name
+    db.session.commit()
+    flash(f"You left {name}.", "success")
+    return redirect(url_for("pages.index"))
+
+
+@blueprint.route("/o/<org_slug>/labels", methods=["GET", "POST"])
+@login_required
+def labels() -> ResponseReturnValue:
+    form = Form()
+    status = 200
+    if request.method == "POST":
+        form = Form.from_request(LabelIn)
+        data = form.validate(LabelIn)
+        if data is not None:
+            try:
+                label = services.create_label(current_org.id, viewer(), data.name)
+            except FieldError as exc:
+                form.add_error(exc)
+            else:
+                db.session.commit()
+                flash(f"Label “{label.name}” added.", "success")
+                return redirect(url_for("orgs.labels"))
+        status = 422
+    page = render_template(
+        "orgs/labels.html",
+        org=current_org,
+        labels=services.labels_of(current_org.id),
+        can_manage=_can_manage(),
+        form=form,
+    )
+    return page, status
+
+
+@blueprint.post("/o/<org_slug>/labels/<int:label_id>/delete")
+@login_required
+def delete_label(label_id: int) -> ResponseReturnValue:
+    label = services.get_label(label_id, viewer())
+    in_current_org(label.organization_id)
+    services.delete_label(label, viewer())
+    db.session.commit()
+    flash(f"Label “{label.name}” deleted.", "success")
+    return redirect(url_for("orgs.labels"))
+
+
+@blueprint.route("/invitations/<token>", methods=["GET", "POST"])
+def invitation(token: str) -> ResponseReturnValue:
+    """The page an invitation link opens: join (logged in) or sign up first."""
+    invite = services.read_invitation(token)
+    user = get_user()
+    if request.method == "POST":
+        if user is None:
+            return redirect(url_for("accounts.login", next=request.path))
+        org = services.accept_invitation(token, user)
+        slug, name = org.slug, org.name
+        db.session.commit()
+        flash(f"You joined {name}.", "success")
+        return redirect(url_for("orgs.show", org_slug=slug))
+    return render_template(
+        "orgs/invitation.html", org=invite.organization, inviter=invite.created_by, role=invite.role
+    )

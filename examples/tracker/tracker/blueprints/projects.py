@@ -1,0 +1,123 @@
+"""Projects of an organization, and a project's issue list (filtered,
+searched, keyset-paginated)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import ValidationError
+
+from karaffe.auth import login_required
+from karaffe.db import db
+from karaffe.tenancy import current_org, current_role
+
+from .. import services
+from ..forms import Form
+from ..models import Project
+from ..schemas import IssueQuery, ProjectIn
+from ..web import html_page, in_current_org, viewer
+
+blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
+
+
+def _project(project_id: int) -> Project:
+    project = services.get_project(project_id, viewer())
+    in_current_org(project.organization_id)
+    return project
+
+
+@blueprint.route("/new", methods=["GET", "POST"])
+@login_required
+def new() -> ResponseReturnValue:
+    form = Form()
+    if request.method == "POST":
+        form = Form.from_request(ProjectIn)
+        data = form.validate(ProjectIn)
+        if data is None:
+            return render_template("projects/form.html", form=form, org=current_org), 422
+        project = services.create_project(current_org.id, viewer(), data)
+        db.session.commit()
+        flash(f"Project “{project.name}” created.", "success")
+        return redirect(url_for("projects.show", project_id=project.id))
+    return render_template("projects/form.html", form=form, org=current_org, project=None)
+
+
+def _filters() -> IssueQuery:
+    """The list's filters from the query string. The HTML list shows open
+    issues by default; ``status=all`` shows every one. A malformed filter
+    (``assignee=abc``) is ignored rather than failing the page."""
+    raw = {k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v}
+    status = raw.get("status", "open")
+    raw["status"] = None if status == "all" else status
+    try:
+        return IssueQuery.model_validate(raw)
+    except ValidationError as exc:
+        bad = {str(e["loc"][0]) for e in exc.errors()}
+        return IssueQuery.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+
+@blueprint.get("/<int:project_id>")
+@login_required
+def show(project_id: int) -> ResponseReturnValue:
+    project = _project(project_id)
+    filters = _filters()
+    page = html_page(
+        services.issue_list(project, filters),
+        services.ISSUE_ORDER,
+        int(current_app.config.get("ISSUES_PER_PAGE", 50)),
+    )
+    return render_template(
+        "projects/show.html",
+        org=current_org,
+        project=project,
+        page=page,
+        filters={
+            "status": filters.status or "all",
+            "assignee": filters.assignee,
+            "label": filters.label,
+            "q": filters.q,
+        },
+        members=services.members_of(current_org.id),
+        all_labels=services.labels_of(current_org.id),
+        can_manage=current_role() in ("admin", "owner"),
+        live={"project": project.id},
+    )
+
+
+@blueprint.route("/<int:project_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(project_id: int) -> ResponseReturnValue:
+    project = _project(project_id)
+    form = Form(data={"name": project.name, "description": project.description})
+    if request.method == "POST":
+        form = Form.from_request(ProjectIn)
+        data = form.validate(ProjectIn)
+        if data is None:
+            page = render_template(
+                "projects/form.html", form=form, org=current_org, project=project
+            )
+            return page, 422
+        services.update_project(project, viewer(), data)
+        db.session.commit()
+        flash("Project saved.", "success")
+        return redirect(url_for("projects.show", project_id=project.id))
+    return render_template("projects/form.html", form=form, org=current_org, project=project)
+
+
+@blueprint.route("/<int:project_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete(project_id: int) -> ResponseReturnValue:
+    project = _project(project_id)
+    if request.method == "GET":
+        return render_template(
+            "confirm.html",
+            heading=f"Delete project “{project.name}”?",
+            message="Its issues and their comments are deleted with it. This cannot be undone.",
+            button="Delete project",
+            cancel_url=url_for("projects.show", project_id=project.id),
+        )
+    name = project.name
+    services.delete_project(project, viewer())
+    db.session.commit()
+    flash(f"Project “{name}” deleted.", "success")
+    return redirect(url_for("orgs.show"))

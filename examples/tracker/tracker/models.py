@@ -1,0 +1,142 @@
+"""The tracker's data: projects, issues, labels, comments and invitations.
+
+Every model here is :class:`~karaffe.tenancy.OrgOwned`: it carries its
+organization's id, and karaffe's tenancy layer filters every ORM query to the
+organizations of whoever the code acts for. The views never write
+``WHERE organization_id = ...`` themselves; they could not forget it.
+
+An issue and its comments repeat their project's ``organization_id`` on
+purpose: the filter works on each table alone, without joins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from karaffe.auth import User, utcnow
+from karaffe.db import Model
+from karaffe.tenancy import OrgOwned
+
+__all__ = ["Comment", "Invitation", "Issue", "Label", "Project", "issue_labels"]
+
+#: Which labels an issue has. Not org-owned itself: it is only ever reached
+#: through an issue or a label, which are.
+issue_labels = sa.Table(
+    "issue_label",
+    Model.metadata,
+    sa.Column("issue_id", sa.ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("label_id", sa.ForeignKey("label.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_issue_label_label_id", "label_id", "issue_id"),
+)
+
+
+class Project(OrgOwned, Model):
+    """A set of issues inside an organization."""
+
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Project {self.id} {self.name!r}>"
+
+
+class Label(OrgOwned, Model):
+    """A tag for issues, shared by the projects of an organization."""
+
+    __tablename__ = "label"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+
+    def __repr__(self) -> str:
+        return f"<Label {self.id} {self.name!r}>"
+
+
+class Issue(OrgOwned, Model):
+    """Something to do in a project: open until someone closes it."""
+
+    __tablename__ = "issue"
+    __table_args__ = (
+        # The issue list: a project's issues, by status, newest first.
+        sa.Index("ix_issue_project_status_id", "project_id", "status", "id"),
+        sa.Index("ix_issue_project_id_id", "project_id", "id"),
+        sa.Index("ix_issue_assignee_id", "assignee_id"),
+        sa.CheckConstraint("status IN ('open', 'closed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    status: Mapped[str] = mapped_column(sa.String(10), default="open")
+    assignee_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    author_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    project: Mapped[Project] = relationship()
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
+    author: Mapped[User | None] = relationship(foreign_keys=[author_id], lazy="joined")
+    labels: Mapped[list[Label]] = relationship(
+        secondary=issue_labels, lazy="selectin", order_by=Label.name
+    )
+
+    def __repr__(self) -> str:
+        return f"<Issue {self.id} {self.status} {self.title[:30]!r}>"
+
+
+class Comment(OrgOwned, Model):
+    """A remark on an issue."""
+
+    __tablename__ = "comment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issue.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    author: Mapped[User | None] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<Comment {self.id} on {self.issue_id}>"
+
+
+class Invitation(OrgOwned, Model):
+    """An invitation to join an organization with a role. The link carries
+    its id signed with the app's secret and expires; the row makes it
+    single-use and lets an admin see who joined through it."""
+
+    __tablename__ = "invitation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(20), default="member")
+    created_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    accepted_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), default=None
+    )
+
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])

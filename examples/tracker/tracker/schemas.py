@@ -1,0 +1,194 @@
+"""What the tracker accepts and returns, as pydantic models.
+
+The same models validate the HTML forms and the JSON API, so a title that is
+too long is refused with the same rule, and the same message, on both.
+``*In`` models are inputs, ``*Patch`` partial updates (only the fields sent
+are changed: ``model_fields_set``), ``*Out`` what the API answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: A one-line name or title: surrounding whitespace is dropped, empty is refused.
+Line = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Title = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+LabelName = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Text = t.Annotated[str, StringConstraints(max_length=20_000)]
+CommentText = t.Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+]
+Email = t.Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+]
+Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
+
+Status = t.Literal["open", "closed"]
+Role = t.Literal["owner", "admin", "member"]
+InviteRole = t.Literal["admin", "member"]
+
+
+class _In(BaseModel):
+    """Inputs refuse fields they do not know, so a typo is an error, not a no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- accounts -------------------------------------------------------------------
+
+
+class SignupIn(_In):
+    name: Name
+    email: Email
+    password: Password
+
+
+class LoginIn(_In):
+    email: Email
+    password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class UserRef(_Out):
+    """A user as others see them."""
+
+    id: int
+    name: str
+
+
+class TokenIn(_In):
+    name: Name
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    created_at: dt.datetime | None = None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret: shown once, send it as `Authorization: Bearer`.")
+
+
+# -- organizations ----------------------------------------------------------------
+
+
+class OrganizationIn(_In):
+    name: Name
+
+
+class OrganizationOut(_Out):
+    id: int
+    name: str
+    slug: str
+    role: Role | None = Field(None, description="The caller's role in it.")
+
+
+class MemberOut(_Out):
+    user: UserRef
+    role: Role
+
+
+class RoleIn(_In):
+    role: Role
+
+
+class InvitationIn(_In):
+    role: InviteRole = "member"
+
+
+class InvitationOut(_Out):
+    url: str = Field(description="The link to give to the person invited.")
+    role: InviteRole
+    expires_at: dt.datetime
+
+
+class LabelIn(_In):
+    name: LabelName
+
+
+class LabelOut(_Out):
+    id: int
+    name: str
+
+
+# -- projects, issues, comments -----------------------------------------------------
+
+
+class ProjectIn(_In):
+    name: Name
+    description: Text = ""
+
+
+class ProjectPatch(_In):
+    name: Name | None = None
+    description: Text | None = None
+
+
+class ProjectOut(_Out):
+    id: int
+    organization_id: int
+    name: str
+    description: str
+    created_at: dt.datetime
+
+
+class IssueIn(_In):
+    title: Title
+    description: Text = ""
+    assignee_id: int | None = Field(None, description="A member of the project's organization.")
+    label_ids: list[int] = Field(default_factory=list, max_length=20)
+
+
+class IssuePatch(_In):
+    title: Title | None = None
+    description: Text | None = None
+    status: Status | None = None
+    assignee_id: int | None = Field(None, description="`null` unassigns.")
+    label_ids: list[int] | None = Field(None, max_length=20)
+
+
+class IssueOut(_Out):
+    id: int
+    project_id: int
+    title: str
+    description: str
+    status: Status
+    assignee: UserRef | None
+    author: UserRef | None
+    labels: list[LabelOut]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class IssueQuery(BaseModel):
+    """Filters of an issue list; ``cursor`` and ``limit`` page through it."""
+
+    status: Status | None = None
+    assignee: int | None = Field(None, description="A user id.")
+    label: int | None = Field(None, description="A label id.")
+    q: t.Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
+        None, description="Words the title contains."
+    )
+
+
+class CommentIn(_In):
+    body: CommentText
+
+
+class CommentOut(_Out):
+    id: int
+    issue_id: int
+    author: UserRef | None
+    body: str
+    created_at: dt.datetime

@@ -1,0 +1,505 @@
+"""What a user can do, once, for both the HTML pages and the JSON API.
+
+Views parse input (forms or JSON, with the models of :mod:`tracker.schemas`)
+and render output; everything in between lives here: permission checks,
+cross-object rules (an assignee must be a member, a label must be the
+organization's), and the writes. Refusals are exceptions the app already
+renders both ways:
+
+- :class:`~tracker.forms.FieldError` for a value a rule refuses: a form error
+  next to the field, or a 422 with ``loc: ["body", field]``;
+- Werkzeug's ``NotFound`` / ``Forbidden`` / ``Conflict``: an HTML error page,
+  or a problem+json document on API routes.
+
+Nothing here commits: the caller commits once the whole action succeeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import typing as t
+import unicodedata
+
+import sqlalchemy as sa
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from werkzeug.exceptions import Conflict, Forbidden, NotFound
+
+from karaffe.auth import User, utcnow
+from karaffe.db import db
+from karaffe.tenancy import ROLES, Membership, Organization, create_organization, unscoped
+
+from .forms import FieldError
+from .models import Comment, Invitation, Issue, Label, Project, issue_labels
+from .schemas import IssueIn, IssuePatch, IssueQuery, ProjectIn, ProjectPatch
+
+#: Days an invitation link works by default (setting ``INVITATION_DAYS``).
+DEFAULT_INVITATION_DAYS = 7
+
+
+def _rank(role: str | None) -> int:
+    return -1 if role is None else ROLES.index(role)
+
+
+# -- organizations and roles --------------------------------------------------------
+
+
+def role_in(org_id: int, user_id: int) -> str | None:
+    """The role of user ``user_id`` in organization ``org_id``, ``None`` if
+    not a member."""
+    return db.session.execute(
+        sa.select(Membership.role).where(
+            Membership.organization_id == org_id, Membership.user_id == user_id
+        )
+    ).scalar_one_or_none()
+
+
+def require_member(org_id: int, user: User) -> str:
+    """The role of ``user`` in ``org_id``; 404 if they are not a member, so
+    another organization's objects look exactly like missing ones."""
+    role = role_in(org_id, user.id)
+    if role is None:
+        raise NotFound("The requested resource was not found.")
+    return role
+
+
+def require_role(org_id: int, user: User, needed: str) -> str:
+    """Like :func:`require_member`, and 403 when the role is below ``needed``."""
+    role = require_member(org_id, user)
+    if _rank(role) < _rank(needed):
+        raise Forbidden(f"Only an organization {needed} can do this.")
+    return role
+
+
+def organizations_of(user: User) -> list[tuple[Organization, str]]:
+    """``user``'s organizations with their role, by name."""
+    rows = db.session.execute(
+        sa.select(Organization, Membership.role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Organization.name)
+    )
+    return [(org, role) for org, role in rows.tuples()]
+
+
+def slugify(name: str) -> str:
+    """A URL-safe slug for ``name``: ``"Acme Corp."`` -> ``"acme-corp"``."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:60] or "org"
+
+
+def unique_slug(name: str) -> str:
+    """A slug for ``name`` no organization has yet (``acme``, ``acme-2``...)."""
+    base = slugify(name)
+    with unscoped("organization slugs are unique across all organizations"):
+        taken = set(
+            db.session.execute(
+                sa.select(Organization.slug).where(
+                    sa.or_(Organization.slug == base, Organization.slug.like(f"{base}-%"))
+                )
+            ).scalars()
+        )
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def create_org(name: str, owner: User) -> Organization:
+    """A new organization owned by ``owner``."""
+    org = create_organization(name, unique_slug(name), owner=owner)
+    db.session.flush()
+    return org
+
+
+def members_of(org_id: int) -> list[Membership]:
+    """The memberships of an organization, by name."""
+    return list(
+        db.session.execute(
+            sa.select(Membership)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.organization_id == org_id)
+            .order_by(User.name, User.id)
+        ).scalars()
+    )
+
+
+def _owners(org_id: int) -> int:
+    return db.session.execute(
+        sa.select(sa.func.count())
+        .select_from(Membership)
+        .where(Membership.organization_id == org_id, Membership.role == "owner")
+    ).scalar_one()
+
+
+def change_role(org_id: int, actor: User, user_id: int, role: str) -> Membership:
+    """Give member ``user_id`` the ``role``. Admins manage members and admins;
+    only owners make or unmake owners; the last owner stays an owner."""
+    actor_role = require_role(org_id, actor, "admin")
+    membership = db.session.execute(
+        sa.select(Membership).where(
+            Membership.organization_id == org_id, Membership.user_id == user_id
+        )
+    ).scalar_one_or_none()
+    if membership is None:
+        raise NotFound("That user is not a member of this organization.")
+    if role not in ROLES:
+        raise FieldError("role", f"Role must be one of {', '.join(ROLES)}.")
+    if "owner" in (role, membership.role) and actor_role != "owner":
+        raise Forbidden("Only an owner can make or unmake owners.")
+    if membership.role == "owner" and role != "owner" and _owners(org_id) <= 1:
+        raise Conflict("An organization needs an owner: make someone else owner first.")
+    membership.role = role
+    return membership
+
+
+def leave(org_id: int, user: User) -> None:
+    """``user`` leaves the organization; its last owner cannot."""
+    role = require_member(org_id, user)
+    if role == "owner" and _owners(org_id) <= 1:
+        raise Conflict("You are the last owner: make someone else owner before leaving.")
+    db.session.execute(
+        sa.delete(Membership).where(
+            Membership.organization_id == org_id, Membership.user_id == user.id
+        )
+    )
+
+
+# -- invitations ----------------------------------------------------------------------
+
+
+def _invitation_serializer() -> URLSafeTimedSerializer:
+    config = current_app.config
+    keys = [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
+    return URLSafeTimedSerializer(list(reversed([k for k in keys if k])), salt="tracker.invite")
+
+
+def invitation_days() -> int:
+    return int(current_app.config.get("INVITATION_DAYS", DEFAULT_INVITATION_DAYS))
+
+
+def create_invitation(org_id: int, actor: User, role: str) -> tuple[Invitation, str]:
+    """A new invitation into ``org_id`` and its signed token (for the link)."""
+    require_role(org_id, actor, "admin")
+    invitation = Invitation(
+        organization_id=org_id,
+        role=role,
+        created_by_id=actor.id,
+        expires_at=utcnow() + dt.timedelta(days=invitation_days()),
+    )
+    db.session.add(invitation)
+    db.session.flush()
+    token = _invitation_serializer().dumps({"i": invitation.id, "o": org_id})
+    return invitation, t.cast(str, token)
+
+
+def read_invitation(token: str) -> Invitation:
+    """The invitation a link's token names: 404 when the signature is wrong
+    or it was used, 410 (Gone) when it expired."""
+    try:
+        data = _invitation_serializer().loads(token, max_age=invitation_days() * 86400)
+        invitation_id, org_id = int(data["i"]), int(data["o"])
+    except SignatureExpired:
+        raise _Gone() from None
+    except (BadSignature, KeyError, TypeError, ValueError):
+        raise NotFound("This invitation link is not valid.") from None
+    with unscoped("reading the invitation a signed link names"):
+        invitation = db.session.execute(
+            sa.select(Invitation).where(
+                Invitation.id == invitation_id, Invitation.organization_id == org_id
+            )
+        ).scalar_one_or_none()
+        if invitation is None or invitation.accepted_at is not None:
+            raise NotFound("This invitation link was already used or withdrawn.")
+        expires = invitation.expires_at
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.UTC)
+        if expires <= utcnow():
+            raise _Gone()
+        # Load what the page shows while still allowed to see it.
+        _ = invitation.organization.name, invitation.created_by
+    return invitation
+
+
+class _Gone(NotFound):
+    code = 410
+    description = "This invitation link has expired: ask for a new one."
+
+
+def accept_invitation(token: str, user: User) -> Organization:
+    """``user`` joins the organization of the invitation (once)."""
+    invitation = read_invitation(token)
+    with unscoped("joining the organization of a signed invitation"):
+        org = invitation.organization
+        if role_in(org.id, user.id) is None:
+            db.session.add(
+                Membership(organization_id=org.id, user_id=user.id, role=invitation.role)
+            )
+        invitation.accepted_by_id = user.id
+        invitation.accepted_at = utcnow()
+        db.session.flush()
+    return org
+
+
+# -- projects ----------------------------------------------------------------------------
+
+
+def get_project(project_id: int, user: User) -> Project:
+    """The project, if ``user`` may see it; else 404."""
+    project = db.session.execute(
+        sa.select(Project).where(Project.id == project_id)
+    ).scalar_one_or_none()
+    if project is None:
+        raise NotFound("The requested resource was not found.")
+    require_member(project.organization_id, user)
+    return project
+
+
+def projects_of(org_id: int) -> list[Project]:
+    return list(
+        db.session.execute(
+            sa.select(Project).where(Project.organization_id == org_id).order_by(Project.name)
+        ).scalars()
+    )
+
+
+def open_issue_counts(org_id: int) -> dict[int, int]:
+    rows = db.session.execute(
+        sa.select(Issue.project_id, sa.func.count())
+        .where(Issue.organization_id == org_id, Issue.status == "open")
+        .group_by(Issue.project_id)
+    )
+    return {project_id: count for project_id, count in rows.tuples()}
+
+
+def create_project(org_id: int, actor: User, data: ProjectIn) -> Project:
+    require_member(org_id, actor)
+    project = Project(organization_id=org_id, name=data.name, description=data.description)
+    db.session.add(project)
+    db.session.flush()
+    return project
+
+
+def update_project(project: Project, actor: User, data: ProjectPatch | ProjectIn) -> Project:
+    require_member(project.organization_id, actor)
+    for name in data.model_fields_set:
+        value = getattr(data, name)
+        if value is not None:
+            setattr(project, name, value)
+    db.session.flush()
+    return project
+
+
+def delete_project(project: Project, actor: User) -> None:
+    require_role(project.organization_id, actor, "admin")
+    db.session.delete(project)
+    db.session.flush()
+
+
+# -- labels ------------------------------------------------------------------------------
+
+
+def labels_of(org_id: int) -> list[Label]:
+    return list(
+        db.session.execute(
+            sa.select(Label).where(Label.organization_id == org_id).order_by(Label.name)
+        ).scalars()
+    )
+
+
+def create_label(org_id: int, actor: User, name: str) -> Label:
+    require_role(org_id, actor, "admin")
+    exists = db.session.execute(
+        sa.select(Label.id).where(Label.organization_id == org_id, Label.name == name)
+    ).first()
+    if exists:
+        raise FieldError("name", "This organization already has a label with that name.", "taken")
+    label = Label(organization_id=org_id, name=name)
+    db.session.add(label)
+    db.session.flush()
+    return label
+
+
+def get_label(label_id: int, user: User) -> Label:
+    label = db.session.execute(sa.select(Label).where(Label.id == label_id)).scalar_one_or_none()
+    if label is None:
+        raise NotFound("The requested resource was not found.")
+    require_member(label.organization_id, user)
+    return label
+
+
+def delete_label(label: Label, actor: User) -> None:
+    require_role(label.organization_id, actor, "admin")
+    db.session.delete(label)
+    db.session.flush()
+
+
+# -- issues ------------------------------------------------------------------------------
+
+
+def get_issue(issue_id: int, user: User) -> Issue:
+    """The issue, if ``user`` may see it; else 404."""
+    issue = db.session.execute(sa.select(Issue).where(Issue.id == issue_id)).scalar_one_or_none()
+    if issue is None:
+        raise NotFound("The requested resource was not found.")
+    require_member(issue.organization_id, user)
+    return issue
+
+
+def _check_assignee(org_id: int, assignee_id: int | None) -> None:
+    if assignee_id is not None and role_in(org_id, assignee_id) is None:
+        raise FieldError(
+            "assignee_id", f"No member of this organization has the id {assignee_id}.", "unknown"
+        )
+
+
+def _labels(org_id: int, label_ids: list[int]) -> list[Label]:
+    wanted = list(dict.fromkeys(label_ids))
+    if not wanted:
+        return []
+    found = list(
+        db.session.execute(
+            sa.select(Label).where(Label.id.in_(wanted), Label.organization_id == org_id)
+        ).scalars()
+    )
+    missing = sorted(set(wanted) - {label.id for label in found})
+    if missing:
+        raise FieldError(
+            "label_ids",
+            f"No label of this organization has the id {', '.join(map(str, missing))}.",
+            "unknown",
+        )
+    return found
+
+
+def create_issue(project: Project, actor: User, data: IssueIn) -> Issue:
+    require_member(project.organization_id, actor)
+    _check_assignee(project.organization_id, data.assignee_id)
+    issue = Issue(
+        organization_id=project.organization_id,
+        project_id=project.id,
+        title=data.title,
+        description=data.description,
+        assignee_id=data.assignee_id,
+        author_id=actor.id,
+        labels=_labels(project.organization_id, data.label_ids),
+    )
+    db.session.add(issue)
+    db.session.flush()
+    return issue
+
+
+def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
+    """Change the fields ``data`` was given (``assignee_id: null`` unassigns)."""
+    require_member(issue.organization_id, actor)
+    fields = data.model_fields_set
+    for name in ("title", "description", "status"):
+        value = getattr(data, name)
+        if name in fields and value is None:
+            raise FieldError(name, "This field cannot be null.", "null")
+        if value is not None:
+            setattr(issue, name, value)
+    if "assignee_id" in fields:
+        _check_assignee(issue.organization_id, data.assignee_id)
+        issue.assignee_id = data.assignee_id
+    if "label_ids" in fields:
+        if data.label_ids is None:
+            raise FieldError("label_ids", "This field cannot be null.", "null")
+        issue.labels = _labels(issue.organization_id, data.label_ids)
+    if db.session.is_modified(issue) or "label_ids" in fields:
+        issue.updated_at = utcnow()
+    db.session.flush()
+    db.session.refresh(issue)
+    return issue
+
+
+def delete_issue(issue: Issue, actor: User) -> None:
+    """Its author or an admin may delete an issue."""
+    role = require_member(issue.organization_id, actor)
+    if issue.author_id != actor.id and _rank(role) < _rank("admin"):
+        raise Forbidden("Only the issue's author or an organization admin can delete it.")
+    db.session.delete(issue)
+    db.session.flush()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def issue_list(project: Project, filters: IssueQuery) -> sa.Select[tuple[Issue]]:
+    """The select of a project's issues matching ``filters`` (unordered:
+    pagination orders it)."""
+    stmt = sa.select(Issue).where(Issue.project_id == project.id)
+    if filters.status is not None:
+        stmt = stmt.where(Issue.status == filters.status)
+    if filters.assignee is not None:
+        stmt = stmt.where(Issue.assignee_id == filters.assignee)
+    if filters.label is not None:
+        stmt = stmt.where(
+            Issue.id.in_(
+                sa.select(issue_labels.c.issue_id).where(issue_labels.c.label_id == filters.label)
+            )
+        )
+    if filters.q:
+        for word in filters.q.split()[:8]:
+            stmt = stmt.where(Issue.title.ilike(f"%{_escape_like(word)}%", escape="\\"))
+    return stmt
+
+
+#: The order of every issue list: newest first. ``id`` is unique, so it is a
+#: complete keyset on its own.
+ISSUE_ORDER = (Issue.id.desc(),)
+
+
+def assigned_to(user: User, limit: int = 10) -> list[Issue]:
+    return list(
+        db.session.execute(
+            sa.select(Issue)
+            .where(Issue.assignee_id == user.id, Issue.status == "open")
+            .order_by(Issue.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
+
+
+# -- comments ----------------------------------------------------------------------------
+
+
+def comments_of(issue: Issue) -> list[Comment]:
+    return list(
+        db.session.execute(
+            sa.select(Comment).where(Comment.issue_id == issue.id).order_by(Comment.id)
+        ).scalars()
+    )
+
+
+def add_comment(issue: Issue, actor: User, body: str) -> Comment:
+    require_member(issue.organization_id, actor)
+    comment = Comment(
+        organization_id=issue.organization_id, issue_id=issue.id, author_id=actor.id, body=body
+    )
+    db.session.add(comment)
+    issue.updated_at = utcnow()
+    db.session.flush()
+    return comment
+
+
+def get_comment(comment_id: int, user: User) -> Comment:
+    comment = db.session.execute(
+        sa.select(Comment).where(Comment.id == comment_id)
+    ).scalar_one_or_none()
+    if comment is None:
+        raise NotFound("The requested resource was not found.")
+    require_member(comment.organization_id, user)
+    return comment
+
+
+def delete_comment(comment: Comment, actor: User) -> None:
+    role = require_member(comment.organization_id, actor)
+    if comment.author_id != actor.id and _rank(role) < _rank("admin"):
+        raise Forbidden("Only the comment's author or an organization admin can delete it.")
+    db.session.delete(comment)
+    db.session.flush()

@@ -1,0 +1,109 @@
+"""What every HTML page shares: the viewer and their organizations in the
+templates, the CSRF field, HTML error pages, and small view helpers."""
+
+from __future__ import annotations
+
+import typing as t
+from urllib.parse import urlencode
+
+from flask import Flask, abort, current_app, flash, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException, NotFound
+
+from karaffe import InvalidCursor, Page, ValidationFailed, paginate
+from karaffe.auth import User, get_user, require_user
+from karaffe.tenancy import get_current_org, unscoped
+
+from . import services
+
+if t.TYPE_CHECKING:
+    import sqlalchemy as sa
+
+
+def viewer() -> User:
+    """The logged-in user (views behind ``login_required`` only)."""
+    return require_user()
+
+
+def in_current_org(org_id: int) -> None:
+    """404 unless an object of ``org_id`` belongs to the organization of the
+    URL: ``/o/acme/issues/7`` must not show issue 7 of another organization,
+    even one the viewer is also a member of."""
+    org = get_current_org()
+    if org is None or org.id != org_id:
+        raise NotFound()
+
+
+def html_page(stmt: sa.Select[t.Any], order_by: t.Sequence[t.Any], limit: int) -> Page[t.Any]:
+    """:func:`karaffe.paginate` for an HTML list: the same signed cursors and
+    links as the API. A stale or hand-edited cursor or limit redirects to the
+    first page instead of failing."""
+    try:
+        return paginate(stmt, order_by=order_by, limit=limit)
+    except (InvalidCursor, ValidationFailed):
+        args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "limit")]
+        flash("That page link is no longer valid; here is the first page.", "info")
+        abort(redirect(request.path + ("?" + urlencode(args) if args else "")))
+
+
+def csrf_field() -> Markup:
+    """The hidden CSRF input every form posts (``{{ csrf_field() }}``)."""
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return Markup("")
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
+
+
+def live_script() -> Markup:
+    """The script tags that keep a page live, when the events part is installed."""
+    hook = current_app.extensions.get("tracker.live_script")
+    return hook() if hook is not None else Markup("")
+
+
+def template_context() -> dict[str, t.Any]:
+    user = get_user()
+    orgs: list[dict[str, t.Any]] = []
+    if user is not None:
+        orgs = [
+            {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
+            for org, role in services.organizations_of(user)
+        ]
+    return {"viewer": user, "viewer_orgs": orgs}
+
+
+def handle_http_error(exc: HTTPException) -> ResponseReturnValue:
+    """HTML error pages for HTML routes; the problem document on API routes."""
+    app = t.cast(t.Any, current_app)
+    if app.is_api_request():
+        return app.handle_http_exception_for_api(exc)  # type: ignore[no-any-return]
+    if exc.code is None or exc.code < 400:
+        return exc
+    try:
+        body = render_template(
+            "errors/error.html", code=exc.code, name=exc.name, description=exc.description
+        )
+    except Exception:  # an error page must never fail: fall back to Werkzeug's
+        current_app.logger.exception("error page failed to render")
+        return exc
+    return body, exc.code, dict(exc.get_headers())
+
+
+def load_user_first() -> None:
+    """Load the request's user before anything else queries.
+
+    Works around a recursion in karaffe's data layer as of this writing:
+    loading the user from the session or a token runs an ORM query, whose
+    tenancy hook asks for the user's scope, which loads the user again.
+    Inside ``unscoped`` the hook does not ask, and once loaded the user is
+    remembered for the request. Register it before ``auth.init_app``.
+    """
+    with unscoped("loading the request's user, before its scope exists"):
+        get_user()
+
+
+def init_app(app: Flask) -> None:
+    app.context_processor(template_context)
+    app.add_template_global(csrf_field)
+    app.add_template_global(live_script)
+    app.register_error_handler(HTTPException, handle_http_error)
