@@ -50,12 +50,12 @@ def package(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], str]]:
 #: A factory module for throwaway packages: ``create_app(config)``.
 FACTORY = """
 import karaffe
-from karaffe import jobs
+import karaffe.jobs
 
 
 def create_app(config=None):
     app = karaffe.App(__name__)
-    jobs.init_app(app)
+    karaffe.jobs.init_app(app)
     app.configure({"TESTING": True, "SECRET_KEY": "jobs-secret", "JOBS_BACKEND": "memory://",
                    **(config or {})})
     return app
