@@ -63,7 +63,7 @@ def create_app(config=None):
 
 
 @pytest.fixture
-def make_app() -> Callable[..., karaffe.App]:
+def make_jobs_app() -> Callable[..., karaffe.App]:
     """A configured app with the job system on an in-memory backend."""
 
     def make(config: dict[str, t.Any] | None = None) -> karaffe.App:

@@ -87,7 +87,7 @@ def test_a_failing_job_raises_job_failed_with_the_error_logged(
 
 
 def test_a_run_logs_its_start_end_and_duration(
-    make_app: Callable[..., karaffe.App], caplog: pytest.LogCaptureFixture
+    make_jobs_app: Callable[..., karaffe.App], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="karaffe.jobs")
 
@@ -95,7 +95,7 @@ def test_a_run_logs_its_start_end_and_duration(
     def tidy() -> int:
         return 3
 
-    result = JobRunner(make_app()).run(as_job(tidy))
+    result = JobRunner(make_jobs_app()).run(as_job(tidy))
     assert (result.ok, result.value, result.outcome) == (True, 3, "succeeded")
     assert result.finished >= result.started and result.duration.total_seconds() >= 0
     start, end = (r.getMessage() for r in caplog.records)
@@ -136,7 +136,8 @@ def test_a_module_without_a_factory_is_refused(app_package: str) -> None:
     with pytest.raises(JobImportError) as info:
         resolve_factory(f"{app_package}.jobs")
     assert (
-        str(info.value) == f"module '{app_package}.jobs' has no create_app or make_app app factory"
+        str(info.value)
+        == f"module '{app_package}.jobs' has no create_app or make_jobs_app app factory"
     )
     with pytest.raises(NotAJob) as not_factory:
         resolve_factory(f"{app_package}.jobs:NOT_CALLABLE")
@@ -155,8 +156,8 @@ def test_current_run_outside_a_job_is_an_error() -> None:
         current_run()
 
 
-def test_run_job_runs_a_function_in_a_given_app(make_app: Callable[..., karaffe.App]) -> None:
-    app = make_app()
+def test_run_job_runs_a_function_in_a_given_app(make_jobs_app: Callable[..., karaffe.App]) -> None:
+    app = make_jobs_app()
 
     def whoami() -> t.Any:
         from flask import current_app

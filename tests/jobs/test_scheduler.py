@@ -42,7 +42,7 @@ class Recorder:
 
 @pytest.fixture
 def scheduler_for(
-    make_app: Callable[..., karaffe.App], clock: Clock
+    make_jobs_app: Callable[..., karaffe.App], clock: Clock
 ) -> t.Iterator[Callable[..., Scheduler]]:
     made: list[Scheduler] = []
 
@@ -50,7 +50,7 @@ def scheduler_for(
         *jobs: Job, backend: Backend | None = None, app: karaffe.App | None = None
     ) -> Scheduler:
         scheduler = Scheduler(
-            app or make_app(), jobs=jobs, backend=backend or MemoryBackend(), clock=clock
+            app or make_jobs_app(), jobs=jobs, backend=backend or MemoryBackend(), clock=clock
         )
         made.append(scheduler)
         return scheduler
@@ -234,7 +234,7 @@ def test_a_failing_job_is_recorded_as_failed_and_the_next_tick_still_runs(
 
 
 def test_the_app_schedules_the_jobs_of_its_jobs_modules(
-    make_app: Callable[..., karaffe.App],
+    make_jobs_app: Callable[..., karaffe.App],
     package: Callable[[dict[str, str]], str],
     clock: Clock,
 ) -> None:
@@ -254,7 +254,7 @@ def test_the_app_schedules_the_jobs_of_its_jobs_modules(
             """
         }
     )
-    app = make_app({"JOBS_MODULES": [f"{name}.jobs"]})
+    app = make_jobs_app({"JOBS_MODULES": [f"{name}.jobs"]})
     clock.set(at("2026-01-05 07:00:05"))
     with Scheduler(app, clock=clock) as scheduler:
         assert [j.name for j in scheduler.jobs] == [f"{name}.jobs.report"]
@@ -296,7 +296,10 @@ def race(schedulers: list[Scheduler], start: datetime, steps: int, step: timedel
     ],
 )
 def test_two_schedulers_racing_run_every_tick_exactly_once(
-    server: str, request: pytest.FixtureRequest, make_app: Callable[..., karaffe.App], unique: str
+    server: str,
+    request: pytest.FixtureRequest,
+    make_jobs_app: Callable[..., karaffe.App],
+    unique: str,
 ) -> None:
     url = request.getfixturevalue("postgres_url" if server == "postgres" else "redis_url")
     every_minute, every_five = Recorder(), Recorder()
@@ -305,7 +308,8 @@ def test_two_schedulers_racing_run_every_tick_exactly_once(
         declared(every_five, schedule="*/5 * * * *", name=f"{unique}.five"),
     ]
     schedulers = [
-        Scheduler(make_app({"JOBS_BACKEND": url}), jobs=jobs, host=f"machine-{i}") for i in range(2)
+        Scheduler(make_jobs_app({"JOBS_BACKEND": url}), jobs=jobs, host=f"machine-{i}")
+        for i in range(2)
     ]
     start = at("2026-01-05 07:00:00")
     try:

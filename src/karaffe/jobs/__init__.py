@@ -23,7 +23,14 @@ from .backends import (
     SqlBackend,
     backend_from_url,
 )
-from .context import ActingAs, JobContext, NoContext, PerOrganization, Unscoped
+from .context import (
+    ActingAs,
+    JobContext,
+    MissingJobContext,
+    NoContext,
+    PerOrganization,
+    Unscoped,
+)
 from .extension import SETTINGS, Jobs, get_jobs, init_app
 from .progress import progress
 from .registry import Job, JobDeclarationError, collect_jobs, get_job, job
@@ -56,6 +63,7 @@ __all__ = [
     "Jobs",
     "MemoryBackend",
     "Missed",
+    "MissingJobContext",
     "NoContext",
     "NotAJob",
     "PerOrganization",
