@@ -42,7 +42,7 @@ class StreamSession:
         at the position given by ``heads`` (live from now).
     """
 
-    __slots__ = ("channels", "positions")
+    __slots__ = ("channels", "positions", "resets")
 
     def __init__(
         self,
@@ -52,6 +52,8 @@ class StreamSession:
     ) -> None:
         self.channels = tuple(channels)
         self.positions: dict[str, Position] = {}
+        #: How many ``reset`` frames this session produced.
+        self.resets = 0
         for channel in self.channels:
             found = cursor.get(channel) if cursor is not None else None
             if found is None:
@@ -74,6 +76,7 @@ class StreamSession:
         position = self.positions[channel]
         if not complete or needs_reset(position, history.epoch, history.max_deleted):
             self.positions[channel] = history.head
+            self.resets += 1
             return control("reset", {"channel": channel}, id=self.cursor())
         if history.epoch is None:
             return b""
@@ -88,20 +91,21 @@ class StreamSession:
         return b"".join(out)
 
     def live(self, channel: str, id: str, epoch: int, type: str, data_json: bytes) -> bytes | None:
-        """The frame of one event, or ``None`` if the reader has it already.
-        A new epoch (history lost, as when Redis restarted without its data)
-        resets the reader first, since what it missed is gone."""
+        """The frame of one event, or ``None`` if the reader has it already."""
+        tail = event_tail(id, channel, type, data_json)
+        return self.live_encoded(channel, StreamId.parse(id), epoch, tail)
+
+    def live_encoded(self, channel: str, id: StreamId, epoch: int, tail: bytes) -> bytes | None:
+        """:meth:`live` for an event whose :func:`event_tail` is encoded
+        already (once per channel, by the relay). A new epoch (history lost,
+        as when Redis restarted without its data) resets the reader, since
+        what it missed is gone."""
         position = self.positions[channel]
-        event_id = StreamId.parse(id)
         if epoch != position.epoch and position.epoch != 0:
-            self.positions[channel] = Position(epoch, event_id)
+            self.positions[channel] = Position(epoch, id)
+            self.resets += 1
             return control("reset", {"channel": channel}, id=self.cursor())
-        if position.epoch == epoch and event_id <= position.id:
+        if position.epoch == epoch and id <= position.id:
             return None
-        self.positions[channel] = Position(epoch, event_id)
-        return (
-            b"id: "
-            + self.cursor().encode("ascii")
-            + b"\n"
-            + event_tail(id, channel, type, data_json)
-        )
+        self.positions[channel] = Position(epoch, id)
+        return b"id: " + self.cursor().encode("ascii") + b"\n" + tail

@@ -1,0 +1,822 @@
+"""The relay: a pure ASGI application that streams events to browsers (SSE).
+
+Run it with ``karaffe relay`` (uvicorn, uvloop, httptools) or any ASGI server.
+It is built to hold tens of thousands of connections on one process:
+
+- **One Redis subscription per channel per process**, shared by all its
+  connections (:class:`Hub`); a connection may follow many channels.
+- **Encode once per channel**: an event's SSE bytes are built once; a
+  connection that follows one channel gets the very same bytes object, one
+  that follows several adds only its own ``id:`` line.
+- **No task per delivery**: the hub writes to each connection's ASGI ``send``
+  directly. A send that completes at once (uvicorn's does, unless the socket
+  is full) costs one call; one that must wait is driven by the event loop's
+  callbacks while later events pile up in the connection's buffer, which
+  goes out as one coalesced write. A connection whose buffer passes
+  ``EVENTS_MAX_BUFFER`` is cut off: it resumes later, it never slows others.
+- **Exact resume**: subscribe first, then replay each channel's history
+  after the client's cursor (``XRANGE``), then go live, dropping what the
+  replay already sent (:class:`~karaffe.events.session.StreamSession`).
+  After a Redis outage the hub re-subscribes and reads what it missed from
+  the streams, so nothing published meanwhile is lost.
+
+Endpoints: ``/events/stream`` (``GET``), ``/healthz``, ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import typing as t
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from .brokers import History, RedisKeys, history_from_replies, parse_head
+from .protocol import START, ZERO, Cursor, CursorError, Position, StreamId, comment, event_tail
+from .session import StreamSession, control
+from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, TokenSigner, problem_body
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+__all__ = ["Connection", "Hub", "Metrics", "Relay", "RelayConfig"]
+
+log = logging.getLogger("karaffe.events.relay")
+
+Scope = dict[str, t.Any]
+Message = dict[str, t.Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class RelayConfig:
+    """What the relay needs; :meth:`from_app` reads it from a Flask app's config."""
+
+    secret_key: str
+    redis_url: str
+    secret_key_fallbacks: list[str] = field(default_factory=list)
+    prefix: str = "karaffe:events:"
+    token_max_age: int = 600
+    heartbeat: float = 15.0
+    retry_ms: int = 2000
+    token_notice: float = 60.0
+    cors_origins: list[str] = field(default_factory=list)
+    max_buffer: int = 256 * 1024
+    replay_limit: int = 10000
+    cookie_name: str = "karaffe_events"
+    stream_path: str = "/events/stream"
+
+    @classmethod
+    def from_app(cls, app: Flask) -> RelayConfig:
+        c = app.config
+        if not c.get("REDIS_URL"):
+            from ..config import ConfigError
+
+            raise ConfigError("the relay needs REDIS_URL")
+        return cls(
+            secret_key=c["SECRET_KEY"],
+            redis_url=c["REDIS_URL"],
+            secret_key_fallbacks=list(c.get("SECRET_KEY_FALLBACKS") or []),
+            prefix=c["EVENTS_REDIS_PREFIX"],
+            token_max_age=c["EVENTS_TOKEN_MAX_AGE"],
+            heartbeat=c["EVENTS_HEARTBEAT"],
+            retry_ms=c["EVENTS_RETRY_MS"],
+            token_notice=c["EVENTS_TOKEN_NOTICE"],
+            cors_origins=list(c["EVENTS_CORS_ORIGINS"]),
+            max_buffer=c["EVENTS_MAX_BUFFER"],
+            replay_limit=c["EVENTS_REPLAY_LIMIT"],
+            cookie_name=c["EVENTS_COOKIE_NAME"],
+        )
+
+
+class Metrics:
+    """Counters exposed at ``/metrics`` in Prometheus' text format."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.connections_total = 0
+        self.events_in = 0
+        self.deliveries = 0
+        self.drops = 0
+        self.resets = 0
+        self.refused: dict[str, int] = {}
+        self.redis_reconnects = 0
+
+    def render(self, channels: int) -> bytes:
+        lines = [
+            "# TYPE karaffe_relay_connections gauge",
+            f"karaffe_relay_connections {self.connections}",
+            "# TYPE karaffe_relay_connections_total counter",
+            f"karaffe_relay_connections_total {self.connections_total}",
+            "# TYPE karaffe_relay_channels gauge",
+            f"karaffe_relay_channels {channels}",
+            "# TYPE karaffe_relay_events_in_total counter",
+            f"karaffe_relay_events_in_total {self.events_in}",
+            "# TYPE karaffe_relay_deliveries_total counter",
+            f"karaffe_relay_deliveries_total {self.deliveries}",
+            "# TYPE karaffe_relay_slow_client_drops_total counter",
+            f"karaffe_relay_slow_client_drops_total {self.drops}",
+            "# TYPE karaffe_relay_resets_total counter",
+            f"karaffe_relay_resets_total {self.resets}",
+            "# TYPE karaffe_relay_redis_reconnects_total counter",
+            f"karaffe_relay_redis_reconnects_total {self.redis_reconnects}",
+            "# TYPE karaffe_relay_refused_total counter",
+        ]
+        lines.extend(
+            f'karaffe_relay_refused_total{{code="{code}"}} {n}'
+            for code, n in sorted(self.refused.items())
+        )
+        return ("\n".join(lines) + "\n").encode()
+
+
+def _drive(
+    awaitable: Awaitable[t.Any], done: Callable[[t.Any, BaseException | None], None]
+) -> bool:
+    """Run ``coro`` without a task: step it now, and again from the event
+    loop whenever the future it waits on completes. Returns True when it
+    finished at once (``done`` was called already)."""
+    loop = asyncio.get_running_loop()
+    coro = awaitable.__await__()
+
+    def step(_: t.Any = None) -> bool:
+        try:
+            waited = coro.send(None)
+        except StopIteration as stop:
+            done(stop.value, None)
+            return True
+        except BaseException as exc:
+            done(None, exc)
+            return True
+        if waited is None:
+            loop.call_soon(step)
+        else:
+            waited._asyncio_future_blocking = False
+            waited.add_done_callback(step)
+        return False
+
+    return step()
+
+
+class Connection:
+    """One SSE client: its channels and positions, its pending bytes."""
+
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_sending",
+        "channel",
+        "done",
+        "early",
+        "grant",
+        "hub",
+        "live",
+        "send",
+        "session",
+        "timers",
+        "wrote",
+    )
+
+    def __init__(self, hub: Hub, send: Send, session: StreamSession, grant: ChannelGrant) -> None:
+        self.hub = hub
+        self.send = send
+        self.session = session
+        self.grant = grant
+        #: The only channel, for connections that follow one (fast path).
+        self.channel = session.channels[0] if len(session.channels) == 1 else None
+        self.live = False
+        #: Live messages that arrived while the history was replayed.
+        self.early: list[tuple[str, StreamId, int, bytes]] = []
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._sending = False
+        self.wrote = False
+        #: Resolved with the reason the stream ends.
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the client: written now if nothing is in flight."""
+        if self.done.done():
+            return
+        self.wrote = True
+        if self._sending:
+            self._buffer.append(data)
+            self._buffered += len(data)
+            if self._buffered > self.hub.config.max_buffer:
+                self.hub.metrics.drops += 1
+                self.finish("slow")
+            return
+        self._sending = True
+        message = {"type": "http.response.body", "body": data, "more_body": True}
+        _drive(self.send(message), self._sent)
+
+    def _sent(self, _: t.Any, error: BaseException | None) -> None:
+        self._sending = False
+        if error is not None:
+            self.finish("error")
+            return
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            self.write(data)
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is being written to the client."""
+        return not self._sending and not self._buffer
+
+    def finish(self, reason: str) -> None:
+        """End the stream (the handler completes the response)."""
+        if not self.done.done():
+            self.done.set_result(reason)
+
+
+class ChannelFeed:
+    """The hub's view of one channel: the shared subscription, the last event
+    processed, and the connections following it."""
+
+    __slots__ = ("epoch", "fast", "joining", "last", "name", "ready", "slow", "start")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.epoch: int | None = None
+        #: The last event id processed, None before the first one.
+        self.last: StreamId | None = None
+        #: The head when the subscription was confirmed (resync starts there).
+        self.start: Position | None = None
+        self.ready = asyncio.Event()
+        #: One-channel connections in step with the feed: shared bytes.
+        self.fast: set[Connection] = set()
+        #: Connections that need their own ``id:`` line or dedupe.
+        self.slow: set[Connection] = set()
+        #: Connections replaying history: live messages are kept for later.
+        self.joining: set[Connection] = set()
+
+    def __len__(self) -> int:
+        return len(self.fast) + len(self.slow) + len(self.joining)
+
+
+class Hub:
+    """Shares Redis subscriptions between connections and fans events out."""
+
+    #: Seconds to wait between attempts to reach Redis again.
+    reconnect_delay = 0.2
+
+    def __init__(self, config: RelayConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.keys = RedisKeys(config.prefix)
+        self.feeds: dict[str, ChannelFeed] = {}
+        self.by_user: dict[str, set[Connection]] = {}
+        self.redis: Redis | None = None
+        self.pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis
+
+        if self.started:
+            return
+        self.started = True
+        self.redis = aioredis.Redis.from_url(self.config.redis_url)
+        self._reader = asyncio.create_task(self._read_forever(), name="karaffe-relay-reader")
+        self._heartbeat = asyncio.create_task(self._beat_forever(), name="karaffe-relay-heartbeat")
+
+    async def stop(self) -> None:
+        for task in (self._reader, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if self.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.started = False
+
+    # -- subscriptions -------------------------------------------------------------
+
+    async def join(self, conn: Connection) -> None:
+        """Subscribe ``conn``'s channels (sharing existing subscriptions) and
+        wait until Redis confirmed them, so that nothing falls between the
+        subscription and the history read."""
+        pubsub = await self._pubsub()
+        fresh = []
+        for channel in conn.session.channels:
+            feed = self.feeds.get(channel)
+            if feed is None:
+                feed = self.feeds[channel] = ChannelFeed(channel)
+                fresh.append(feed)
+            feed.joining.add(conn)
+        self.by_user.setdefault(conn.grant.user, set()).add(conn)
+        if fresh:
+            await pubsub.subscribe(*(self.keys.pubsub(f.name) for f in fresh))
+        for channel in conn.session.channels:
+            await self.feeds[channel].ready.wait()
+
+    def go_live(self, conn: Connection) -> None:
+        """Deliver what arrived during the replay, then switch ``conn`` to
+        live delivery (no await in between: nothing can slip through)."""
+        for channel, sid, epoch, tail in conn.early:
+            data = conn.session.live_encoded(channel, sid, epoch, tail)
+            if data:
+                conn.write(data)
+        conn.early.clear()
+        conn.live = True
+        for channel in conn.session.channels:
+            feed = self.feeds[channel]
+            feed.joining.discard(conn)
+            if conn.channel is not None and feed.last is not None:
+                position = conn.session.positions[channel]
+                if position.epoch == feed.epoch and position.id == feed.last:
+                    feed.fast.add(conn)
+                    continue
+            feed.slow.add(conn)
+
+    def leave(self, conn: Connection) -> None:
+        for channel in conn.session.channels:
+            feed = self.feeds.get(channel)
+            if feed is None:
+                continue
+            feed.fast.discard(conn)
+            feed.slow.discard(conn)
+            feed.joining.discard(conn)
+            if not len(feed):
+                del self.feeds[channel]
+                if self.pubsub is not None:
+                    task = asyncio.ensure_future(self.pubsub.unsubscribe(self.keys.pubsub(channel)))
+                    task.add_done_callback(_ignore_result)
+        users = self.by_user.get(conn.grant.user)
+        if users is not None:
+            users.discard(conn)
+            if not users:
+                del self.by_user[conn.grant.user]
+        for timer in conn.timers:
+            timer.cancel()
+
+    async def _pubsub(self) -> PubSub:
+        while self.pubsub is None:
+            await asyncio.sleep(0.01)
+        return self.pubsub
+
+    # -- reading Redis ------------------------------------------------------------
+
+    async def history(self, channel: str, after: StreamId, limit: int) -> History:
+        """Up to ``limit`` events of ``channel`` after ``after``."""
+        assert self.redis is not None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.keys.epoch(channel))
+            pipe.get(self.keys.trimmed(channel))
+            pipe.xinfo_stream(self.keys.stream(channel))
+            pipe.xrange(self.keys.stream(channel), min=f"({after}", max="+", count=limit)
+            replies = await pipe.execute(raise_on_error=False)
+        return history_from_replies(*replies)
+
+    async def heads(self, channels: Iterable[str]) -> dict[str, Position]:
+        """The current position of each channel (for connections without cursor)."""
+        assert self.redis is not None
+        chans = list(channels)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for channel in chans:
+                pipe.get(self.keys.epoch(channel))
+                pipe.xinfo_stream(self.keys.stream(channel))
+            replies = await pipe.execute(raise_on_error=False)
+        out = {}
+        for index, channel in enumerate(chans):
+            epoch, head = replies[2 * index], parse_head(replies[2 * index + 1])
+            out[channel] = START if epoch is None or head is None else Position(int(epoch), head)
+        return out
+
+    async def revoked_at(self, user: str) -> float | None:
+        assert self.redis is not None
+        raw = await self.redis.get(self.keys.revoked(user))
+        return float(raw) if raw is not None else None
+
+    async def _read_forever(self) -> None:
+        first = True
+        while True:
+            try:
+                await self._read(resync=not first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay lost Redis (%s: %s); reconnecting", type(exc).__name__, exc)
+            first = False
+            self.metrics.redis_reconnects += 1
+            await asyncio.sleep(self.reconnect_delay)
+
+    async def _read(self, resync: bool) -> None:
+        assert self.redis is not None
+        pubsub = self.redis.pubsub()
+        try:
+            names = [self.keys.revocations, *(self.keys.pubsub(c) for c in self.feeds)]
+            for feed in self.feeds.values():
+                feed.ready.clear()
+            await pubsub.subscribe(*names)
+            self.pubsub = pubsub
+            pending_resync = set(self.feeds) if resync else set()
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind = message["type"]
+                name = message["channel"].decode()
+                if kind == b"message" or kind == "message":
+                    if name == self.keys.revocations:
+                        self._revoke(message["data"])
+                    else:
+                        self._on_message(self.keys.channel_of(name), message["data"])
+                elif kind in (b"subscribe", "subscribe") and name != self.keys.revocations:
+                    channel = self.keys.channel_of(name)
+                    confirmed = self.feeds.get(channel)
+                    if confirmed is None:
+                        continue
+                    if channel in pending_resync:
+                        pending_resync.discard(channel)
+                        await self._resync(confirmed)
+                    elif confirmed.start is None and confirmed.last is None:
+                        confirmed.start = (await self.heads([channel]))[channel]
+                    confirmed.ready.set()
+        finally:
+            self.pubsub = None
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _resync(self, feed: ChannelFeed) -> None:
+        """After re-subscribing, deliver what was published while the hub
+        was not listening (from the stream, so nothing is lost)."""
+        after = feed.last if feed.last is not None else (feed.start or START).id
+        while True:
+            history = await self.history(feed.name, after, 1000)
+            if history.epoch is None:
+                return
+            if feed.epoch is not None and history.epoch != feed.epoch and after != ZERO:
+                # A new history: all of it is new to the readers.
+                after = ZERO
+                continue
+            for id, type, data_json in history.entries:
+                self._dispatch(feed, StreamId.parse(id), history.epoch or 0, id, type, data_json)
+            if len(history.entries) < 1000:
+                return
+            after = StreamId.parse(history.entries[-1][0])
+
+    def _on_message(self, channel: str, payload: bytes) -> None:
+        feed = self.feeds.get(channel)
+        if feed is None:
+            return
+        parts = payload.split(b"\n", 3)
+        if len(parts) != 4:
+            log.warning("relay dropped a malformed message on %s", channel)
+            return
+        id = parts[0].decode("ascii")
+        self._dispatch(
+            feed, StreamId.parse(id), int(parts[1]), id, parts[2].decode("ascii"), parts[3]
+        )
+
+    def _dispatch(
+        self, feed: ChannelFeed, sid: StreamId, epoch: int, id: str, type: str, data_json: bytes
+    ) -> None:
+        """Fan one event out to every connection following its channel."""
+        if feed.last is not None and epoch == feed.epoch and sid <= feed.last:
+            return
+        self.metrics.events_in += 1
+        if feed.epoch is not None and epoch != feed.epoch:
+            # History was recreated: every reader goes through its session (reset).
+            feed.slow.update(feed.fast)
+            feed.fast.clear()
+        feed.epoch, feed.last = epoch, sid
+        tail = event_tail(id, feed.name, type, data_json)
+        channel = feed.name
+        if feed.fast:
+            position = Position(epoch, sid)
+            shared = b"id: " + position.segment(channel).encode("ascii") + b"\n" + tail
+            for conn in feed.fast:
+                conn.session.positions[channel] = position
+                conn.write(shared)
+        promote = []
+        for conn in feed.slow:
+            data = conn.session.live_encoded(channel, sid, epoch, tail)
+            if data:
+                conn.write(data)
+            if conn.channel is not None:
+                promote.append(conn)
+        for conn in promote:
+            feed.slow.discard(conn)
+            feed.fast.add(conn)
+        for conn in feed.joining:
+            conn.early.append((channel, sid, epoch, tail))
+        self.metrics.deliveries += len(feed.fast) + len(feed.slow)
+
+    def _revoke(self, payload: bytes) -> None:
+        user, _, at_raw = payload.decode("utf-8").partition("\n")
+        try:
+            at = float(at_raw)
+        except ValueError:
+            return
+        for conn in list(self.by_user.get(user, ())):
+            if conn.grant.issued_at <= at:
+                conn.write(control("auth-expired", {"reason": "revoked"}))
+                conn.finish("revoked")
+
+    async def _beat_forever(self) -> None:
+        beat = comment()
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            seen: set[Connection] = set()
+            for feed in list(self.feeds.values()):
+                for group in (feed.fast, feed.slow):
+                    for conn in group:
+                        if conn in seen:
+                            continue
+                        seen.add(conn)
+                        if not conn.wrote:
+                            conn.write(beat)
+                        conn.wrote = False
+
+
+def _ignore_result(task: asyncio.Future[t.Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class Relay:
+    """The ASGI application. ``Relay(RelayConfig(...))`` or
+    :meth:`from_app`; mount it on any ASGI server."""
+
+    #: The class of the shared subscription hub.
+    hub_class = Hub
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.signer = TokenSigner(
+            config.secret_key, config.secret_key_fallbacks, config.token_max_age
+        )
+        self.hub = self.hub_class(config, self.metrics)
+        self.connections: set[Connection] = set()
+        self.closing = False
+        self._start_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_app(cls, app: Flask) -> Relay:
+        return cls(RelayConfig.from_app(app))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        await self.hub.start()
+
+    async def shutdown(self, grace: float = 2.0) -> None:
+        """Tell every client to reconnect (elsewhere), end their streams, and
+        stop. Servers call it on SIGTERM (``karaffe relay`` does)."""
+        self.closing = True
+        for conn in list(self.connections):
+            conn.write(control("reconnect", {}))
+            conn.finish("shutdown")
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.hub.stop()
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        method = scope["method"]
+        if path == self.config.stream_path and method == "GET":
+            await self.stream(scope, receive, send)
+        elif path == self.config.stream_path and method == "OPTIONS":
+            await self.respond(send, 204, b"", headers=self.cors_headers(scope, preflight=True))
+        elif path == "/healthz":
+            ok = self.hub.started and self.hub.pubsub is not None and not self.closing
+            body = b'{"status":"ok"}' if ok else b'{"status":"unavailable"}'
+            await self.respond(send, 200 if ok else 503, body, b"application/json")
+        elif path == "/metrics":
+            body = self.metrics.render(len(self.hub.feeds))
+            await self.respond(send, 200, body, b"text/plain; version=0.0.4")
+        else:
+            await self.respond(
+                send,
+                404,
+                problem_body(404, "not_found", "No such endpoint."),
+                b"application/problem+json",
+            )
+
+    async def respond(
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"text/plain",
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        head = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+        await send(
+            {"type": "http.response.start", "status": status, "headers": head + (headers or [])}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def cors_headers(self, scope: Scope, preflight: bool = False) -> list[tuple[bytes, bytes]]:
+        """CORS headers for an allowed ``Origin`` (``EVENTS_CORS_ORIGINS``)."""
+        allowed = self.config.cors_origins
+        if not allowed:
+            return []
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return []
+        out: list[tuple[bytes, bytes]] = [(b"vary", b"origin")]
+        if origin.decode("latin-1") in allowed:
+            out += [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-credentials", b"true"),
+            ]
+        elif "*" in allowed:
+            out.append((b"access-control-allow-origin", b"*"))
+        else:
+            return out
+        if preflight:
+            out += [
+                (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", b"last-event-id, cache-control"),
+                (b"access-control-max-age", b"600"),
+            ]
+        return out
+
+    def refuse(
+        self, send: Send, scope: Scope, status: int, code: str, detail: str
+    ) -> Awaitable[None]:
+        self.metrics.refused[code] = self.metrics.refused.get(code, 0) + 1
+        return self.respond(
+            send,
+            status,
+            problem_body(status, code, detail),
+            b"application/problem+json",
+            self.cors_headers(scope),
+        )
+
+    async def authorize(self, scope: Scope) -> tuple[ChannelGrant, tuple[str, ...]]:
+        """The grant and the channels of a stream request, or
+        :class:`ChannelTokenError`."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("token") or [None])[0] or _cookie(scope, self.config.cookie_name)
+        grant = self.signer.verify(token)
+        channels = grant.check_channels(query.get("channel", []))
+        revoked = await self.hub.revoked_at(grant.user)
+        if revoked is not None and revoked >= grant.issued_at:
+            raise RevokedToken()
+        return grant, channels
+
+    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.closing:
+            await self.refuse(send, scope, 503, "shutting_down", "The relay is shutting down.")
+            return
+        if not self.hub.started:
+            await self.hub.start()
+        try:
+            grant, channels = await self.authorize(scope)
+        except ChannelTokenError as exc:
+            await self.refuse(send, scope, exc.status, exc.code, exc.detail)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw = _header(scope, b"last-event-id")
+        raw_cursor = raw.decode("latin-1") if raw else (query.get("cursor") or [""])[0]
+        try:
+            cursor = Cursor.parse(raw_cursor)
+        except CursorError as exc:
+            await self.refuse(send, scope, 400, "invalid_cursor", str(exc))
+            return
+
+        session = StreamSession(channels, cursor)
+        conn = Connection(self.hub, send, session, grant)
+        self.connections.add(conn)
+        self.metrics.connections += 1
+        self.metrics.connections_total += 1
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-store"),
+                        (b"x-accel-buffering", b"no"),
+                        *self.cors_headers(scope),
+                    ],
+                }
+            )
+            self._watch_disconnect(conn, receive)
+            conn.write(b"retry: %d\n\n" % self.config.retry_ms)
+            await self.hub.join(conn)
+            missing = [c for c in channels if cursor.get(c) is None]
+            if missing:
+                for channel, head in (await self.hub.heads(missing)).items():
+                    session.positions[channel] = head
+            for channel in channels:
+                history = await self.hub.history(
+                    channel, session.after(channel), self.config.replay_limit
+                )
+                complete = len(history.entries) < self.config.replay_limit
+                data = session.replay(channel, history, complete)
+                if data:
+                    conn.write(data)
+            self.hub.go_live(conn)
+            self._schedule_expiry(conn)
+            reason = await conn.done
+            if reason in ("expired", "revoked", "shutdown"):
+                await self._complete(conn, send)
+        finally:
+            self.hub.leave(conn)
+            self.metrics.resets += session.resets
+            self.connections.discard(conn)
+            self.metrics.connections -= 1
+
+    async def _complete(self, conn: Connection, send: Send, timeout: float = 2.0) -> None:
+        """Let queued frames go out, then end the response cleanly."""
+        deadline = time.monotonic() + timeout
+        while not conn.idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if conn.idle:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    send({"type": "http.response.body", "body": b"", "more_body": False}),
+                    max(0.01, deadline - time.monotonic()),
+                )
+
+    def _watch_disconnect(self, conn: Connection, receive: Receive) -> None:
+        """Notice the client going away, without a task: drive ``receive``
+        from the event loop until it says ``http.disconnect``."""
+
+        def received(message: t.Any, error: BaseException | None) -> None:
+            if error is not None or message.get("type") == "http.disconnect":
+                conn.finish("disconnect")
+            elif not conn.done.done():
+                _drive(receive(), received)
+
+        _drive(receive(), received)
+
+    def _schedule_expiry(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        notice_in = conn.grant.expires_at - self.config.token_notice - now
+        expire_in = conn.grant.expires_at - now
+
+        def notice() -> None:
+            conn.write(control("token-expiring", {"expires_at": conn.grant.expires_at}))
+
+        def expire() -> None:
+            conn.write(control("auth-expired", {"reason": "expired"}))
+            conn.finish("expired")
+
+        if notice_in > 0:
+            conn.timers.append(loop.call_later(notice_in, notice))
+        else:
+            notice()
+        conn.timers.append(loop.call_later(max(0.0, expire_in), expire))
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return t.cast(bytes, value)
+    return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie")
+    if raw is None:
+        return None
+    for part in raw.decode("latin-1").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
