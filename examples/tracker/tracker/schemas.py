@@ -11,7 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 #: A one-line name or title: surrounding whitespace is dropped, empty is refused.
 Line = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -29,6 +37,26 @@ Email = t.Annotated[
     ),
 ]
 Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands timestamps back naive; they were stored in UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+#: A timestamp as the API sends it: always with its UTC offset.
+Timestamp = t.Annotated[dt.datetime, AfterValidator(_utc)]
+
+
+def _not_bool(value: t.Any) -> t.Any:
+    """JSON ``true`` is not the id 1."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+#: The id of a row: a positive integer (``"12"`` from a form is fine, ``true`` is not).
+Id = t.Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 
 Status = t.Literal["open", "closed"]
 Role = t.Literal["owner", "admin", "member"]
@@ -73,7 +101,7 @@ class TokenIn(_In):
 class TokenOut(_Out):
     id: int
     name: str
-    created_at: dt.datetime | None = None
+    created_at: Timestamp | None = None
 
 
 class TokenCreated(TokenOut):
@@ -110,7 +138,7 @@ class InvitationIn(_In):
 class InvitationOut(_Out):
     url: str = Field(description="The link to give to the person invited.")
     role: InviteRole
-    expires_at: dt.datetime
+    expires_at: Timestamp
 
 
 class LabelIn(_In):
@@ -140,22 +168,22 @@ class ProjectOut(_Out):
     organization_id: int
     name: str
     description: str
-    created_at: dt.datetime
+    created_at: Timestamp
 
 
 class IssueIn(_In):
     title: Title
     description: Text = ""
-    assignee_id: int | None = Field(None, description="A member of the project's organization.")
-    label_ids: list[int] = Field(default_factory=list, max_length=20)
+    assignee_id: Id | None = Field(None, description="A member of the project's organization.")
+    label_ids: list[Id] = Field(default_factory=list, max_length=20)
 
 
 class IssuePatch(_In):
     title: Title | None = None
     description: Text | None = None
     status: Status | None = None
-    assignee_id: int | None = Field(None, description="`null` unassigns.")
-    label_ids: list[int] | None = Field(None, max_length=20)
+    assignee_id: Id | None = Field(None, description="`null` unassigns.")
+    label_ids: list[Id] | None = Field(None, max_length=20)
 
 
 class IssueOut(_Out):
@@ -167,16 +195,16 @@ class IssueOut(_Out):
     assignee: UserRef | None
     author: UserRef | None
     labels: list[LabelOut]
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class IssueQuery(BaseModel):
     """Filters of an issue list; ``cursor`` and ``limit`` page through it."""
 
     status: Status | None = None
-    assignee: int | None = Field(None, description="A user id.")
-    label: int | None = Field(None, description="A label id.")
+    assignee: Id | None = Field(None, description="A user id.")
+    label: Id | None = Field(None, description="A label id.")
     q: t.Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
         None, description="Words the title contains."
     )
@@ -191,4 +219,4 @@ class CommentOut(_Out):
     issue_id: int
     author: UserRef | None
     body: str
-    created_at: dt.datetime
+    created_at: Timestamp

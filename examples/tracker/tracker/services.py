@@ -80,7 +80,7 @@ def organizations_of(user: User) -> list[tuple[Organization, str]]:
         .where(Membership.user_id == user.id)
         .order_by(Organization.name)
     )
-    return [(org, role) for org, role in rows.tuples()]
+    return [(org, role) for org, role in rows]
 
 
 def slugify(name: str) -> str:
@@ -272,7 +272,7 @@ def open_issue_counts(org_id: int) -> dict[int, int]:
         .where(Issue.organization_id == org_id, Issue.status == "open")
         .group_by(Issue.project_id)
     )
-    return {project_id: count for project_id, count in rows.tuples()}
+    return {project_id: count for project_id, count in rows}
 
 
 def create_project(org_id: int, actor: User, data: ProjectIn) -> Project:

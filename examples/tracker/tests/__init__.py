@@ -1,0 +1,1 @@
+"""The tracker's tests: view tests, API tests, tenancy, escaping, the browser."""

@@ -1,0 +1,178 @@
+"""Fixtures for the tracker's tests.
+
+``world`` is a small, fixed data set in two organizations that never see
+each other: Acme (alice owner, bob admin, dave member) and Globex (carol
+owner). Tests log in with ``login_as`` (session cookie) or call the API
+with ``api(user)`` (a bearer token), and look at the database with
+``count``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from tracker.models import Issue, Label, Project
+
+from karaffe.auth import User, create_api_token
+from karaffe.db import db as database
+from karaffe.tenancy import create_organization, unscoped
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def karaffe_config(tmp_path: t.Any) -> dict[str, t.Any]:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "tracker-test-secret",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/tracker.sqlite",
+        "WTF_CSRF_ENABLED": False,
+        # Fast hashes: these tests are about the app, not scrypt.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        "SERVER_NAME": "tracker.test",
+    }
+
+
+@dataclass
+class World:
+    """Ids of the objects of the ``world`` fixture."""
+
+    users: dict[str, int] = field(default_factory=dict)
+    orgs: dict[str, int] = field(default_factory=dict)
+    slugs: dict[str, str] = field(default_factory=dict)
+    projects: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    issues: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+def world(app: Flask, db: t.Any) -> World:
+    w = World()
+    with app.app_context(), unscoped("test fixture: two organizations"):
+        people = {}
+        for name in ("alice", "bob", "carol", "dave", "erin"):
+            user = User(name=name.title(), email=f"{name}@example.com")
+            user.set_password(PASSWORD)
+            database.session.add(user)
+            people[name] = user
+        acme = create_organization("Acme", "acme", people["alice"])
+        globex = create_organization("Globex", "globex", people["carol"])
+        database.session.flush()
+        from karaffe.tenancy import Membership
+
+        database.session.add(Membership(organization=acme, user=people["bob"], role="admin"))
+        database.session.add(Membership(organization=acme, user=people["dave"], role="member"))
+        website = Project(organization_id=acme.id, name="Website", description="Acme's site")
+        vault = Project(organization_id=globex.id, name="Vault", description="Globex secrets")
+        bug = Label(organization_id=acme.id, name="bug")
+        ux = Label(organization_id=acme.id, name="ux")
+        secret = Label(organization_id=globex.id, name="globex-only")
+        database.session.add_all([website, vault, bug, ux, secret])
+        database.session.flush()
+        first = Issue(
+            organization_id=acme.id,
+            project_id=website.id,
+            title="Login button is blue",
+            description="It should be green.",
+            author_id=people["bob"].id,
+            assignee_id=people["dave"].id,
+            labels=[bug],
+        )
+        second = Issue(
+            organization_id=acme.id,
+            project_id=website.id,
+            title="Footer overlaps on phones",
+            status="closed",
+            author_id=people["alice"].id,
+            labels=[ux],
+        )
+        hidden = Issue(
+            organization_id=globex.id,
+            project_id=vault.id,
+            title="Globex launch codes",
+            description="Top secret",
+            author_id=people["carol"].id,
+        )
+        database.session.add_all([first, second, hidden])
+        database.session.flush()
+        for name, user in people.items():
+            w.users[name] = user.id
+            w.tokens[name] = create_api_token(user, "tests")[1]
+        w.orgs = {"acme": acme.id, "globex": globex.id}
+        w.slugs = {"acme": "acme", "globex": "globex"}
+        w.projects = {"website": website.id, "vault": vault.id}
+        w.labels = {"bug": bug.id, "ux": ux.id, "globex-only": secret.id}
+        w.issues = {"first": first.id, "second": second.id, "hidden": hidden.id}
+        database.session.commit()
+    return w
+
+
+@pytest.fixture
+def login(
+    app: Flask, world: World, login_as: Callable[..., FlaskClient]
+) -> Callable[[str], FlaskClient]:
+    """``login("alice")``: a test client logged in as that user."""
+
+    def as_user(name: str) -> FlaskClient:
+        return login_as(world.users[name], app.test_client())
+
+    return as_user
+
+
+class ApiClient:
+    """A test client that sends a user's bearer token on every request."""
+
+    def __init__(self, client: FlaskClient, token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def open(self, method: str, path: str, **kwargs: t.Any) -> t.Any:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.client.open(path, method=method, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: t.Any) -> t.Any:
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: t.Any) -> t.Any:
+        return self.open("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: t.Any) -> t.Any:
+        return self.open("PATCH", path, **kwargs)
+
+    def put(self, path: str, **kwargs: t.Any) -> t.Any:
+        return self.open("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: t.Any) -> t.Any:
+        return self.open("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def api(app: Flask, world: World) -> Callable[[str], ApiClient]:
+    """``api("alice")``: an API client authenticated with alice's token."""
+
+    def as_user(name: str) -> ApiClient:
+        return ApiClient(app.test_client(), world.tokens[name])
+
+    return as_user
+
+
+@pytest.fixture
+def count(app: Flask) -> Callable[..., int]:
+    """``count(Issue)`` or ``count(Issue, Issue.title == "x")``: rows in the
+    database, whatever organization they belong to."""
+
+    def rows(model: t.Any, *where: t.Any) -> int:
+        with app.app_context(), unscoped("test: counting rows"):
+            stmt = sa.select(sa.func.count()).select_from(model)
+            if where:
+                stmt = stmt.where(*where)
+            return int(database.session.execute(stmt).scalar_one())
+
+    return rows

@@ -1,0 +1,313 @@
+"""The JSON API under ``/api/v1/``: the whole data model, with the HTML
+pages' permissions (both go through :mod:`tracker.services`).
+
+Every route needs a user: ``Authorization: Bearer <token>`` (tokens are made
+on the settings page) or the browser's session cookie (then CSRF applies to
+writes). Errors are problem+json documents; lists are keyset-paginated with
+``Link`` headers; the OpenAPI document is at ``/api/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from flask import Blueprint, current_app, url_for
+
+from karaffe import ApiResult, ValidationFailed, paginate, returns, validate
+from karaffe.auth import login_required
+from karaffe.db import db
+from karaffe.tenancy import current_org, current_role
+
+from .. import services
+from ..forms import FieldError
+from ..models import Comment
+from ..schemas import (
+    CommentIn,
+    CommentOut,
+    InvitationIn,
+    InvitationOut,
+    IssueIn,
+    IssueOut,
+    IssuePatch,
+    IssueQuery,
+    LabelIn,
+    LabelOut,
+    MemberOut,
+    OrganizationIn,
+    OrganizationOut,
+    ProjectIn,
+    ProjectOut,
+    ProjectPatch,
+    RoleIn,
+    UserRef,
+)
+from ..web import viewer
+
+blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+_NOT_FOUND = {404: "Not found, or not in one of your organizations"}
+_WRITE_ERRORS = {**_NOT_FOUND, 403: "Your role does not allow it"}
+
+
+@blueprint.errorhandler(FieldError)
+def field_error(exc: FieldError) -> t.Any:
+    """A value refused by a rule (an assignee who is not a member...): a 422
+    located at the field, like any other invalid input."""
+    problem = ValidationFailed(errors=[(["body", exc.field], exc.message, exc.code)])
+    return t.cast(t.Any, current_app).handle_api_exception(problem)
+
+
+@blueprint.before_request
+@login_required
+def require_login() -> None:
+    """Every API route needs a user (401 otherwise)."""
+
+
+# -- the caller ----------------------------------------------------------------------
+
+
+class Me(UserRef):
+    email: str
+
+
+@blueprint.get("/me")
+@returns(Me)
+def me() -> t.Any:
+    """The user the request is authenticated as."""
+    return viewer()
+
+
+# -- organizations -------------------------------------------------------------------
+
+
+@blueprint.get("/orgs")
+@returns(list[OrganizationOut])
+def list_orgs() -> t.Any:
+    """The caller's organizations, with their role in each."""
+    return [
+        OrganizationOut(id=org.id, name=org.name, slug=org.slug, role=t.cast(t.Any, role))
+        for org, role in services.organizations_of(viewer())
+    ]
+
+
+@blueprint.post("/orgs")
+@validate(body=OrganizationIn)
+@returns(OrganizationOut, status=201)
+def create_org(body: OrganizationIn) -> t.Any:
+    """A new organization, owned by the caller."""
+    org = services.create_org(body.name, viewer())
+    out = OrganizationOut(id=org.id, name=org.name, slug=org.slug, role="owner")
+    db.session.commit()
+    return out
+
+
+@blueprint.get("/orgs/<org_slug>")
+@returns(OrganizationOut, errors=_NOT_FOUND)
+def get_org() -> t.Any:
+    org = current_org
+    return OrganizationOut(
+        id=org.id, name=org.name, slug=org.slug, role=t.cast(t.Any, current_role())
+    )
+
+
+@blueprint.get("/orgs/<org_slug>/members")
+@returns(list[MemberOut], errors=_NOT_FOUND)
+def list_members() -> t.Any:
+    return services.members_of(current_org.id)
+
+
+@blueprint.put("/orgs/<org_slug>/members/<int:user_id>/role")
+@validate(body=RoleIn)
+@returns(MemberOut, errors={**_WRITE_ERRORS, 409: "It would leave the organization without owner"})
+def change_role(user_id: int, body: RoleIn) -> t.Any:
+    """Change a member's role (admins; only owners make or unmake owners)."""
+    membership = services.change_role(current_org.id, viewer(), user_id, body.role)
+    db.session.commit()
+    return membership
+
+
+@blueprint.delete("/orgs/<org_slug>/members/me")
+@returns(None, status=204, errors={**_NOT_FOUND, 409: "The last owner cannot leave"})
+def leave_org() -> t.Any:
+    """Leave the organization."""
+    services.leave(current_org.id, viewer())
+    db.session.commit()
+    return ApiResult(None, status=204)
+
+
+@blueprint.post("/orgs/<org_slug>/invitations")
+@validate(body=InvitationIn)
+@returns(InvitationOut, status=201, errors=_WRITE_ERRORS)
+def create_invitation(body: InvitationIn) -> t.Any:
+    """A signed invitation link (admins); whoever opens it may join."""
+    invitation, token = services.create_invitation(current_org.id, viewer(), body.role)
+    out = InvitationOut(
+        url=url_for("orgs.invitation", token=token, _external=True),
+        role=t.cast(t.Any, invitation.role),
+        expires_at=invitation.expires_at,
+    )
+    db.session.commit()
+    return out
+
+
+# -- labels ----------------------------------------------------------------------------
+
+
+@blueprint.get("/orgs/<org_slug>/labels")
+@returns(list[LabelOut], errors=_NOT_FOUND)
+def list_labels() -> t.Any:
+    return services.labels_of(current_org.id)
+
+
+@blueprint.post("/orgs/<org_slug>/labels")
+@validate(body=LabelIn)
+@returns(LabelOut, status=201, errors=_WRITE_ERRORS)
+def create_label(body: LabelIn) -> t.Any:
+    label = services.create_label(current_org.id, viewer(), body.name)
+    out = LabelOut.model_validate(label)
+    db.session.commit()
+    return out
+
+
+@blueprint.delete("/labels/<int:label_id>")
+@returns(None, status=204, errors=_WRITE_ERRORS)
+def delete_label(label_id: int) -> t.Any:
+    services.delete_label(services.get_label(label_id, viewer()), viewer())
+    db.session.commit()
+    return ApiResult(None, status=204)
+
+
+# -- projects ----------------------------------------------------------------------------
+
+
+@blueprint.get("/orgs/<org_slug>/projects")
+@returns(list[ProjectOut], errors=_NOT_FOUND)
+def list_projects() -> t.Any:
+    return services.projects_of(current_org.id)
+
+
+@blueprint.post("/orgs/<org_slug>/projects")
+@validate(body=ProjectIn)
+@returns(ProjectOut, status=201, errors=_WRITE_ERRORS)
+def create_project(body: ProjectIn) -> t.Any:
+    project = services.create_project(current_org.id, viewer(), body)
+    out = ProjectOut.model_validate(project)
+    db.session.commit()
+    return out
+
+
+@blueprint.get("/projects/<int:project_id>")
+@returns(ProjectOut, errors=_NOT_FOUND)
+def get_project(project_id: int) -> t.Any:
+    return services.get_project(project_id, viewer())
+
+
+@blueprint.patch("/projects/<int:project_id>")
+@validate(body=ProjectPatch)
+@returns(ProjectOut, errors=_WRITE_ERRORS)
+def update_project(project_id: int, body: ProjectPatch) -> t.Any:
+    project = services.get_project(project_id, viewer())
+    services.update_project(project, viewer(), body)
+    out = ProjectOut.model_validate(project)
+    db.session.commit()
+    return out
+
+
+@blueprint.delete("/projects/<int:project_id>")
+@returns(None, status=204, errors=_WRITE_ERRORS)
+def delete_project(project_id: int) -> t.Any:
+    """Delete a project with its issues (admins)."""
+    services.delete_project(services.get_project(project_id, viewer()), viewer())
+    db.session.commit()
+    return ApiResult(None, status=204)
+
+
+# -- issues ----------------------------------------------------------------------------
+
+
+@blueprint.get("/projects/<int:project_id>/issues")
+@validate(query=IssueQuery)
+@returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
+def list_issues(project_id: int, query: IssueQuery) -> t.Any:
+    """A project's issues, newest first, filtered by ``status``, ``assignee``,
+    ``label`` and words of the title (``q``); ``Link`` headers page through."""
+    project = services.get_project(project_id, viewer())
+    page = paginate(services.issue_list(project, query), order_by=services.ISSUE_ORDER)
+    return ApiResult(page=page)
+
+
+@blueprint.post("/projects/<int:project_id>/issues")
+@validate(body=IssueIn)
+@returns(IssueOut, status=201, errors=_WRITE_ERRORS)
+def create_issue(project_id: int, body: IssueIn) -> t.Any:
+    project = services.get_project(project_id, viewer())
+    issue = services.create_issue(project, viewer(), body)
+    out = IssueOut.model_validate(issue)
+    db.session.commit()
+    return ApiResult(
+        out,
+        status=201,
+        headers={"Location": url_for("api_v1.get_issue", issue_id=issue.id)},
+    )
+
+
+@blueprint.get("/issues/<int:issue_id>")
+@returns(IssueOut, errors=_NOT_FOUND)
+def get_issue(issue_id: int) -> t.Any:
+    return services.get_issue(issue_id, viewer())
+
+
+@blueprint.patch("/issues/<int:issue_id>")
+@validate(body=IssuePatch)
+@returns(IssueOut, errors=_WRITE_ERRORS)
+def update_issue(issue_id: int, body: IssuePatch) -> t.Any:
+    """Change some fields: ``{"status": "closed"}`` closes the issue,
+    ``{"assignee_id": null}`` unassigns it."""
+    issue = services.get_issue(issue_id, viewer())
+    services.update_issue(issue, viewer(), body)
+    out = IssueOut.model_validate(issue)
+    db.session.commit()
+    return out
+
+
+@blueprint.delete("/issues/<int:issue_id>")
+@returns(None, status=204, errors=_WRITE_ERRORS)
+def delete_issue(issue_id: int) -> t.Any:
+    """Delete an issue (its author or an admin)."""
+    services.delete_issue(services.get_issue(issue_id, viewer()), viewer())
+    db.session.commit()
+    return ApiResult(None, status=204)
+
+
+# -- comments ----------------------------------------------------------------------------
+
+
+@blueprint.get("/issues/<int:issue_id>/comments")
+@returns(list[CommentOut], paginated=True, errors=_NOT_FOUND)
+def list_comments(issue_id: int) -> t.Any:
+    """An issue's comments, oldest first."""
+    import sqlalchemy as sa
+
+    issue = services.get_issue(issue_id, viewer())
+    stmt = sa.select(Comment).where(Comment.issue_id == issue.id)
+    return ApiResult(page=paginate(stmt, order_by=[Comment.id]))
+
+
+@blueprint.post("/issues/<int:issue_id>/comments")
+@validate(body=CommentIn)
+@returns(CommentOut, status=201, errors=_WRITE_ERRORS)
+def create_comment(issue_id: int, body: CommentIn) -> t.Any:
+    issue = services.get_issue(issue_id, viewer())
+    comment = services.add_comment(issue, viewer(), body.body)
+    out = CommentOut.model_validate(comment)
+    db.session.commit()
+    return out
+
+
+@blueprint.delete("/comments/<int:comment_id>")
+@returns(None, status=204, errors=_WRITE_ERRORS)
+def delete_comment(comment_id: int) -> t.Any:
+    """Delete a comment (its author or an admin)."""
+    services.delete_comment(services.get_comment(comment_id, viewer()), viewer())
+    db.session.commit()
+    return ApiResult(None, status=204)
