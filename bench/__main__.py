@@ -31,7 +31,8 @@ def parse_args(argv: t.Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="karaffe against its peers: one worker on one core, wrk on the other.",
-        epilog="`python -m bench json --help`: the JSON-encoder micro-benchmark.",
+        epilog="`python -m bench json --help`: the JSON-encoder micro-benchmark;"
+        " `python -m bench inprocess --help`: WSGI apps timed in-process, and profiled.",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (5)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
@@ -111,6 +112,10 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         from .json_encoding import main as json_main
 
         return json_main(argv[1:])
+    if argv[:1] == ["inprocess"]:
+        from .inprocess import main as inprocess_main
+
+        return inprocess_main(argv[1:])
     args = parse_args(argv)
     options = Options(duration=args.duration, rounds=args.rounds, connections=args.connections,
                       warmup=args.warmup, page_depth=args.page_depth)  # fmt: skip
