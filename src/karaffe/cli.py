@@ -31,3 +31,12 @@ def _add_job_commands() -> None:
 
 
 _add_job_commands()
+
+
+def _add_events_commands() -> None:
+    from .events.cli import register
+
+    register(cli)
+
+
+_add_events_commands()

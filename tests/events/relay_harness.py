@@ -10,11 +10,10 @@ import typing as t
 from collections.abc import Iterator
 
 import httpx
-import uvicorn
 
 from karaffe._servers import free_port
 from karaffe.events.protocol import SSEMessage, SSEParser
-from karaffe.events.relay import Relay, RelayConfig
+from karaffe.events.relay import Relay, RelayConfig, make_server
 
 
 class RelayThread:
@@ -23,17 +22,8 @@ class RelayThread:
     def __init__(self, config: RelayConfig, port: int | None = None) -> None:
         self.relay = Relay(config)
         self.port = port or free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.relay,
-                host="127.0.0.1",
-                port=self.port,
-                loop="asyncio",
-                http="httptools",
-                lifespan="on",
-                access_log=False,
-                log_level="warning",
-            )
+        self.server = make_server(
+            self.relay, "127.0.0.1", self.port, loop="asyncio", log_level="warning"
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -44,7 +44,7 @@ if t.TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["Connection", "Hub", "Metrics", "Relay", "RelayConfig"]
+__all__ = ["Connection", "Hub", "Metrics", "Relay", "RelayConfig", "make_server", "serve"]
 
 log = logging.getLogger("karaffe.events.relay")
 
@@ -74,7 +74,10 @@ class RelayConfig:
 
     @classmethod
     def from_app(cls, app: Flask) -> RelayConfig:
-        c = app.config
+        from .settings import SETTINGS
+
+        c = {s.name: s.default for s in SETTINGS}
+        c.update(app.config)
         if not c.get("REDIS_URL"):
             from ..config import ConfigError
 
@@ -596,9 +599,9 @@ class Relay:
     async def startup(self) -> None:
         await self.hub.start()
 
-    async def shutdown(self, grace: float = 2.0) -> None:
-        """Tell every client to reconnect (elsewhere), end their streams, and
-        stop. Servers call it on SIGTERM (``karaffe relay`` does)."""
+    async def drain(self, grace: float = 2.0) -> None:
+        """Tell every client to reconnect (to another process, with its
+        cursor) and end the streams; wait up to ``grace`` seconds for them."""
         self.closing = True
         for conn in list(self.connections):
             conn.write(control("reconnect", {}))
@@ -606,6 +609,10 @@ class Relay:
         deadline = time.monotonic() + grace
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+
+    async def shutdown(self) -> None:
+        """Drain and stop (the ASGI lifespan shutdown)."""
+        await self.drain()
         await self.hub.stop()
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -820,3 +827,35 @@ def _cookie(scope: Scope, name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+def serve(relay: Relay, host: str = "127.0.0.1", port: int = 8001, **options: t.Any) -> None:
+    """Serve ``relay`` with uvicorn (uvloop and httptools when installed),
+    draining the streams on SIGTERM/SIGINT before the server stops. The
+    access log stays off: stream URLs carry tokens."""
+    server = make_server(relay, host, port, **options)
+    server.run()
+
+
+def make_server(relay: Relay, host: str, port: int, **options: t.Any) -> t.Any:
+    """A uvicorn server for ``relay`` that drains it on shutdown."""
+    import uvicorn
+
+    class RelayServer(uvicorn.Server):
+        async def shutdown(self, sockets: t.Any = None) -> None:
+            # uvicorn waits for open responses to finish before the lifespan
+            # shutdown; streams never finish, so end them first.
+            await relay.drain()
+            await super().shutdown(sockets)
+
+    settings: dict[str, t.Any] = {
+        "loop": "auto",
+        "http": "auto",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 5,
+        "backlog": 4096,
+    }
+    settings.update(options)
+    return RelayServer(uvicorn.Config(relay, host=host, port=port, **settings))
