@@ -1,0 +1,270 @@
+/*
+ * karaffe-events.js: the browser side of karaffe's live events. No dependencies.
+ *
+ *   const stream = KaraffeEvents.connect({url, channels, token, cursor, renew, share});
+ *   stream.on("issue.created", (event) => ...);   // event = {id, channel, type, data}
+ *   stream.onReset((channel) => location.reload());
+ *
+ * One tab per site (the leader, elected with Web Locks or a localStorage lease)
+ * holds the EventSource and relays events to the other tabs over a
+ * BroadcastChannel: browsers allow only six HTTP/1.1 connections per host.
+ * Resume is exact: the SSE id is a cursor over every channel, kept here and
+ * sent again on every reconnect (token renewal, leader change, relay restart).
+ */
+(function (root) {
+  "use strict";
+
+  var LEASE_MS = 5000;
+  var RENEW_LEASE_MS = 2000;
+  var MAX_BACKOFF_MS = 30000;
+
+  function Stream(options) {
+    if (!options || !options.url) throw new Error("KaraffeEvents.connect needs a url");
+    this.url = options.url;
+    this.channels = (options.channels || []).slice().sort();
+    this.token = options.token || null;
+    this.cursor = options.cursor || "";
+    this.renew = options.renew || null;
+    this.withCredentials = !!options.withCredentials;
+    this.handlers = {};
+    this.resetHandlers = [];
+    this.statusHandlers = [];
+    this.status = "connecting";
+    this.closed = false;
+    this.source = null;
+    this.backoff = 1000;
+    this.leader = false;
+    this.key = "karaffe-events:" + this.url + "|" + this.channels.join(",");
+    this.id = Math.random().toString(36).slice(2);
+    var canShare = typeof BroadcastChannel !== "undefined";
+    this.share = options.share !== false && canShare;
+    if (this.share) {
+      this.bus = new BroadcastChannel(this.key);
+      this.bus.onmessage = this._onBus.bind(this);
+      this.bus.postMessage({ kind: "hello" });
+      this._elect();
+    } else {
+      this._lead();
+    }
+  }
+
+  Stream.prototype.on = function (type, fn) {
+    (this.handlers[type] = this.handlers[type] || []).push(fn);
+    return this;
+  };
+
+  Stream.prototype.off = function (type, fn) {
+    var list = this.handlers[type] || [];
+    var i = list.indexOf(fn);
+    if (i >= 0) list.splice(i, 1);
+    return this;
+  };
+
+  Stream.prototype.onReset = function (fn) {
+    this.resetHandlers.push(fn);
+    return this;
+  };
+
+  Stream.prototype.onStatus = function (fn) {
+    this.statusHandlers.push(fn);
+    return this;
+  };
+
+  Stream.prototype.close = function () {
+    this.closed = true;
+    this._closeSource();
+    if (this.releaseLock) this.releaseLock();
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.leader && this.share && !hasLocks()) {
+      try { localStorage.removeItem(this.key); } catch (e) { /* private mode */ }
+    }
+    if (this.bus) this.bus.close();
+    this._setStatus("closed");
+  };
+
+  // -- delivery ------------------------------------------------------------------
+
+  Stream.prototype._emit = function (event) {
+    var lists = [this.handlers[event.type] || [], this.handlers["*"] || []];
+    for (var l = 0; l < lists.length; l++) {
+      for (var i = 0; i < lists[l].length; i++) {
+        try { lists[l][i](event); } catch (err) { setTimeout(function () { throw err; }); }
+      }
+    }
+  };
+
+  Stream.prototype._reset = function (channel) {
+    if (!this.resetHandlers.length) {
+      root.location.reload();
+      return;
+    }
+    for (var i = 0; i < this.resetHandlers.length; i++) this.resetHandlers[i](channel);
+  };
+
+  Stream.prototype._setStatus = function (status) {
+    if (this.status === status) return;
+    this.status = status;
+    for (var i = 0; i < this.statusHandlers.length; i++) this.statusHandlers[i](status);
+  };
+
+  Stream.prototype._onBus = function (message) {
+    var m = message.data;
+    if (!m) return;
+    if (this.leader) {
+      // A new tab asks who holds the connection and in what state.
+      if (m.kind === "hello") this._broadcast({ kind: "status", status: this.status, cursor: this.cursor });
+      return;
+    }
+    if (m.cursor) this.cursor = m.cursor;
+    if (m.kind === "event") this._emit(m.event);
+    else if (m.kind === "reset") this._reset(m.channel);
+    else if (m.kind === "status") this._setStatus(m.status);
+  };
+
+  Stream.prototype._broadcast = function (message) {
+    if (this.bus) this.bus.postMessage(message);
+  };
+
+  // -- leadership ------------------------------------------------------------------
+
+  function hasLocks() {
+    return typeof navigator !== "undefined" && navigator.locks && navigator.locks.request;
+  }
+
+  Stream.prototype._elect = function () {
+    var self = this;
+    if (hasLocks()) {
+      navigator.locks.request(this.key, function () {
+        if (self.closed) return undefined;
+        return new Promise(function (resolve) {
+          self.releaseLock = resolve;
+          self._lead();
+        });
+      });
+      return;
+    }
+    // No Web Locks: a lease in localStorage, renewed by the leader.
+    var tryLead = function () {
+      if (self.closed || self.leader) return;
+      var now = Date.now();
+      var lease = null;
+      try { lease = JSON.parse(localStorage.getItem(self.key) || "null"); } catch (e) { lease = null; }
+      if (!lease || lease.expires < now || lease.id === self.id) {
+        localStorage.setItem(self.key, JSON.stringify({ id: self.id, expires: now + LEASE_MS }));
+        self._lead();
+      }
+    };
+    tryLead();
+    this.leaseTimer = setInterval(function () {
+      if (self.leader) {
+        localStorage.setItem(self.key, JSON.stringify({ id: self.id, expires: Date.now() + LEASE_MS }));
+      } else {
+        tryLead();
+      }
+    }, RENEW_LEASE_MS);
+    root.addEventListener("pagehide", function () { self.close(); });
+  };
+
+  Stream.prototype._lead = function () {
+    this.leader = true;
+    this._open();
+  };
+
+  // -- the connection ------------------------------------------------------------------
+
+  Stream.prototype._streamUrl = function () {
+    var parts = [];
+    for (var i = 0; i < this.channels.length; i++) {
+      parts.push("channel=" + encodeURIComponent(this.channels[i]));
+    }
+    if (this.token) parts.push("token=" + encodeURIComponent(this.token));
+    if (this.cursor) parts.push("cursor=" + encodeURIComponent(this.cursor));
+    return this.url + (this.url.indexOf("?") >= 0 ? "&" : "?") + parts.join("&");
+  };
+
+  Stream.prototype._closeSource = function () {
+    if (this.source) {
+      this.source.close();
+      this.source = null;
+    }
+  };
+
+  Stream.prototype._open = function () {
+    if (this.closed) return;
+    var self = this;
+    this._closeSource();
+    this._setStatus("connecting");
+    this._broadcast({ kind: "status", status: "connecting" });
+    var source = new EventSource(this._streamUrl(), { withCredentials: this.withCredentials });
+    this.source = source;
+    var track = function (e) {
+      if (e.lastEventId) self.cursor = e.lastEventId;
+    };
+    source.onopen = function () {
+      self.backoff = 1000;
+      self._setStatus("open");
+      self._broadcast({ kind: "status", status: "open" });
+    };
+    source.onmessage = function (e) {
+      track(e);
+      var event = JSON.parse(e.data);
+      self._emit(event);
+      self._broadcast({ kind: "event", event: event, cursor: self.cursor });
+    };
+    source.addEventListener("reset", function (e) {
+      track(e);
+      var channel = JSON.parse(e.data).channel;
+      self._broadcast({ kind: "reset", channel: channel, cursor: self.cursor });
+      self._reset(channel);
+    });
+    source.addEventListener("token-expiring", function () { self._renewAndReopen(0); });
+    source.addEventListener("auth-expired", function (e) {
+      var reason = JSON.parse(e.data).reason;
+      self._closeSource();
+      if (reason === "revoked") {
+        self.close();
+      } else {
+        self._renewAndReopen(0);
+      }
+    });
+    source.addEventListener("reconnect", function () {
+      self._closeSource();
+      self._later(self.backoff);
+    });
+    source.onerror = function () {
+      // EventSource retries by itself after network errors (readyState
+      // CONNECTING); a refused request (401/403) closes it: renew, back off.
+      if (source.readyState === EventSource.CLOSED && self.source === source) {
+        self._renewAndReopen(self.backoff);
+        self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
+      }
+    };
+  };
+
+  Stream.prototype._later = function (delay) {
+    var self = this;
+    setTimeout(function () { self._open(); }, delay);
+  };
+
+  Stream.prototype._renewAndReopen = function (delay) {
+    var self = this;
+    if (!this.renew) {
+      this._later(delay);
+      return;
+    }
+    Promise.resolve()
+      .then(function () { return self.renew(); })
+      .then(function (token) {
+        if (token) self.token = token;
+        self._later(delay);
+      }, function () {
+        self._later(Math.max(delay, self.backoff));
+        self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
+      });
+  };
+
+  root.KaraffeEvents = {
+    connect: function (options) { return new Stream(options); },
+    Stream: Stream,
+  };
+})(typeof window !== "undefined" ? window : this);

@@ -1,0 +1,167 @@
+"""A real headless Chromium runs karaffe-events.js: events published from
+Python show up in the page within a second, and tabs share one connection."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import render_template_string
+from werkzeug.serving import make_server
+
+import karaffe
+from karaffe._servers import free_port
+from karaffe.events import Events, channel_token, cursor, publish
+from karaffe.events.protocol import START, Cursor
+from karaffe.events.relay import RelayConfig
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+PAGE = """<!doctype html>
+<script src="{{ url_for('karaffe_events.static', filename='karaffe-events.js') }}"></script>
+<ul id="log"></ul>
+<script>
+  window.received = [];
+  window.stream = KaraffeEvents.connect({
+    url: {{ stream_url|htmljson }},
+    channels: ["project:1"],
+    token: {{ channel_token("u1", ["project:1"])|htmljson }},
+    cursor: {{ events_cursor(["project:1"])|htmljson }},
+    share: {{ share|htmljson }},
+  });
+  window.stream.on("issue.created", function (event) {
+    window.received.push(event.data.title);
+    var li = document.createElement("li");
+    li.textContent = event.data.title;
+    document.getElementById("log").appendChild(li);
+  });
+</script>
+"""
+
+
+def make_page_app(config: dict[str, object]) -> karaffe.App:
+    app = karaffe.App("karaffe_browser_test")
+    Events(app)
+    app.configure({"TESTING": True, "SECRET_KEY": "browser-secret", **config}, environ={})
+
+    @app.get("/")
+    def page() -> str:
+        from flask import request
+
+        from karaffe.events import stream_url
+
+        return render_template_string(
+            PAGE, stream_url=stream_url(), share=request.args.get("share") == "1"
+        )
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+def serve(app: karaffe.App) -> Iterator[str]:
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def wait_received(page: object, title: str, within: float = 1.0) -> float:
+    started = time.monotonic()
+    page.wait_for_function(  # type: ignore[attr-defined]
+        f"window.received.includes({title!r})", timeout=within * 1000
+    )
+    return time.monotonic() - started
+
+
+def test_page_sees_an_event_from_python_with_the_embedded_broker(browser: object) -> None:
+    app = make_page_app({})
+    for url in serve(app):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(url + "/")
+        page.wait_for_function("window.stream.status === 'open'", timeout=5000)
+        with app.app_context():
+            publish("project:1", "issue.created", {"title": "Broken build"})
+        wait_received(page, "Broken build", within=1.0)
+        assert page.inner_text("#log") == "Broken build"
+        page.close()
+
+
+@pytest.mark.redis
+def test_two_tabs_share_one_relay_connection_and_both_update(
+    browser: object, redis_url: str
+) -> None:
+    from relay_harness import running_relay
+
+    prefix = f"t{uuid.uuid4().hex[:6]}:"
+    relay_port = free_port()
+    app = make_page_app(
+        {
+            "REDIS_URL": redis_url,
+            "EVENTS_REDIS_PREFIX": prefix,
+            "EVENTS_RELAY_URL": f"http://127.0.0.1:{relay_port}/events/stream",
+        }
+    )
+    for url in serve(app):
+        config = RelayConfig(
+            secret_key="browser-secret",
+            redis_url=redis_url,
+            prefix=prefix,
+            cors_origins=[url],
+        )
+        with running_relay(config, port=relay_port) as relay:
+            context = browser.new_context()  # type: ignore[attr-defined]
+            first, second = context.new_page(), context.new_page()
+            for page in (first, second):
+                page.goto(url + "/?share=1")
+            first.wait_for_function("window.stream.status === 'open'", timeout=5000)
+            second.wait_for_function("window.stream.status === 'open'", timeout=5000)
+            with app.app_context():
+                publish("project:1", "issue.created", {"title": "Shared"})
+            wait_received(first, "Shared")
+            wait_received(second, "Shared")
+            assert len(relay.relay.connections) == 1, "one EventSource for both tabs"
+            # The leader tab goes away: the other takes over and misses nothing.
+            first.close()
+            deadline = time.monotonic() + 5
+            while relay.relay.metrics.connections_total < 2:
+                assert time.monotonic() < deadline, "no tab took over"
+                time.sleep(0.05)
+            with app.app_context():
+                publish("project:1", "issue.created", {"title": "After"})
+            wait_received(second, "After")
+            assert second.evaluate("window.received") == ["Shared", "After"]
+            context.close()
+
+
+def test_page_helpers_render_a_token_and_cursor() -> None:
+    app = make_page_app({})
+    with app.test_request_context():
+        token = channel_token("u1", ["project:1"])
+        stamped = cursor(["project:1"])
+        grant = app.extensions["karaffe.events"].signer.verify(token)
+    assert Cursor.parse(stamped).get("project:1") == START
+    assert (grant.user, grant.channels) == ("u1", ("project:1",))
