@@ -31,7 +31,12 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask import Response as FlaskResponse
-from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
+from flask.sessions import (
+    SecureCookieSession,
+    SecureCookieSessionInterface,
+    SessionInterface,
+    SessionMixin,
+)
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.local import LocalProxy
@@ -511,7 +516,9 @@ class TokenAwareSessionInterface(SessionInterface):
 
     def open_session(self, app: Flask, request: t.Any) -> SessionMixin | None:
         if "Authorization" in request.headers:
-            return self.make_null_session(app)
+            # A fresh session that lives for this request only: views may
+            # use it, nothing of it is read from or written to a cookie.
+            return SecureCookieSession()
         return self.inner.open_session(app, request)
 
     def is_null_session(self, obj: object) -> bool:

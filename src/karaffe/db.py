@@ -195,6 +195,13 @@ class Database(SQLAlchemy):
             app, self, directory=directory, render_as_batch=render_as_batch, compare_type=True
         )
 
+    def get_engine(self, bind_key: str | None = None, **kwargs: t.Any) -> sa.Engine:
+        """``engines[bind_key]``. The ``env.py`` Flask-Migrate generates calls
+        this first; Flask-SQLAlchemy's version warns that it is deprecated,
+        which would fail every ``flask db`` command run with warnings as
+        errors."""
+        return self.engines[bind_key]
+
     def default_url(self, app: Flask) -> str:
         """The database when none is configured: ``<instance>/<app>.sqlite``."""
         os.makedirs(app.instance_path, exist_ok=True)

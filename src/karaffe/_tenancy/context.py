@@ -136,7 +136,14 @@ def current_scope() -> Scope:
     if has_request_context():
         scope = g.get(REQUEST_SCOPE_KEY)
         if scope is None:
-            user = get_user()
+            if g.get("_karaffe_scope_loading"):
+                # The queries loading the user run with no organization.
+                return _NOTHING
+            g._karaffe_scope_loading = True
+            try:
+                user = get_user()
+            finally:
+                g._karaffe_scope_loading = False
             if user is None:
                 scope = Scope(label="anonymous request")
             else:

@@ -1,0 +1,533 @@
+"""karaffe.auth: passwords, login sessions, API tokens, CSRF, cookies and
+the login throttle. Every refusal is checked with its exact status and body."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from datalayer import FAST_HASH, build_app, dispose
+from flask import request, session
+from flask.testing import FlaskClient
+from flask_wtf.csrf import generate_csrf
+
+import karaffe
+from karaffe import auth
+from karaffe.auth import (
+    ApiToken,
+    LoginThrottle,
+    LoginThrottled,
+    MemoryThrottleStore,
+    User,
+    authenticate,
+    check_password,
+    create_api_token,
+    current_user,
+    get_user,
+    hash_password,
+    login_required,
+    login_user,
+    logout_user,
+    revoke_api_token,
+)
+from karaffe.db import db
+
+PASSWORD = "correct horse battery staple"
+
+
+def problem(status: int, slug: str, title: str, detail: str) -> dict[str, t.Any]:
+    return {
+        "type": f"urn:karaffe:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": [],
+    }
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[karaffe.App]:
+    app = build_app(f"sqlite:///{tmp_path}/auth.sqlite", {"LOGIN_VIEW": "login_form"})
+
+    @app.get("/api/me")
+    @login_required
+    def api_me() -> karaffe.ApiResult:
+        return karaffe.ApiResult({"id": current_user.id, "email": current_user.email})
+
+    @app.post("/api/things")
+    @login_required
+    def api_things() -> karaffe.ApiResult:
+        session["touched"] = True
+        return karaffe.ApiResult({"created": True}, status=201)
+
+    @app.get("/me")
+    @login_required
+    def html_me() -> str:
+        return f"Hello {current_user.email}"
+
+    @app.get("/login")
+    def login_form() -> str:
+        return generate_csrf()
+
+    @app.post("/login")
+    def login() -> str:
+        auth.get_auth().login(request.form["email"], request.form["password"])
+        db.session.commit()
+        return "logged in"
+
+    @app.post("/logout")
+    def logout() -> str:
+        logout_user()
+        return "logged out"
+
+    with app.app_context():
+        db.create_all()
+        alice = User(email="Alice@Example.org", name="Alice")
+        alice.set_password(PASSWORD)
+        bob = User(email="bob@example.org", name="Bob", is_active=False)
+        bob.set_password(PASSWORD)
+        db.session.add_all([alice, bob])
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+    dispose(app)
+
+
+@pytest.fixture
+def client(app: karaffe.App) -> FlaskClient:
+    return app.test_client()
+
+
+def user(app: karaffe.App, email: str) -> User:
+    with app.app_context():
+        found = db.session.execute(sa.select(User).where(User.email == email)).scalar_one()
+        db.session.expunge(found)
+        return found
+
+
+def new_token(app: karaffe.App, **kwargs: t.Any) -> tuple[int, str]:
+    with app.app_context():
+        alice = db.session.execute(sa.select(User).where(User.id == 1)).scalar_one()
+        token, plaintext = create_api_token(alice, "ci", **kwargs)
+        db.session.commit()
+        return token.id, plaintext
+
+
+def csrf_login(client: FlaskClient, email: str = "alice@example.org", password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    token = client.get("/login").text
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+# -- passwords ---------------------------------------------------------------------
+
+
+def test_password_hash_is_scrypt_salted_and_checks() -> None:
+    first, second = hash_password("s3cret", FAST_HASH), hash_password("s3cret", FAST_HASH)
+    assert first.startswith("scrypt:1024:8:1$")
+    assert first != second
+    assert check_password(first, "s3cret")
+    assert not check_password(first, "s3cret ")
+
+
+def test_default_password_hash_is_scrypt_with_current_parameters() -> None:
+    assert hash_password("x").startswith("scrypt:32768:8:1$")
+
+
+def test_corrupt_password_hash_never_matches() -> None:
+    assert not check_password("md5$nope$nope", "x")
+    assert not check_password("", "x")
+
+
+def test_authenticate_accepts_the_right_password_in_any_email_case(app: karaffe.App) -> None:
+    with app.app_context():
+        found = authenticate(" ALICE@example.ORG ", PASSWORD)
+        assert found is not None and found.email == "alice@example.org"
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("alice@example.org", "wrong"),
+        ("nobody@example.org", PASSWORD),
+        ("bob@example.org", PASSWORD),
+        ("alice@example.org", ""),
+    ],
+    ids=["wrong-password", "unknown-user", "inactive-user", "empty-password"],
+)
+def test_authenticate_refuses(app: karaffe.App, email: str, password: str) -> None:
+    with app.app_context():
+        assert authenticate(email, password) is None
+
+
+def test_authenticate_upgrades_an_outdated_hash(app: karaffe.App) -> None:
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        assert alice is not None
+        alice.password_hash = hash_password(PASSWORD, "scrypt:2048:8:1")
+        db.session.commit()
+        assert authenticate("alice@example.org", PASSWORD) is alice
+        assert alice.password_hash.startswith(FAST_HASH + "$")
+
+
+def test_emails_are_unique_regardless_of_case(app: karaffe.App) -> None:
+    with app.app_context():
+        db.session.add(User(email="ALICE@example.org"))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.commit()
+
+
+# -- login sessions ------------------------------------------------------------------
+
+
+def test_login_with_csrf_token_opens_a_session(client: FlaskClient) -> None:
+    rv = csrf_login(client)
+    assert rv.status_code == 200
+    assert client.get("/api/me").json == {"id": 1, "email": "alice@example.org"}
+    assert client.get("/me").text == "Hello alice@example.org"
+
+
+def test_login_without_csrf_token_is_refused(client: FlaskClient) -> None:
+    rv = client.post("/login", data={"email": "alice@example.org", "password": PASSWORD})
+    assert rv.status_code == 400
+    assert "The CSRF token is missing." in rv.text
+    assert client.get("/api/me").status_code == 401
+
+
+def test_api_post_with_session_cookie_but_no_csrf_token_is_refused(client: FlaskClient) -> None:
+    csrf_login(client)
+    rv = client.post("/api/things", json={})
+    assert rv.status_code == 400
+    assert rv.json == problem(400, "bad-request", "Bad request", "The CSRF token is missing.")
+
+
+def test_login_with_a_wrong_password_is_refused(client: FlaskClient) -> None:
+    rv = csrf_login(client, password="wrong")
+    assert rv.status_code == 401
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "Wrong email or password."
+    )
+    assert client.get("/api/me").status_code == 401
+
+
+def test_login_of_an_unknown_user_gets_the_same_answer(client: FlaskClient) -> None:
+    rv = csrf_login(client, email="nobody@example.org")
+    assert rv.status_code == 401
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "Wrong email or password."
+    )
+
+
+def test_logout_ends_the_session(client: FlaskClient) -> None:
+    csrf_login(client)
+    token = client.get("/login").text
+    assert client.post("/logout", data={"csrf_token": token}).text == "logged out"
+    assert client.get("/api/me").status_code == 401
+
+
+def test_changing_the_password_ends_other_sessions(app: karaffe.App, client: FlaskClient) -> None:
+    csrf_login(client)
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        assert alice is not None
+        alice.set_password("a new one")
+        db.session.commit()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_deactivated_user_is_logged_out(app: karaffe.App, client: FlaskClient) -> None:
+    csrf_login(client)
+    with app.app_context():
+        db.session.execute(sa.update(User).values(is_active=False))
+        db.session.commit()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client: FlaskClient) -> None:
+    rv = csrf_login(client)
+    cookie = rv.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_when_configured(tmp_path: Path) -> None:
+    app = build_app(f"sqlite:///{tmp_path}/s.sqlite", {"SESSION_COOKIE_SECURE": True})
+
+    @app.get("/set")
+    def set_something() -> str:
+        session["x"] = 1
+        return "ok"
+
+    assert "Secure" in app.test_client().get("/set").headers["Set-Cookie"]
+    dispose(app)
+
+
+def test_get_user_loads_once_per_request(app: karaffe.App) -> None:
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        assert alice is not None
+        with app.test_request_context("/"):
+            login_user(alice)
+            assert get_user() is alice
+            assert current_user
+            logout_user()
+            assert get_user() is None
+            assert not current_user
+
+
+def test_get_user_outside_a_request_is_none(app: karaffe.App) -> None:
+    with app.app_context():
+        assert get_user() is None
+
+
+def test_login_required_html_redirects_to_the_login_view(client: FlaskClient) -> None:
+    rv = client.get("/me?tab=1")
+    assert rv.status_code == 302
+    assert rv.headers["Location"] == "/login?next=/me?tab%3D1"
+
+
+def test_login_required_html_without_login_view_is_401(tmp_path: Path) -> None:
+    app = build_app(f"sqlite:///{tmp_path}/n.sqlite")
+
+    @app.get("/private")
+    @login_required
+    def private() -> str:
+        return "secret"
+
+    rv = app.test_client().get("/private")
+    assert rv.status_code == 401
+    assert "secret" not in rv.text
+    dispose(app)
+
+
+def test_login_required_api_is_a_401_problem(client: FlaskClient) -> None:
+    rv = client.get("/api/me")
+    assert rv.status_code == 401
+    assert rv.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "Authentication required"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [("/projects?x=1", "/projects?x=1"), ("//evil.example", "/"), ("https://evil.example", "/"),
+     ("/\\evil.example", "/"), ("", "/"), (None, "/")],
+)  # fmt: skip
+def test_safe_next_url_stays_on_the_site(target: str | None, expected: str) -> None:
+    assert auth.safe_next_url(target) == expected
+
+
+# -- API tokens ------------------------------------------------------------------------
+
+
+def test_api_token_is_random_shown_once_and_stored_hashed(app: karaffe.App) -> None:
+    token_id, plaintext = new_token(app)
+    _, other = new_token(app)
+    assert plaintext != other
+    assert re.fullmatch(r"kf_[A-Za-z0-9_\-]{43}", plaintext)
+    with app.app_context():
+        token = db.session.get(ApiToken, token_id)
+        assert token is not None
+        assert token.token_hash == hashlib.sha256(plaintext.encode()).hexdigest()
+        assert plaintext not in (token.token_hash, token.prefix)
+        assert plaintext.startswith(token.prefix) and len(token.prefix) == 11
+        assert token.name == "ci" and token.last_used_at is None
+
+
+def test_bearer_token_authenticates_api_requests(app: karaffe.App, client: FlaskClient) -> None:
+    token_id, plaintext = new_token(app)
+    rv = client.get("/api/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.status_code == 200
+    assert rv.json == {"id": 1, "email": "alice@example.org"}
+    with app.app_context():
+        token = db.session.get(ApiToken, token_id)
+        assert token is not None and token.last_used_at is not None
+
+
+def test_token_request_is_exempt_from_csrf_and_never_sets_a_cookie(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    _, plaintext = new_token(app)
+    rv = client.post("/api/things", json={}, headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.status_code == 201
+    assert "Set-Cookie" not in rv.headers
+    assert client.get_cookie("session") is None
+
+
+def test_token_request_ignores_the_session_cookie(app: karaffe.App, client: FlaskClient) -> None:
+    csrf_login(client)
+    rv = client.get("/api/me", headers={"Authorization": "Bearer kf_unknownunknownunknown"})
+    assert rv.status_code == 401
+
+
+INVALID = 'Bearer realm="api", error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Token abcdefabcdefabcdef", "Bearer", "Bearer short", "Bearer kf_abc!def$ghi%jkl^mno",
+     "bearer"],
+)  # fmt: skip
+def test_malformed_authorization_header_is_refused(client: FlaskClient, header: str) -> None:
+    rv = client.get("/api/me", headers={"Authorization": header})
+    assert rv.status_code == 401
+    assert rv.headers["WWW-Authenticate"] == INVALID
+    assert rv.json == problem(
+        401,
+        "unauthorized",
+        "Authentication required",
+        "The Authorization header must be 'Bearer <token>'.",
+    )
+
+
+def test_unknown_token_is_refused(client: FlaskClient) -> None:
+    rv = client.get("/api/me", headers={"Authorization": "Bearer kf_" + "x" * 43})
+    assert rv.status_code == 401
+    assert rv.headers["WWW-Authenticate"] == INVALID
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "The API token is invalid."
+    )
+
+
+def test_expired_token_is_rejected(app: karaffe.App, client: FlaskClient) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    _, plaintext = new_token(app, expires_at=past)
+    rv = client.get("/api/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.status_code == 401
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "The API token has expired."
+    )
+
+
+def test_token_before_its_expiry_is_accepted(app: karaffe.App, client: FlaskClient) -> None:
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    _, plaintext = new_token(app, expires_at=future)
+    assert (
+        client.get("/api/me", headers={"Authorization": f"Bearer {plaintext}"}).status_code == 200
+    )
+
+
+def test_revoked_token_is_rejected(app: karaffe.App, client: FlaskClient) -> None:
+    token_id, plaintext = new_token(app)
+    with app.app_context():
+        token = db.session.get(ApiToken, token_id)
+        assert token is not None
+        revoke_api_token(token)
+        first = token.revoked_at
+        revoke_api_token(token)
+        assert token.revoked_at == first
+        db.session.commit()
+    rv = client.get("/api/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.status_code == 401
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "The API token has been revoked."
+    )
+
+
+def test_token_of_a_disabled_account_is_rejected(app: karaffe.App, client: FlaskClient) -> None:
+    _, plaintext = new_token(app)
+    with app.app_context():
+        db.session.execute(sa.update(User).values(is_active=False))
+        db.session.commit()
+    rv = client.get("/api/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.status_code == 401
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "The account is disabled."
+    )
+
+
+def test_last_used_is_written_at_most_once_per_interval(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    token_id, plaintext = new_token(app)
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    client.get("/api/me", headers=headers)
+    with app.app_context():
+        first = db.session.get(ApiToken, token_id).last_used_at  # type: ignore[union-attr]
+    client.get("/api/me", headers=headers)
+    with app.app_context():
+        assert db.session.get(ApiToken, token_id).last_used_at == first  # type: ignore[union-attr]
+        db.session.execute(
+            sa.update(ApiToken).values(last_used_at=first - dt.timedelta(minutes=5))  # type: ignore[operator]
+        )
+        db.session.commit()
+    client.get("/api/me", headers=headers)
+    with app.app_context():
+        later = db.session.get(ApiToken, token_id).last_used_at  # type: ignore[union-attr]
+        assert later is not None and later > first  # type: ignore[operator]
+
+
+# -- throttle ------------------------------------------------------------------------------
+
+
+def test_repeated_failed_logins_for_an_account_are_throttled(client: FlaskClient) -> None:
+    for _ in range(5):
+        assert csrf_login(client, password="wrong").status_code == 401
+    rv = csrf_login(client)  # even the right password, now
+    assert rv.status_code == 429
+    retry_after = int(rv.headers["Retry-After"])
+    assert 1 <= retry_after <= 900
+    assert rv.json == problem(
+        429,
+        "too-many-requests",
+        "Too many failed logins",
+        f"Too many failed logins. Try again in {retry_after} seconds.",
+    )
+
+
+def test_failed_logins_from_one_address_are_throttled_across_accounts(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    auth.get_auth(app).throttle = LoginThrottle(max_per_account=100, max_per_address=3)
+    for n in range(3):
+        assert csrf_login(client, email=f"user{n}@example.org").status_code == 401
+    rv = csrf_login(client, email="someone-else@example.org")
+    assert rv.status_code == 429
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "10.1.2.3"
+    assert csrf_login(other).status_code == 200
+
+
+def test_successful_login_clears_the_account_counter(client: FlaskClient) -> None:
+    for _ in range(4):
+        csrf_login(client, password="wrong")
+    assert csrf_login(client).status_code == 200
+    for _ in range(4):
+        assert csrf_login(client, password="wrong").status_code == 401
+
+
+def test_throttle_window_expires() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(
+        MemoryThrottleStore(clock=lambda: now[0]), max_per_account=2, max_per_address=50, window=60
+    )
+    throttle.failure("a@x", "1.1.1.1")
+    now[0] += 10
+    throttle.failure("a@x", "1.1.1.1")
+    with pytest.raises(LoginThrottled) as caught:
+        throttle.check("a@x", "1.1.1.1")
+    assert caught.value.retry_after == 50
+    assert caught.value.headers == {"Retry-After": "50"}
+    throttle.check("b@x", "2.2.2.2")
+    now[0] += 50
+    throttle.check("a@x", "1.1.1.1")
+
+
+def test_memory_store_sweeps_expired_keys() -> None:
+    now = [0.0]
+    store = MemoryThrottleStore(clock=lambda: now[0], max_keys=2)
+    store.increment("a", 10)
+    store.increment("b", 10)
+    now[0] = 20
+    store.increment("c", 10)
+    assert store.peek("a") == (0, 0.0)
+    assert len(store._counts) == 1
