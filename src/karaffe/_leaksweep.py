@@ -26,6 +26,7 @@ own values: at least one must show A's data, or the sweep proved nothing.
 
 from __future__ import annotations
 
+import secrets as _secrets
 import typing as t
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,13 @@ class LeakReport:
     changed_tables: list[str] = field(default_factory=list)
     #: Control requests (A on A's own data) that showed A's data.
     controls_with_own_data: int = 0
+    #: The slugs of the caller's organization and of the victim's.
+    slugs: tuple[str, str] = ("", "")
+
+    @property
+    def server_errors(self) -> list[Probe]:
+        """Requests answered with a 5xx: not leaks, but worth a look."""
+        return [p for p in self.probes if p.status >= 500]
 
     @property
     def leaks(self) -> list[Probe]:
@@ -225,11 +233,13 @@ def sweep_for_leaks(
     """
     with app.app_context():
         with unscoped("leak sweep: seeding two organizations"):
+            run = _secrets.token_hex(3)
             users = [
-                User(email=f"leak-sweep-{n}@example.invalid", name=f"Leak sweep {n}") for n in "ab"
+                User(email=f"leak-sweep-{n}-{run}@example.invalid", name=f"Leak sweep {n}")
+                for n in "ab"
             ]
             orgs = [
-                create_organization(f"Leak sweep {n}", f"leak-sweep-{n}", user)
+                create_organization(f"Leak sweep {n}", f"leak-sweep-{n}-{run}", user)
                 for n, user in zip("ab", users, strict=True)
             ]
             db.session.flush()
@@ -244,12 +254,14 @@ def sweep_for_leaks(
         secrets_theirs = [s for s in seeded[1].secrets if s]
         secrets_mine = [s for s in seeded[0].secrets if s]
 
-    report = LeakReport()
+    report = LeakReport(slugs=(mine[0], theirs[0]))
     client: FlaskClient = app.test_client()
     with client.session_transaction() as session:
         session.update(session_values)
-    csrf_enabled = app.config.get("WTF_CSRF_ENABLED", True)
-    app.config["WTF_CSRF_ENABLED"] = False
+    saved = {key: app.config.get(key) for key in ("WTF_CSRF_ENABLED", "PROPAGATE_EXCEPTIONS")}
+    # Forms are posted without CSRF tokens, and a view crashing on the
+    # sweep's dummy input is a 500 in the report, not the end of the sweep.
+    app.config.update(WTF_CSRF_ENABLED=False, PROPAGATE_EXCEPTIONS=False)
     skip = set(skip_endpoints)
     try:
         for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
@@ -285,7 +297,7 @@ def sweep_for_leaks(
                     if kind == "control" and probe.leaked:
                         report.controls_with_own_data += 1
     finally:
-        app.config["WTF_CSRF_ENABLED"] = csrf_enabled
+        app.config.update(saved)
     with app.app_context():
         after = _snapshot(victim_id)
     report.changed_tables = [name for name in before if before[name] != after.get(name)]
