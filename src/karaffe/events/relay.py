@@ -166,8 +166,24 @@ def _drive(
     return step()
 
 
+#: What a live connection holds in ``early``: never appended to.
+_NO_EARLY: list[tuple[str, StreamId, int, bytes]] = []
+
+
+def chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk (computed once per event for the
+    connections written to directly)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class Connection:
-    """One SSE client: its channels and positions, its pending bytes."""
+    """One SSE client: its channels and positions, its pending bytes.
+
+    Two ways to write: through the ASGI ``send`` (any server), driven without
+    a task, or, when the server is uvicorn and the response is chunked,
+    straight to the socket's transport (:meth:`use_transport`), which is
+    what uvicorn's ``send`` does after its checks, minus a coroutine per write.
+    """
 
     __slots__ = (
         "_buffer",
@@ -178,10 +194,9 @@ class Connection:
         "early",
         "grant",
         "hub",
-        "live",
         "send",
         "session",
-        "timers",
+        "transport",
         "wrote",
     )
 
@@ -192,28 +207,54 @@ class Connection:
         self.grant = grant
         #: The only channel, for connections that follow one (fast path).
         self.channel = session.channels[0] if len(session.channels) == 1 else None
-        self.live = False
         #: Live messages that arrived while the history was replayed.
         self.early: list[tuple[str, StreamId, int, bytes]] = []
-        self._buffer: list[bytes] = []
+        self._buffer: list[bytes] | None = None
         self._buffered = 0
         self._sending = False
         self.wrote = False
+        #: The socket's transport when writing directly (see :meth:`use_transport`).
+        self.transport: asyncio.WriteTransport | None = None
         #: Resolved with the reason the stream ends.
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.timers: list[asyncio.TimerHandle] = []
 
-    def write(self, data: bytes) -> None:
-        """Queue ``data`` for the client: written now if nothing is in flight."""
+    def use_transport(self) -> bool:
+        """Write straight to the transport if ``send`` is uvicorn's and the
+        response started chunked; True if so."""
+        cycle = getattr(self.send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if (
+            transport is not None
+            and getattr(cycle, "chunked_encoding", None) is True
+            and getattr(cycle, "response_started", False)
+            and hasattr(transport, "get_write_buffer_size")
+        ):
+            self.transport = transport
+            return True
+        return False
+
+    def write(self, data: bytes, chunked: bytes | None = None) -> None:
+        """Send ``data`` to the client (``chunked`` is ``chunk(data)`` when
+        the caller has it): at once, or after what is in flight."""
         if self.done.done():
             return
         self.wrote = True
+        transport = self.transport
+        if transport is not None:
+            if transport.is_closing():
+                self.finish("disconnect")
+                return
+            transport.write(chunked if chunked is not None else chunk(data))
+            if transport.get_write_buffer_size() > self.hub.config.max_buffer:
+                self.cut()
+            return
         if self._sending:
+            if self._buffer is None:
+                self._buffer = []
             self._buffer.append(data)
             self._buffered += len(data)
             if self._buffered > self.hub.config.max_buffer:
-                self.hub.metrics.drops += 1
-                self.finish("slow")
+                self.cut()
             return
         self._sending = True
         message = {"type": "http.response.body", "body": data, "more_body": True}
@@ -226,13 +267,23 @@ class Connection:
             return
         if self._buffer:
             data = b"".join(self._buffer)
-            self._buffer.clear()
+            self._buffer = None
             self._buffered = 0
             self.write(data)
 
+    def cut(self) -> None:
+        """Drop a client that does not read fast enough; it resumes later
+        from its cursor."""
+        self.hub.metrics.drops += 1
+        self.finish("slow")
+        if self.transport is not None:
+            self.transport.abort()
+
     @property
     def idle(self) -> bool:
-        """Whether nothing is being written to the client."""
+        """Whether nothing is waiting to be written to the client."""
+        if self.transport is not None:
+            return self.transport.get_write_buffer_size() == 0
         return not self._sending and not self._buffer
 
     def finish(self, reason: str) -> None:
@@ -271,6 +322,14 @@ class Hub:
 
     #: Seconds to wait between attempts to reach Redis again.
     reconnect_delay = 0.2
+    #: Redis connections for history reads (the subscription has its own).
+    redis_connections = 16
+    #: Seconds between checks of token deadlines (and heartbeats).
+    tick = 0.25
+    #: Seconds a looked-up revocation (or its absence) is trusted.
+    revocation_cache_ttl = 60.0
+    #: Most users (and tokens) remembered by the caches.
+    cache_size = 100_000
 
     def __init__(self, config: RelayConfig, metrics: Metrics) -> None:
         self.config = config
@@ -282,6 +341,8 @@ class Hub:
         self.pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._due: dict[int, set[tuple[Connection, str]]] = {}
+        self._revoked: dict[str, tuple[float | None, float]] = {}
         self.started = False
 
     async def start(self) -> None:
@@ -290,7 +351,12 @@ class Hub:
         if self.started:
             return
         self.started = True
-        self.redis = aioredis.Redis.from_url(self.config.redis_url)
+        # A bounded pool that makes callers wait: a burst of thousands of
+        # connecting clients must queue for Redis, not fail.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.config.redis_url, max_connections=self.redis_connections, timeout=None
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self._reader = asyncio.create_task(self._read_forever(), name="karaffe-relay-reader")
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="karaffe-relay-heartbeat")
 
@@ -334,8 +400,7 @@ class Hub:
             data = conn.session.live_encoded(channel, sid, epoch, tail)
             if data:
                 conn.write(data)
-        conn.early.clear()
-        conn.live = True
+        conn.early = _NO_EARLY
         for channel in conn.session.channels:
             feed = self.feeds[channel]
             feed.joining.discard(conn)
@@ -359,13 +424,12 @@ class Hub:
                 if self.pubsub is not None:
                     task = asyncio.ensure_future(self.pubsub.unsubscribe(self.keys.pubsub(channel)))
                     task.add_done_callback(_ignore_result)
+        self.drop_deadlines(conn)
         users = self.by_user.get(conn.grant.user)
         if users is not None:
             users.discard(conn)
             if not users:
                 del self.by_user[conn.grant.user]
-        for timer in conn.timers:
-            timer.cancel()
 
     async def _pubsub(self) -> PubSub:
         while self.pubsub is None:
@@ -401,9 +465,20 @@ class Hub:
         return out
 
     async def revoked_at(self, user: str) -> float | None:
+        """When ``user``'s access was last revoked. Cached: the revocation
+        channel keeps the cache current while the hub listens, and it is
+        emptied whenever the hub reconnects."""
+        now = time.monotonic()
+        cached = self._revoked.get(user)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         assert self.redis is not None
         raw = await self.redis.get(self.keys.revoked(user))
-        return float(raw) if raw is not None else None
+        at = float(raw) if raw is not None else None
+        if len(self._revoked) > self.cache_size:
+            self._revoked.clear()
+        self._revoked[user] = (at, now + self.revocation_cache_ttl)
+        return at
 
     async def _read_forever(self) -> None:
         first = True
@@ -427,6 +502,8 @@ class Hub:
                 feed.ready.clear()
             await pubsub.subscribe(*names)
             self.pubsub = pubsub
+            # Revocations may have been missed while disconnected.
+            self._revoked.clear()
             pending_resync = set(self.feeds) if resync else set()
             while True:
                 message = await pubsub.get_message(timeout=None)
@@ -503,9 +580,10 @@ class Hub:
         if feed.fast:
             position = Position(epoch, sid)
             shared = b"id: " + position.segment(channel).encode("ascii") + b"\n" + tail
+            shared_chunk = chunk(shared)
             for conn in feed.fast:
                 conn.session.positions[channel] = position
-                conn.write(shared)
+                conn.write(shared, shared_chunk)
         promote = []
         for conn in feed.slow:
             data = conn.session.live_encoded(channel, sid, epoch, tail)
@@ -526,24 +604,71 @@ class Hub:
             at = float(at_raw)
         except ValueError:
             return
+        previous = self._revoked.get(user, (None, 0.0))[0]
+        self._revoked[user] = (max(at, previous or 0.0), time.monotonic() + 3600)
         for conn in list(self.by_user.get(user, ())):
             if conn.grant.issued_at <= at:
                 conn.write(control("auth-expired", {"reason": "revoked"}))
                 conn.finish("revoked")
 
+    def deadlines(self, conn: Connection) -> list[tuple[int, str]]:
+        """The whole seconds at which ``conn``'s token needs attention."""
+        expires = conn.grant.expires_at
+        return [(int(expires - self.config.token_notice), "notice"), (int(expires), "expire")]
+
+    def add_deadlines(self, conn: Connection) -> None:
+        """Warn ``conn`` before its token expires and end it at expiry, from
+        the hub's ticker: buckets of connections per second, not a timer each."""
+        now = int(time.time())
+        for second, kind in self.deadlines(conn):
+            if second < now and kind == "notice":
+                self._deadline(conn, kind)
+            else:
+                self._due.setdefault(max(second, now), set()).add((conn, kind))
+
+    def drop_deadlines(self, conn: Connection) -> None:
+        now = int(time.time())
+        for second, kind in self.deadlines(conn):
+            bucket = self._due.get(max(second, now))
+            if bucket is not None:
+                bucket.discard((conn, kind))
+            bucket = self._due.get(second)
+            if bucket is not None:
+                bucket.discard((conn, kind))
+
+    def _deadline(self, conn: Connection, kind: str) -> None:
+        if conn.done.done():
+            return
+        if kind == "notice":
+            conn.write(control("token-expiring", {"expires_at": conn.grant.expires_at}))
+        else:
+            conn.write(control("auth-expired", {"reason": "expired"}))
+            conn.finish("expired")
+
     async def _beat_forever(self) -> None:
         beat = comment()
+        beat_chunk = chunk(beat)
+        next_beat = time.monotonic() + self.config.heartbeat
         while True:
-            await asyncio.sleep(self.config.heartbeat)
+            await asyncio.sleep(self.tick)
+            now = time.time()
+            for second in [k for k in self._due if k <= now]:
+                for conn, kind in sorted(
+                    self._due.pop(second), key=lambda item: item[1] != "notice"
+                ):
+                    self._deadline(conn, kind)
+            if time.monotonic() < next_beat:
+                continue
+            next_beat = time.monotonic() + self.config.heartbeat
             seen: set[Connection] = set()
             for feed in list(self.feeds.values()):
                 for group in (feed.fast, feed.slow):
-                    for conn in group:
+                    for conn in list(group):
                         if conn in seen:
                             continue
                         seen.add(conn)
                         if not conn.wrote:
-                            conn.write(beat)
+                            conn.write(beat, beat_chunk)
                         conn.wrote = False
 
 
@@ -567,6 +692,8 @@ class Relay:
         )
         self.hub = self.hub_class(config, self.metrics)
         self.connections: set[Connection] = set()
+        #: Verified tokens: a reconnect storm does not verify each again.
+        self._grants: dict[str, ChannelGrant] = {}
         self.closing = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -577,7 +704,12 @@ class Relay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.http(scope, receive, send)
+            # Streams skip a level of dispatch: each suspended coroutine frame
+            # costs memory for every open connection.
+            if scope["path"] == self.config.stream_path and scope["method"] == "GET":
+                await self.stream(scope, receive, send)
+            else:
+                await self.http(scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 
@@ -696,7 +828,12 @@ class Relay:
         :class:`ChannelTokenError`."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = (query.get("token") or [None])[0] or _cookie(scope, self.config.cookie_name)
-        grant = self.signer.verify(token)
+        grant = self._grants.get(token) if token else None
+        if grant is None or grant.expires_at <= time.time():
+            grant = self.signer.verify(token)
+            if len(self._grants) > self.hub.cache_size:
+                self._grants.clear()
+            self._grants[t.cast(str, token)] = grant
         channels = grant.check_channels(query.get("channel", []))
         revoked = await self.hub.revoked_at(grant.user)
         if revoked is not None and revoked >= grant.issued_at:
@@ -704,68 +841,101 @@ class Relay:
         return grant, channels
 
     async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /events/stream``: authorize, replay, then stream live."""
+        conn = await self.open(scope, send)
+        if conn is None:
+            return
+        self.connections.add(conn)
+        self.metrics.connections += 1
+        self.metrics.connections_total += 1
+        try:
+            await self.replay(conn, receive)
+            reason = await conn.done
+            if reason in ("expired", "revoked", "shutdown"):
+                await self._complete(conn, send)
+        finally:
+            self.hub.leave(conn)
+            self.metrics.resets += conn.session.resets
+            self.connections.discard(conn)
+            self.metrics.connections -= 1
+
+    async def open(self, scope: Scope, send: Send) -> Connection | None:
+        """The connection for a stream request, or ``None`` after refusing it."""
         if self.closing:
             await self.refuse(send, scope, 503, "shutting_down", "The relay is shutting down.")
-            return
+            return None
         if not self.hub.started:
             await self.hub.start()
         try:
             grant, channels = await self.authorize(scope)
         except ChannelTokenError as exc:
             await self.refuse(send, scope, exc.status, exc.code, exc.detail)
-            return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            return None
         raw = _header(scope, b"last-event-id")
-        raw_cursor = raw.decode("latin-1") if raw else (query.get("cursor") or [""])[0]
+        if raw is None:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            raw = (query.get("cursor") or [""])[0].encode("latin-1")
         try:
-            cursor = Cursor.parse(raw_cursor)
+            cursor = Cursor.parse(raw.decode("latin-1"))
         except CursorError as exc:
             await self.refuse(send, scope, 400, "invalid_cursor", str(exc))
-            return
+            return None
+        conn = Connection(self.hub, send, StreamSession(channels, cursor), grant)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*self.stream_headers, *self.cors_headers(scope)],
+            }
+        )
+        return conn
 
-        session = StreamSession(channels, cursor)
-        conn = Connection(self.hub, send, session, grant)
-        self.connections.add(conn)
-        self.metrics.connections += 1
-        self.metrics.connections_total += 1
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),
-                        *self.cors_headers(scope),
-                    ],
-                }
-            )
+    #: Headers of every stream response.
+    stream_headers: t.ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),
+    ]
+
+    async def replay(self, conn: Connection, receive: Receive) -> None:
+        """Send ``conn`` what it missed, then switch it to live delivery."""
+        if not conn.use_transport():
+            # Direct writes notice a closed socket themselves; through ASGI,
+            # only ``receive`` says the client left.
             self._watch_disconnect(conn, receive)
-            conn.write(b"retry: %d\n\n" % self.config.retry_ms)
-            await self.hub.join(conn)
-            missing = [c for c in channels if cursor.get(c) is None]
-            if missing:
-                for channel, head in (await self.hub.heads(missing)).items():
-                    session.positions[channel] = head
-            for channel in channels:
-                history = await self.hub.history(
-                    channel, session.after(channel), self.config.replay_limit
-                )
-                complete = len(history.entries) < self.config.replay_limit
-                data = session.replay(channel, history, complete)
-                if data:
-                    conn.write(data)
-            self.hub.go_live(conn)
-            self._schedule_expiry(conn)
-            reason = await conn.done
-            if reason in ("expired", "revoked", "shutdown"):
-                await self._complete(conn, send)
-        finally:
-            self.hub.leave(conn)
-            self.metrics.resets += session.resets
-            self.connections.discard(conn)
-            self.metrics.connections -= 1
+        session = conn.session
+        conn.write(b"retry: %d\n\n" % self.config.retry_ms)
+        await self.hub.join(conn)
+        replay = list(session.positions_set)
+        unknown = []
+        for channel in session.channels:
+            if channel in session.positions_set:
+                continue
+            # Live from now: where the shared feed stands is exactly that,
+            # since what comes next is collected for this connection already.
+            feed = self.hub.feeds[channel]
+            if feed.last is not None and feed.epoch is not None:
+                session.positions[channel] = Position(feed.epoch, feed.last)
+            elif feed.start is not None:
+                session.positions[channel] = feed.start
+            else:
+                unknown.append(channel)
+        if unknown:
+            for channel, head in (await self.hub.heads(unknown)).items():
+                session.positions[channel] = head
+            replay.extend(unknown)
+        for channel in session.channels:
+            if channel not in replay:
+                continue
+            history = await self.hub.history(
+                channel, session.after(channel), self.config.replay_limit
+            )
+            complete = len(history.entries) < self.config.replay_limit
+            data = session.replay(channel, history, complete)
+            if data:
+                conn.write(data)
+        self.hub.go_live(conn)
+        self.hub.add_deadlines(conn)
 
     async def _complete(self, conn: Connection, send: Send, timeout: float = 2.0) -> None:
         """Let queued frames go out, then end the response cleanly."""
@@ -790,25 +960,6 @@ class Relay:
                 _drive(receive(), received)
 
         _drive(receive(), received)
-
-    def _schedule_expiry(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        now = time.time()
-        notice_in = conn.grant.expires_at - self.config.token_notice - now
-        expire_in = conn.grant.expires_at - now
-
-        def notice() -> None:
-            conn.write(control("token-expiring", {"expires_at": conn.grant.expires_at}))
-
-        def expire() -> None:
-            conn.write(control("auth-expired", {"reason": "expired"}))
-            conn.finish("expired")
-
-        if notice_in > 0:
-            conn.timers.append(loop.call_later(notice_in, notice))
-        else:
-            notice()
-        conn.timers.append(loop.call_later(max(0.0, expire_in), expire))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -855,6 +1006,8 @@ def make_server(relay: Relay, host: str, port: int, **options: t.Any) -> t.Any:
         "access_log": False,
         "log_level": "info",
         "timeout_graceful_shutdown": 5,
+        "proxy_headers": False,
+        "server_header": False,
         "backlog": 4096,
     }
     settings.update(options)

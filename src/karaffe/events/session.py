@@ -42,7 +42,7 @@ class StreamSession:
         at the position given by ``heads`` (live from now).
     """
 
-    __slots__ = ("channels", "positions", "resets")
+    __slots__ = ("channels", "positions", "positions_set", "resets")
 
     def __init__(
         self,
@@ -54,11 +54,18 @@ class StreamSession:
         self.positions: dict[str, Position] = {}
         #: How many ``reset`` frames this session produced.
         self.resets = 0
+        #: The channels whose position the cursor gave.
+        self.positions_set: frozenset[str] = frozenset()
+        given = []
         for channel in self.channels:
             found = cursor.get(channel) if cursor is not None else None
             if found is None:
                 found = (heads or {}).get(channel, START)
+            else:
+                given.append(channel)
             self.positions[channel] = found
+        if given:
+            self.positions_set = frozenset(given)
 
     def cursor(self) -> str:
         """The current position in every channel: the SSE ``id:``."""

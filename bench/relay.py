@@ -1,0 +1,452 @@
+"""``python -m bench.relay``: SSE relays under many clients.
+
+karaffe's relay against flask-sse (gunicorn, gevent worker) and a naive relay
+(uvicorn, one Redis subscription fanned out to per-connection queues), one
+process each pinned to core 0; an asyncio load client pinned to core 1 ramps
+the clients on one channel (500, 2,000, 5,000, 10,000 by default) and, at each
+step, a publisher sends ``--events`` events at ``--rate`` per second, each
+stamped with its publish time. Reported per step: connections held, events
+delivered vs expected, publish-to-receive latency p50/p99/max, resident memory
+per connection, server CPU. A server that holds less than 90% of the clients
+or delivers less than 90% of the events stops the ramp.
+
+Every process is started here and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+from array import array
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+SECRET = "bench-secret"
+CHANNEL = "bench"
+TS_RE = re.compile(rb'"ts": ?([0-9.]+)')
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pin(core: int) -> t.Callable[[], None]:
+    def preexec() -> None:
+        raise_fd_limit()
+        os.sched_setaffinity(0, {core % os.cpu_count()})  # type: ignore[operator]
+        os.setsid()
+
+    return preexec
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes] | mp.Process) -> None:
+    """Stop one process by its PID (and its process group, for gunicorn's worker)."""
+    pid = proc.pid
+    if pid is None:
+        return
+    alive = proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_alive()
+    if not alive:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_alive()
+        if not alive:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (gunicorn serves from a forked worker)."""
+    out = [pid]
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out.extend(process_tree(int(child)))
+    return out
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+# -- servers ---------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    path: str
+    proc: subprocess.Popen[bytes]
+    publish: t.Callable[[int], None]
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid)
+
+
+def start_server(name: str, redis_url: str, port: int, prefix: str) -> Server:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url}
+    if name == "karaffe":
+        from karaffe.events import RedisBroker, TokenSigner
+        from karaffe.events.protocol import dump_data
+
+        cmd = [PYTHON, "-m", "bench.relay", "serve-karaffe", "--port", str(port),
+               "--redis-url", redis_url, "--prefix", prefix]  # fmt: skip
+        token = TokenSigner(SECRET).sign("bench", [CHANNEL], max_age=3600)
+        path = f"/events/stream?channel={CHANNEL}&token={token}"
+        broker = RedisBroker(redis_url, history_size=1000, prefix=prefix)
+
+        def publish(n: int) -> None:
+            broker.publish(CHANNEL, "tick", dump_data({"ts": time.time(), "n": n}))
+
+    elif name == "naive":
+        cmd = [PYTHON, "-m", "bench.naive_relay", "--port", str(port), "--redis-url", redis_url]
+        path = "/"
+
+        def publish(n: int) -> None:
+            client.publish(CHANNEL, json.dumps({"ts": time.time(), "n": n}))
+
+    elif name == "flask-sse":
+        cmd = [PYTHON, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}",
+               "--worker-connections", "100000", "--backlog", "4096", "--log-level", "warning",
+               "bench.flask_sse_app:app"]  # fmt: skip
+        path = f"/stream?channel={CHANNEL}"
+
+        def publish(n: int) -> None:
+            message = {"data": {"ts": time.time(), "n": n}, "type": "tick"}
+            client.publish(CHANNEL, json.dumps(message))
+
+    else:
+        raise SystemExit(f"unknown server {name}")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin(0))
+    wait_port(port, proc)
+    return Server(name, path, proc, publish)
+
+
+def serve_karaffe(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay serve-karaffe")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--prefix", required=True)
+    args = parser.parse_args(argv)
+    from karaffe.events.relay import Relay, RelayConfig, serve
+
+    config = RelayConfig(secret_key=SECRET, redis_url=args.redis_url, prefix=args.prefix)
+    serve(Relay(config), "127.0.0.1", args.port, loop="uvloop", http="httptools",
+          log_level="warning")  # fmt: skip
+
+
+# -- the load client (its own process, on core 1) ------------------------------------------
+
+
+class SSEClient(asyncio.Protocol):
+    """Counts events and records publish-to-receive latency, cheaply."""
+
+    __slots__ = ("ok", "open", "rest", "stats", "transport")
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.rest = b""
+        self.ok: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.ok.done():
+            self.ok.set_result(data.startswith(b"HTTP/1.1 200"))
+            self.open = True
+        data = self.rest + data
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self.rest = data
+            return
+        self.rest = data[cut + 2 :]
+        for ts in TS_RE.findall(data, 0, cut):
+            self.stats.latencies.append(now - float(ts))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self.stats.lost += 1
+        if not self.ok.done():
+            self.ok.set_result(False)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies = array("d")
+        self.lost = 0
+
+
+async def load_client(pipe: Connection, port: int, path: str) -> None:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    clients: list[SSEClient] = []
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    raw = request.encode()
+
+    async def one() -> SSEClient | None:
+        try:
+            transport, proto = await loop.create_connection(
+                lambda: SSEClient(stats), "127.0.0.1", port
+            )
+        except OSError:
+            return None
+        transport.write(raw)  # type: ignore[attr-defined]
+        try:
+            ok = await asyncio.wait_for(asyncio.shield(proto.ok), 1.0)
+        except TimeoutError:
+            # WSGI streams (flask-sse) send their headers with the first event.
+            ok = not transport.is_closing()
+            proto.open = ok
+        if not ok:
+            transport.close()
+            return None
+        return proto
+
+    while True:
+        command, arg = await loop.run_in_executor(None, pipe.recv)
+        if command == "connect":
+            failed = 0
+            while len(clients) < arg and failed < arg:
+                batch = min(500, arg - len(clients))
+                made = await asyncio.gather(*(one() for _ in range(batch)))
+                for proto in made:
+                    if proto is None:
+                        failed += 1
+                    else:
+                        clients.append(proto)
+                if failed > arg // 10:
+                    break
+            clients = [c for c in clients if c.open]
+            pipe.send(len(clients))
+        elif command == "reset":
+            stats.latencies = array("d")
+            stats.lost = 0
+            pipe.send(True)
+        elif command == "stats":
+            held = sum(1 for c in clients if c.open)
+            lat = sorted(stats.latencies)
+            pipe.send({"held": held, "delivered": len(lat), "latencies": _summary(lat)})
+        elif command == "count":
+            pipe.send(len(stats.latencies))
+        elif command == "quit":
+            for c in clients:
+                if c.open:
+                    c.transport.close()
+            pipe.send(True)
+            return
+
+
+def _summary(lat: list[float]) -> dict[str, float]:
+    if not lat:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    return {
+        "p50": lat[len(lat) // 2],
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "max": lat[-1],
+    }
+
+
+def client_main(pipe: Connection, port: int, path: str) -> None:
+    raise_fd_limit()
+    os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
+    try:
+        import uvloop
+
+        uvloop.run(load_client(pipe, port, path))
+    except ImportError:
+        asyncio.run(load_client(pipe, port, path))
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    server: str
+    clients: int
+    held: int
+    delivered: int
+    expected: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    rss_per_conn_kib: float
+    cpu_pct: float
+
+
+def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[Row]:
+    port = free_port()
+    server = start_server(name, redis_url, port, prefix=f"bench{port}:")
+    parent, child = mp.Pipe()
+    client = mp.get_context("fork").Process(target=client_main, args=(child, port, server.path))
+    client.start()
+    try:
+        time.sleep(0.5)
+        base_rss = rss_bytes(server.pids())
+        for step in args.steps:
+            parent.send(("connect", step))
+            held = parent.recv()
+            time.sleep(1.0)
+            parent.send(("reset", None))
+            parent.recv()
+            cpu0, wall0 = cpu_seconds(server.pids()), time.monotonic()
+            interval = 1.0 / args.rate
+            start = time.monotonic()
+            for n in range(args.events):
+                target = start + n * interval
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                server.publish(n)
+            expected = args.events * held
+            deadline = time.monotonic() + args.drain
+            while time.monotonic() < deadline:
+                parent.send(("count", None))
+                if parent.recv() >= expected:
+                    break
+                time.sleep(0.2)
+            cpu = (cpu_seconds(server.pids()) - cpu0) / (time.monotonic() - wall0) * 100
+            parent.send(("stats", None))
+            stats = parent.recv()
+            rss = rss_bytes(server.pids())
+            row = Row(
+                server=name,
+                clients=step,
+                held=stats["held"],
+                delivered=stats["delivered"],
+                expected=expected,
+                p50_ms=stats["latencies"]["p50"] * 1000,
+                p99_ms=stats["latencies"]["p99"] * 1000,
+                max_ms=stats["latencies"]["max"] * 1000,
+                rss_per_conn_kib=(rss - base_rss) / max(1, held) / 1024,
+                cpu_pct=cpu,
+            )
+            yield row
+            if held < 0.9 * step or stats["delivered"] < 0.9 * expected:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            parent.send(("quit", None))
+            parent.poll(10) and parent.recv()
+        stop(client)
+        client.join(5)
+        stop(server.proc)
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| server | clients | held | delivered / expected | p50 ms | p99 ms | max ms "
+            "| RSS/conn KiB | server CPU % |")  # fmt: skip
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r.server} | {r.clients:,} | {r.held:,} | {r.delivered:,} / {r.expected:,} "
+            f"({100 * r.delivered / max(1, r.expected):.1f}%) | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
+            f"| {r.max_ms:.1f} | {r.rss_per_conn_kib:.1f} | {r.cpu_pct:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve-karaffe"]:
+        serve_karaffe(argv[1:])
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    parser.add_argument("--servers", default="karaffe,naive,flask-sse")
+    parser.add_argument("--steps", default="500,2000,5000,10000",
+                        help="client counts to ramp through (comma-separated)")  # fmt: skip
+    parser.add_argument("--events", type=int, default=200, help="events per step (200)")
+    parser.add_argument("--rate", type=float, default=10.0, help="events per second (10)")
+    parser.add_argument("--drain", type=float, default=10.0,
+                        help="seconds to wait for late deliveries")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    args.steps = [int(s) for s in args.steps.split(",")]
+    raise_fd_limit()
+    sys.path.insert(0, str(ROOT / "src"))
+    from karaffe import _servers
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, redis_url = _servers.start_redis(Path(tmp))
+        try:
+            import redis
+
+            with redis.Redis.from_url(redis_url) as r, contextlib.suppress(redis.ResponseError):
+                r.config_set("maxclients", 19000)
+            for name in args.servers.split(","):
+                for row in run_server(name, redis_url, args):
+                    rows.append(row)
+                    print(table([row]).splitlines()[-1], flush=True)
+        finally:
+            _servers.stop(proc)
+    print()
+    print(f"{args.events} events per step at {args.rate:g}/s; server on core 0, client on 1")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()
