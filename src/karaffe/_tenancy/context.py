@@ -209,19 +209,41 @@ def _forget_user_scopes() -> None:
 # -- reads -----------------------------------------------------------------------
 
 
-def _criteria(ids: list[int]) -> tuple[t.Any, ...]:
+def _criteria_for(ids: frozenset[int]) -> tuple[t.Any, ...]:
+    """The loader criteria limiting reads to ``ids``. One organization
+    compares with ``=`` (no IN list to expand at every execution); several
+    use ``IN``. The lambdas are cached by SQLAlchemy per code location, with
+    the ids as bound parameters, so every scope shares one compiled SQL."""
+    if len(ids) == 1:
+        (only,) = ids
+        return (
+            with_loader_criteria(
+                OrgOwned, lambda cls: cls.organization_id == only, include_aliases=True
+            ),
+            with_loader_criteria(Organization, lambda cls: cls.id == only, include_aliases=True),
+        )
+    many = sorted(ids)
     return (
         with_loader_criteria(
-            OrgOwned,
-            lambda cls: cls.organization_id.in_(ids),
-            include_aliases=True,
+            OrgOwned, lambda cls: cls.organization_id.in_(many), include_aliases=True
         ),
-        with_loader_criteria(
-            Organization,
-            lambda cls: cls.id.in_(ids),
-            include_aliases=True,
-        ),
+        with_loader_criteria(Organization, lambda cls: cls.id.in_(many), include_aliases=True),
     )
+
+
+_criteria_cache: dict[frozenset[int], tuple[t.Any, ...]] = {}
+_CRITERIA_CACHE_SIZE = 10_000
+
+
+def _criteria(ids: frozenset[int]) -> tuple[t.Any, ...]:
+    """:func:`_criteria_for`, memoized: building the options is most of the
+    cost of scoping a statement."""
+    found = _criteria_cache.get(ids)
+    if found is None:
+        if len(_criteria_cache) >= _CRITERIA_CACHE_SIZE:
+            _criteria_cache.clear()
+        found = _criteria_cache[ids] = _criteria_for(ids)
+    return found
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -235,7 +257,7 @@ def _scope_orm_execute(state: ORMExecuteState) -> None:
     if state.is_insert or state.is_update:
         _check_dml_values(state, ids, scope)
     if state.is_select or state.is_update or state.is_delete:
-        state.statement = state.statement.options(*_criteria(sorted(ids)))
+        state.statement = state.statement.options(*_criteria(ids))
 
 
 # -- writes ----------------------------------------------------------------------
