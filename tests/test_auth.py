@@ -478,7 +478,7 @@ def test_repeated_failed_logins_for_an_account_are_throttled(client: FlaskClient
     assert 1 <= retry_after <= 900
     assert rv.json == problem(
         429,
-        "too-many-requests",
+        "too-many-failed-logins",
         "Too many failed logins",
         f"Too many failed logins. Try again in {retry_after} seconds.",
     )

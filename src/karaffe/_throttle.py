@@ -27,6 +27,7 @@ class LoginThrottled(TooManyRequests):
     """Too many failed logins; ``retry_after`` is in seconds (also sent as
     the ``Retry-After`` header)."""
 
+    slug = "too-many-failed-logins"
     title = "Too many failed logins"
 
     def __init__(self, retry_after: int) -> None:
