@@ -26,9 +26,16 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}:"
 
 
-@pytest.fixture
-def config(redis_url: str, prefix: str) -> RelayConfig:
-    return RelayConfig(secret_key=SECRET, redis_url=redis_url, prefix=prefix, heartbeat=0.5)
+@pytest.fixture(params=["direct", "asgi-send"])
+def config(request: pytest.FixtureRequest, redis_url: str, prefix: str) -> RelayConfig:
+    """Both ways the relay writes: to uvicorn's transport, and through ASGI ``send``."""
+    return RelayConfig(
+        secret_key=SECRET,
+        redis_url=redis_url,
+        prefix=prefix,
+        heartbeat=0.5,
+        direct_writes=request.param == "direct",
+    )
 
 
 @pytest.fixture

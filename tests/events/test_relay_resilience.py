@@ -153,12 +153,17 @@ def test_shutdown_tells_clients_to_reconnect(redis_url: str, client: httpx.Clien
     assert not server.thread.is_alive()
 
 
+@pytest.mark.parametrize("direct_writes", [True, False], ids=["direct", "asgi-send"])
 def test_slow_client_is_cut_off_without_slowing_others(
-    redis_url: str, client: httpx.Client
+    redis_url: str, client: httpx.Client, direct_writes: bool
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:6]}:"
     config = RelayConfig(
-        secret_key=SECRET, redis_url=redis_url, prefix=prefix, max_buffer=1024 * 1024
+        secret_key=SECRET,
+        redis_url=redis_url,
+        prefix=prefix,
+        max_buffer=1024 * 1024,
+        direct_writes=direct_writes,
     )
     broker = RedisBroker(redis_url, history_size=20, prefix=prefix)
     token = TokenSigner(SECRET).sign("u1", ["project:1"])

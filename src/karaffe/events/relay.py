@@ -71,6 +71,8 @@ class RelayConfig:
     replay_limit: int = 10000
     cookie_name: str = "karaffe_events"
     stream_path: str = "/events/stream"
+    #: Write straight to uvicorn's transports when possible (else through ``send``).
+    direct_writes: bool = True
 
     @classmethod
     def from_app(cls, app: Flask) -> RelayConfig:
@@ -899,7 +901,7 @@ class Relay:
 
     async def replay(self, conn: Connection, receive: Receive) -> None:
         """Send ``conn`` what it missed, then switch it to live delivery."""
-        if not conn.use_transport():
+        if not (self.config.direct_writes and conn.use_transport()):
             # Direct writes notice a closed socket themselves; through ASGI,
             # only ``receive`` says the client left.
             self._watch_disconnect(conn, receive)
