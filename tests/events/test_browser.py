@@ -30,7 +30,11 @@ PAGE = """<!doctype html>
   window.stream = KaraffeEvents.connect({
     url: {{ stream_url|htmljson }},
     channels: ["project:1"],
-    token: {{ channel_token("u1", ["project:1"])|htmljson }},
+    token: {{ channel_token("u1", ["project:1"], max_age=max_age)|htmljson }},
+    renew: function () {
+      window.renewals = (window.renewals || 0) + 1;
+      return fetch("/token").then(function (r) { return r.json(); }).then(function (j) { return j.token; });
+    },
     cursor: {{ events_cursor(["project:1"])|htmljson }},
     share: {{ share|htmljson }},
   });
@@ -56,8 +60,15 @@ def make_page_app(config: dict[str, object]) -> karaffe.App:
         from karaffe.events import stream_url
 
         return render_template_string(
-            PAGE, stream_url=stream_url(), share=request.args.get("share") == "1"
+            PAGE,
+            stream_url=stream_url(),
+            share=request.args.get("share") == "1",
+            max_age=app.config["EVENTS_TOKEN_MAX_AGE"],
         )
+
+    @app.get("/token")
+    def token() -> dict[str, str]:
+        return {"token": channel_token("u1", ["project:1"])}
 
     return app
 
@@ -165,3 +176,20 @@ def test_page_helpers_render_a_token_and_cursor() -> None:
         grant = app.extensions["karaffe.events"].signer.verify(token)
     assert Cursor.parse(stamped).get("project:1") == START
     assert (grant.user, grant.channels) == ("u1", ("project:1",))
+
+
+def test_token_renewal_keeps_the_stream_without_loss_or_duplicates(browser: object) -> None:
+    app = make_page_app({"EVENTS_TOKEN_MAX_AGE": 3, "EVENTS_TOKEN_NOTICE": 2.0})
+    for url in serve(app):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(url + "/")
+        page.wait_for_function("window.stream.status === 'open'", timeout=5000)
+        titles = [f"e{n}" for n in range(12)]
+        for title in titles:
+            with app.app_context():
+                publish("project:1", "issue.created", {"title": title})
+            time.sleep(0.25)
+        wait_received(page, titles[-1], within=3.0)
+        assert page.evaluate("window.received") == titles
+        assert page.evaluate("window.renewals") >= 1
+        page.close()
