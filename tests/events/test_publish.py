@@ -233,3 +233,19 @@ def test_captured_events_sees_only_committed_events(
         ("c", "kept", b"1"),
         ("c", "now", b"3"),
     ]
+
+
+def test_broker_failure_after_commit_is_logged_not_raised(
+    make_events_app: Callable[..., App], Note: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from karaffe._servers import free_port
+
+    app, db = make_events_app({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    with app.app_context():
+        db.session.add(Note(text="kept"))
+        publish("project:1", "note.created", {})
+        db.session.commit()
+        assert db.session.query(Note).count() == 1
+    [record] = [r for r in caplog.records if r.name == "karaffe.events"]
+    assert record.levelname == "ERROR"
+    assert "1 committed event(s) could not be published: project:1 note.created" in record.message

@@ -17,6 +17,7 @@ it); outside a transaction the event goes out at once::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import typing as t
@@ -41,6 +42,8 @@ __all__ = [
     "publish",
     "revoke",
 ]
+
+log = logging.getLogger("karaffe.events")
 
 _signals = Namespace()
 
@@ -145,6 +148,30 @@ class Events:
             app.config["EVENTS_TOKEN_MAX_AGE"],
         )
 
+    #: Attempts to reach the broker after a commit before giving up.
+    after_commit_attempts = 3
+
+    def send_after_commit(
+        self, state: EventsState, items: Sequence[tuple[str, str, bytes]]
+    ) -> None:
+        """Send the events of a committed transaction. The data is committed
+        already, so a broker failure must not turn the request into an
+        error: retry briefly, then log the lost events (override to keep
+        them elsewhere)."""
+        for attempt in range(self.after_commit_attempts):
+            try:
+                _send(state, items)
+                return
+            except Exception:
+                if attempt + 1 == self.after_commit_attempts:
+                    log.exception(
+                        "karaffe.events: %d committed event(s) could not be published: %s",
+                        len(items),
+                        ", ".join(f"{channel} {type}" for channel, type, _ in items),
+                    )
+                    return
+                time.sleep(0.05 * (attempt + 1))
+
     def make_blueprint(self, app: Flask) -> Blueprint:
         """The ``karaffe_events`` blueprint: the JS client as a static file at
         ``/events/static/karaffe-events.js``, and ``/events/stream`` (a 404
@@ -235,7 +262,8 @@ def _after_commit(session: Session) -> None:
         return
     items = [item for trans in list(pending) for item in pending.pop(trans)]
     if items:
-        _send(state_for(), items)
+        state = state_for()
+        state.ext.send_after_commit(state, items)
 
 
 def _after_transaction_end(session: Session, trans: SessionTransaction) -> None:
