@@ -396,3 +396,30 @@ def test_cors_allows_listed_origins_only(redis_url: str, prefix: str, client: ht
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert allowed.headers["access-control-allow-credentials"] == "true"
     assert "access-control-allow-origin" not in denied.headers
+
+
+def test_reconnect_churn_keeps_the_subscription(
+    client: httpx.Client, relay: RelayThread, token: Callable[..., str], broker: RedisBroker
+) -> None:
+    for _ in range(5):
+        stream = Stream(client, f"{relay.url}/events/stream", params={"token": token()})
+        wait_for_subscribers(relay, 1)
+        stream.close()
+    last = Stream(client, f"{relay.url}/events/stream", params={"token": token()})
+    wait_for_subscribers(relay, 1)
+    event = broker.publish("project:1", "x", b"1")
+    assert data(last.read(1)[0])["id"] == event.id  # type: ignore[index]
+    last.close()
+
+
+def test_unfollowed_channels_are_unsubscribed_after_a_while(
+    client: httpx.Client, relay: RelayThread, token: Callable[..., str]
+) -> None:
+    relay.relay.hub.linger = 0.1
+    stream = Stream(client, f"{relay.url}/events/stream", params={"token": token()})
+    wait_for_subscribers(relay, 1)
+    stream.close()
+    deadline = time.monotonic() + 5
+    while relay.relay.hub.feeds:
+        assert time.monotonic() < deadline, "channel still subscribed"
+        time.sleep(0.05)

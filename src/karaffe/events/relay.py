@@ -298,7 +298,7 @@ class ChannelFeed:
     """The hub's view of one channel: the shared subscription, the last event
     processed, and the connections following it."""
 
-    __slots__ = ("epoch", "fast", "joining", "last", "name", "ready", "slow", "start")
+    __slots__ = ("epoch", "fast", "idle_since", "joining", "last", "name", "ready", "slow", "start")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -314,6 +314,8 @@ class ChannelFeed:
         self.slow: set[Connection] = set()
         #: Connections replaying history: live messages are kept for later.
         self.joining: set[Connection] = set()
+        #: When the last connection left (monotonic), None while followed.
+        self.idle_since: float | None = None
 
     def __len__(self) -> int:
         return len(self.fast) + len(self.slow) + len(self.joining)
@@ -328,6 +330,8 @@ class Hub:
     redis_connections = 16
     #: Seconds between checks of token deadlines (and heartbeats).
     tick = 0.25
+    #: Seconds a channel stays subscribed after its last connection left.
+    linger = 30.0
     #: Seconds a looked-up revocation (or its absence) is trusted.
     revocation_cache_ttl = 60.0
     #: Most users (and tokens) remembered by the caches.
@@ -345,6 +349,7 @@ class Hub:
         self._heartbeat: asyncio.Task[None] | None = None
         self._due: dict[int, set[tuple[Connection, str]]] = {}
         self._revoked: dict[str, tuple[float | None, float]] = {}
+        self._subscribing = asyncio.Lock()
         self.started = False
 
     async def start(self) -> None:
@@ -382,16 +387,20 @@ class Hub:
         wait until Redis confirmed them, so that nothing falls between the
         subscription and the history read."""
         pubsub = await self._pubsub()
-        fresh = []
-        for channel in conn.session.channels:
-            feed = self.feeds.get(channel)
-            if feed is None:
-                feed = self.feeds[channel] = ChannelFeed(channel)
-                fresh.append(feed)
-            feed.joining.add(conn)
-        self.by_user.setdefault(conn.grant.user, set()).add(conn)
-        if fresh:
-            await pubsub.subscribe(*(self.keys.pubsub(f.name) for f in fresh))
+        # Subscribing and unsubscribing (see _sweep) take turns, so Redis
+        # never sees an UNSUBSCRIBE overtake the SUBSCRIBE of a feed reused.
+        async with self._subscribing:
+            fresh = []
+            for channel in conn.session.channels:
+                feed = self.feeds.get(channel)
+                if feed is None:
+                    feed = self.feeds[channel] = ChannelFeed(channel)
+                    fresh.append(feed)
+                feed.joining.add(conn)
+                feed.idle_since = None
+            self.by_user.setdefault(conn.grant.user, set()).add(conn)
+            if fresh:
+                await pubsub.subscribe(*(self.keys.pubsub(f.name) for f in fresh))
         for channel in conn.session.channels:
             await self.feeds[channel].ready.wait()
 
@@ -422,16 +431,32 @@ class Hub:
             feed.slow.discard(conn)
             feed.joining.discard(conn)
             if not len(feed):
-                del self.feeds[channel]
-                if self.pubsub is not None:
-                    task = asyncio.ensure_future(self.pubsub.unsubscribe(self.keys.pubsub(channel)))
-                    task.add_done_callback(_ignore_result)
+                # Kept subscribed a while: a reloading page comes right back.
+                feed.idle_since = time.monotonic()
         self.drop_deadlines(conn)
         users = self.by_user.get(conn.grant.user)
         if users is not None:
             users.discard(conn)
             if not users:
                 del self.by_user[conn.grant.user]
+
+    async def _sweep(self) -> None:
+        """Unsubscribe from channels nobody followed for :attr:`linger` seconds."""
+        now = time.monotonic()
+        idle = [
+            f.name
+            for f in self.feeds.values()
+            if f.idle_since is not None and now - f.idle_since > self.linger and not len(f)
+        ]
+        if not idle or self.pubsub is None:
+            return
+        async with self._subscribing:
+            gone = [c for c in idle if c in self.feeds and not len(self.feeds[c])]
+            for channel in gone:
+                del self.feeds[channel]
+            if gone and self.pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self.pubsub.unsubscribe(*(self.keys.pubsub(c) for c in gone))
 
     async def _pubsub(self) -> PubSub:
         while self.pubsub is None:
@@ -661,6 +686,7 @@ class Hub:
                     self._deadline(conn, kind)
             if time.monotonic() < next_beat:
                 continue
+            await self._sweep()
             next_beat = time.monotonic() + self.config.heartbeat
             seen: set[Connection] = set()
             for feed in list(self.feeds.values()):
@@ -672,11 +698,6 @@ class Hub:
                         if not conn.wrote:
                             conn.write(beat, beat_chunk)
                         conn.wrote = False
-
-
-def _ignore_result(task: asyncio.Future[t.Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class Relay:
