@@ -347,7 +347,7 @@ class Hub:
         self.pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
-        self._due: dict[int, set[tuple[Connection, str]]] = {}
+        self._due: dict[tuple[int, str], set[Connection]] = {}
         self._revoked: dict[str, tuple[float | None, float]] = {}
         self._subscribing = asyncio.Lock()
         self.started = False
@@ -645,23 +645,21 @@ class Hub:
 
     def add_deadlines(self, conn: Connection) -> None:
         """Warn ``conn`` before its token expires and end it at expiry, from
-        the hub's ticker: buckets of connections per second, not a timer each."""
+        the hub's ticker: sets of connections per second, not a timer each."""
         now = int(time.time())
         for second, kind in self.deadlines(conn):
             if second < now and kind == "notice":
                 self._deadline(conn, kind)
             else:
-                self._due.setdefault(max(second, now), set()).add((conn, kind))
+                self._due.setdefault((max(second, now), kind), set()).add(conn)
 
     def drop_deadlines(self, conn: Connection) -> None:
         now = int(time.time())
         for second, kind in self.deadlines(conn):
-            bucket = self._due.get(max(second, now))
-            if bucket is not None:
-                bucket.discard((conn, kind))
-            bucket = self._due.get(second)
-            if bucket is not None:
-                bucket.discard((conn, kind))
+            for key in ((max(second, now), kind), (second, kind)):
+                bucket = self._due.get(key)
+                if bucket is not None:
+                    bucket.discard(conn)
 
     def _deadline(self, conn: Connection, kind: str) -> None:
         if conn.done.done():
@@ -679,11 +677,12 @@ class Hub:
         while True:
             await asyncio.sleep(self.tick)
             now = time.time()
-            for second in [k for k in self._due if k <= now]:
-                for conn, kind in sorted(
-                    self._due.pop(second), key=lambda item: item[1] != "notice"
-                ):
-                    self._deadline(conn, kind)
+            # Notices before expiries, so a token expiring now is warned first.
+            for key in sorted(
+                (k for k in self._due if k[0] <= now), key=lambda k: k[1] != "notice"
+            ):
+                for conn in self._due.pop(key):
+                    self._deadline(conn, key[1])
             if time.monotonic() < next_beat:
                 continue
             await self._sweep()
@@ -725,16 +724,31 @@ class Relay:
         return cls(RelayConfig.from_app(app))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            # Streams skip a level of dispatch: each suspended coroutine frame
-            # costs memory for every open connection.
-            if scope["path"] == self.config.stream_path and scope["method"] == "GET":
-                await self.stream(scope, receive, send)
-            else:
-                await self.http(scope, receive, send)
-        elif kind == "lifespan":
-            await self.lifespan(receive, send)
+        """The ASGI entry point. A stream is handled right here rather than in
+        a method it awaits: every suspended coroutine frame costs memory for
+        each open connection."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self.lifespan(receive, send)
+            return
+        if scope["path"] != self.config.stream_path or scope["method"] != "GET":
+            await self.http(scope, receive, send)
+            return
+        conn = await self.open(scope, send)
+        if conn is None:
+            return
+        self.connections.add(conn)
+        self.metrics.connections += 1
+        self.metrics.connections_total += 1
+        try:
+            await self.replay(conn, receive)
+            if await conn.done in ("expired", "revoked", "shutdown"):
+                await self._complete(conn, send)
+        finally:
+            self.hub.leave(conn)
+            self.metrics.resets += conn.session.resets
+            self.connections.discard(conn)
+            self.metrics.connections -= 1
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -773,11 +787,10 @@ class Relay:
     # -- HTTP ---------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every HTTP request but a stream: CORS preflight, health, metrics."""
         path = scope["path"]
         method = scope["method"]
-        if path == self.config.stream_path and method == "GET":
-            await self.stream(scope, receive, send)
-        elif path == self.config.stream_path and method == "OPTIONS":
+        if path == self.config.stream_path and method == "OPTIONS":
             await self.respond(send, 204, b"", headers=self.cors_headers(scope, preflight=True))
         elif path == "/healthz":
             ok = self.hub.started and self.hub.pubsub is not None and not self.closing
@@ -862,25 +875,6 @@ class Relay:
         if revoked is not None and revoked >= grant.issued_at:
             raise RevokedToken()
         return grant, channels
-
-    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /events/stream``: authorize, replay, then stream live."""
-        conn = await self.open(scope, send)
-        if conn is None:
-            return
-        self.connections.add(conn)
-        self.metrics.connections += 1
-        self.metrics.connections_total += 1
-        try:
-            await self.replay(conn, receive)
-            reason = await conn.done
-            if reason in ("expired", "revoked", "shutdown"):
-                await self._complete(conn, send)
-        finally:
-            self.hub.leave(conn)
-            self.metrics.resets += conn.session.resets
-            self.connections.discard(conn)
-            self.metrics.connections -= 1
 
     async def open(self, scope: Scope, send: Send) -> Connection | None:
         """The connection for a stream request, or ``None`` after refusing it."""
