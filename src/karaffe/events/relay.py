@@ -350,6 +350,7 @@ class Hub:
         self._due: dict[tuple[int, str], set[Connection]] = {}
         self._revoked: dict[str, tuple[float | None, float]] = {}
         self._subscribing = asyncio.Lock()
+        self._connected = asyncio.Event()
         self.started = False
 
     async def start(self) -> None:
@@ -459,8 +460,9 @@ class Hub:
                     await self.pubsub.unsubscribe(*(self.keys.pubsub(c) for c in gone))
 
     async def _pubsub(self) -> PubSub:
+        """The subscription connection, once the hub is connected to Redis."""
         while self.pubsub is None:
-            await asyncio.sleep(0.01)
+            await self._connected.wait()
         return self.pubsub
 
     # -- reading Redis ------------------------------------------------------------
@@ -529,6 +531,7 @@ class Hub:
                 feed.ready.clear()
             await pubsub.subscribe(*names)
             self.pubsub = pubsub
+            self._connected.set()
             # Revocations may have been missed while disconnected.
             self._revoked.clear()
             pending_resync = set(self.feeds) if resync else set()
@@ -556,6 +559,7 @@ class Hub:
                     confirmed.ready.set()
         finally:
             self.pubsub = None
+            self._connected.clear()
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
