@@ -423,3 +423,20 @@ def test_unfollowed_channels_are_unsubscribed_after_a_while(
     while relay.relay.hub.feeds:
         assert time.monotonic() < deadline, "channel still subscribed"
         time.sleep(0.05)
+
+
+def test_revocation_reaches_every_relay_process(
+    config: RelayConfig, client: httpx.Client, token: Callable[..., str], broker: RedisBroker
+) -> None:
+    with running_relay(config) as first, running_relay(config) as second:
+        streams = [
+            Stream(client, f"{relay.url}/events/stream", params={"token": token(user="u5")})
+            for relay in (first, second)
+        ]
+        wait_for_subscribers(first, 1)
+        wait_for_subscribers(second, 1)
+        broker.revoke("u5", time.time())
+        for stream in streams:
+            messages = stream.read_until_end(timeout=2.0)
+            assert [m.event for m in messages] == ["auth-expired"]
+            stream.close()
