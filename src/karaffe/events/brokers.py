@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from .protocol import (
     START,
     ZERO,
@@ -57,7 +59,7 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
         """Append and fan out ``(channel, type, data_json)`` items, in order,
-        and return the events with their ids."""
+        and return the events with their ids (and their data decoded)."""
 
     def publish(self, channel: str, type: str, data_json: bytes) -> Event:
         return self.publish_many([(channel, type, data_json)])[0]
@@ -127,7 +129,7 @@ class MemoryBroker(Broker):
                     state.max_deleted = state.entries[0][0]
                 state.entries.append((id, type, data_json))
                 state.last = id
-                events.append(Event(str(id), channel, type, data_json))
+                events.append(Event(str(id), channel, type, orjson.loads(data_json)))
                 payload = pack_message(str(id), state.epoch, type, data_json)
                 deliveries.extend((q, channel, payload) for q in self._listeners.get(channel, ()))
         for q, channel, payload in deliveries:
@@ -318,7 +320,7 @@ class RedisBroker(Broker):
             )
         results = pipe.execute()
         return [
-            Event(raw_id.decode(), channel, type, data_json)
+            Event(raw_id.decode(), channel, type, orjson.loads(data_json))
             for (raw_id, _epoch), (channel, type, data_json) in zip(results, items, strict=True)
         ]
 
