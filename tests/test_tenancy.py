@@ -488,8 +488,19 @@ def test_unknown_role_is_refused_at_decoration() -> None:
         lambda: db.session.connection().exec_driver_sql("DELETE FROM karaffe_test_bottle"),
         lambda: db.session.execute(sa.text("select * from membership")),
         lambda: db.session.execute(sa.text("SELECT slug FROM organization")),
+        lambda: db.session.scalars(
+            sa.select(Crate).from_statement(sa.text("SELECT * FROM karaffe_test_crate"))
+        ).all(),
     ],
-    ids=["text-select", "core-select", "text-update", "driver-sql", "membership", "organization"],
+    ids=[
+        "text-select",
+        "core-select",
+        "text-update",
+        "driver-sql",
+        "membership",
+        "organization",
+        "orm-from-statement",
+    ],
 )
 def test_raw_sql_on_org_owned_tables_raises_in_tests(
     app: karaffe.App, world: World, run: t.Callable[[], t.Any]

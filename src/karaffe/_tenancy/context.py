@@ -250,6 +250,12 @@ def _criteria(ids: frozenset[int]) -> tuple[t.Any, ...]:
 def _scope_orm_execute(state: ORMExecuteState) -> None:
     if not state.is_orm_statement:
         return
+    if state.statement.is_from_statement:
+        # ``select(Model).from_statement(text(...))``: the SQL is the
+        # caller's, loader criteria cannot reach into it. The raw SQL guard
+        # judges it like any other hand-written SQL.
+        state.update_execution_options(**{_HAND_WRITTEN: True})
+        return
     scope = current_scope()
     ids = scope.org_ids
     if ids is None:
@@ -353,6 +359,7 @@ def _after_flush(session: Session, flush_context: t.Any) -> None:
 
 # -- raw SQL ---------------------------------------------------------------------
 
+_HAND_WRITTEN = "karaffe_hand_written_sql"
 _DML = re.compile(r"^\s*(\(\s*)*(select|insert|update|delete|with|replace|merge|copy)\b", re.I)
 _tables_cache: dict[int, re.Pattern[str] | None] = {}
 
@@ -379,6 +386,9 @@ def _tables_pattern() -> re.Pattern[str] | None:
 
 
 def _is_orm(context: t.Any) -> bool:
+    options = getattr(context, "execution_options", None) or {}
+    if options.get(_HAND_WRITTEN):
+        return False
     compiled = getattr(context, "compiled", None)
     statement = getattr(compiled, "statement", None)
     attrs = getattr(statement, "_propagate_attrs", None) or {}
