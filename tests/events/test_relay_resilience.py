@@ -97,9 +97,14 @@ def test_redis_restart_with_its_data_loses_and_duplicates_nothing(
         before = publish_when_up(broker, 3, "before")
         assert ids(stream.read(3)) == before
         private_redis.stop(save=True)
+        deadline = time.monotonic() + 5
+        while client.get(f"{relay.url}/healthz").status_code != 503:
+            assert time.monotonic() < deadline, "relay still reports healthy without Redis"
+            time.sleep(0.05)
         private_redis.start()
         after = publish_when_up(broker, 5, "after")
         assert ids(stream.read(5, timeout=10)) == after
+        assert client.get(f"{relay.url}/healthz").json() == {"status": "ok"}
         # And a client that reconnects now resumes exactly.
         last_id = stream.parser.last_event_id
         stream.close()
