@@ -491,6 +491,9 @@ def test_unknown_role_is_refused_at_decoration() -> None:
         lambda: db.session.scalars(
             sa.select(Crate).from_statement(sa.text("SELECT * FROM karaffe_test_crate"))
         ).all(),
+        lambda: db.session.execute(
+            sa.select(sa.literal_column("label")).select_from(sa.text("karaffe_test_crate"))
+        ),
     ],
     ids=[
         "text-select",
@@ -500,6 +503,7 @@ def test_unknown_role_is_refused_at_decoration() -> None:
         "membership",
         "organization",
         "orm-from-statement",
+        "core-with-text-from",
     ],
 )
 def test_raw_sql_on_org_owned_tables_raises_in_tests(
@@ -524,6 +528,9 @@ def test_raw_sql_on_other_tables_is_allowed(app: karaffe.App, world: World) -> N
         db.session.execute(sa.text("SELECT count(*) FROM karaffe_test_note")).scalar()
         db.session.execute(sa.insert(Note).values(text="crate karaffe_test_crate_x"))
         db.session.execute(sa.text("SELECT count(*) FROM user_account")).scalar()
+        # A Core statement is judged by its tables, not by its labels.
+        note = t.cast(sa.Table, Note.__table__)
+        db.session.execute(sa.select(note.c.text.label("karaffe_test_crate"))).all()
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import Flask, g, has_request_context
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql import visitors
 
 from ..api.errors import Forbidden
 from ..auth import User, get_user
@@ -405,7 +406,22 @@ def raw_sql_offence(statement: str, context: t.Any) -> str | None:
     if not _DML.match(statement):
         return None
     pattern = _tables_pattern()
-    found = pattern.search(statement) if pattern is not None else None
+    if pattern is None:
+        return None
+    element = getattr(getattr(context, "compiled", None), "statement", None)
+    if isinstance(element, sa.ClauseElement) and not isinstance(element, sa.TextClause):
+        # A Core statement names its tables exactly (a catalog query with a
+        # column labelled ``comment`` is not about a ``comment`` table); only
+        # the text() fragments inside it are searched by name.
+        parts = list(visitors.iterate(element))
+        owned = set(org_owned_tables())
+        names = sorted({p.name for p in parts if isinstance(p, sa.TableClause)} & owned)
+        if names:
+            return names[0]
+        texts = " ".join(p.text for p in parts if isinstance(p, sa.TextClause))
+        found = pattern.search(texts)
+    else:
+        found = pattern.search(statement)
     return found.group(1) if found else None
 
 
