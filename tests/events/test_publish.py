@@ -249,3 +249,33 @@ def test_broker_failure_after_commit_is_logged_not_raised(
     [record] = [r for r in caplog.records if r.name == "karaffe.events"]
     assert record.levelname == "ERROR"
     assert "1 committed event(s) could not be published: project:1 note.created" in record.message
+
+
+def test_works_with_karaffe_db_sessions(tmp_path: t.Any) -> None:
+    import sqlalchemy as sa
+
+    from karaffe.db import SETTINGS, Database
+    from karaffe.events import event_published
+
+    app = karaffe.App("karaffe_events_db_test")
+    app.add_settings(*SETTINGS)
+    Events(app)
+    app.configure(
+        {"TESTING": True, "SECRET_KEY": "s", "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite"},
+        environ={},
+    )
+    database = Database()
+    database.init_app(app)
+    sent: list[Event] = []
+    with event_published.connected_to(lambda _, event: sent.append(event), sender=app):
+        with app.app_context():
+            database.session.execute(sa.text("select 1"))
+            publish("c", "committed", 1)
+            database.session.commit()
+        with app.app_context():
+            database.session.execute(sa.text("select 1"))
+            publish("c", "abandoned", 2)
+        with app.app_context():
+            database.session.execute(sa.text("select 1"))
+            database.session.commit()
+    assert [(e.type, e.data) for e in sent] == [("committed", 1)]
