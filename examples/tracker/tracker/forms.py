@@ -23,7 +23,6 @@ M = t.TypeVar("M", bound=BaseModel)
 
 #: Friendlier wording for pydantic's most common messages in forms.
 MESSAGES: dict[str, str] = {
-    "string_too_short": "This field is required.",
     "missing": "This field is required.",
     "string_pattern_mismatch": "Enter a valid value.",
     "int_parsing": "Choose a valid option.",
@@ -78,13 +77,17 @@ class Form:
         except ValidationError as exc:
             for error in exc.errors(include_url=False, include_input=False):
                 name = str(error["loc"][0]) if error["loc"] else "__all__"
-                self.errors.setdefault(name, self.message(error))
+                blank = str(values.get(name) or "").strip() == ""
+                self.errors.setdefault(name, self.message(error, blank=blank))
             return None
 
     def add_error(self, error: FieldError) -> None:
         self.errors[error.field] = error.message
 
     @staticmethod
-    def message(error: Mapping[str, t.Any]) -> str:
-        """A person-readable message for one pydantic error."""
+    def message(error: Mapping[str, t.Any], *, blank: bool = False) -> str:
+        """A person-readable message for one pydantic error; a field left
+        blank is "required", whatever rule it broke first."""
+        if blank and error["type"] != "extra_forbidden":
+            return MESSAGES["missing"]
         return MESSAGES.get(error["type"], error["msg"])

@@ -161,15 +161,16 @@ def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage
             .order_by(Issue.project_id, Issue.id)
         )
     )
-    comments = list(
-        db.session.execute(
+    comments: list[tuple[Comment, Issue]] = [
+        (comment, issue)
+        for comment, issue in db.session.execute(
             sa.select(Comment, Issue)
             .join(Issue, Issue.id == Comment.issue_id)
             .where(Comment.created_at > start, Comment.created_at <= end)
             .where(sa.or_(Comment.author_id.is_(None), Comment.author_id != user.id))
             .order_by(Issue.project_id, Issue.id, Comment.id)
-        ).tuples()
-    )
+        )
+    ]
     if not (created or updated or comments):
         return None
     project_ids = {i.project_id for i in created + updated} | {i.project_id for _, i in comments}

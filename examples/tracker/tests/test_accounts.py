@@ -1,0 +1,157 @@
+"""Sign up, log in, log out, API tokens, and CSRF on every form."""
+
+from __future__ import annotations
+
+import pytest
+
+from karaffe.auth import ApiToken, User
+
+from .conftest import PASSWORD
+
+
+def test_start_page_welcomes_visitors(client, db):
+    rv = client.get("/")
+    assert rv.status_code == 200
+    assert b"Create an account" in rv.data
+
+
+def test_sign_up_logs_in(client, db, count):
+    rv = client.post(
+        "/signup",
+        data={"name": "Zoe", "email": " Zoe@Example.com ", "password": "long enough"},
+        follow_redirects=True,
+    )
+    assert rv.status_code == 200
+    assert b"Welcome to tracker, Zoe!" in rv.data
+    assert b"Hello, Zoe" in rv.data
+    assert count(User, User.email == "zoe@example.com") == 1
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "message"),
+    [
+        ({"name": "", "email": "a@b.co", "password": "long enough"}, "name", b"This field is required."),
+        ({"name": "Zoe", "email": "not-an-email", "password": "long enough"}, "email", b"Enter a valid value."),
+        ({"name": "Zoe", "email": "a@b.co", "password": "short"}, "password", b"at least 8 characters"),
+        ({"name": "Zoe", "email": "alice@example.com", "password": "long enough"}, "email", b"exists already"),
+        ({"name": "n" * 101, "email": "a@b.co", "password": "long enough"}, "name", b"at most 100 characters"),
+    ],
+)  # fmt: skip
+def test_bad_sign_up_is_refused(client, world, count, form, field, message):
+    before = count(User)
+    rv = client.post("/signup", data=form)
+    assert rv.status_code == 422
+    assert message in rv.data
+    assert f'id="e-{field}"'.encode() in rv.data
+    assert count(User) == before
+    # What was typed stays, except the password.
+    if form["name"] and len(form["name"]) < 100:
+        assert f'value="{form["name"]}"'.encode() in rv.data
+    assert form["password"].encode() not in rv.data
+
+
+def test_log_in_and_out(client, world):
+    rv = client.post("/login", data={"email": "alice@example.com", "password": PASSWORD})
+    assert rv.status_code == 302
+    assert b"Hello, Alice" in client.get("/").data
+    rv = client.post("/logout", follow_redirects=True)
+    assert b"You are logged out." in rv.data
+    assert b"Create an account" in rv.data
+
+
+def test_log_in_follows_next_but_only_on_this_site(client, world):
+    data = {"email": "alice@example.com", "password": PASSWORD}
+    rv = client.post("/login?next=/o/acme/", data=data)
+    assert rv.headers["Location"] == "/o/acme/"
+    client.post("/logout")
+    rv = client.post("/login?next=https://evil.example/", data=data)
+    assert rv.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("alice@example.com", "wrong password"), ("nobody@example.com", PASSWORD)],
+)
+def test_wrong_credentials_read_the_same(client, world, email, password):
+    rv = client.post("/login", data={"email": email, "password": password})
+    assert rv.status_code == 401
+    assert b"Wrong email or password." in rv.data
+    assert email.encode() in rv.data  # the email is kept
+    assert b"Hello" not in client.get("/").data
+
+
+def test_too_many_failed_logins_are_throttled(client, world):
+    for _ in range(5):
+        client.post("/login", data={"email": "alice@example.com", "password": "nope"})
+    rv = client.post("/login", data={"email": "alice@example.com", "password": PASSWORD})
+    assert rv.status_code == 429
+    assert b"Too many failed logins" in rv.data
+    assert int(rv.headers["Retry-After"]) > 0
+
+
+def test_empty_login_form_shows_field_errors(client, world):
+    rv = client.post("/login", data={"email": "", "password": ""})
+    assert rv.status_code == 422
+    assert rv.data.count(b"This field is required.") == 2
+
+
+def test_tokens_page_creates_shows_once_and_revokes(login, world, count, client):
+    browser = login("erin")
+    rv = browser.post("/settings/tokens", data={"name": "CI script"})
+    assert rv.status_code == 201
+    assert rv.headers["Cache-Control"] == "no-store"
+    token = rv.data.split(b'id="new-token">')[1].split(b"<")[0].decode()
+    assert token.startswith("kf_")
+    page = browser.get("/settings/tokens")
+    assert b"CI script" in page.data
+    assert token.encode() not in page.data
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.get_json()["name"] == "Erin"
+    token_id = count(ApiToken)  # the newest token's id: one per user in world, plus this
+    rv = browser.post(f"/settings/tokens/{token_id}/revoke", follow_redirects=True)
+    assert b"revoked" in rv.data
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 401
+
+
+def test_token_without_name_is_refused(login, world, count):
+    before = count(ApiToken)
+    rv = login("erin").post("/settings/tokens", data={"name": ""})
+    assert rv.status_code == 422
+    assert b"This field is required." in rv.data
+    assert count(ApiToken) == before
+
+
+def test_cannot_revoke_someone_elses_token(login, world, count):
+    rv = login("erin").post("/settings/tokens/1/revoke")  # alice's
+    assert rv.status_code == 404
+    assert count(ApiToken, ApiToken.revoked_at.is_not(None)) == 0
+
+
+@pytest.fixture
+def csrf_app(app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    return app
+
+
+def test_forms_without_csrf_token_are_refused(csrf_app, login, world, count):
+    from tracker.models import Issue
+
+    before = count(Issue)
+    rv = login("alice").post(
+        f"/o/acme/projects/{world.projects['website']}/issues/new", data={"title": "forged"}
+    )
+    assert rv.status_code == 400
+    assert b"CSRF" in rv.data
+    assert count(Issue) == before
+
+
+def test_forms_carry_the_csrf_token(csrf_app, login, world):
+    client = login("alice")
+    page = client.get(f"/o/acme/projects/{world.projects['website']}/issues/new")
+    token = page.data.split(b'name="csrf_token" value="')[1].split(b'"')[0].decode()
+    rv = client.post(
+        f"/o/acme/projects/{world.projects['website']}/issues/new",
+        data={"title": "real", "csrf_token": token},
+    )
+    assert rv.status_code == 302
