@@ -24,6 +24,7 @@ from karaffe.auth import (
     LoginThrottle,
     LoginThrottled,
     MemoryThrottleStore,
+    RedisThrottleStore,
     User,
     authenticate,
     check_password,
@@ -531,3 +532,44 @@ def test_memory_store_sweeps_expired_keys() -> None:
     store.increment("c", 10)
     assert store.peek("a") == (0, 0.0)
     assert len(store._counts) == 1
+
+
+@pytest.mark.redis
+def test_redis_store_shares_counters_between_workers(redis_url: str) -> None:
+    prefix = f"karaffe-test:{id(object())}:"
+    workers = [
+        LoginThrottle(RedisThrottleStore.from_url(redis_url, prefix=prefix),
+                      max_per_account=3, max_per_address=100, window=60)
+        for _ in range(2)
+    ]  # fmt: skip
+    workers[0].failure("a@x", "1.1.1.1")
+    workers[1].failure("a@x", "1.1.1.1")
+    workers[0].check("a@x", "1.1.1.1")
+    workers[1].failure("a@x", "1.1.1.1")
+    with pytest.raises(LoginThrottled) as caught:
+        workers[0].check("a@x", "1.1.1.1")
+    assert 1 <= caught.value.retry_after <= 60
+    workers[1].success("a@x", "1.1.1.1")
+    workers[0].check("a@x", "1.1.1.1")
+    assert workers[0].store.peek("login:address:1.1.1.1")[0] == 3
+
+
+@pytest.mark.redis
+def test_redis_store_counts_within_a_window(redis_url: str) -> None:
+    store = RedisThrottleStore.from_url(redis_url, prefix=f"karaffe-test:{id(object())}:")
+    assert store.peek("k") == (0, 0.0)
+    assert store.increment("k", 60)[0] == 1
+    count, left = store.increment("k", 60)
+    assert count == 2 and 0 < left <= 60
+    store.client.persist(store.prefix + "k")  # a counter that lost its expiry gets it back
+    assert 0 < store.increment("k", 60)[1] <= 60
+    store.reset("k")
+    assert store.peek("k") == (0, 0.0)
+
+
+@pytest.mark.redis
+def test_auth_uses_redis_for_counters_when_configured(tmp_path: Path, redis_url: str) -> None:
+    app = build_app(f"sqlite:///{tmp_path}/r.sqlite", {"LOGIN_THROTTLE_REDIS_URL": redis_url})
+    throttle = auth.get_auth(app).throttle
+    assert throttle is not None and isinstance(throttle.store, RedisThrottleStore)
+    dispose(app)

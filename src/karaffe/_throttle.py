@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 from .api.errors import TooManyRequests
 
-__all__ = ["LoginThrottle", "LoginThrottled", "MemoryThrottleStore", "ThrottleStore"]
+__all__ = [
+    "LoginThrottle",
+    "LoginThrottled",
+    "MemoryThrottleStore",
+    "RedisThrottleStore",
+    "ThrottleStore",
+]
 
 
 class LoginThrottled(TooManyRequests):
@@ -147,3 +153,52 @@ class LoginThrottle:
     def success(self, account: str, address: str) -> None:
         """A successful login clears the account's counter."""
         self.store.reset(self.keys(account, address)[0][0])
+
+
+_INCREMENT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}
+"""
+
+
+class RedisThrottleStore:
+    """Counters in Redis, shared by every worker and machine. Each key is a
+    counter expiring with its window, incremented atomically (one Lua call).
+
+    :param client: a ``redis.Redis`` client.
+    :param prefix: put before every key.
+    """
+
+    def __init__(self, client: t.Any, prefix: str = "karaffe:throttle:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._increment = client.register_script(_INCREMENT)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: t.Any) -> RedisThrottleStore:
+        """A store on the Redis server at ``url``."""
+        import redis
+
+        return cls(redis.Redis.from_url(url), **kwargs)
+
+    def increment(self, key: str, window: int) -> tuple[int, float]:
+        count, left_ms = self._increment(keys=[self.prefix + key], args=[window * 1000])
+        return int(count), int(left_ms) / 1000
+
+    def peek(self, key: str) -> tuple[int, float]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.prefix + key)
+        pipe.pttl(self.prefix + key)
+        raw, left_ms = pipe.execute()
+        if raw is None or left_ms is None or int(left_ms) <= 0:
+            return 0, 0.0
+        return int(raw), int(left_ms) / 1000
+
+    def reset(self, key: str) -> None:
+        self.client.delete(self.prefix + key)

@@ -42,7 +42,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.local import LocalProxy
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ._throttle import LoginThrottle, LoginThrottled, MemoryThrottleStore, ThrottleStore
+from ._throttle import (
+    LoginThrottle,
+    LoginThrottled,
+    MemoryThrottleStore,
+    RedisThrottleStore,
+    ThrottleStore,
+)
 from .api.errors import Unauthorized
 from .config import Setting, positive
 from .db import Model, db, declare_settings
@@ -54,6 +60,7 @@ __all__ = [
     "LoginThrottle",
     "LoginThrottled",
     "MemoryThrottleStore",
+    "RedisThrottleStore",
     "ThrottleStore",
     "User",
     "authenticate",
@@ -114,6 +121,13 @@ SETTINGS: tuple[Setting, ...] = (
         20,
         "Failed logins from one address within the window before 429.",
         check=positive,
+    ),
+    Setting(
+        "LOGIN_THROTTLE_REDIS_URL",
+        str,
+        None,
+        "Redis holding the failed-login counters, shared by every worker; "
+        "in process memory when unset.",
     ),
     Setting(
         "LOGIN_THROTTLE_WINDOW",
@@ -553,8 +567,12 @@ class Auth:
             app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
         app.config.setdefault("SESSION_COOKIE_SECURE", False)
         if self.throttle is None:
+            redis_url = app.config.get("LOGIN_THROTTLE_REDIS_URL")
+            store: ThrottleStore = (
+                RedisThrottleStore.from_url(redis_url) if redis_url else MemoryThrottleStore()
+            )
             self.throttle = LoginThrottle(
-                MemoryThrottleStore(),
+                store,
                 max_per_account=int(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
                 max_per_address=int(app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
                 window=int(app.config["LOGIN_THROTTLE_WINDOW"]),
