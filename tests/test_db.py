@@ -267,3 +267,11 @@ def test_flask_db_upgrade_builds_the_schema(app: karaffe.App, tmp_path: Path) ->
         db.session.remove()
         with db.engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def test_every_data_layer_setting_is_documented() -> None:
+    from karaffe import auth, tenancy
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
+    for setting in (*kdb.SETTINGS, *auth.SETTINGS, *tenancy.SETTINGS):
+        assert f"| `{setting.name}` | {setting.type.__name__} |" in text, setting.name
