@@ -229,6 +229,18 @@ def test_unscoped_needs_a_reason(reason: str) -> None:
         pass
 
 
+def test_acting_as_needs_a_flushed_user() -> None:
+    with pytest.raises(ValueError, match="flush it first"), acting_as(User(email="x@y.z")):
+        pass
+
+
+def test_a_scope_without_user_or_organization_sees_nothing(app: karaffe.App, world: World) -> None:
+    from karaffe._tenancy.context import Scope, _push
+
+    with app.app_context(), _push(Scope(org_ids=None, label="nobody")):
+        assert crate_labels() == []
+
+
 def test_for_organization_needs_a_flushed_organization() -> None:
     with pytest.raises(ValueError, match="flush it first"), for_organization(Organization()):
         pass

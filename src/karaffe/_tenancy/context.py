@@ -81,7 +81,13 @@ class Scope:
 
     @property
     def org_ids(self) -> frozenset[int] | None:
-        if self._org_ids is None and self.reason is None and self.user_id is not None:
+        if self.reason is not None:
+            return None
+        if self._org_ids is None:
+            # Only an unscoped() block (it has a reason) sees everything: a
+            # scope that cannot say whose it is sees nothing.
+            if self.user_id is None:
+                return frozenset()
             self._org_ids = _memberships_of(self.user_id)
         return self._org_ids
 
@@ -167,6 +173,8 @@ def available_organization_ids() -> frozenset[int]:
 def acting_as(user: User) -> Iterator[Scope]:
     """Act for ``user`` in this block: see and write their organizations'
     rows (for jobs and commands working on a user's behalf)."""
+    if user.id is None:
+        raise ValueError("acting_as() needs a user with an id: flush it first")
     with _push(Scope(org_ids=None, user_id=user.id, label=f"acting as user {user.id}")) as s:
         yield s
 
