@@ -3,6 +3,11 @@ with the debugger and the reloader.
 
     python examples/tracker/devapp.py            # what `make demo` runs
     flask --app examples/tracker/devapp.py run --debug
+
+On first run it creates the schema and loads demo data (a few organizations,
+users, projects and a few thousand issues) with a progress bar; later runs
+reuse the data. ``DATABASE_URL`` points it elsewhere (PostgreSQL too),
+``PORT`` changes the port (5000, Flask's default).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tracker import create_app
+import click
+from tracker import create_app, seed
+
+from karaffe.db import db
 
 HERE = Path(__file__).resolve().parent
 
@@ -18,10 +26,32 @@ app = create_app(
     {
         "DEBUG": True,
         "SECRET_KEY": os.environ.get("KARAFFE_SECRET_KEY", "tracker-development-key"),
+        "DATABASE_URL": os.environ.get(
+            "DATABASE_URL", f"sqlite:///{HERE / 'instance' / 'tracker-demo.sqlite'}"
+        ),
     }
 )
 
+
+def prepare() -> None:
+    """Create the schema and load the demo data unless it is there already."""
+    (HERE / "instance").mkdir(exist_ok=True)
+    with app.app_context():
+        db.create_all()
+        if seed.has_data():
+            click.echo(" * tracker demo: reusing the data already in the database")
+            return
+        issues = int(os.environ.get("TRACKER_DEMO_ISSUES", "3000"))
+        with click.progressbar(length=issues, label=" * loading demo data", show_pos=True) as bar:
+            seed.seed(orgs=3, issues=issues, progress=bar.update)
+
+
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "5000"))
-    print(f" * tracker demo: http://127.0.0.1:{port}/  (API docs: http://127.0.0.1:{port}/docs)")
+    # The reloader runs this file again in a child process: prepare once.
+    if os.environ.get("WERKZEUG_RUN_MAIN") != "true":
+        prepare()
+        click.echo(f" * tracker demo: http://127.0.0.1:{port}/")
+        click.echo(f" * log in as {seed.DEMO_LOGIN} / password {seed.DEMO_PASSWORD}")
+        click.echo(f" * API docs: http://127.0.0.1:{port}/api/v1/docs")
     app.run(host="127.0.0.1", port=port, debug=True, use_reloader=True)

@@ -127,6 +127,18 @@ def members_of(org_id: int) -> list[Membership]:
     )
 
 
+def get_membership(org_id: int, user_id: int) -> Membership:
+    """The membership of ``user_id`` in ``org_id``; 404 if there is none."""
+    membership = db.session.execute(
+        sa.select(Membership).where(
+            Membership.organization_id == org_id, Membership.user_id == user_id
+        )
+    ).scalar_one_or_none()
+    if membership is None:
+        raise NotFound("That user is not a member of this organization.")
+    return membership
+
+
 def _owners(org_id: int) -> int:
     return db.session.execute(
         sa.select(sa.func.count())
@@ -139,13 +151,7 @@ def change_role(org_id: int, actor: User, user_id: int, role: str) -> Membership
     """Give member ``user_id`` the ``role``. Admins manage members and admins;
     only owners make or unmake owners; the last owner stays an owner."""
     actor_role = require_role(org_id, actor, "admin")
-    membership = db.session.execute(
-        sa.select(Membership).where(
-            Membership.organization_id == org_id, Membership.user_id == user_id
-        )
-    ).scalar_one_or_none()
-    if membership is None:
-        raise NotFound("That user is not a member of this organization.")
+    membership = get_membership(org_id, user_id)
     if role not in ROLES:
         raise FieldError("role", f"Role must be one of {', '.join(ROLES)}.")
     if "owner" in (role, membership.role) and actor_role != "owner":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Blueprint, current_app, url_for
+from flask import Blueprint, current_app, g, request, url_for
 
 from karaffe import ApiResult, ValidationFailed, paginate, returns, validate
 from karaffe.auth import login_required
@@ -20,7 +20,7 @@ from karaffe.tenancy import current_org, current_role
 
 from .. import services
 from ..forms import FieldError
-from ..models import Comment
+from ..models import Comment, Issue, Project
 from ..schemas import (
     CommentIn,
     CommentOut,
@@ -59,8 +59,31 @@ def field_error(exc: FieldError) -> t.Any:
 
 @blueprint.before_request
 @login_required
-def require_login() -> None:
-    """Every API route needs a user (401 otherwise)."""
+def require_login_and_objects() -> None:
+    """Every API route needs a user (401 otherwise), and the objects its URL
+    names must be the user's to see (404 otherwise), before the body is even
+    read: another organization's id answers the same whatever is sent."""
+    for arg, value in (request.view_args or {}).items():
+        loader = _LOADERS.get(arg)
+        if loader is not None:
+            setattr(g, f"api_{arg}", loader(value, viewer()))
+
+
+_LOADERS: dict[str, t.Callable[[int, t.Any], t.Any]] = {
+    "project_id": services.get_project,
+    "issue_id": services.get_issue,
+    "label_id": services.get_label,
+    "comment_id": services.get_comment,
+    "user_id": lambda user_id, _viewer: services.get_membership(current_org.id, user_id),
+}
+
+
+def _project() -> Project:
+    return t.cast(Project, g.api_project_id)
+
+
+def _issue() -> Issue:
+    return t.cast(Issue, g.api_issue_id)
 
 
 # -- the caller ----------------------------------------------------------------------
@@ -172,7 +195,7 @@ def create_label(body: LabelIn) -> t.Any:
 @blueprint.delete("/labels/<int:label_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_label(label_id: int) -> t.Any:
-    services.delete_label(services.get_label(label_id, viewer()), viewer())
+    services.delete_label(t.cast(t.Any, g.api_label_id), viewer())
     db.session.commit()
     return ApiResult(None, status=204)
 
@@ -199,14 +222,14 @@ def create_project(body: ProjectIn) -> t.Any:
 @blueprint.get("/projects/<int:project_id>")
 @returns(ProjectOut, errors=_NOT_FOUND)
 def get_project(project_id: int) -> t.Any:
-    return services.get_project(project_id, viewer())
+    return _project()
 
 
 @blueprint.patch("/projects/<int:project_id>")
 @validate(body=ProjectPatch)
 @returns(ProjectOut, errors=_WRITE_ERRORS)
 def update_project(project_id: int, body: ProjectPatch) -> t.Any:
-    project = services.get_project(project_id, viewer())
+    project = _project()
     services.update_project(project, viewer(), body)
     out = ProjectOut.model_validate(project)
     db.session.commit()
@@ -217,7 +240,7 @@ def update_project(project_id: int, body: ProjectPatch) -> t.Any:
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_project(project_id: int) -> t.Any:
     """Delete a project with its issues (admins)."""
-    services.delete_project(services.get_project(project_id, viewer()), viewer())
+    services.delete_project(_project(), viewer())
     db.session.commit()
     return ApiResult(None, status=204)
 
@@ -231,7 +254,7 @@ def delete_project(project_id: int) -> t.Any:
 def list_issues(project_id: int, query: IssueQuery) -> t.Any:
     """A project's issues, newest first, filtered by ``status``, ``assignee``,
     ``label`` and words of the title (``q``); ``Link`` headers page through."""
-    project = services.get_project(project_id, viewer())
+    project = _project()
     page = paginate(services.issue_list(project, query), order_by=services.ISSUE_ORDER)
     return ApiResult(page=page)
 
@@ -240,7 +263,7 @@ def list_issues(project_id: int, query: IssueQuery) -> t.Any:
 @validate(body=IssueIn)
 @returns(IssueOut, status=201, errors=_WRITE_ERRORS)
 def create_issue(project_id: int, body: IssueIn) -> t.Any:
-    project = services.get_project(project_id, viewer())
+    project = _project()
     issue = services.create_issue(project, viewer(), body)
     out = IssueOut.model_validate(issue)
     db.session.commit()
@@ -254,7 +277,7 @@ def create_issue(project_id: int, body: IssueIn) -> t.Any:
 @blueprint.get("/issues/<int:issue_id>")
 @returns(IssueOut, errors=_NOT_FOUND)
 def get_issue(issue_id: int) -> t.Any:
-    return services.get_issue(issue_id, viewer())
+    return _issue()
 
 
 @blueprint.patch("/issues/<int:issue_id>")
@@ -263,7 +286,7 @@ def get_issue(issue_id: int) -> t.Any:
 def update_issue(issue_id: int, body: IssuePatch) -> t.Any:
     """Change some fields: ``{"status": "closed"}`` closes the issue,
     ``{"assignee_id": null}`` unassigns it."""
-    issue = services.get_issue(issue_id, viewer())
+    issue = _issue()
     services.update_issue(issue, viewer(), body)
     out = IssueOut.model_validate(issue)
     db.session.commit()
@@ -274,7 +297,7 @@ def update_issue(issue_id: int, body: IssuePatch) -> t.Any:
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_issue(issue_id: int) -> t.Any:
     """Delete an issue (its author or an admin)."""
-    services.delete_issue(services.get_issue(issue_id, viewer()), viewer())
+    services.delete_issue(_issue(), viewer())
     db.session.commit()
     return ApiResult(None, status=204)
 
@@ -288,7 +311,7 @@ def list_comments(issue_id: int) -> t.Any:
     """An issue's comments, oldest first."""
     import sqlalchemy as sa
 
-    issue = services.get_issue(issue_id, viewer())
+    issue = _issue()
     stmt = sa.select(Comment).where(Comment.issue_id == issue.id)
     return ApiResult(page=paginate(stmt, order_by=[Comment.id]))
 
@@ -297,7 +320,7 @@ def list_comments(issue_id: int) -> t.Any:
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS)
 def create_comment(issue_id: int, body: CommentIn) -> t.Any:
-    issue = services.get_issue(issue_id, viewer())
+    issue = _issue()
     comment = services.add_comment(issue, viewer(), body.body)
     out = CommentOut.model_validate(comment)
     db.session.commit()
@@ -308,6 +331,6 @@ def create_comment(issue_id: int, body: CommentIn) -> t.Any:
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_comment(comment_id: int) -> t.Any:
     """Delete a comment (its author or an admin)."""
-    services.delete_comment(services.get_comment(comment_id, viewer()), viewer())
+    services.delete_comment(t.cast(t.Any, g.api_comment_id), viewer())
     db.session.commit()
     return ApiResult(None, status=204)
