@@ -32,7 +32,7 @@ from .protocol import (
 )
 
 if t.TYPE_CHECKING:
-    import redis
+    pass
 
 __all__ = ["Broker", "History", "MemoryBroker", "RedisBroker", "RedisKeys"]
 
@@ -190,10 +190,13 @@ class RedisKeys:
     """Names of the Redis keys and pub/sub channels, under one ``prefix``.
 
     The channel name is a hash tag in both keys of a channel, so they live
-    in the same Redis Cluster slot and one script can write both.
+    in the same Redis Cluster slot and one script can write both. With
+    ``sharded`` (Redis Cluster), the pub/sub channel is a shard channel named
+    like the stream, so the script can ``SPUBLISH`` to it from that slot.
     """
 
     prefix: str = "karaffe:events:"
+    sharded: bool = False
 
     def stream(self, channel: str) -> str:
         return f"{self.prefix}{{{channel}}}"
@@ -206,10 +209,15 @@ class RedisKeys:
         return f"{self.prefix}{{{channel}}}:trimmed"
 
     def pubsub(self, channel: str) -> str:
+        if self.sharded:
+            return self.stream(channel)
         return f"{self.prefix}{channel}"
 
     def channel_of(self, pubsub_channel: str) -> str:
-        return pubsub_channel[len(self.prefix) :]
+        name = pubsub_channel[len(self.prefix) :]
+        if self.sharded:
+            return name[1:-1]
+        return name
 
     @property
     def revocations(self) -> str:
@@ -243,8 +251,28 @@ if excess > math.max(1, math.floor(size / 10)) then
   redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   redis.call('SET', KEYS[3], last)
 end
-redis.call('PUBLISH', ARGV[1], id .. '\\n' .. epoch .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+local payload = id .. '\\n' .. epoch .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3]
+if ARGV[5] == '1' then
+  redis.call('SPUBLISH', ARGV[1], payload)
+else
+  redis.call('PUBLISH', ARGV[1], payload)
+end
 return {id, epoch}
+"""
+
+#: Reads a channel's epoch, trim mark, head and the entries after an id, in
+#: one atomic step (a script: pipelines cannot be transactions on a cluster).
+READ_SCRIPT = """
+local epoch = redis.call('GET', KEYS[2])
+local trimmed = redis.call('GET', KEYS[3])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local head = false
+if #last > 0 then head = last[1][1] end
+local entries = {}
+if tonumber(ARGV[2]) > 0 then
+  entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {epoch, trimmed, head, entries}
 """
 
 
@@ -254,38 +282,35 @@ def _text(raw: t.Any) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def parse_head(info: t.Any) -> StreamId | None:
-    """The last id ever added, from an ``XINFO STREAM`` reply (an error reply
-    means the stream does not exist: ``None``)."""
-    if not isinstance(info, dict):
-        return None
-    last = info.get("last-generated-id", info.get(b"last-generated-id"))
-    return StreamId.parse(_text(last) or "0-0")
-
-
-def history_from_replies(
-    epoch_raw: t.Any, trimmed_raw: t.Any, info: t.Any, entries: t.Any
-) -> History:
-    """Build a :class:`History` from the replies of ``GET epoch``, ``GET
-    trimmed``, ``XINFO STREAM`` and ``XRANGE`` (shared with the relay)."""
-    epoch_text = _text(epoch_raw)
-    head = parse_head(info)
-    if epoch_text is None or head is None:
+def history_from_reply(reply: t.Sequence[t.Any]) -> History:
+    """Build a :class:`History` from :data:`READ_SCRIPT`'s reply (shared by
+    the broker and the relay)."""
+    epoch_raw, trimmed_raw, head_raw, entries = reply
+    epoch_text, head_text = _text(epoch_raw), _text(head_raw)
+    if epoch_text is None or head_text is None:
         return History([], None, START, ZERO)
     epoch = int(epoch_text)
     trimmed = StreamId.parse(_text(trimmed_raw) or "0-0")
     items = []
-    for entry_id, fields in entries if isinstance(entries, list) else []:
-        type = fields.get(b"t", fields.get("t", b""))
-        data = fields.get(b"d", fields.get("d", b"null"))
+    for entry_id, fields in entries or []:
+        values = dict(zip(fields[::2], fields[1::2], strict=True))
+        data = values.get(b"d", values.get("d", b"null"))
         items.append(
             (
                 _text(entry_id) or "",
-                _text(type) or "",
+                _text(values.get(b"t", values.get("t"))) or "",
                 data if isinstance(data, bytes) else str(data).encode(),
             )
         )
-    return History(items, epoch, Position(epoch, head), trimmed)
+    return History(items, epoch, Position(epoch, StreamId.parse(head_text)), trimmed)
+
+
+def read_args(keys: RedisKeys, channel: str, after: StreamId, limit: int) -> dict[str, t.Any]:
+    """Keys and arguments of :data:`READ_SCRIPT` for one channel."""
+    return {
+        "keys": [keys.stream(channel), keys.epoch(channel), keys.trimmed(channel)],
+        "args": [f"({after}", limit],
+    }
 
 
 class RedisBroker(Broker):
@@ -293,67 +318,87 @@ class RedisBroker(Broker):
 
     :param url: the ``REDIS_URL``.
     :param history_size: approximate number of events kept per channel.
+    :param prefix: prefix of every key and pub/sub channel.
+    :param cluster: ``REDIS_URL`` is a Redis Cluster: use the cluster client
+        and sharded pub/sub.
     """
 
     #: The key naming scheme; the relay must use the same.
     keys_class = RedisKeys
 
-    def __init__(self, url: str, history_size: int = 1000, prefix: str = "karaffe:events:") -> None:
+    def __init__(
+        self,
+        url: str,
+        history_size: int = 1000,
+        prefix: str = "karaffe:events:",
+        cluster: bool = False,
+    ) -> None:
         import redis
+        from redis.cluster import RedisCluster
 
-        self.client: redis.Redis = redis.Redis.from_url(url)
+        self.cluster = cluster
+        self.client: t.Any = RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
         self.history_size = history_size
-        self.keys = self.keys_class(prefix)
-        self._script = self.client.register_script(PUBLISH_SCRIPT)
+        self.keys = self.keys_class(prefix, sharded=cluster)
+        self._publish = self.client.register_script(PUBLISH_SCRIPT)
+        self._read = self.client.register_script(READ_SCRIPT)
+
+    def _pipeline(self) -> t.Any:
+        """A pipeline, or the client itself on a cluster (where scripts
+        cannot be pipelined): calls then run one by one."""
+        return self.client if self.cluster else self.client.pipeline(transaction=False)
 
     def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
+        results = []
         for channel, type, data_json in items:
-            self._script(
-                keys=[
-                    self.keys.stream(channel),
-                    self.keys.epoch(channel),
-                    self.keys.trimmed(channel),
-                ],
-                args=[self.keys.pubsub(channel), type, data_json, self.history_size],
-                client=pipe,
+            results.append(
+                self._publish(
+                    keys=[
+                        self.keys.stream(channel),
+                        self.keys.epoch(channel),
+                        self.keys.trimmed(channel),
+                    ],
+                    args=[
+                        self.keys.pubsub(channel),
+                        type,
+                        data_json,
+                        self.history_size,
+                        "1" if self.cluster else "0",
+                    ],
+                    client=pipe,
+                )
             )
-        results = pipe.execute()
+        if not self.cluster:
+            results = pipe.execute()
         return [
-            Event(raw_id.decode(), channel, type, orjson.loads(data_json))
+            Event(_text(raw_id) or "", channel, type, orjson.loads(data_json))
             for (raw_id, _epoch), (channel, type, data_json) in zip(results, items, strict=True)
         ]
 
+    def _read_many(self, reads: Sequence[tuple[str, StreamId, int]]) -> list[History]:
+        pipe = self._pipeline()
+        replies = [
+            self._read(**read_args(self.keys, channel, after, limit), client=pipe)
+            for channel, after, limit in reads
+        ]
+        if not self.cluster:
+            replies = pipe.execute()
+        return [history_from_reply(reply) for reply in replies]
+
     def positions(self, channels: Iterable[str]) -> dict[str, Position]:
         chans = list(channels)
-        pipe = self.client.pipeline(transaction=True)
-        for channel in chans:
-            pipe.get(self.keys.epoch(channel))
-            pipe.xinfo_stream(self.keys.stream(channel))
-        replies = pipe.execute(raise_on_error=False)
-        out = {}
-        for index, channel in enumerate(chans):
-            epoch_raw, info = replies[2 * index], replies[2 * index + 1]
-            head = parse_head(info)
-            if epoch_raw is None or head is None:
-                out[channel] = START
-            else:
-                out[channel] = Position(int(epoch_raw), head)
-        return out
+        histories = self._read_many([(c, ZERO, 0) for c in chans])
+        return dict(zip(chans, (h.head for h in histories), strict=True))
 
     def history(self, channel: str, after: StreamId, limit: int) -> History:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(self.keys.epoch(channel))
-        pipe.get(self.keys.trimmed(channel))
-        pipe.xinfo_stream(self.keys.stream(channel))
-        pipe.xrange(self.keys.stream(channel), min=f"({after}", max="+", count=limit)
-        return history_from_replies(*pipe.execute(raise_on_error=False))
+        return self._read_many([(channel, after, limit)])[0]
 
     def revoke(self, user: str, at: float) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(self.keys.revoked(user), repr(at), ex=7 * 24 * 3600)
-        pipe.publish(self.keys.revocations, f"{user}\n{at!r}")
-        pipe.execute()
+        # Two slots on a cluster: the mark first, so a relay that hears the
+        # announcement and looks the user up finds it.
+        self.client.set(self.keys.revoked(user), repr(at), ex=7 * 24 * 3600)
+        self.client.publish(self.keys.revocations, f"{user}\n{at!r}")
 
     def close(self) -> None:
         self.client.close()

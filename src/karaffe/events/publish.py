@@ -138,7 +138,9 @@ class Events:
             url = app.config.get("REDIS_URL")
             if not url:
                 raise ConfigError("setting EVENTS_BROKER is redis but REDIS_URL is not set")
-            return RedisBroker(url, size, app.config["EVENTS_REDIS_PREFIX"])
+            return RedisBroker(
+                url, size, app.config["EVENTS_REDIS_PREFIX"], app.config["EVENTS_REDIS_CLUSTER"]
+            )
         return MemoryBroker(size)
 
     def make_signer(self, app: Flask) -> TokenSigner:

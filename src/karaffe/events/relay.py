@@ -34,15 +34,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from .brokers import History, RedisKeys, history_from_replies, parse_head
+from .brokers import READ_SCRIPT, History, RedisKeys, history_from_reply, read_args
 from .protocol import START, ZERO, Cursor, CursorError, Position, StreamId, comment, event_tail
 from .session import StreamSession, control
 from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, TokenSigner, problem_body
 
 if t.TYPE_CHECKING:
     from flask import Flask
-    from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
 
 __all__ = ["Connection", "Hub", "Metrics", "Relay", "RelayConfig", "make_server", "serve"]
 
@@ -73,6 +71,8 @@ class RelayConfig:
     stream_path: str = "/events/stream"
     #: Write straight to uvicorn's transports when possible (else through ``send``).
     direct_writes: bool = True
+    #: ``redis_url`` is a Redis Cluster: cluster client, sharded pub/sub.
+    cluster: bool = False
 
     @classmethod
     def from_app(cls, app: Flask) -> RelayConfig:
@@ -97,6 +97,7 @@ class RelayConfig:
             max_buffer=c["EVENTS_MAX_BUFFER"],
             replay_limit=c["EVENTS_REPLAY_LIMIT"],
             cookie_name=c["EVENTS_COOKIE_NAME"],
+            cluster=c["EVENTS_REDIS_CLUSTER"],
         )
 
 
@@ -336,15 +337,18 @@ class Hub:
     revocation_cache_ttl = 60.0
     #: Most users (and tokens) remembered by the caches.
     cache_size = 100_000
+    #: Seconds each shard's connection is waited on in turn (Redis Cluster).
+    shard_poll = 0.005
 
     def __init__(self, config: RelayConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
-        self.keys = RedisKeys(config.prefix)
+        self.keys = RedisKeys(config.prefix, sharded=config.cluster)
         self.feeds: dict[str, ChannelFeed] = {}
         self.by_user: dict[str, set[Connection]] = {}
-        self.redis: Redis | None = None
-        self.pubsub: PubSub | None = None
+        self.redis: t.Any = None
+        self.pubsub: t.Any = None
+        self._read_script: t.Any = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._due: dict[tuple[int, str], set[Connection]] = {}
@@ -355,16 +359,21 @@ class Hub:
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.cluster import RedisCluster
 
         if self.started:
             return
         self.started = True
-        # A bounded pool that makes callers wait: a burst of thousands of
-        # connecting clients must queue for Redis, not fail.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.config.redis_url, max_connections=self.redis_connections, timeout=None
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
+        if self.config.cluster:
+            self.redis = RedisCluster.from_url(self.config.redis_url)
+        else:
+            # A bounded pool that makes callers wait: a burst of thousands of
+            # connecting clients must queue for Redis, not fail.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.config.redis_url, max_connections=self.redis_connections, timeout=None
+            )
+            self.redis = aioredis.Redis(connection_pool=pool)
+        self._read_script = self.redis.register_script(READ_SCRIPT)
         self._reader = asyncio.create_task(self._read_forever(), name="karaffe-relay-reader")
         self._heartbeat = asyncio.create_task(self._beat_forever(), name="karaffe-relay-heartbeat")
 
@@ -376,7 +385,7 @@ class Hub:
                     await task
         if self.pubsub is not None:
             with contextlib.suppress(Exception):
-                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self.pubsub.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         self.started = False
@@ -401,7 +410,7 @@ class Hub:
                 feed.idle_since = None
             self.by_user.setdefault(conn.grant.user, set()).add(conn)
             if fresh:
-                await pubsub.subscribe(*(self.keys.pubsub(f.name) for f in fresh))
+                await self._subscribe(pubsub, [self.keys.pubsub(f.name) for f in fresh])
         for channel in conn.session.channels:
             await self.feeds[channel].ready.wait()
 
@@ -457,9 +466,9 @@ class Hub:
                 del self.feeds[channel]
             if gone and self.pubsub is not None:
                 with contextlib.suppress(Exception):
-                    await self.pubsub.unsubscribe(*(self.keys.pubsub(c) for c in gone))
+                    await self._unsubscribe(self.pubsub, [self.keys.pubsub(c) for c in gone])
 
-    async def _pubsub(self) -> PubSub:
+    async def _pubsub(self) -> t.Any:
         """The subscription connection, once the hub is connected to Redis."""
         while self.pubsub is None:
             await self._connected.wait()
@@ -468,30 +477,15 @@ class Hub:
     # -- reading Redis ------------------------------------------------------------
 
     async def history(self, channel: str, after: StreamId, limit: int) -> History:
-        """Up to ``limit`` events of ``channel`` after ``after``."""
-        assert self.redis is not None
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(self.keys.epoch(channel))
-            pipe.get(self.keys.trimmed(channel))
-            pipe.xinfo_stream(self.keys.stream(channel))
-            pipe.xrange(self.keys.stream(channel), min=f"({after}", max="+", count=limit)
-            replies = await pipe.execute(raise_on_error=False)
-        return history_from_replies(*replies)
+        """Up to ``limit`` events of ``channel`` after ``after`` (one atomic
+        read, see :data:`~karaffe.events.brokers.READ_SCRIPT`)."""
+        assert self._read_script is not None
+        reply = await self._read_script(**read_args(self.keys, channel, after, limit))
+        return history_from_reply(reply)
 
     async def heads(self, channels: Iterable[str]) -> dict[str, Position]:
         """The current position of each channel (for connections without cursor)."""
-        assert self.redis is not None
-        chans = list(channels)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for channel in chans:
-                pipe.get(self.keys.epoch(channel))
-                pipe.xinfo_stream(self.keys.stream(channel))
-            replies = await pipe.execute(raise_on_error=False)
-        out = {}
-        for index, channel in enumerate(chans):
-            epoch, head = replies[2 * index], parse_head(replies[2 * index + 1])
-            out[channel] = START if epoch is None or head is None else Position(int(epoch), head)
-        return out
+        return {c: (await self.history(c, ZERO, 0)).head for c in channels}
 
     async def revoked_at(self, user: str) -> float | None:
         """When ``user``'s access was last revoked. Cached: the revocation
@@ -523,45 +517,81 @@ class Hub:
             await asyncio.sleep(self.reconnect_delay)
 
     async def _read(self, resync: bool) -> None:
+        """Subscribe (again) and hand every message to the feeds until the
+        connection to Redis fails."""
         assert self.redis is not None
         pubsub = self.redis.pubsub()
+        # On a cluster, shard channels and the revocation broadcast are read
+        # by two pub/sub objects; standalone, one connection carries both.
+        revocations = self.redis.pubsub() if self.config.cluster else pubsub
         try:
-            names = [self.keys.revocations, *(self.keys.pubsub(c) for c in self.feeds)]
             for feed in self.feeds.values():
                 feed.ready.clear()
-            await pubsub.subscribe(*names)
+            await revocations.subscribe(self.keys.revocations)
+            if self.feeds:
+                await self._subscribe(pubsub, [self.keys.pubsub(c) for c in self.feeds])
             self.pubsub = pubsub
             self._connected.set()
             # Revocations may have been missed while disconnected.
             self._revoked.clear()
             pending_resync = set(self.feeds) if resync else set()
-            while True:
-                message = await pubsub.get_message(timeout=None)
-                if message is None:
-                    continue
-                kind = message["type"]
-                name = message["channel"].decode()
-                if kind == b"message" or kind == "message":
-                    if name == self.keys.revocations:
-                        self._revoke(message["data"])
-                    else:
-                        self._on_message(self.keys.channel_of(name), message["data"])
-                elif kind in (b"subscribe", "subscribe") and name != self.keys.revocations:
-                    channel = self.keys.channel_of(name)
-                    confirmed = self.feeds.get(channel)
-                    if confirmed is None:
-                        continue
-                    if channel in pending_resync:
-                        pending_resync.discard(channel)
-                        await self._resync(confirmed)
-                    elif confirmed.start is None and confirmed.last is None:
-                        confirmed.start = (await self.heads([channel]))[channel]
-                    confirmed.ready.set()
+            if revocations is pubsub:
+                await self._pump(pubsub, pending_resync)
+            else:
+                await asyncio.gather(
+                    self._pump(pubsub, pending_resync), self._pump(revocations, set())
+                )
         finally:
             self.pubsub = None
             self._connected.clear()
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            for each in {id(pubsub): pubsub, id(revocations): revocations}.values():
+                with contextlib.suppress(Exception):
+                    await each.aclose()
+
+    async def _subscribe(self, pubsub: t.Any, names: list[str]) -> None:
+        if self.config.cluster:
+            await pubsub.ssubscribe(*names)
+        else:
+            await pubsub.subscribe(*names)
+
+    async def _unsubscribe(self, pubsub: t.Any, names: list[str]) -> None:
+        if self.config.cluster:
+            await pubsub.sunsubscribe(*names)
+        else:
+            await pubsub.unsubscribe(*names)
+
+    async def _next_message(self, pubsub: t.Any) -> dict[str, t.Any] | None:
+        if self.config.cluster and pubsub is self.pubsub:
+            # redis-py reads the shards' connections in turn.
+            message = await pubsub.get_sharded_message(timeout=self.shard_poll)
+            if message is None and not pubsub.node_pubsub_mapping:
+                await asyncio.sleep(self.shard_poll)
+            return t.cast("dict[str, t.Any] | None", message)
+        return t.cast("dict[str, t.Any] | None", await pubsub.get_message(timeout=None))
+
+    async def _pump(self, pubsub: t.Any, pending_resync: set[str]) -> None:
+        while True:
+            message = await self._next_message(pubsub)
+            if message is None:
+                continue
+            kind = _text(message["type"])
+            name = _text(message["channel"])
+            if kind in ("message", "smessage"):
+                if name == self.keys.revocations:
+                    self._revoke(message["data"])
+                else:
+                    self._on_message(self.keys.channel_of(name), message["data"])
+            elif kind in ("subscribe", "ssubscribe") and name != self.keys.revocations:
+                channel = self.keys.channel_of(name)
+                confirmed = self.feeds.get(channel)
+                if confirmed is None:
+                    continue
+                if channel in pending_resync:
+                    pending_resync.discard(channel)
+                    await self._resync(confirmed)
+                elif confirmed.start is None and confirmed.last is None:
+                    confirmed.start = (await self.heads([channel]))[channel]
+                confirmed.ready.set()
 
     async def _resync(self, feed: ChannelFeed) -> None:
         """After re-subscribing, deliver what was published while the hub
@@ -981,6 +1011,10 @@ class Relay:
                 _drive(receive(), received)
 
         _drive(receive(), received)
+
+
+def _text(raw: t.Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -36,6 +36,12 @@ SETTINGS: tuple[Setting, ...] = (
         env=("REDIS_URL",),
     ),
     Setting(
+        "EVENTS_REDIS_CLUSTER",
+        bool,
+        False,
+        "REDIS_URL is a Redis Cluster: cluster client and sharded pub/sub (SPUBLISH).",
+    ),
+    Setting(
         "EVENTS_REDIS_PREFIX",
         str,
         "karaffe:events:",
