@@ -121,3 +121,20 @@ def test_channels_on_every_shard_stream_and_resume(cluster_url: str) -> None:
         e.channel + e.id for e in missed
     )
     broker.close()
+
+
+def test_revocation_reaches_the_relay_on_a_cluster(cluster_url: str) -> None:
+    broker = RedisBroker(cluster_url, prefix="r:", cluster=True)
+    config = RelayConfig(secret_key=SECRET, redis_url=cluster_url, prefix="r:", cluster=True)
+    token = TokenSigner(SECRET).sign("u2", ["project:1"])
+    with httpx.Client(timeout=5.0) as client, running_relay(config) as relay:
+        stream = Stream(client, f"{relay.url}/events/stream", params={"token": token})
+        deadline = time.monotonic() + 5
+        while not relay.relay.hub.by_user.get("u2"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        broker.revoke("u2", time.time())
+        messages = stream.read_until_end(timeout=3)
+        stream.close()
+    assert [m.event for m in messages] == ["auth-expired"]
+    broker.close()
