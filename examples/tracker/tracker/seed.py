@@ -159,7 +159,7 @@ def seed(
                         "assignee_id": rnd.choice([None, *members[org_id]]),
                         "author_id": rnd.choice(members[org_id]),
                         "created_at": created,
-                        "updated_at": created + dt.timedelta(hours=rnd.randrange(0, 72)),
+                        "updated_at": min(now, created + dt.timedelta(hours=rnd.randrange(72))),
                     }
                 )
             ids = list(db.session.execute(insert, rows).scalars())

@@ -1,0 +1,152 @@
+"""End to end in a real headless Chromium (Playwright driving Debian's
+``chromium``): log in, create a project and an issue, find it in the list,
+close it. With ``SCREENSHOT_DIR=<dir>`` the main pages are saved there
+as PNG (``docs/screenshots`` holds the ones the README shows)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tracker import create_app, seed
+from werkzeug.serving import make_server
+
+from karaffe.db import db
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def live_url(tmp_path: Path) -> Iterator[str]:
+    """The tracker with demo data, served by a real HTTP server in a thread."""
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-test",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/browser.sqlite",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        seed.seed(orgs=2, issues=2_000, users_per_org=4)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[t.Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        try:
+            new = context.new_page()
+            new.set_default_timeout(10_000)
+            yield new
+        finally:
+            context.close()
+            browser.close()
+
+
+def shoot(page: t.Any, name: str, *, full: bool = False) -> None:
+    target = os.environ.get("SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=full)
+
+
+def test_log_in_create_project_and_issue_then_close_it(live_url: str, page: t.Any) -> None:
+    page.goto(live_url + "/")
+    shoot(page, "welcome")
+    page.click("text=Log in")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", "wrong password")
+    page.click("button[type=submit]")
+    assert page.locator(".flash.error").inner_text() == "Wrong email or password."
+    page.fill("#f-password", seed.DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    assert "Welcome back" in page.locator(".flashes").inner_text()
+    shoot(page, "dashboard")
+
+    page.click(".topbar nav >> text=Acme Robotics")
+    shoot(page, "organization")
+    page.click("text=New project")
+    page.click("main button[type=submit]")  # empty: refused next to the field
+    assert page.locator("#e-name").inner_text() == "This field is required."
+    page.fill("#f-name", "Browser test")
+    page.fill("#f-description", "Made by Playwright in a real Chromium.")
+    page.click("main button[type=submit]")
+    assert page.locator("h1").inner_text() == "Browser test"
+
+    page.click("text=New issue")
+    page.fill("#f-title", "Checkout button does nothing on mobile")
+    page.fill("#f-description", "Tap it: nothing happens.\nExpected: the payment page.")
+    page.select_option("#f-assignee_id", label="Bob Okafor")
+    page.select_option("#f-label_ids", label="bug")
+    shoot(page, "new-issue")
+    page.click("main button[type=submit]")
+    assert "created." in page.locator(".flashes").inner_text()
+    assert page.locator("h1").inner_text() == "Checkout button does nothing on mobile"
+
+    page.click(".crumbs >> text=Browser test")
+    rows = page.locator(".issues .title")
+    assert rows.all_inner_texts() == ["Checkout button does nothing on mobile"]
+    rows.first.click()
+    page.click("text=Close issue")
+    assert "closed." in page.locator(".flashes").inner_text()
+    assert page.locator("aside .badge").inner_text() == "Closed"
+    page.fill("#f-body", "Fixed by the new release.")
+    page.click("button:text-is('Comment')")
+    assert "Fixed by the new release." in page.locator(".comment .text").inner_text()
+    shoot(page, "issue", full=True)
+
+    page.click(".crumbs >> text=Browser test")
+    assert page.locator(".issues li").count() == 0  # open issues only
+    page.select_option("#status", "closed")
+    page.click("text=Filter")
+    assert page.locator(".issues .title").all_inner_texts() == [
+        "Checkout button does nothing on mobile"
+    ]
+
+
+def test_issue_list_and_phone_layout(live_url: str, page: t.Any) -> None:
+    page.goto(live_url + "/login")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", seed.DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    assert page.locator(".issues li").count() == 50
+    shoot(page, "issue-list")
+    page.click("a[rel=next]")
+    assert page.locator(".issues li").count() > 0
+    page.fill("#q", "login")
+    page.select_option("#status", "all")
+    page.click("text=Filter")
+    titles = page.locator(".issues .title").all_inner_texts()
+    assert titles and all("login" in title.lower() for title in titles)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(live_url + page.url.split(live_url)[1].split("?")[0])
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing overflows sideways on a phone
+    shoot(page, "phone-issue-list")
