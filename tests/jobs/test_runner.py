@@ -136,8 +136,7 @@ def test_a_module_without_a_factory_is_refused(app_package: str) -> None:
     with pytest.raises(JobImportError) as info:
         resolve_factory(f"{app_package}.jobs")
     assert (
-        str(info.value)
-        == f"module '{app_package}.jobs' has no create_app or make_jobs_app app factory"
+        str(info.value) == f"module '{app_package}.jobs' has no create_app or make_app app factory"
     )
     with pytest.raises(NotAJob) as not_factory:
         resolve_factory(f"{app_package}.jobs:NOT_CALLABLE")

@@ -261,13 +261,22 @@ def purge_expired_invitations() -> int:
 
 # -- event history ---------------------------------------------------------------
 
-#: Trims one channel's stream to the entries at or after ARGV[1] and records
-#: the newest id trimmed away, as the events broker's publish script does, so
-#: the relay tells a client resuming from a trimmed id that it missed events.
+#: Trims one channel's stream to the entries at or after ARGV[1], always
+#: keeping the newest (the relay reads a channel's position from it), and
+#: records the newest id trimmed away as the events broker's publish script
+#: does, so the relay tells a client resuming from a trimmed id what it missed.
 _TRIM_SCRIPT = """
-local gone = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then return 0 end
+local minid = ARGV[1]
+local gone = redis.call('XREVRANGE', KEYS[1], '(' .. minid, '-', 'COUNT', 1)
 if #gone == 0 then return 0 end
-local removed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+if gone[1][1] == last[1][1] then
+  minid = last[1][1]
+  gone = redis.call('XREVRANGE', KEYS[1], '(' .. minid, '-', 'COUNT', 1)
+  if #gone == 0 then return 0 end
+end
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', minid)
 redis.call('SET', KEYS[2], gone[1][1])
 return removed
 """
@@ -275,7 +284,8 @@ return removed
 
 @job(schedule="41 3 * * *")
 def trim_event_history() -> int:
-    """Drop live-update events older than ``EVENT_HISTORY_DAYS`` from Redis.
+    """Drop live-update events older than ``EVENT_HISTORY_DAYS`` from Redis
+    (keeping each channel's newest event).
 
     The broker bounds each channel's history by count when publishing; a
     channel that went quiet would keep its last events forever. Events carry

@@ -181,7 +181,9 @@ def job(
 
 def get_job(func: Callable[..., t.Any]) -> Job | None:
     """The :class:`Job` declared on ``func`` by ``@job``, if any."""
-    declared = getattr(func, JOB_ATTRIBUTE, None)
+    # Static lookup: a module's globals include proxies (``current_app``)
+    # whose attributes cannot be read outside a context.
+    declared = inspect.getattr_static(func, JOB_ATTRIBUTE, None)
     return declared if isinstance(declared, Job) else None
 
 
@@ -220,8 +222,8 @@ def collect_jobs(modules: Iterable[str]) -> dict[str, Job]:
                 f"jobs module {module_name} failed to import: {type(exc).__name__}: {exc}"
             ) from exc
         for value in vars(module).values():
-            declared = get_job(value) if callable(value) else None
-            if declared is None or getattr(value, "__module__", None) != module.__name__:
+            declared = get_job(value)
+            if declared is None or declared.func.__module__ != module.__name__:
                 continue
             other = jobs.get(declared.name)
             if other is not None and other.func is not declared.func:
