@@ -1,0 +1,123 @@
+"""The job system of an app: its settings, its jobs and its backend."""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import karaffe
+import karaffe.jobs
+from karaffe.config import ConfigError
+from karaffe.jobs import MemoryBackend, SqlBackend, get_jobs, job
+
+
+def configured(config: dict[str, t.Any], environ: dict[str, str] | None = None) -> karaffe.App:
+    app = karaffe.App("karaffe_jobs_ext_test")
+    karaffe.jobs.init_app(app)
+    app.configure({"TESTING": True, "SECRET_KEY": "s", **config}, environ=environ or {})
+    return app
+
+
+def test_settings_have_documented_defaults() -> None:
+    app = configured({})
+    assert {k: app.config[k] for k in app.config if k.startswith("JOBS_")} == {
+        "JOBS_MODULES": [],
+        "JOBS_BACKEND": None,
+        "JOBS_TIMEZONE": "UTC",
+        "JOBS_GRACE_SECONDS": 60,
+        "JOBS_LEASE_SECONDS": 60,
+        "JOBS_POLL_SECONDS": 1.0,
+        "JOBS_MAX_WORKERS": 4,
+        "JOBS_HISTORY": 100,
+    }
+
+
+def test_settings_are_read_from_the_environment() -> None:
+    app = configured(
+        {}, {"KARAFFE_JOBS_TIMEZONE": "Europe/Vienna", "KARAFFE_JOBS_GRACE_SECONDS": "5"}
+    )
+    assert (app.config["JOBS_TIMEZONE"], app.config["JOBS_GRACE_SECONDS"]) == ("Europe/Vienna", 5)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"JOBS_TIMEZONE": "Moon/Base"},
+            "setting JOBS_TIMEZONE (from the config mapping) is invalid: unknown time zone 'Moon/Base'",
+        ),
+        (
+            {"JOBS_GRACE_SECONDS": 0},
+            "setting JOBS_GRACE_SECONDS (from the config mapping) is invalid: must be greater than 0, got 0",
+        ),
+        (
+            {"JOBS_BACKEND": "localhost:6379"},
+            "setting JOBS_BACKEND (from the config mapping) is invalid: expected a URL such as redis://..., postgresql://..., sqlite:///path or memory://",
+        ),
+    ],
+)
+def test_bad_settings_are_refused_at_start_up(config: dict[str, t.Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        configured(config)
+    assert str(info.value) == message
+
+
+def test_an_app_configured_before_the_job_system_still_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = karaffe.App("karaffe_jobs_late_test")
+    app.configure({"TESTING": True, "SECRET_KEY": "s"}, environ={})
+    monkeypatch.setenv("KARAFFE_JOBS_MAX_WORKERS", "9")
+    assert get_jobs(app) is get_jobs(app)
+    assert app.config["JOBS_MAX_WORKERS"] == 9
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"JOBS_BACKEND": "memory://", "REDIS_URL": "redis://r/0"}, "memory://"),
+        ({"REDIS_URL": "redis://r/0", "DATABASE_URL": "postgresql://db/app"}, "redis://r/0"),
+        ({"DATABASE_URL": "postgresql://db/app"}, "postgresql://db/app"),
+        ({"SQLALCHEMY_DATABASE_URI": "sqlite://"}, "sqlite:///{instance}/karaffe-jobs.sqlite3"),
+        ({}, "sqlite:///{instance}/karaffe-jobs.sqlite3"),
+    ],
+)
+def test_the_backend_comes_from_the_app_configuration(
+    config: dict[str, t.Any], expected: str, tmp_path: Path
+) -> None:
+    app = karaffe.App("karaffe_jobs_url_test", instance_path=str(tmp_path / "instance"))
+    karaffe.jobs.init_app(app)
+    app.configure({"TESTING": True, "SECRET_KEY": "s"}, environ={})
+    app.config.update(config)
+    assert get_jobs(app).backend_url() == expected.format(instance=tmp_path / "instance")
+
+
+def test_the_default_backend_is_sqlite_in_the_instance_folder(tmp_path: Path) -> None:
+    app = karaffe.App("karaffe_jobs_sqlite_test", instance_path=str(tmp_path / "instance"))
+    app.configure({"TESTING": True, "SECRET_KEY": "s"}, environ={})
+    backend = get_jobs(app).backend
+    assert isinstance(backend, SqlBackend)
+    assert (tmp_path / "instance" / "karaffe-jobs.sqlite3").exists()
+    backend.close()
+
+
+def test_jobs_defined_elsewhere_are_added_by_hand(
+    make_jobs_app: Callable[..., karaffe.App],
+) -> None:
+    app = make_jobs_app()
+    state = get_jobs(app)
+    assert isinstance(state.backend, MemoryBackend)
+
+    @job(schedule="0 * * * *", name="hourly")
+    def hourly() -> None: ...
+
+    @job(name="manual")
+    def manual() -> None: ...
+
+    state.add(hourly)
+    state.add(manual)
+    assert sorted(state.jobs) == ["hourly", "manual"]
+    assert [j.name for j in state.scheduled()] == ["hourly"]
