@@ -122,8 +122,9 @@ def test_page_sees_an_event_from_python_with_the_embedded_broker(browser: object
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("election", ["web-locks", "localstorage-lease"])
 def test_two_tabs_share_one_relay_connection_and_both_update(
-    browser: object, redis_url: str
+    browser: object, redis_url: str, election: str
 ) -> None:
     from relay_harness import running_relay
 
@@ -145,11 +146,14 @@ def test_two_tabs_share_one_relay_connection_and_both_update(
         )
         with running_relay(config, port=relay_port) as relay:
             context = browser.new_context()  # type: ignore[attr-defined]
+            if election == "localstorage-lease":
+                context.add_init_script("delete Navigator.prototype.locks;")
             first, second = context.new_page(), context.new_page()
             for page in (first, second):
                 page.goto(url + "/?share=1")
             first.wait_for_function("window.stream.status === 'open'", timeout=5000)
             second.wait_for_function("window.stream.status === 'open'", timeout=5000)
+            assert first.evaluate("!!navigator.locks") == (election == "web-locks")
             with app.app_context():
                 publish("project:1", "issue.created", {"title": "Shared"})
             wait_received(first, "Shared")
@@ -157,14 +161,16 @@ def test_two_tabs_share_one_relay_connection_and_both_update(
             assert len(relay.relay.connections) == 1, "one EventSource for both tabs"
             # The leader tab goes away: the other takes over and misses nothing.
             first.close()
-            deadline = time.monotonic() + 5
+            with app.app_context():
+                publish("project:1", "issue.created", {"title": "Gap"})
+            deadline = time.monotonic() + 10
             while relay.relay.metrics.connections_total < 2:
                 assert time.monotonic() < deadline, "no tab took over"
                 time.sleep(0.05)
             with app.app_context():
                 publish("project:1", "issue.created", {"title": "After"})
             wait_received(second, "After")
-            assert second.evaluate("window.received") == ["Shared", "After"]
+            assert second.evaluate("window.received") == ["Shared", "Gap", "After"]
             context.close()
 
 
