@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing as t
 from datetime import UTC, datetime, timedelta
 
 
@@ -26,3 +27,39 @@ class Clock:
 def at(text: str) -> datetime:
     """``at("2026-01-05 07:00")`` as an aware UTC datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def race_in_process(
+    url: str, name: str, start: datetime, steps: int, barrier: t.Any, results: t.Any
+) -> None:
+    """One scheduler process of a race: polls at the same simulated instants
+    as its rivals (meeting them at ``barrier`` before each poll) and reports
+    the ticks it ran on ``results``."""
+    import karaffe
+    import karaffe.jobs
+    from karaffe.jobs import Scheduler, current_run, get_job, job
+
+    ran: list[str] = []
+
+    # Overlap allowed: only the tick claim may keep a tick from running twice.
+    @job(schedule="* * * * *", name=name, overlap=True)
+    def every_minute() -> None:
+        tick = current_run().tick
+        assert tick is not None
+        ran.append(tick.isoformat())
+
+    app = karaffe.App("karaffe_jobs_race")
+    karaffe.jobs.init_app(app)
+    app.configure({"TESTING": True, "SECRET_KEY": "s", "JOBS_BACKEND": url}, environ={})
+    declared = get_job(every_minute)
+    assert declared is not None
+    scheduler = Scheduler(app, jobs=[declared])
+    try:
+        for step in range(steps):
+            barrier.wait(timeout=60)
+            for run in scheduler.run_pending(start + step * timedelta(seconds=15)):
+                run.result(timeout=60)
+    finally:
+        scheduler.close()
+        scheduler.backend.close()
+    results.put(ran)

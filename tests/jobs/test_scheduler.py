@@ -4,13 +4,14 @@ Redis servers run every tick exactly once. Time is a controllable clock."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import typing as t
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from _jobtools import Clock, at
+from _jobtools import Clock, at, race_in_process
 
 import karaffe
 from karaffe.jobs import Backend, Job, MemoryBackend, Scheduler, current_run, job
@@ -304,7 +305,7 @@ def test_two_schedulers_racing_run_every_tick_exactly_once(
     url = request.getfixturevalue("postgres_url" if server == "postgres" else "redis_url")
     every_minute, every_five = Recorder(), Recorder()
     jobs = [
-        declared(every_minute, schedule="* * * * *", name=f"{unique}.minutely"),
+        declared(every_minute, schedule="* * * * *", name=f"{unique}.minutely", overlap=True),
         declared(every_five, schedule="*/5 * * * *", name=f"{unique}.five"),
     ]
     schedulers = [
@@ -325,3 +326,37 @@ def test_two_schedulers_racing_run_every_tick_exactly_once(
     assert sorted(r.tick for r in history) == minutes
     assert {r.status for r in history} == {SUCCEEDED}
     assert {r.host for r in history} <= {"machine-0", "machine-1"}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
+)
+def test_two_scheduler_processes_racing_run_every_tick_exactly_once(
+    server: str, request: pytest.FixtureRequest, unique: str
+) -> None:
+    url = request.getfixturevalue("postgres_url" if server == "postgres" else "redis_url")
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    start = at("2026-01-05 07:00:00")
+    processes = [
+        context.Process(
+            target=race_in_process, args=(url, f"{unique}.proc", start, 120, barrier, results)
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        ran = [results.get(timeout=120) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    assert [p.exitcode for p in processes] == [0, 0]
+    ticks = sorted(ran[0] + ran[1])
+    assert ticks == [(start + timedelta(minutes=i)).isoformat() for i in range(30)]
