@@ -8,17 +8,20 @@ It is built to hold tens of thousands of connections on one process:
 - **Encode once per channel**: an event's SSE bytes are built once; a
   connection that follows one channel gets the very same bytes object, one
   that follows several adds only its own ``id:`` line.
-- **No task per delivery**: the hub writes to each connection's ASGI ``send``
-  directly. A send that completes at once (uvicorn's does, unless the socket
-  is full) costs one call; one that must wait is driven by the event loop's
-  callbacks while later events pile up in the connection's buffer, which
-  goes out as one coalesced write. A connection whose buffer passes
-  ``EVENTS_MAX_BUFFER`` is cut off: it resumes later, it never slows others.
+- **No task per delivery**: the hub writes to every connection while it
+  handles the Redis message. Under uvicorn it writes the shared HTTP chunk
+  straight to the socket's transport; under any other server it calls the
+  ASGI ``send`` and drives it from the event loop's callbacks without a
+  task, later events piling up in the connection's buffer and going out as
+  one coalesced write. A connection with more than ``EVENTS_MAX_BUFFER``
+  bytes unsent is cut off: it resumes later, it never slows the others.
 - **Exact resume**: subscribe first, then replay each channel's history
   after the client's cursor (``XRANGE``), then go live, dropping what the
   replay already sent (:class:`~karaffe.events.session.StreamSession`).
   After a Redis outage the hub re-subscribes and reads what it missed from
   the streams, so nothing published meanwhile is lost.
+- **Redis Cluster**: with ``cluster=True``, sharded pub/sub on shard
+  channels in each channel's slot.
 
 Endpoints: ``/events/stream`` (``GET``), ``/healthz``, ``/metrics``.
 """
