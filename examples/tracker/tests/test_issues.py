@@ -210,3 +210,32 @@ def test_pages_need_login(client, world):
     rv = client.get(f"/o/acme/issues/{world.issues['first']}")
     assert rv.status_code == 302
     assert "/login?next=" in rv.headers["Location"]
+
+
+def test_changes_are_announced_after_commit(login, world, captured_events):
+    client = login("dave")
+    client.post(new_issue_url(world), data={"title": "Live one"})
+    client.post(f"/o/acme/issues/{world.issues['first']}/status", data={"status": "closed"})
+    client.post(f"/o/acme/issues/{world.issues['first']}/comments", data={"body": "Done"})
+    client.post(new_issue_url(world), data={"title": ""})  # refused: nothing announced
+    project = f"project:{world.projects['website']}"
+    first = f"issue:{world.issues['first']}"
+    got = [(e.channel, e.type) for e in captured_events]
+    assert got[0] == (project, "issue.created")
+    assert got[2:] == [
+        (project, "issue.updated"),
+        (first, "issue.updated"),
+        (first, "comment.created"),
+    ]
+    assert captured_events[2].data == {
+        "id": world.issues["first"],
+        "project_id": world.projects["website"],
+        "status": "closed",
+    }
+
+
+def test_issue_page_follows_only_its_own_channel(login, world):
+    page = login("dave").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
+    assert f'"channels":["issue:{world.issues["first"]}"]' in page
+    assert "karaffe-events.js" in page
+    assert '"token":"' in page

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import karaffe
 from karaffe import auth, db, tenancy
 from karaffe.config import Setting, positive
+from karaffe.events import Events
 
 from . import web
 
@@ -42,6 +43,7 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     app.before_request(web.load_user_first)
     auth.init_app(app)
     tenancy.init_app(app)
+    Events(app)
     app.register_blueprints("tracker.blueprints")
     karaffe.ApiDocs(
         title="tracker API",

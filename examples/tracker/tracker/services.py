@@ -30,6 +30,7 @@ from karaffe.auth import User, utcnow
 from karaffe.db import db
 from karaffe.tenancy import ROLES, Membership, Organization, create_organization, unscoped
 
+from . import live
 from .forms import FieldError
 from .models import Comment, Invitation, Issue, Label, Project, issue_labels
 from .schemas import IssueIn, IssuePatch, IssueQuery, ProjectIn, ProjectPatch
@@ -395,6 +396,7 @@ def create_issue(project: Project, actor: User, data: IssueIn) -> Issue:
     )
     db.session.add(issue)
     db.session.flush()
+    live.issue_changed("created", issue)
     return issue
 
 
@@ -419,6 +421,7 @@ def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
         issue.updated_at = utcnow()
     db.session.flush()
     db.session.refresh(issue)
+    live.issue_changed("updated", issue)
     return issue
 
 
@@ -427,6 +430,7 @@ def delete_issue(issue: Issue, actor: User) -> None:
     role = require_member(issue.organization_id, actor)
     if issue.author_id != actor.id and _rank(role) < _rank("admin"):
         raise Forbidden("Only the issue's author or an organization admin can delete it.")
+    live.issue_changed("deleted", issue)
     db.session.delete(issue)
     db.session.flush()
 
@@ -490,6 +494,7 @@ def add_comment(issue: Issue, actor: User, body: str) -> Comment:
     db.session.add(comment)
     issue.updated_at = utcnow()
     db.session.flush()
+    live.comment_added(comment, issue)
     return comment
 
 

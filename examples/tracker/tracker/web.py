@@ -55,10 +55,11 @@ def csrf_field() -> Markup:
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
 
 
-def live_script() -> Markup:
-    """The script tags that keep a page live, when the events part is installed."""
-    hook = current_app.extensions.get("tracker.live_script")
-    return hook() if hook is not None else Markup("")
+def live_script(live: dict[str, int] | None = None) -> Markup:
+    """The script tags that keep a page live (see :mod:`tracker.live`)."""
+    from . import live as live_updates
+
+    return live_updates.script(live)
 
 
 def template_context() -> dict[str, t.Any]:
