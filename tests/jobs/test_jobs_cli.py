@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,13 +22,15 @@ from flask.cli import cli as flask_cli
 Package = Callable[[dict[str, str]], str]
 
 JOBS = """
-import sys
+import logging
 
 from flask import current_app
 from karaffe.jobs import job
 
 @job(schedule="* * * * *")
 def hello(*args):
+    logging.getLogger(__name__).info("saying hello")
+    logging.getLogger("chatty.library").info("not shown")
     print("hello", current_app.config["APPLICATION_ROOT"], *args)
 
 def explode():
@@ -221,8 +226,49 @@ def test_the_karaffe_script_runs_a_job_with_a_config_file(app_package: str, tmp_
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello /prod x\n"
-    started, succeeded = done.stderr.splitlines()
+    started, said, succeeded = done.stderr.splitlines()
     assert started.endswith(
         f" INFO karaffe.jobs: job {app_package}.jobs.hello started (no tenant context)"
     )
+    assert said.endswith(f" INFO {app_package}.jobs: saying hello")
     assert f" INFO karaffe.jobs: job {app_package}.jobs.hello succeeded in " in succeeded
+
+
+def test_the_scheduler_runs_until_sigterm_then_stops_cleanly(
+    app_package: str, tmp_path: Path
+) -> None:
+    (tmp_path / "c.json").write_text(
+        json.dumps(
+            {"JOBS_BACKEND": f"sqlite:///{tmp_path / 'jobs.sqlite3'}", "JOBS_POLL_SECONDS": 0.05}
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen(
+        [KARAFFE, "--app", app_package, "scheduler", "--config", "c.json"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr or ()])
+    reader.start()
+    seen: list[str] = []
+    try:
+        # The every-minute job is due at start (within the grace): wait for its run.
+        while not any(f"job {app_package}.jobs.hello succeeded" in line for line in seen):
+            seen.append(lines.get(timeout=30))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        out = proc.stdout.read() if proc.stdout else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    while not lines.empty():
+        seen.append(lines.get())
+    assert proc.returncode == 0, "".join(seen)
+    assert out == "hello /\n"
+    assert any("scheduler" in line and "started; jobs: " in line for line in seen)
+    assert any("stopping; waiting for running jobs" in line for line in seen)

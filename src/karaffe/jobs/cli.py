@@ -58,23 +58,28 @@ class _ClickHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def _job_logging() -> Iterator[None]:
-    """Show the job logs on standard error unless logging is configured."""
-    logger = logging.getLogger("karaffe.jobs")
-    if logger.hasHandlers():
+def _job_logging(app: Flask) -> Iterator[None]:
+    """Unless logging is configured already, show on standard error the INFO
+    lines of the jobs machinery, of tenancy (unscoped access is audited) and
+    of the app's own package, and warnings from everything else."""
+    root = logging.getLogger()
+    if root.handlers:
         yield
         return
+    shown = ("karaffe.jobs", "karaffe.tenancy", app.import_name.split(".")[0])
     handler = _ClickHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    old_level = logger.level
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+    handler.addFilter(
+        lambda record: record.levelno >= logging.WARNING or record.name.startswith(shown)
+    )
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+        root.removeHandler(handler)
+        root.setLevel(old_level)
 
 
 def load_config_file(path: str | Path) -> dict[str, t.Any]:
@@ -161,7 +166,7 @@ def run_job_command(
     except JobError as exc:
         raise UsageFailure(str(exc)) from None
     app = load_app(factory, config_file)
-    with _job_logging():
+    with _job_logging(app):
         result = JobRunner(app).run(as_job(func, name=import_name), args)
     if not result.ok:
         raise click.ClickException(f"job {result.job} failed: {result.error}")
@@ -221,7 +226,7 @@ def scheduler_command(once: bool, config_file: str | None, factory: str | None) 
     """Run the app's scheduled jobs; start one on every machine you like,
     each tick runs once. Stops on SIGINT/SIGTERM after running jobs end."""
     app = load_app(factory, config_file)
-    with _job_logging():
+    with _job_logging(app):
         try:
             scheduler = Scheduler(app)
         except JobDeclarationError as exc:
