@@ -28,7 +28,14 @@ from werkzeug.exceptions import Conflict, Forbidden, NotFound
 
 from karaffe.auth import User, utcnow
 from karaffe.db import db
-from karaffe.tenancy import ROLES, Membership, Organization, create_organization, unscoped
+from karaffe.tenancy import (
+    ROLES,
+    Membership,
+    Organization,
+    available_organization_ids,
+    create_organization,
+    unscoped,
+)
 
 from . import live
 from .forms import FieldError
@@ -63,6 +70,14 @@ def require_member(org_id: int, user: User) -> str:
     if role is None:
         raise NotFound("The requested resource was not found.")
     return role
+
+
+def require_visible(org_id: int) -> None:
+    """404 unless ``org_id`` is one of the organizations the current scope
+    (the request's user) may see: a second check behind the tenancy filter,
+    answered from the memberships the scope has loaded already."""
+    if org_id not in available_organization_ids():
+        raise NotFound("The requested resource was not found.")
 
 
 def require_role(org_id: int, user: User, needed: str) -> str:
@@ -261,7 +276,7 @@ def get_project(project_id: int, user: User) -> Project:
     ).scalar_one_or_none()
     if project is None:
         raise NotFound("The requested resource was not found.")
-    require_member(project.organization_id, user)
+    require_visible(project.organization_id)
     return project
 
 
@@ -334,7 +349,7 @@ def get_label(label_id: int, user: User) -> Label:
     label = db.session.execute(sa.select(Label).where(Label.id == label_id)).scalar_one_or_none()
     if label is None:
         raise NotFound("The requested resource was not found.")
-    require_member(label.organization_id, user)
+    require_visible(label.organization_id)
     return label
 
 
@@ -352,7 +367,7 @@ def get_issue(issue_id: int, user: User) -> Issue:
     issue = db.session.execute(sa.select(Issue).where(Issue.id == issue_id)).scalar_one_or_none()
     if issue is None:
         raise NotFound("The requested resource was not found.")
-    require_member(issue.organization_id, user)
+    require_visible(issue.organization_id)
     return issue
 
 
@@ -504,7 +519,7 @@ def get_comment(comment_id: int, user: User) -> Comment:
     ).scalar_one_or_none()
     if comment is None:
         raise NotFound("The requested resource was not found.")
-    require_member(comment.organization_id, user)
+    require_visible(comment.organization_id)
     return comment
 
 
