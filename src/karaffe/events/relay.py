@@ -636,17 +636,16 @@ class Hub:
         self.metrics.events_in += 1
         if feed.epoch is not None and epoch != feed.epoch:
             # History was recreated: every reader goes through its session (reset).
-            feed.slow.update(feed.fast)
-            feed.fast.clear()
+            self._demote(feed)
         feed.epoch, feed.last = epoch, sid
         tail = event_tail(id, feed.name, type, data_json)
         channel = feed.name
         if feed.fast:
-            position = Position(epoch, sid)
-            shared = b"id: " + position.segment(channel).encode("ascii") + b"\n" + tail
+            # The position of a connection in ``fast`` is the feed's: it is
+            # written into its session only when it leaves (see _demote).
+            shared = b"id: " + Position(epoch, sid).segment(channel).encode("ascii") + b"\n" + tail
             shared_chunk = chunk(shared)
             for conn in feed.fast:
-                conn.session.positions[channel] = position
                 conn.write(shared, shared_chunk)
         promote = []
         for conn in feed.slow:
@@ -661,6 +660,16 @@ class Hub:
         for conn in feed.joining:
             conn.early.append((channel, sid, epoch, tail))
         self.metrics.deliveries += len(feed.fast) + len(feed.slow)
+
+    def _demote(self, feed: ChannelFeed) -> None:
+        """Move ``feed``'s fast connections to the slow path, giving each its
+        position (the feed's), which the fast path does not keep up to date."""
+        if feed.fast and feed.epoch is not None and feed.last is not None:
+            position = Position(feed.epoch, feed.last)
+            for conn in feed.fast:
+                conn.session.positions[feed.name] = position
+        feed.slow.update(feed.fast)
+        feed.fast.clear()
 
     def _revoke(self, payload: bytes) -> None:
         user, _, at_raw = payload.decode("utf-8").partition("\n")

@@ -110,7 +110,8 @@ class ChannelGrant:
         """The requested channels if the grant covers them all, else
         :class:`ChannelForbidden`. Requesting none means all granted ones."""
         wanted = tuple(dict.fromkeys(requested))
-        if not wanted:
+        if not wanted or wanted == self.channels:
+            # The grant's own tuple: connections of one token share it.
             return self.channels
         allowed = set(self.channels)
         for channel in wanted:
