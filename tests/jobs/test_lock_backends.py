@@ -152,3 +152,17 @@ def test_an_unknown_backend_url_is_refused() -> None:
     with pytest.raises(ValueError) as info:
         backend_from_url("mongodb://db/jobs")
     assert str(info.value) == ("no job backend for 'mongodb' URLs: use redis, postgresql or sqlite")
+
+
+@pytest.mark.redis
+def test_redis_remembers_the_last_tick_after_its_run_record_expired(
+    redis_url: str, unique: str
+) -> None:
+    backend = RedisBackend(redis_url)
+    try:
+        assert backend.claim(unique, T1, now=T1, lease=LEASE, exclusive=False) is not None
+        backend.client.delete(backend._key(unique, f"run:{int(T1.timestamp() * 1000)}"))
+        assert backend.history(unique) == []
+        assert backend.last_tick(unique) == T1
+    finally:
+        backend.close()

@@ -159,3 +159,82 @@ def test_a_job_acting_as_each_user_sees_what_they_may_see(app: karaffe.App) -> N
         ("user alice@example.com", ["acme-1", "acme-2"]),
         ("user bob@example.com", []),
     ]
+
+
+COUNT_JOBS = """
+import sqlalchemy as sa
+from datalayer import Crate
+from karaffe.db import db
+
+def labels():
+    print(",".join(sorted(db.session.scalars(sa.select(Crate.label)))))
+"""
+
+
+@pytest.fixture
+def labels_job(package: t.Callable[[dict[str, str]], str]) -> str:
+    return f"{package({'jobs.py': COUNT_JOBS})}.jobs.labels"
+
+
+def run_job_cli(app: karaffe.App, *args: str) -> t.Any:
+    return app.test_cli_runner().invoke(args=["karaffe", "run-job", *args])
+
+
+def test_run_job_refuses_a_job_touching_org_data_without_a_context(
+    app: karaffe.App, labels_job: str
+) -> None:
+    result = run_job_cli(app, labels_job)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: job {labels_job} failed: MissingJobContext: job {labels_job} read Crate rows "
+        "without naming whose data it acts on"
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("organization", "labels"), [("acme", "acme-1,acme-2"), ("globex", "globex-1")]
+)
+def test_run_job_in_one_organization(
+    app: karaffe.App, labels_job: str, organization: str, labels: str
+) -> None:
+    result = run_job_cli(app, labels_job, "--organization", organization)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{labels}\n"
+
+
+def test_run_job_in_an_organization_by_id(app: karaffe.App, labels_job: str) -> None:
+    with app.app_context(), tenancy.unscoped("test: globex's id"):
+        globex = db.session.scalar(sa.select(tenancy.Organization.id).filter_by(slug="globex"))
+    result = run_job_cli(app, labels_job, "--organization", str(globex))
+    assert (result.exit_code, result.stdout) == (0, "globex-1\n")
+
+
+def test_run_job_unscoped_names_its_reason(
+    app: karaffe.App, labels_job: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="karaffe.tenancy")
+    result = run_job_cli(app, labels_job, "--unscoped", "count every crate")
+    assert (result.exit_code, result.stdout) == (0, "acme-1,acme-2,globex-1\n")
+    assert any(f"job {labels_job}: count every crate" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--organization", "initech"), "Error: no organization 'initech'\n"),
+        (
+            ("--unscoped", " "),
+            "Error: an unscoped job must say why it needs every organization's data\n",
+        ),
+        (
+            ("--organization", "acme", "--unscoped", "x"),
+            "Error: give --organization or --unscoped, not both\n",
+        ),
+    ],
+)
+def test_run_job_refuses_a_bad_context_with_exit_2(
+    app: karaffe.App, labels_job: str, args: tuple[str, ...], message: str
+) -> None:
+    result = run_job_cli(app, labels_job, *args)
+    assert (result.exit_code, result.stderr) == (2, message)

@@ -25,6 +25,7 @@ from .backends import (
 )
 from .context import (
     ActingAs,
+    ForOrganization,
     JobContext,
     MissingJobContext,
     NoContext,
@@ -53,6 +54,7 @@ __all__ = [
     "ActingAs",
     "Backend",
     "Claim",
+    "ForOrganization",
     "Job",
     "JobContext",
     "JobDeclarationError",

@@ -343,6 +343,11 @@ class RedisBackend(Backend):
         )
         return replace(claim.record, status=status, finished=utc(now), error=error)
 
+    def last_tick(self, job: str) -> datetime | None:
+        """From the claimed ticks, which outlive the run records."""
+        top = self.client.zrevrange(self._key(job, "ticks"), 0, 0)
+        return _from_ms(top[0]) if top else None
+
     def history(self, job: str, limit: int = 20) -> list[RunRecord]:
         ticks = self.client.zrevrange(self._key(job, "ticks"), 0, limit - 1)
         pipe = self.client.pipeline(transaction=False)

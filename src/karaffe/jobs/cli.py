@@ -14,6 +14,7 @@ callable, unreadable config file, invalid setting).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import runpy
@@ -30,6 +31,7 @@ from flask import Flask
 from flask.cli import NoAppException, ScriptInfo, prepare_import
 
 from ..config import ConfigError
+from .context import ForOrganization, JobContext, Unscoped
 from .extension import get_jobs
 from .registry import JobDeclarationError, as_job
 from .runner import JobError, JobRunner, resolve_factory, resolve_job
@@ -153,21 +155,49 @@ _config_option = click.option(
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @_config_option
 @_factory_option
+@click.option(
+    "--organization",
+    metavar="SLUG|ID",
+    help="Run inside this organization's tenant context, instead of the job's own.",
+)
+@click.option(
+    "--unscoped",
+    metavar="REASON",
+    help="Run with every organization's data, for the reason given (it is logged).",
+)
 def run_job_command(
-    import_name: str, args: tuple[str, ...], config_file: str | None, factory: str | None
+    import_name: str,
+    args: tuple[str, ...],
+    config_file: str | None,
+    factory: str | None,
+    organization: str | None,
+    unscoped: str | None,
 ) -> None:
     """Run the job IMPORT_NAME (pkg.module.func) once, inside the app context.
 
     Arguments after -- are passed to the job as strings. Exits 1 when the
     job fails, 2 when it cannot be found or called.
     """
+    if organization is not None and unscoped is not None:
+        raise UsageFailure("give --organization or --unscoped, not both")
     try:
         func = resolve_job(import_name)
-    except JobError as exc:
+        context: JobContext | None = Unscoped(unscoped) if unscoped is not None else None
+    except (JobError, ValueError) as exc:
         raise UsageFailure(str(exc)) from None
     app = load_app(factory, config_file)
+    if organization is not None:
+        context = ForOrganization(organization)
+        try:
+            with app.app_context():
+                context.resolve()
+        except LookupError as exc:
+            raise UsageFailure(str(exc.args[0])) from None
+    declared = as_job(func, name=import_name)
+    if context is not None:
+        declared = dataclasses.replace(declared, context=context)
     with _job_logging(app):
-        result = JobRunner(app).run(as_job(func, name=import_name), args)
+        result = JobRunner(app).run(declared, args)
     if not result.ok:
         raise click.ClickException(f"job {result.job} failed: {result.error}")
 

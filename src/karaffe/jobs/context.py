@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "ActingAs",
+    "ForOrganization",
     "JobContext",
     "MissingJobContext",
     "NoContext",
@@ -163,6 +164,42 @@ class PerOrganization(JobContext):
         for org in self.list_organizations(job_name):
             label = f"organization {getattr(org, 'slug', None) or getattr(org, 'id', org)}"
             yield Scope(label, tenancy.for_organization(getattr(org, "id", org)))
+
+
+class ForOrganization(JobContext):
+    """Run once inside ``tenancy.for_organization`` of one organization,
+    named by id or slug (``flask karaffe run-job --organization acme``)."""
+
+    def __init__(self, organization: int | str) -> None:
+        self.organization = organization
+
+    def describe(self) -> str:
+        return f"organization {self.organization}"
+
+    def resolve(self) -> int:
+        """The organization's id; ``LookupError`` when there is none such.
+        Needs an app context."""
+        from sqlalchemy import select
+
+        from .. import tenancy
+        from ..db import db
+
+        org = tenancy.Organization
+        key = self.organization
+        if isinstance(key, int) or key.isdigit():
+            where = org.id == int(key)
+        else:
+            where = org.slug == key
+        with tenancy.unscoped(f"find organization {self.organization} to run a job in"):
+            found = db.session.scalar(select(org.id).where(where))
+        if found is None:
+            raise LookupError(f"no organization {self.organization!r}")
+        return found
+
+    def scopes(self, job_name: str) -> Iterator[Scope]:
+        from .. import tenancy
+
+        yield Scope(f"organization {self.organization}", tenancy.for_organization(self.resolve()))
 
 
 class ActingAs(JobContext):
