@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
+from flask_migrate import stamp, upgrade
 from tracker import create_app, seed
 
 from karaffe.db import db
@@ -37,7 +39,11 @@ def prepare() -> None:
     """Create the schema and load the demo data unless it is there already."""
     (HERE / "instance").mkdir(exist_ok=True)
     with app.app_context():
-        db.create_all()
+        tables = set(sa.inspect(db.engine).get_table_names())
+        if "issue" in tables and "alembic_version" not in tables:
+            stamp()  # made by `flask tracker seed` (create_all): already current
+        else:
+            upgrade()  # the migrations in examples/tracker/migrations
         if seed.has_data():
             click.echo(" * tracker demo: reusing the data already in the database")
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typing as t
 from collections.abc import Mapping
+from pathlib import Path
 
 import karaffe
 from karaffe import auth, db, tenancy
@@ -18,7 +19,10 @@ from karaffe.events import Events
 
 from . import web
 
-__all__ = ["SETTINGS", "create_app"]
+__all__ = ["MIGRATIONS", "SETTINGS", "create_app"]
+
+#: Alembic's migrations (``flask --app tracker db upgrade``), next to the package.
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 #: The tracker's own settings (environment: ``TRACKER_<NAME>``).
 SETTINGS: tuple[Setting, ...] = (
@@ -39,6 +43,8 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     app.configure(config)
     if not app.config.get("LOGIN_VIEW"):
         app.config["LOGIN_VIEW"] = "accounts.login"
+    if not app.config.get("DATABASE_MIGRATIONS_DIR"):
+        app.config["DATABASE_MIGRATIONS_DIR"] = str(MIGRATIONS)
     db.init_app(app)
     app.before_request(web.load_user_first)
     auth.init_app(app)

@@ -1,0 +1,51 @@
+"""The Alembic migrations build exactly the schema the models declare, on
+SQLite and on PostgreSQL: ``flask db upgrade`` then autogenerate finds
+nothing left to do."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import upgrade
+from tracker import MIGRATIONS, create_app
+
+from karaffe.db import Model, db, normalize_database_url
+
+
+def upgrade_and_compare(url: str) -> list[object]:
+    app = create_app({"TESTING": True, "SECRET_KEY": "migrations", "DATABASE_URL": url})
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS))
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, Model.metadata)
+            tables = set(sa.inspect(connection).get_table_names())
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+    assert {"issue", "project", "label", "comment", "invitation", "issue_label"} <= tables
+    return diff
+
+
+def test_migrations_match_the_models_on_sqlite(tmp_path):
+    assert upgrade_and_compare(f"sqlite:///{tmp_path}/migrated.sqlite") == []
+
+
+@pytest.mark.postgres
+def test_migrations_match_the_models_on_postgresql(postgres_url):
+    # A database of its own: other tests create and drop tables in the shared one.
+    name = f"tracker_migrations_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
+        assert upgrade_and_compare(url.render_as_string(hide_password=False)) == []
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
