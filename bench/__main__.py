@@ -18,7 +18,7 @@ from pathlib import Path
 from .apps import APPS, by_name
 from .check import BadAnswer
 from .report import markdown, summarize, text_table, verdicts
-from .runner import ENDPOINTS, Options, run
+from .runner import ENDPOINTS, Measurement, Options, run
 from .servers import DEFAULT_SERVERS, SERVERS, ServerFailed
 from .wrk import WrongAnswers
 
@@ -81,7 +81,8 @@ def _pairs(args: argparse.Namespace) -> list[t.Any]:
     return pairs
 
 
-def _preamble(options: Options, args: argparse.Namespace) -> str:
+def _preamble(options: Options, measurements: t.Sequence[Measurement]) -> str:
+    loads = [m.load_average for m in measurements] or [0.0]
     versions = []
     for name in _VERSIONS:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -94,12 +95,16 @@ def _preamble(options: Options, args: argparse.Namespace) -> str:
             f" {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}).",
             f"One worker process pinned to CPU {options.server_cpu}; wrk (1 thread,"
             f" {options.connections} connections) pinned to CPU {options.wrk_cpu}.",
-            f"{options.rounds} alternating rounds of {options.duration:g} s (after"
+            f"{options.rounds} alternating round(s) of {options.duration:g} s (after"
             f" {options.warmup:g} s of warm-up) per app, server and endpoint; medians shown,"
             " spread = (max - min) / median.",
             f"The page endpoint loads the page {options.page_depth} rel=next links from the first,"
             " reached by following Link headers.",
             "Every response's status was checked (and the Link header on pages).",
+            "req/CPU-s: requests per CPU-second used by the server's processes, which other"
+            " processes on a shared machine skew far less than req/s.",
+            f"Load average (1 min) after each measurement: {min(loads):.1f} to {max(loads):.1f}"
+            " (2 or more: something else competed for the two cores).",
             "",
             "Versions: " + ", ".join(versions) + ".",
         ]
@@ -153,7 +158,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     for line in verdict_lines:
         print(line)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(markdown(rows, verdict_lines, _preamble(options, args)))
+    args.output.write_text(markdown(rows, verdict_lines, _preamble(options, measurements)))
     print(f"\n(written to {args.output})")
     return 0
 

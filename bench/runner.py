@@ -10,6 +10,7 @@ favour whoever runs first.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import typing as t
@@ -48,6 +49,17 @@ class Measurement:
     endpoint: str
     round: int
     result: LoadResult
+    #: CPU seconds the server used while under load.
+    server_cpu: float
+    #: The machine's 1-minute load average afterwards (2 = both cores busy).
+    load_average: float
+
+    @property
+    def rps_per_cpu(self) -> float:
+        """Requests per CPU-second of the server: its throughput had it had
+        the core to itself, which other processes on a shared machine skew far
+        less than they skew req/s."""
+        return self.result.requests / self.server_cpu if self.server_cpu else 0.0
 
 
 def _fetch(base_url: str, path: str, body: t.Any = None) -> tuple[int, bytes, str | None]:
@@ -112,17 +124,21 @@ def run(
                     if options.warmup > 0:
                         run_wrk(running.base_url, load, duration=options.warmup,
                                 connections=options.connections, cpu=options.wrk_cpu)  # fmt: skip
+                    cpu_before = running.cpu_seconds()
                     result = run_wrk(
                         running.base_url, load, duration=options.duration,
                         connections=options.connections, cpu=options.wrk_cpu,
                     )  # fmt: skip
+                    cpu = running.cpu_seconds() - cpu_before
                     running.check_alive()
                     measurements.append(
-                        Measurement(app.name, server.name, endpoint, round_, result)
-                    )
+                        Measurement(app.name, server.name, endpoint, round_, result, cpu,
+                                    os.getloadavg()[0])
+                    )  # fmt: skip
                     _say(
                         f"round {round_}/{options.rounds}  {app.name:<15} {server.name:<12}"
                         f" {endpoint:<8} {result.rps:>9,.0f} req/s  p99 {result.p99_ms:6.1f} ms"
+                        f"  {measurements[-1].rps_per_cpu:>9,.0f} req/CPU-s"
                         + (
                             f"  ({result.socket_errors} socket errors)"
                             if result.socket_errors
