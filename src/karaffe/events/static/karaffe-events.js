@@ -217,11 +217,14 @@
       self._broadcast({ kind: "reset", channel: channel, cursor: self.cursor });
       self._reset(channel);
     });
-    source.addEventListener("token-expiring", function () { self._renewAndReopen(0); });
+    source.addEventListener("token-expiring", function () {
+      // Without a renew function the stream runs until the token expires.
+      if (self.renew) self._renewAndReopen(0);
+    });
     source.addEventListener("auth-expired", function (e) {
       var reason = JSON.parse(e.data).reason;
       self._closeSource();
-      if (reason === "revoked") {
+      if (reason === "revoked" || !self.renew) {
         self.close();
       } else {
         self._renewAndReopen(0);
