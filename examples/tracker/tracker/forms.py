@@ -90,4 +90,4 @@ class Form:
         blank is "required", whatever rule it broke first."""
         if blank and error["type"] != "extra_forbidden":
             return MESSAGES["missing"]
-        return MESSAGES.get(error["type"], error["msg"])
+        return MESSAGES.get(error["type"], str(error["msg"]))

@@ -103,7 +103,10 @@ def seed(
     with unscoped("seeding demo data"):
         people = _users(orgs * users_per_org, password_hash)
         report.users = [u.email for u in people]
-        org_rows, projects, labels, members = [], [], {}, {}
+        org_rows: list[Organization] = []
+        projects: list[Project] = []
+        labels: dict[int, list[Label]] = {}
+        members: dict[int, list[int]] = {}
         for i in range(orgs):
             name = _ORGS[i % len(_ORGS)] + ("" if i < len(_ORGS) else f" {i // len(_ORGS) + 1}")
             org = Organization(name=name, slug=unique_slug(name))
@@ -144,7 +147,7 @@ def seed(
         done = 0
         while done < issues:
             count = min(BATCH, issues - done)
-            rows = []
+            rows: list[dict[str, t.Any]] = []
             for k in range(done, done + count):
                 project = projects[rnd.randrange(len(projects))]
                 org_id = project.organization_id

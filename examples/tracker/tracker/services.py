@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import typing as t
 import unicodedata
 
 import sqlalchemy as sa
@@ -215,7 +214,7 @@ def create_invitation(org_id: int, actor: User, role: str) -> tuple[Invitation, 
     db.session.add(invitation)
     db.session.flush()
     token = _invitation_serializer().dumps({"i": invitation.id, "o": org_id})
-    return invitation, t.cast(str, token)
+    return invitation, str(token)
 
 
 def read_invitation(token: str) -> Invitation:
@@ -454,7 +453,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def issue_list(project: Project, filters: IssueQuery) -> sa.Select[tuple[Issue]]:
+def issue_list(project: Project, filters: IssueQuery) -> sa.Select[Issue]:
     """The select of a project's issues matching ``filters`` (unordered:
     pagination orders it)."""
     stmt = sa.select(Issue).where(Issue.project_id == project.id)

@@ -313,7 +313,7 @@ def list_comments(issue_id: int) -> t.Any:
 
     issue = _issue()
     stmt = sa.select(Comment).where(Comment.issue_id == issue.id)
-    return ApiResult(page=paginate(stmt, order_by=[Comment.id]))
+    return ApiResult(page=paginate(stmt, order_by=[Comment.id.asc()]))
 
 
 @blueprint.post("/issues/<int:issue_id>/comments")

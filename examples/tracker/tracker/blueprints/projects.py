@@ -46,7 +46,9 @@ def _filters() -> IssueQuery:
     """The list's filters from the query string. The HTML list shows open
     issues by default; ``status=all`` shows every one. A malformed filter
     (``assignee=abc``) is ignored rather than failing the page."""
-    raw = {k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v}
+    raw: dict[str, str | None] = {
+        k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v
+    }
     status = raw.get("status", "open")
     raw["status"] = None if status == "all" else status
     try:
