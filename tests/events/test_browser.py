@@ -31,10 +31,10 @@ PAGE = """<!doctype html>
     url: {{ stream_url|htmljson }},
     channels: ["project:1"],
     token: {{ channel_token("u1", ["project:1"], max_age=max_age)|htmljson }},
-    renew: function () {
+    renew: {% if renew %}function () {
       window.renewals = (window.renewals || 0) + 1;
       return fetch("/token").then(function (r) { return r.json(); }).then(function (j) { return j.token; });
-    },
+    }{% else %}null{% endif %},
     cursor: {{ events_cursor(["project:1"])|htmljson }},
     share: {{ share|htmljson }},
   });
@@ -63,6 +63,7 @@ def make_page_app(config: dict[str, object]) -> karaffe.App:
             PAGE,
             stream_url=stream_url(),
             share=request.args.get("share") == "1",
+            renew=request.args.get("renew") != "0",
             max_age=app.config["EVENTS_TOKEN_MAX_AGE"],
         )
 
@@ -198,4 +199,14 @@ def test_token_renewal_keeps_the_stream_without_loss_or_duplicates(browser: obje
         wait_received(page, titles[-1], within=3.0)
         assert page.evaluate("window.received") == titles
         assert page.evaluate("window.renewals") >= 1
+        page.close()
+
+
+def test_without_renew_the_stream_closes_at_expiry(browser: object) -> None:
+    app = make_page_app({"EVENTS_TOKEN_MAX_AGE": 2, "EVENTS_TOKEN_NOTICE": 1.0})
+    for url in serve(app):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(url + "/?renew=0")
+        page.wait_for_function("window.stream.status === 'open'", timeout=5000)
+        page.wait_for_function("window.stream.status === 'closed'", timeout=5000)
         page.close()
