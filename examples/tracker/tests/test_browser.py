@@ -107,6 +107,12 @@ def test_log_in_create_project_and_issue_then_close_it(live_url: str, page: t.An
     assert "created." in page.locator(".flashes").inner_text()
     assert page.locator("h1").inner_text() == "Checkout button does nothing on mobile"
 
+    # A second tab on the same issue learns of changes made in the first.
+    watcher = page.context.new_page()
+    watcher.set_default_timeout(10_000)
+    watcher.goto(page.url)
+    watcher.wait_for_timeout(500)  # let its stream connect (it resumes from the cursor anyway)
+
     page.click(".crumbs >> text=Browser test")
     rows = page.locator(".issues .title")
     assert rows.all_inner_texts() == ["Checkout button does nothing on mobile"]
@@ -114,6 +120,8 @@ def test_log_in_create_project_and_issue_then_close_it(live_url: str, page: t.An
     page.click("text=Close issue")
     assert "closed." in page.locator(".flashes").inner_text()
     assert page.locator("aside .badge").inner_text() == "Closed"
+    assert "This page changed." in watcher.locator(".live-banner").inner_text()
+    watcher.close()
     page.fill("#f-body", "Fixed by the new release.")
     page.click("button:text-is('Comment')")
     assert "Fixed by the new release." in page.locator(".comment .text").inner_text()
