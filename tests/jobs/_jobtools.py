@@ -5,6 +5,8 @@ from __future__ import annotations
 import typing as t
 from datetime import UTC, datetime, timedelta
 
+from karaffe.jobs import Backend
+
 
 class Clock:
     """A clock the test moves by hand: ``clock()`` is the current time."""
@@ -63,3 +65,34 @@ def race_in_process(
         scheduler.close()
         scheduler.backend.close()
     results.put(ran)
+
+
+#: A factory module for throwaway packages: ``create_app(config)``.
+FACTORY = """
+import karaffe
+import karaffe.jobs
+
+
+def create_app(config=None):
+    app = karaffe.App(__name__)
+    karaffe.jobs.init_app(app)
+    app.configure({"TESTING": True, "SECRET_KEY": "jobs-secret", "JOBS_BACKEND": "memory://",
+                   **(config or {})})
+    return app
+"""
+
+#: Makes backend instances sharing one store (the ``backends`` fixture).
+BackendFactory = t.Callable[[], Backend]
+
+
+def drop_runs_table(url: str) -> None:
+    """Leave a shared test database as found: other tests expect only their
+    own tables there."""
+    from karaffe.jobs import SqlBackend
+
+    backend = SqlBackend(url)
+    try:
+        with backend.engine.begin() as conn:
+            backend.table.drop(conn, checkfirst=True)
+    finally:
+        backend.close()

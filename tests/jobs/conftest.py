@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _jobtools import Clock, at
+from _jobtools import BackendFactory, Clock, at, drop_runs_table
 
 import karaffe
 from karaffe import jobs
@@ -47,21 +47,6 @@ def package(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], str]]:
             del sys.modules[module]
 
 
-#: A factory module for throwaway packages: ``create_app(config)``.
-FACTORY = """
-import karaffe
-import karaffe.jobs
-
-
-def create_app(config=None):
-    app = karaffe.App(__name__)
-    karaffe.jobs.init_app(app)
-    app.configure({"TESTING": True, "SECRET_KEY": "jobs-secret", "JOBS_BACKEND": "memory://",
-                   **(config or {})})
-    return app
-"""
-
-
 @pytest.fixture
 def make_jobs_app() -> Callable[..., karaffe.App]:
     """A configured app with the job system on an in-memory backend."""
@@ -82,9 +67,6 @@ def make_jobs_app() -> Callable[..., karaffe.App]:
 def unique() -> str:
     """A prefix that keeps this test's jobs apart on shared servers."""
     return f"t{uuid.uuid4().hex[:10]}"
-
-
-BackendFactory = Callable[[], Backend]
 
 
 @pytest.fixture(
@@ -118,3 +100,5 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend
     yield make
     for backend in made:
         backend.close()
+    if kind == "postgres":
+        drop_runs_table(request.getfixturevalue("postgres_url"))

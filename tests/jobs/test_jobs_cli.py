@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _jobtools import FACTORY
 from click.testing import CliRunner, Result
-from conftest import FACTORY
 from flask.cli import cli as flask_cli
 
 Package = Callable[[dict[str, str]], str]

@@ -8,7 +8,7 @@ import typing as t
 from collections.abc import Callable
 
 import pytest
-from conftest import FACTORY
+from _jobtools import FACTORY
 
 import karaffe
 from karaffe.jobs import (

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from _jobtools import Clock, at, race_in_process
+from _jobtools import Clock, at, drop_runs_table, race_in_process
 
 import karaffe
 from karaffe.jobs import Backend, Job, MemoryBackend, Scheduler, current_run, job
@@ -320,6 +320,8 @@ def test_two_schedulers_racing_run_every_tick_exactly_once(
         for scheduler in schedulers:
             scheduler.close()
             scheduler.backend.close()
+        if server == "postgres":
+            drop_runs_table(url)
     minutes = [start + timedelta(minutes=i) for i in range(60)]
     assert every_minute.ticks == minutes
     assert every_five.ticks == minutes[::5]
@@ -357,6 +359,8 @@ def test_two_scheduler_processes_racing_run_every_tick_exactly_once(
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+        if server == "postgres":
+            drop_runs_table(url)
     assert [p.exitcode for p in processes] == [0, 0]
     ticks = sorted(ran[0] + ran[1])
     assert ticks == [(start + timedelta(minutes=i)).isoformat() for i in range(30)]
