@@ -186,10 +186,8 @@ class ForOrganization(JobContext):
 
         org = tenancy.Organization
         key = self.organization
-        if isinstance(key, int) or key.isdigit():
-            where = org.id == int(key)
-        else:
-            where = org.slug == key
+        by_id = isinstance(key, int) or key.isdigit()
+        where = org.id == int(key) if by_id else org.slug == key
         with tenancy.unscoped(f"find organization {self.organization} to run a job in"):
             found = db.session.scalar(select(org.id).where(where))
         if found is None:
