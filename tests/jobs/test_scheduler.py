@@ -364,3 +364,22 @@ def test_two_scheduler_processes_racing_run_every_tick_exactly_once(
     assert [p.exitcode for p in processes] == [0, 0]
     ticks = sorted(ran[0] + ran[1])
     assert ticks == [(start + timedelta(minutes=i)).isoformat() for i in range(30)]
+
+
+def test_a_job_interrupted_by_a_base_exception_is_recorded_as_failed(
+    scheduler_for: Callable[..., Scheduler], clock: Clock
+) -> None:
+    def leaves() -> None:
+        raise SystemExit(3)
+
+    backend = MemoryBackend()
+    declared_job = declared(leaves, schedule="*/5 * * * *")
+    scheduler = scheduler_for(declared_job, backend=backend)
+    clock.set(at("2026-01-05 07:00:00"))
+    (run,) = scheduler.run_pending()
+    with pytest.raises(SystemExit):
+        run.result(timeout=10)
+    (record,) = backend.history(declared_job.name)
+    assert (record.status, record.error) == (FAILED, "interrupted")
+    clock.set(at("2026-01-05 07:05:00"))
+    assert [r.claim.runs for r in scheduler.run_pending()] == [True]

@@ -165,11 +165,19 @@ class Scheduler:
         try:
             result = self.runner.run(job, tick=claim.record.tick)
         finally:
-            with self._lock:
-                self._active.pop(claim.token, None)
             status = SUCCEEDED if result is not None and result.ok else FAILED
             error = "interrupted" if result is None else result.error
-            record = self.backend.finish(claim, now=self.clock(), status=status, error=error)
+            try:
+                record = self.backend.finish(claim, now=self.clock(), status=status, error=error)
+            except Exception:
+                log.exception(
+                    "job %s: could not record the end of tick %s; its lease will expire",
+                    job.name, claim.record.tick.isoformat(),
+                )  # fmt: skip
+                raise
+            finally:
+                with self._lock:
+                    self._active.pop(claim.token, None)
         return record
 
     def renew_leases(self, now: datetime | None = None) -> None:
