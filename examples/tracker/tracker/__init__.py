@@ -46,7 +46,6 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     if not app.config.get("DATABASE_MIGRATIONS_DIR"):
         app.config["DATABASE_MIGRATIONS_DIR"] = str(MIGRATIONS)
     db.init_app(app)
-    app.before_request(web.load_user_first)
     auth.init_app(app)
     tenancy.init_app(app)
     Events(app)

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 from karaffe import InvalidCursor, Page, ValidationFailed, paginate
 from karaffe.auth import User, get_user, require_user
-from karaffe.tenancy import get_current_org, unscoped
+from karaffe.tenancy import get_current_org
 
 from . import services
 
@@ -88,19 +88,6 @@ def handle_http_error(exc: HTTPException) -> ResponseReturnValue:
         current_app.logger.exception("error page failed to render")
         return exc
     return body, exc.code, dict(exc.get_headers())
-
-
-def load_user_first() -> None:
-    """Load the request's user before anything else queries.
-
-    Works around a recursion in karaffe's data layer as of this writing:
-    loading the user from the session or a token runs an ORM query, whose
-    tenancy hook asks for the user's scope, which loads the user again.
-    Inside ``unscoped`` the hook does not ask, and once loaded the user is
-    remembered for the request. Register it before ``auth.init_app``.
-    """
-    with unscoped("loading the request's user, before its scope exists"):
-        get_user()
 
 
 def init_app(app: Flask) -> None:

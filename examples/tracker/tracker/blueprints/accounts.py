@@ -65,8 +65,9 @@ def login() -> ResponseReturnValue:
                     "auth/login.html", form=form, next_url=request.args.get("next")
                 )
                 return template, status, exc.headers
-            # Read before the commit expires it (the tenancy scope of a fresh
-            # login is computed from the user, which must not need a reload).
+            # Read before the commit expires the user: reloading an expired
+            # user while the fresh login's tenancy scope is being computed
+            # recurses in karaffe's data layer as of this writing.
             name = user.name
             db.session.commit()  # keeps a password hash upgraded by the login
             flash(f"Welcome back, {name}.", "success")
