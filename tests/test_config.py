@@ -71,7 +71,9 @@ def test_malformed_integer_names_the_setting_and_its_source() -> None:
 
 
 def test_wrong_type_in_mapping_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"setting PAGINATION_MAX_LIMIT .* expected int, got list"):
+    with pytest.raises(
+        ConfigError, match=r"setting PAGINATION_MAX_LIMIT .* expected int, got list"
+    ):
         configure({"PAGINATION_MAX_LIMIT": [1]})
 
 
