@@ -76,23 +76,30 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> 
 
 
 def stop(proc: subprocess.Popen[bytes] | mp.Process) -> None:
-    """Stop one process by its PID (and its process group, for gunicorn's worker)."""
+    """Stop one process by its PID: SIGTERM, then SIGKILL for it and the
+    children it had (gunicorn's worker), each by PID."""
     pid = proc.pid
     if pid is None:
         return
-    alive = proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_alive()
-    if not alive:
+
+    def alive() -> bool:
+        return proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_alive()
+
+    if not alive():
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        alive = proc.poll() is None if isinstance(proc, subprocess.Popen) else proc.is_alive()
-        if not alive:
-            return
+    while time.monotonic() < deadline and alive():
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    if alive():
+        # Children first, read while they are still this process's children.
+        for member in reversed(process_tree(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
+    if isinstance(proc, subprocess.Popen):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
 
 
 def process_tree(pid: int) -> list[int]:
