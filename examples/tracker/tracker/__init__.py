@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import karaffe
+import karaffe.jobs
 from karaffe import auth, db, tenancy
 from karaffe.config import Setting, positive
 from karaffe.events import Events
@@ -39,7 +40,16 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     """
     app = karaffe.App(__name__)
     # Declared before configure() so that config and environment may set them.
-    app.add_settings(*SETTINGS, *db.SETTINGS, *auth.SETTINGS, *tenancy.SETTINGS)
+    from . import jobs
+
+    app.add_settings(
+        *SETTINGS,
+        *db.SETTINGS,
+        *auth.SETTINGS,
+        *tenancy.SETTINGS,
+        *karaffe.jobs.SETTINGS,
+        *jobs.SETTINGS,
+    )
     app.configure(config)
     if not app.config.get("LOGIN_VIEW"):
         app.config["LOGIN_VIEW"] = "accounts.login"
@@ -48,6 +58,7 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     db.init_app(app)
     auth.init_app(app)
     tenancy.init_app(app)
+    karaffe.jobs.init_app(app)
     Events(app)
     app.register_blueprints("tracker.blueprints")
     karaffe.ApiDocs(
