@@ -117,3 +117,18 @@ def test_js_client_is_served(base_url: str, client: httpx.Client) -> None:
     response = client.get(f"{base_url}/events/static/karaffe-events.js")
     assert response.status_code == 200
     assert "KaraffeEvents" in response.text
+
+
+def test_stream_is_a_404_when_the_relay_serves_it() -> None:
+    app = karaffe.App("karaffe_devstream_off")
+    Events(app)
+    app.configure({"TESTING": True, "SECRET_KEY": SECRET, "EVENTS_SERVE_STREAM": "no"}, environ={})
+    response = app.test_client().get("/events/stream")
+    assert response.status_code == 404
+    assert response.json == {
+        "type": "urn:karaffe:problem:not_found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "Events are streamed by the relay (EVENTS_RELAY_URL).",
+        "code": "not_found",
+    }
