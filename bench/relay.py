@@ -427,10 +427,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="events per second (10)")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="seconds to wait for late deliveries")  # fmt: skip
+    parser.add_argument("--beyond", type=int, default=0,
+                        help="after the steps, keep adding this many clients while the "
+                        "server holds up and file descriptors last (0: stop)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     args.steps = [int(s) for s in args.steps.split(",")]
     raise_fd_limit()
+    if args.beyond > 0:
+        ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 1000
+        while args.steps[-1] + args.beyond <= ceiling:
+            args.steps.append(args.steps[-1] + args.beyond)
     sys.path.insert(0, str(ROOT / "src"))
     from karaffe import _servers
 
