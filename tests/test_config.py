@@ -120,7 +120,7 @@ def test_prefixed_name_wins_over_conventional_name() -> None:
         [setting],
         env_prefixes=["KARAFFE_"],
         explicit=None,
-        passthrough=(),
+        passthrough={},
         passthrough_prefixes=(),
         environ={"DATABASE_URL": "a", "KARAFFE_DATABASE_URL": "b"},
     )
@@ -138,3 +138,25 @@ def test_booleans_parse_the_usual_spellings(raw: str, expected: bool) -> None:
 def test_bad_boolean_is_refused() -> None:
     with pytest.raises(ValueError, match="got 'maybe'"):
         parse_bool("maybe")
+
+
+def test_flask_settings_from_the_environment_are_parsed_by_their_default() -> None:
+    environ = {
+        "KARAFFE_SESSION_COOKIE_SECURE": "true",
+        "KARAFFE_SEND_FILE_MAX_AGE_DEFAULT": "60",
+        "KARAFFE_SERVER_NAME": "example.com",
+        "KARAFFE_SQLALCHEMY_ECHO": "1",
+    }
+    app = configure(environ=environ)
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SEND_FILE_MAX_AGE_DEFAULT"] == 60  # no default to go by: a number
+    assert app.config["SERVER_NAME"] == "example.com"
+    assert app.config["SQLALCHEMY_ECHO"] == 1
+
+
+def test_malformed_flask_setting_in_the_environment_is_refused() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"setting SESSION_COOKIE_SECURE \(from environment variable KARAFFE_SESSION_COOKIE_SECURE\) is invalid",
+    ):
+        configure(environ={"KARAFFE_SESSION_COOKIE_SECURE": "sometimes"})

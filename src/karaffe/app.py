@@ -108,7 +108,7 @@ class App(Flask):
             self.settings,
             env_prefixes=self.env_prefixes,
             explicit=config,
-            passthrough=self.config.keys(),
+            passthrough=dict(self.config),
             passthrough_prefixes=_PASSTHROUGH_PREFIXES,
             environ=os.environ if environ is None else environ,
         )

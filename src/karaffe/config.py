@@ -94,6 +94,21 @@ class Setting:
         return value
 
 
+def _parse_like(default: t.Any, raw: str, name: str, source: str) -> t.Any:
+    """Parse ``raw`` as the type of a Flask setting's ``default``. With no
+    default to go by, a whole number becomes an int, ``true``/``false`` a bool,
+    anything else stays text."""
+    kind = type(default)
+    if default is None:
+        lowered = raw.strip().lower()
+        if lowered.lstrip("-").isdigit():
+            return int(lowered)
+        return {"true": True, "false": False}.get(lowered, raw)
+    if kind not in _PARSERS or kind is str:
+        return raw
+    return Setting(name, kind, default, "").coerce(raw, source)
+
+
 def positive(value: t.Any) -> None:
     if value <= 0:
         raise ValueError(f"must be greater than 0, got {value}")
@@ -104,22 +119,23 @@ def load_settings(
     *,
     env_prefixes: Iterable[str],
     explicit: Mapping[str, t.Any] | None,
-    passthrough: Iterable[str],
+    passthrough: Mapping[str, t.Any],
     passthrough_prefixes: Iterable[str],
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, t.Any]:
     """Resolve every setting from defaults, then the environment, then ``explicit``.
 
     Keys of ``explicit`` that are neither declared settings, nor in ``passthrough``
-    (Flask's own keys), nor start with one of ``passthrough_prefixes``
-    (``SQLALCHEMY_``, ``WTF_``...) are refused, with a suggestion when one is near.
+    (Flask's own keys, with their defaults), nor start with one of
+    ``passthrough_prefixes`` (``SQLALCHEMY_``, ``WTF_``...) are refused, with a
+    suggestion when one is near. Prefixed environment variables naming such a key
+    (``KARAFFE_SESSION_COOKIE_SECURE``) are parsed by the type of its default.
     Environment variables under one of ``env_prefixes`` that name no setting are
     refused the same way.
     """
     environ = os.environ if environ is None else environ
     declared = {s.name: s for s in settings}
     prefixes = tuple(env_prefixes)
-    passthrough = set(passthrough)
     passthrough_prefixes = tuple(passthrough_prefixes)
     resolved: dict[str, t.Any] = {name: s.default for name, s in declared.items()}
 
@@ -133,10 +149,13 @@ def load_settings(
             if not env_key.startswith(prefix):
                 continue
             name = env_key[len(prefix) :]
+            source = f"environment variable {env_key}"
             if name in declared:
-                resolved[name] = declared[name].coerce(raw, f"environment variable {env_key}")
-            elif name not in passthrough and not name.startswith(passthrough_prefixes):
-                raise unknown(name, f"environment variable {env_key}")
+                resolved[name] = declared[name].coerce(raw, source)
+            elif name in passthrough or name.startswith(passthrough_prefixes):
+                resolved[name] = _parse_like(passthrough.get(name), raw, name, source)
+            else:
+                raise unknown(name, source)
     for setting in declared.values():
         for env_key in setting.env:
             if env_key in environ and not any(f"{p}{setting.name}" in environ for p in prefixes):
