@@ -30,6 +30,8 @@ def test_welcome_view(client):
 def test_app_is_built_in_testing_mode(app):
     assert app.testing
     assert app.config["SECRET_KEY"] == "test-secret-key"
+    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("/test.sqlite")
+    assert "pytest" in app.config["SQLALCHEMY_DATABASE_URI"]
 """
 
 

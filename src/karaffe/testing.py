@@ -53,9 +53,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture
 def karaffe_config(tmp_path: t.Any) -> dict[str, t.Any]:
-    """The config mapping the ``app`` fixture passes to the factory.
-    Override it (or extend it) in your ``conftest.py``."""
-    return {"TESTING": True, "SECRET_KEY": "test-secret-key"}
+    """The config mapping the ``app`` fixture passes to the factory: testing
+    mode, a secret, and a SQLite database of the test's own (never the
+    instance folder's). Override it (or extend it) in your ``conftest.py``."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/test.sqlite",
+    }
 
 
 @pytest.fixture
