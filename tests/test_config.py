@@ -160,3 +160,38 @@ def test_malformed_flask_setting_in_the_environment_is_refused() -> None:
         match=r"setting SESSION_COOKIE_SECURE \(from environment variable KARAFFE_SESSION_COOKIE_SECURE\) is invalid",
     ):
         configure(environ={"KARAFFE_SESSION_COOKIE_SECURE": "sometimes"})
+
+
+def test_settings_declared_after_configure_are_read_from_the_environment() -> None:
+    app = configure(environ={"DATABASE_URL": "sqlite:///x.db", "KARAFFE_REDIS_URL": "redis://r"})
+    app.add_settings(
+        Setting("DATABASE_URL", str, "sqlite://", "db", env=("DATABASE_URL",)),
+        Setting("REDIS_URL", str, "", "redis"),
+        Setting("GADGETS", int, 2, "gadgets"),
+    )
+    assert app.config["DATABASE_URL"] == "sqlite:///x.db"
+    assert app.config["REDIS_URL"] == "redis://r"
+    assert app.config["GADGETS"] == 2
+
+
+def test_parts_settings_in_the_mapping_wait_for_the_part() -> None:
+    app = configure({"JOBS_MAX_WORKERS": 3})
+    assert "JOBS_MAX_WORKERS" not in app.config
+    app.add_settings(Setting("JOBS_MAX_WORKERS", int, 1, "workers"))
+    assert app.config["JOBS_MAX_WORKERS"] == 3
+
+
+def test_late_setting_with_a_malformed_environment_value_is_refused() -> None:
+    app = configure(environ={"KARAFFE_JOBS_MAX_WORKERS": "four"})
+    with pytest.raises(ConfigError, match=r"setting JOBS_MAX_WORKERS .* is invalid"):
+        app.add_settings(Setting("JOBS_MAX_WORKERS", int, 1, "workers"))
+
+
+def test_part_setting_names_match_the_parts() -> None:
+    from karaffe import auth, db, tenancy
+    from karaffe.config import PART_SETTING_NAMES
+    from karaffe.events.settings import SETTINGS as EVENTS
+    from karaffe.jobs import SETTINGS as JOBS
+
+    parts = (db.SETTINGS, auth.SETTINGS, tenancy.SETTINGS, EVENTS, JOBS)
+    assert {s.name for settings in parts for s in settings} == PART_SETTING_NAMES

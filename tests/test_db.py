@@ -96,9 +96,9 @@ def test_postgres_urls_use_psycopg_3(given: str, expected: str) -> None:
 def test_init_app_after_configure_reads_settings_declared_late(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgres://late@localhost/{tmp_path.name}")
+    url = f"postgres://late@localhost/{tmp_path.name}"
     app = karaffe.App("karaffe_db_late")
-    app.configure({"TESTING": True}, environ={})
+    app.configure({"TESTING": True}, environ={"DATABASE_URL": url})
     kdb.declare_settings(app, kdb.SETTINGS)
     assert app.config["DATABASE_URL"] == f"postgres://late@localhost/{tmp_path.name}"
     assert app.config["DATABASE_SQLITE_BUSY_TIMEOUT"] == 5000

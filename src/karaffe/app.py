@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .api.errors import ApiException, InternalServerError, ProblemFormatter, from_http_exception
 from .api.result import ApiResult
-from .config import CORE_SETTINGS, ConfigError, Setting, load_settings
+from .config import CORE_SETTINGS, PART_SETTING_NAMES, ConfigError, Setting, load_settings
 from .htmljson import htmljson_filter
 
 __all__ = ["App", "BlueprintImportError"]
@@ -76,6 +76,8 @@ class App(Flask):
             self.env_prefixes.append(app_prefix)
         self.settings = tuple(type(self).settings)
         self.configured = False
+        self._environ: Mapping[str, str] = os.environ
+        self._deferred: dict[str, t.Any] = {}
         self.register_error_handler(ApiException, self.handle_api_exception)
         self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
         self.add_template_filter(htmljson_filter, "htmljson")
@@ -87,12 +89,28 @@ class App(Flask):
 
     def add_settings(self, *settings: Setting) -> None:
         """Declare more settings (for a part's ``init_app`` or the app's own).
-        Call before :meth:`configure`, or configure again after."""
+
+        Declared before :meth:`configure`, they may be set by the environment
+        and by the config mapping. Declared after, the ones not set yet are
+        read from the environment and the config mapping now, so a part's
+        ``init_app`` may come after ``configure``.
+        """
         known = {s.name for s in self.settings}
-        self.settings += tuple(s for s in settings if s.name not in known)
-        if self.configured:
-            for setting in settings:
-                self.config.setdefault(setting.name, setting.default)
+        new = tuple(s for s in settings if s.name not in known)
+        self.settings += new
+        late = [s for s in new if s.name not in self.config]
+        if self.configured and late:
+            values = load_settings(
+                late,
+                env_prefixes=self.env_prefixes,
+                explicit={s.name: self._deferred[s.name] for s in late if s.name in self._deferred},
+                passthrough={},
+                # Only ``late`` is resolved here: every other variable under
+                # the prefixes was checked by configure() already.
+                passthrough_prefixes=("",),
+                environ=self._environ,
+            )
+            self.config.update(values)
 
     def configure(
         self, config: Mapping[str, t.Any] | None = None, *, environ: Mapping[str, str] | None = None
@@ -104,13 +122,21 @@ class App(Flask):
         also read a conventional name (``DATABASE_URL``). An unknown or
         malformed value raises :class:`karaffe.ConfigError` naming it.
         """
+        self._environ = os.environ if environ is None else environ
+        declared = {s.name for s in self.settings}
+        # Settings of parts set up later (``db.init_app`` after ``configure``)
+        # are kept, and resolved by add_settings() when the part declares them.
+        self._deferred = {
+            k: v for k, v in (config or {}).items() if k in PART_SETTING_NAMES - declared
+        }
         values = load_settings(
             self.settings,
             env_prefixes=self.env_prefixes,
             explicit=config,
             passthrough=dict(self.config),
             passthrough_prefixes=_PASSTHROUGH_PREFIXES,
-            environ=os.environ if environ is None else environ,
+            environ=self._environ,
+            deferred=PART_SETTING_NAMES - declared,
         )
         self.config.update(values)
         if not self.config.get("SECRET_KEY"):

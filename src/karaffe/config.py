@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import typing as t
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["ConfigError", "Setting", "load_settings", "parse_bool", "parse_list"]
@@ -122,6 +122,7 @@ def load_settings(
     passthrough: Mapping[str, t.Any],
     passthrough_prefixes: Iterable[str],
     environ: Mapping[str, str] | None = None,
+    deferred: Collection[str] = (),
 ) -> dict[str, t.Any]:
     """Resolve every setting from defaults, then the environment, then ``explicit``.
 
@@ -154,7 +155,7 @@ def load_settings(
                 resolved[name] = declared[name].coerce(raw, source)
             elif name in passthrough or name.startswith(passthrough_prefixes):
                 resolved[name] = _parse_like(passthrough.get(name), raw, name, source)
-            else:
+            elif name not in deferred:
                 raise unknown(name, source)
     for setting in declared.values():
         for env_key in setting.env:
@@ -168,7 +169,7 @@ def load_settings(
             resolved[key] = declared[key].coerce(value, "the config mapping")
         elif key in passthrough or key.startswith(passthrough_prefixes):
             resolved[key] = value
-        else:
+        elif key not in deferred:
             raise unknown(key, "the config mapping")
     return resolved
 
@@ -224,3 +225,25 @@ CORE_SETTINGS: tuple[Setting, ...] = (
 def _one_of(value: t.Any, allowed: tuple[t.Any, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"must be one of {allowed}, got {value!r}")
+
+
+#: Settings that karaffe's parts declare in their ``init_app``, which may run
+#: after :meth:`karaffe.App.configure`: ``configure`` leaves them for the part
+#: to resolve instead of refusing them as unknown. A test keeps this in step
+#: with the parts' own ``SETTINGS``.
+PART_SETTING_NAMES: frozenset[str] = frozenset(
+    {
+        "API_TOKEN_PREFIX", "API_TOKEN_TOUCH_INTERVAL", "DATABASE_ECHO",
+        "DATABASE_MIGRATIONS_DIR", "DATABASE_SQLITE_BUSY_TIMEOUT", "DATABASE_URL",
+        "EVENTS_BROKER", "EVENTS_COOKIE_NAME", "EVENTS_CORS_ORIGINS", "EVENTS_HEARTBEAT",
+        "EVENTS_HISTORY_SIZE", "EVENTS_MAX_BUFFER", "EVENTS_REDIS_CLUSTER",
+        "EVENTS_REDIS_PREFIX", "EVENTS_RELAY_HOST", "EVENTS_RELAY_PORT", "EVENTS_RELAY_URL",
+        "EVENTS_REPLAY_LIMIT", "EVENTS_RETRY_MS", "EVENTS_SERVE_STREAM",
+        "EVENTS_TOKEN_MAX_AGE", "EVENTS_TOKEN_NOTICE", "JOBS_BACKEND", "JOBS_GRACE_SECONDS",
+        "JOBS_HISTORY", "JOBS_LEASE_SECONDS", "JOBS_MAX_WORKERS", "JOBS_MODULES",
+        "JOBS_POLL_SECONDS", "JOBS_TIMEZONE", "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        "LOGIN_MAX_FAILURES_PER_ADDRESS", "LOGIN_THROTTLE_REDIS_URL", "LOGIN_THROTTLE_WINDOW",
+        "LOGIN_VIEW", "PASSWORD_HASH_METHOD", "REDIS_URL", "TENANCY_ORG_VIEW_ARGS",
+        "TENANCY_RAW_SQL",
+    }
+)  # fmt: skip

@@ -39,7 +39,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy.orm import DeclarativeBase
 
-from .config import ConfigError, Setting, load_settings, positive
+from .config import ConfigError, Setting, positive
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -132,23 +132,11 @@ def declare_settings(app: Flask, settings: Sequence[Setting]) -> None:
     read from the environment now (``KARAFFE_<NAME>``, the app's prefix and
     their conventional names, such as ``DATABASE_URL``)."""
     add = getattr(app, "add_settings", None)
-    missing = [s for s in settings if s.name not in app.config]
     if add is None:
         for setting in settings:
             app.config.setdefault(setting.name, setting.default)
         return
     add(*settings)
-    if getattr(app, "configured", False) and missing:
-        values = load_settings(
-            missing,
-            env_prefixes=getattr(app, "env_prefixes", ["KARAFFE_"]),
-            explicit=None,
-            passthrough=(),
-            # Only ``missing`` is resolved here: every other variable under
-            # the prefixes was checked by ``configure`` already.
-            passthrough_prefixes=("",),
-        )
-        app.config.update(values)
 
 
 def normalize_database_url(url: str) -> str:

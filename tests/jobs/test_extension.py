@@ -65,12 +65,9 @@ def test_bad_settings_are_refused_at_start_up(config: dict[str, t.Any], message:
     assert str(info.value) == message
 
 
-def test_an_app_configured_before_the_job_system_still_reads_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_an_app_configured_before_the_job_system_still_reads_the_environment() -> None:
     app = karaffe.App("karaffe_jobs_late_test")
-    app.configure({"TESTING": True, "SECRET_KEY": "s"}, environ={})
-    monkeypatch.setenv("KARAFFE_JOBS_MAX_WORKERS", "9")
+    app.configure({"TESTING": True, "SECRET_KEY": "s"}, environ={"KARAFFE_JOBS_MAX_WORKERS": "9"})
     assert get_jobs(app) is get_jobs(app)
     assert app.config["JOBS_MAX_WORKERS"] == 9
 
