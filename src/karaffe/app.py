@@ -31,6 +31,7 @@ from .api.errors import ApiException, InternalServerError, ProblemFormatter, fro
 from .api.result import ApiResult
 from .config import CORE_SETTINGS, PART_SETTING_NAMES, ConfigError, Setting, load_settings
 from .htmljson import htmljson_filter
+from .sessions import CookieSessionInterface
 
 __all__ = ["App", "BlueprintImportError"]
 
@@ -66,6 +67,9 @@ class App(Flask):
 
     #: Renders every API error; replace it to change the envelope everywhere.
     problem_formatter: ProblemFormatter = ProblemFormatter()
+
+    #: Flask's signed-cookie sessions, without their per-request set-up cost.
+    session_interface = CookieSessionInterface()
 
     def __init__(self, import_name: str, *, env_prefix: str | None = None, **kwargs: t.Any) -> None:
         super().__init__(import_name, **kwargs)

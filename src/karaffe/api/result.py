@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import typing as t
 from collections.abc import Mapping
-from urllib.parse import (
-    urljoin as url_join,
-)  # werkzeug.urls.url_join of slide 47, removed in Werkzeug 3
+from urllib.parse import quote
+from urllib.parse import urljoin as url_join  # werkzeug.urls.url_join (slide 47) left Werkzeug 3
 
 import orjson
 from flask import Response, current_app, request
@@ -50,6 +49,26 @@ def encode_json(value: t.Any) -> bytes:
     if isinstance(value, BaseModel):
         return value.__pydantic_serializer__.to_json(value)
     return orjson.dumps(value, default=_fallback, option=_OPTIONS)
+
+
+# What get_current_url leaves unquoted in a path.
+_PATH_SAFE = "!$&'()*+,/:;=@%"
+
+
+def _request_uri() -> str:
+    """The request's URL without its query, as an ASCII URI: what a header
+    carries (``request.base_url`` is an IRI, and costs a round trip to make)."""
+    root = quote(request.root_path.rstrip("/"), safe=_PATH_SAFE)
+    path = quote(request.path.lstrip("/"), safe=_PATH_SAFE)
+    return f"{request.scheme}://{request.host}{root}/{path}"
+
+
+def _resolve(base: str, url: str) -> str:
+    """``url`` resolved against the request URL (slide 47's ``url_join``);
+    ``base`` is :func:`_request_uri`, which is all a ``?query`` needs."""
+    if url.startswith("?"):
+        return base + url if len(url) > 1 else base
+    return url_join(request.url, url)
 
 
 class ApiResult:
@@ -100,9 +119,9 @@ class ApiResult:
             rv.headers.update(self.headers)
         links = self.links()
         if links:
-            base = request.url
+            base = _request_uri()
             rv.headers["Link"] = ", ".join(
-                f'<{url_join(base, url)}>; rel="{rel}"' for rel, url in links.items()
+                f'<{_resolve(base, url)}>; rel="{rel}"' for rel, url in links.items()
             )
         if self.page is not None and self.page.total is not None:
             rv.headers["X-Total-Count"] = str(self.page.total)

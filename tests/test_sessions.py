@@ -1,0 +1,72 @@
+"""Cookie sessions: Flask's, minus the per-request set-up cost."""
+
+from __future__ import annotations
+
+import flask
+
+import karaffe
+from karaffe.sessions import CookieSessionInterface
+
+
+def make(secret: str | None = "s3cret", fallbacks: list[str] | None = None) -> karaffe.App:
+    app = karaffe.App("sessions_test")
+    app.configure(
+        {"TESTING": True, "SECRET_KEY": secret or "", "SECRET_KEY_FALLBACKS": fallbacks or []}
+    )
+    if secret is None:
+        app.secret_key = None
+
+    @app.post("/login")
+    def login() -> str:
+        flask.session["user"] = "alice"
+        return "ok"
+
+    @app.get("/whoami")
+    def whoami() -> str:
+        return str(flask.session.get("user"))
+
+    return app
+
+
+def test_a_request_without_cookie_gets_an_empty_session_and_sets_no_cookie() -> None:
+    rv = make().test_client().get("/whoami")
+    assert rv.text == "None"
+    assert "Set-Cookie" not in rv.headers
+
+
+def test_a_session_written_is_read_back_from_its_cookie() -> None:
+    client = make().test_client()
+    assert "session=" in client.post("/login").headers["Set-Cookie"]
+    assert client.get("/whoami").text == "alice"
+
+
+def test_a_cookie_signed_with_a_fallback_secret_is_still_read() -> None:
+    old = make("old").test_client()
+    old.post("/login")
+    cookie = old.get_cookie("session")
+    assert cookie is not None
+    new = make("new", fallbacks=["old"]).test_client()
+    new.set_cookie("session", cookie.value)
+    assert new.get("/whoami").text == "alice"
+
+
+def test_a_tampered_cookie_gives_an_empty_session() -> None:
+    client = make().test_client()
+    client.set_cookie("session", "eyJ1c2VyIjoibWFsbG9yeSJ9.forged.signature")
+    assert client.get("/whoami").text == "None"
+
+
+def test_the_serializer_is_built_once_per_secret() -> None:
+    interface = CookieSessionInterface()
+    app = make()
+    assert interface.get_signing_serializer(app) is interface.get_signing_serializer(app)
+    other = interface.get_signing_serializer(make("another"))
+    assert other is not interface.get_signing_serializer(app)
+
+
+def test_without_secret_there_is_no_session() -> None:
+    app = make()
+    app.secret_key = None
+    assert CookieSessionInterface().get_signing_serializer(app) is None
+    with app.test_request_context("/"):
+        assert CookieSessionInterface().open_session(app, flask.request) is None
