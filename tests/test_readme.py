@@ -16,7 +16,9 @@ def test_every_python_snippet_in_the_readme_runs(tmp_path: Path) -> None:
     # One script, in its own process, as a reader would paste it: the snippets
     # declare models and apps that must not leak into the rest of the suite.
     script = tmp_path / "readme.py"
-    script.write_text("\n".join(f"# --- README python block {i}\n{b}" for i, b in enumerate(blocks, 1)))
+    script.write_text(
+        "\n".join(f"# --- README python block {i}\n{b}" for i, b in enumerate(blocks, 1))
+    )
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )

@@ -25,6 +25,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from flask import request
+from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from werkzeug.datastructures import MultiDict
@@ -35,7 +36,10 @@ from .result import ApiResult, RawJson
 
 __all__ = ["EndpointSpec", "endpoint_spec", "returns", "validate", "validation_errors"]
 
-F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+View = t.Callable[..., t.Any]
+#: What the decorators return: a view Flask's typing accepts, whatever the
+#: decorated function returns (a model, a dict, ORM rows...).
+DeclaredView = t.Callable[..., ResponseReturnValue]
 
 _SPEC_ATTR = "__karaffe_endpoint__"
 _WRAPPED_ATTR = "__karaffe_wrapped__"
@@ -145,7 +149,7 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
         raise ValidationFailed(errors=validation_errors(exc, "body")) from None
 
 
-def _declared(view: F) -> tuple[F, EndpointSpec]:
+def _declared(view: View) -> tuple[DeclaredView, EndpointSpec]:
     """The view's single validating wrapper and its spec, made on first use.
 
     Whichever of :func:`validate` and :func:`returns` comes first installs the
@@ -156,7 +160,7 @@ def _declared(view: F) -> tuple[F, EndpointSpec]:
     spec = EndpointSpec()
 
     @functools.wraps(view)
-    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
         if spec.path is not None:
             try:
                 kwargs = {"path": spec.path.model_validate(kwargs)}
@@ -166,11 +170,11 @@ def _declared(view: F) -> tuple[F, EndpointSpec]:
             kwargs["query"] = parse_query(spec.query, request.args)
         if spec.body is not None:
             kwargs["body"] = parse_body(spec.body)
-        return _finish(spec, view(*args, **kwargs))
+        return t.cast(ResponseReturnValue, _finish(spec, view(*args, **kwargs)))
 
     setattr(wrapper, _SPEC_ATTR, spec)
     setattr(wrapper, _WRAPPED_ATTR, True)
-    return t.cast(F, wrapper), spec
+    return wrapper, spec
 
 
 def validate(
@@ -178,7 +182,7 @@ def validate(
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     path: type[BaseModel] | None = None,
-) -> t.Callable[[F], F]:
+) -> t.Callable[[View], DeclaredView]:
     """Parse the request into pydantic models before the view runs.
 
     The view gets the parsed models as the keyword arguments ``body``, ``query``
@@ -187,7 +191,7 @@ def validate(
     :class:`ApiResult` with the status declared by :func:`returns`.
     """
 
-    def decorator(view: F) -> F:
+    def decorator(view: View) -> DeclaredView:
         wrapper, spec = _declared(view)
         spec.body, spec.query, spec.path = body, query, path
         return wrapper
@@ -226,14 +230,14 @@ def returns(
     paginated: bool = False,
     description: str | None = None,
     errors: t.Mapping[int, str] | None = None,
-) -> t.Callable[[F], F]:
+) -> t.Callable[[View], DeclaredView]:
     """Declare what a view returns: ``response`` is a pydantic model or a type
     such as ``list[ItemOut]``; ``paginated`` documents the ``Link`` header and
     the ``cursor``/``limit`` parameters; ``errors`` documents further error
     statuses (``{404: "No such item"}``). Only records: validation of output
     happens when the view returns a value that is not already the model."""
 
-    def decorator(view: F) -> F:
+    def decorator(view: View) -> DeclaredView:
         wrapper, spec = _declared(view)
         spec.response, spec.status, spec.paginated = response, status, paginated
         spec.description = description
