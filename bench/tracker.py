@@ -22,7 +22,6 @@ numbers are for comparing changes on one machine, not absolute truths.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -42,10 +41,7 @@ from karaffe.auth import User, create_api_token, session_values_for
 from karaffe.db import db
 from karaffe.tenancy import Organization, unscoped
 
-from .wrk import WRK, Load, LoadResult, WrongAnswers, wrk_script
-
-#: The line wrk's script prints its summary on (see :mod:`bench.wrk`).
-MARK = "KARAFFE_BENCH "
+from .wrk import Load, LoadResult, WrongAnswers, run_wrk
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -140,32 +136,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def load(base: str, what: Load, header: str, *, duration: float, connections: int) -> LoadResult:
-    """wrk with one extra request header (the credentials); every answer is
-    checked by :func:`bench.wrk.wrk_script`'s Lua."""
+    """wrk with the credentials header, on both cores like the server; every
+    answer is checked by :func:`bench.wrk.wrk_script`'s Lua, and a socket error
+    or a timeout fails the run too."""
     name, _, value = header.partition(": ")
-    script = wrk_script(what) + f'\nwrk.headers["{name}"] = [==[{value}]==]\n'
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as file:
-        file.write(script)
-        file.flush()
-        argv = [
-            WRK, "-t2", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "5s",
-            "-s", file.name, base + what.path,
-        ]  # fmt: skip
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
-    if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
-    data = json.loads(line[len(MARK) :])
-    if not data["requests"] or data["bad"] or data["socket_errors"] or data["timeouts"]:
-        raise WrongAnswers(f"{what.path}: {data}\n{proc.stdout}\n{proc.stderr}")
-    return LoadResult(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        socket_errors=data["socket_errors"],
-        timeouts=data["timeouts"],
-    )
+    result = run_wrk(
+        base, what, duration=duration, connections=connections, threads=2, cpu=None,
+        headers={name: value},
+    )  # fmt: skip
+    if not result.requests or result.socket_errors or result.timeouts:
+        raise WrongAnswers(f"{what.path}: {result}")
+    return result
 
 
 def check(base: str, what: Load, header: str) -> None:

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import typing as t
 from dataclasses import dataclass
 
 __all__ = ["Load", "LoadResult", "WrongAnswers", "run_wrk", "wrk_script"]
@@ -103,14 +104,21 @@ def run_wrk(
     duration: float,
     connections: int,
     threads: int = 1,
-    cpu: str = "1",
+    cpu: str | None = "1",
+    headers: t.Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Run wrk pinned to ``cpu`` against ``base_url + load.path``."""
+    """Run wrk pinned to ``cpu`` (anywhere when ``None``) against
+    ``base_url + load.path``, sending ``headers`` with every request."""
+    extra = "".join(
+        f"\nwrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}"
+        for name, value in (headers or {}).items()
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(wrk_script(load))
+        script.write(wrk_script(load) + extra + "\n")
         script.flush()
+        pin = ["taskset", "-c", cpu] if cpu is not None else []
         argv = [
-            "taskset", "-c", cpu, WRK, f"-t{threads}", f"-c{connections}",
+            *pin, WRK, f"-t{threads}", f"-c{connections}",
             f"-d{max(1, round(duration))}s", "--timeout", "5s", "-s", script.name,
             base_url + load.path,
         ]  # fmt: skip
