@@ -65,8 +65,9 @@ def parse_args(argv: t.Sequence[str]) -> argparse.Namespace:
 
 def build_app(url: str) -> karaffe.App:
     app = karaffe.App("bench_tenancy")
-    app.add_settings(*kdb.SETTINGS, *auth.SETTINGS, *tenancy.SETTINGS)
-    app.configure({"SECRET_KEY": "bench", "DATABASE_URL": url}, environ={})
+    app.configure(
+        {"SECRET_KEY": "bench-tenancy-secret-key-of-32-chars", "DATABASE_URL": url}, environ={}
+    )
     kdb.init_app(app)
     auth.init_app(app)
     tenancy.init_app(app)

@@ -64,7 +64,7 @@ def prepare(url: str, issues: int) -> dict[str, str]:
     """Load the data; return what the loads need (paths, credentials)."""
     from tracker import create_app, seed
 
-    app = create_app({"SECRET_KEY": "bench-secret", "DATABASE_URL": url})
+    app = create_app({"SECRET_KEY": "bench-tracker-secret-key-of-32-chars", "DATABASE_URL": url})
     with app.app_context():
         db.create_all()
         started = time.perf_counter()
@@ -100,7 +100,11 @@ def prepare(url: str, issues: int) -> dict[str, str]:
 def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = _servers.free_port()
     log = Path(tempfile.mkstemp(prefix="tracker-bench-", suffix=".log")[1])
-    env = {**os.environ, "DATABASE_URL": url, "KARAFFE_SECRET_KEY": "bench-secret"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "KARAFFE_SECRET_KEY": "bench-tracker-secret-key-of-32-chars",
+    }
     argv = [
         str(BIN / "granian"), "--interface", "wsgi", "--workers", str(workers), "--no-ws",
         "--http", "1", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",

@@ -55,7 +55,6 @@ FAST_HASH = "scrypt:1024:8:1"
 def build_app(url: str, config: dict[str, t.Any] | None = None) -> karaffe.App:
     """A karaffe app with the data layer on ``url``; tests add routes."""
     app = karaffe.App("karaffe_data_test")
-    app.add_settings(*kdb.SETTINGS, *auth.SETTINGS, *tenancy.SETTINGS)
     app.configure(
         {
             "TESTING": True,

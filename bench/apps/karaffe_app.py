@@ -29,7 +29,7 @@ def list_items() -> ApiResult:
 
 def create_app(config: t.Mapping[str, t.Any] | None = None) -> App:
     app = App(__name__)
-    app.configure({"SECRET_KEY": "karaffe-bench-not-secret", **(config or {})})
+    app.configure({"SECRET_KEY": "karaffe-bench-not-secret-but-32-chars-long", **(config or {})})
     app.register_blueprint(blueprint)
     return app
 

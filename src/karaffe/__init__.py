@@ -28,7 +28,7 @@ from .api.pagination import Page, paginate
 from .api.result import ApiResult
 from .api.validation import returns, validate
 from .app import App, BlueprintImportError
-from .config import ConfigError, Setting
+from .config import ConfigError, Env, Settings
 
 __all__ = [
     "ApiDocs",
@@ -38,6 +38,7 @@ __all__ = [
     "BlueprintImportError",
     "ConfigError",
     "Conflict",
+    "Env",
     "ErrorItem",
     "Forbidden",
     "InternalServerError",
@@ -49,7 +50,7 @@ __all__ = [
     "PayloadTooLarge",
     "Problem",
     "ProblemFormatter",
-    "Setting",
+    "Settings",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",

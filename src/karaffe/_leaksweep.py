@@ -38,8 +38,9 @@ from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
 from .auth import User, create_api_token, session_values_for
+from .config import CoreSettings
 from .db import Model, db
-from .tenancy import Organization, OrgOwned, create_organization, unscoped
+from .tenancy import Organization, OrgOwned, TenancySettings, create_organization, unscoped
 
 __all__ = ["LeakFound", "LeakReport", "Probe", "Seeded", "sweep_for_leaks"]
 
@@ -167,7 +168,7 @@ def _read(response: TestResponse) -> str:
 
 
 def _is_api_path(app: Flask, path: str) -> bool:
-    prefixes = app.config.get("API_PREFIXES", ["/api"])
+    prefixes = CoreSettings.of(app).api_prefixes
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
@@ -250,7 +251,7 @@ def sweep_for_leaks(
             mine, theirs = (orgs[0].slug, seeded[0]), (orgs[1].slug, seeded[1])
             victim_id = orgs[1].id
         before = _snapshot(victim_id)
-        org_args = list(app.config.get("TENANCY_ORG_VIEW_ARGS", ["org_slug", "org"]))
+        org_args = TenancySettings.of(app).tenancy_org_view_args
         secrets_theirs = [s for s in seeded[1].secrets if s]
         secrets_mine = [s for s in seeded[0].secrets if s]
 

@@ -29,7 +29,17 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .api.errors import ApiException, InternalServerError, ProblemFormatter, from_http_exception
 from .api.result import ApiResult
-from .config import CORE_SETTINGS, PART_SETTING_NAMES, ConfigError, Setting, load_settings
+from .config import (
+    PASSTHROUGH_PREFIXES,
+    ConfigError,
+    CoreSettings,
+    FlaskSettings,
+    Settings,
+    known_keys,
+    parse_loose,
+    unknown_key,
+)
+from .config import _store as _settings_store
 from .htmljson import htmljson_filter
 from .sessions import CookieSessionInterface
 
@@ -37,18 +47,25 @@ __all__ = ["App", "BlueprintImportError"]
 
 log = logging.getLogger("karaffe")
 
-# Keys an explicit config may set without karaffe declaring them: Flask's own,
-# and those of the extensions karaffe builds on.
-_PASSTHROUGH_PREFIXES = (
-    "SQLALCHEMY_",
-    "WTF_",
-    "SESSION_",
-    "REMEMBER_",
-    "TEMPLATES_",
-    "EXPLAIN_",
-    "PREFERRED_",
-    "JSON",
-)
+_DEVELOPMENT_KEY = "karaffe-insecure-development-key"
+#: Shortest secret key accepted outside debug and testing.
+MIN_SECRET_LENGTH = 32
+
+
+def _check_secrets(core: CoreSettings) -> None:
+    if not core.secret_key:
+        raise ConfigError(
+            "setting SECRET_KEY is required: set KARAFFE_SECRET_KEY or pass it in config"
+        )
+    keys = [("SECRET_KEY", core.secret_key)]
+    keys += [(f"SECRET_KEY_FALLBACKS[{i}]", k) for i, k in enumerate(core.secret_key_fallbacks)]
+    for name, key in keys:
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"setting {name} is too short: {len(key)} characters, at least "
+                f"{MIN_SECRET_LENGTH} outside debug and testing "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))" makes one)'
+            )
 
 
 class BlueprintImportError(ImportError):
@@ -61,9 +78,6 @@ class App(Flask):
     It is plain Flask: everything karaffe adds goes through Flask's own
     extension points (``make_response``, error handlers, ``extensions``).
     """
-
-    #: Settings every instance knows; parts add theirs with :meth:`add_settings`.
-    settings: tuple[Setting, ...] = CORE_SETTINGS
 
     #: Renders every API error; replace it to change the envelope everywhere.
     problem_formatter: ProblemFormatter = ProblemFormatter()
@@ -78,10 +92,7 @@ class App(Flask):
         app_prefix = env_prefix or f"{import_name.split('.')[0].upper()}_"
         if app_prefix not in self.env_prefixes and app_prefix[0].isalpha():
             self.env_prefixes.append(app_prefix)
-        self.settings = tuple(type(self).settings)
         self.configured = False
-        self._environ: Mapping[str, str] = os.environ
-        self._deferred: dict[str, t.Any] = {}
         self.register_error_handler(ApiException, self.handle_api_exception)
         self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
         self.add_template_filter(htmljson_filter, "htmljson")
@@ -91,65 +102,74 @@ class App(Flask):
 
     # -- configuration -------------------------------------------------------
 
-    def add_settings(self, *settings: Setting) -> None:
-        """Declare more settings (for a part's ``init_app`` or the app's own).
-
-        Declared before :meth:`configure`, they may be set by the environment
-        and by the config mapping. Declared after, the ones not set yet are
-        read from the environment and the config mapping now, so a part's
-        ``init_app`` may come after ``configure``.
-        """
-        known = {s.name for s in self.settings}
-        new = tuple(s for s in settings if s.name not in known)
-        self.settings += new
-        late = [s for s in new if s.name not in self.config]
-        if self.configured and late:
-            values = load_settings(
-                late,
-                env_prefixes=self.env_prefixes,
-                explicit={s.name: self._deferred[s.name] for s in late if s.name in self._deferred},
-                passthrough={},
-                # Only ``late`` is resolved here: every other variable under
-                # the prefixes was checked by configure() already.
-                passthrough_prefixes=("",),
-                environ=self._environ,
-            )
-            self.config.update(values)
-
     def configure(
-        self, config: Mapping[str, t.Any] | None = None, *, environ: Mapping[str, str] | None = None
+        self,
+        config: Mapping[str, t.Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        defaults: Mapping[str, t.Any] | None = None,
     ) -> None:
-        """Load settings: documented defaults < environment < ``config``.
+        """Load settings: declared defaults < ``defaults`` < environment < ``config``.
 
         The environment is read under each prefix in :attr:`env_prefixes`
-        (``KARAFFE_`` then the app's, such as ``TRACKER_``), and some settings
-        also read a conventional name (``DATABASE_URL``). An unknown or
-        malformed value raises :class:`karaffe.ConfigError` naming it.
+        (``KARAFFE_`` then the app's, such as ``TRACKER_``; the app's wins),
+        and some settings also read a conventional name (``DATABASE_URL``).
+        Every part's settings (:class:`karaffe.Settings`) are parsed from these
+        sources by their type, once, whether the part is set up before or
+        after this call. An unknown or malformed value, a malformed URL, or
+        outside debug and testing a missing or short secret, raises
+        :class:`karaffe.ConfigError` naming it.
         """
-        self._environ = os.environ if environ is None else environ
-        declared = {s.name for s in self.settings}
-        # Settings of parts set up later (``db.init_app`` after ``configure``)
-        # are kept, and resolved by add_settings() when the part declares them.
-        self._deferred = {
-            k: v for k, v in (config or {}).items() if k in PART_SETTING_NAMES - declared
-        }
-        values = load_settings(
-            self.settings,
-            env_prefixes=self.env_prefixes,
-            explicit=config,
-            passthrough=dict(self.config),
-            passthrough_prefixes=_PASSTHROUGH_PREFIXES,
-            environ=self._environ,
-            deferred=PART_SETTING_NAMES - declared,
-        )
-        self.config.update(values)
-        if not self.config.get("SECRET_KEY"):
-            if not (self.debug or self.testing):
-                raise ConfigError(
-                    "setting SECRET_KEY is required: set KARAFFE_SECRET_KEY or pass it in config"
-                )
-            self.config["SECRET_KEY"] = "karaffe-insecure-development-key"
+        store = _settings_store(self)
+        store.explicit = dict(config or {})
+        store.defaults = dict(defaults or {})
+        store.environ = os.environ if environ is None else environ
+        store.prefixes = tuple(self.env_prefixes)
+        store.configured = True
+        earlier = list(store.resolved)
+        store.resolved.clear()
+        present = self._refuse_unknown_keys(store)
+        FlaskSettings.of(self)
+        lenient = bool(self.debug or self.testing)
+        if lenient:
+            store.defaults = {"SECRET_KEY": _DEVELOPMENT_KEY, **store.defaults}
+        core = CoreSettings.of(self)
+        if not lenient:
+            _check_secrets(core)
+        # Every part named by the sources is parsed now, so a bad value stops
+        # start-up even when the part is set up later.
+        for cls in (*earlier, *present):
+            cls.of(self)
         self.configured = True
+
+    def _refuse_unknown_keys(self, store: t.Any) -> list[type[Settings]]:
+        """Keys of the mapping, and variables under the app's prefixes, that no
+        part declares are refused; the extensions' own keys pass through.
+        Returns the Settings classes that the sources set keys of."""
+        known = known_keys()
+        present: dict[type[Settings], None] = {}
+        for key, value in store.explicit.items():
+            if key.startswith(PASSTHROUGH_PREFIXES):
+                self.config[key] = value
+            elif key not in known:
+                raise unknown_key(key, "the config mapping", known)
+            else:
+                present[known[key]] = None
+        for prefix in store.prefixes:
+            for variable, raw in store.environ.items():
+                key = variable[len(prefix) :]
+                if not variable.startswith(prefix) or key in store.explicit:
+                    continue
+                if key.startswith(PASSTHROUGH_PREFIXES):
+                    self.config[key] = parse_loose(raw)
+                elif key not in known:
+                    raise unknown_key(key, f"environment variable {variable}", known)
+                else:
+                    present[known[key]] = None
+        for cls in set(known.values()):
+            if any(n in store.environ for n in cls.conventional_env()):
+                present[cls] = None
+        return list(present)
 
     # -- blueprints ----------------------------------------------------------
 
@@ -184,7 +204,7 @@ class App(Flask):
         path = request.path
         return any(
             path == prefix or path.startswith(prefix.rstrip("/") + "/")
-            for prefix in self.config.get("API_PREFIXES", ["/api"])
+            for prefix in CoreSettings.of(self).api_prefixes
         )
 
     def make_response(self, rv: ResponseReturnValue | ApiResult | BaseModel) -> BaseResponse:  # type: ignore[override]

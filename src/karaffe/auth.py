@@ -50,13 +50,13 @@ from ._throttle import (
     ThrottleStore,
 )
 from .api.errors import Unauthorized
-from .config import Setting, positive
-from .db import Model, db, declare_settings
+from .config import PositiveInt, RedisUrl, Settings
+from .db import Model, db
 
 __all__ = [
-    "SETTINGS",
     "ApiToken",
     "Auth",
+    "AuthSettings",
     "LoginThrottle",
     "LoginThrottled",
     "MemoryThrottleStore",
@@ -83,60 +83,37 @@ log = logging.getLogger("karaffe.auth")
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
 
-#: What the auth layer reads from the configuration.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "PASSWORD_HASH_METHOD",
-        str,
-        "scrypt:32768:8:1",
-        "werkzeug.security method for new password hashes (scrypt:N:r:p).",
-    ),
-    Setting(
-        "LOGIN_VIEW",
-        str,
-        None,
-        "Endpoint HTML pages behind login_required redirect to, e.g. `auth.login`; "
-        "without one they answer 401.",
-    ),
-    Setting(
-        "API_TOKEN_PREFIX", str, "kf_", "Text every API token starts with (helps secret scanners)."
-    ),
-    Setting(
-        "API_TOKEN_TOUCH_INTERVAL",
-        int,
-        60,
-        "Seconds between two updates of a token's last_used_at (one write per interval).",
-        check=positive,
-    ),
-    Setting(
-        "LOGIN_MAX_FAILURES_PER_ACCOUNT",
-        int,
-        5,
-        "Failed logins for one email within the window before 429.",
-        check=positive,
-    ),
-    Setting(
-        "LOGIN_MAX_FAILURES_PER_ADDRESS",
-        int,
-        20,
-        "Failed logins from one address within the window before 429.",
-        check=positive,
-    ),
-    Setting(
-        "LOGIN_THROTTLE_REDIS_URL",
-        str,
-        None,
-        "Redis holding the failed-login counters, shared by every worker; "
-        "in process memory when unset.",
-    ),
-    Setting(
-        "LOGIN_THROTTLE_WINDOW",
-        int,
-        900,
-        "Seconds failed logins are counted for; the most a client is told to wait.",
-        check=positive,
-    ),
-)
+
+class AuthSettings(Settings):
+    """What the auth layer reads from the configuration."""
+
+    title: t.ClassVar[str] = "Users and auth"
+
+    password_hash_method: str = "scrypt:32768:8:1"
+    """werkzeug.security method for new password hashes (scrypt:N:r:p)."""
+
+    login_view: str | None = None
+    """Endpoint HTML pages behind login_required redirect to, e.g. `auth.login`;
+    without one they answer 401."""
+
+    api_token_prefix: str = "kf_"
+    """Text every API token starts with (helps secret scanners)."""
+
+    api_token_touch_interval: PositiveInt = 60
+    """Seconds between two updates of a token's last_used_at (one write per interval)."""
+
+    login_max_failures_per_account: PositiveInt = 5
+    """Failed logins for one email within the window before 429."""
+
+    login_max_failures_per_address: PositiveInt = 20
+    """Failed logins from one address within the window before 429."""
+
+    login_throttle_redis_url: RedisUrl | None = None
+    """Redis holding the failed-login counters, shared by every worker;
+    in process memory when unset."""
+
+    login_throttle_window: PositiveInt = 900
+    """Seconds failed logins are counted for; the most a client is told to wait."""
 
 
 def utcnow() -> dt.datetime:
@@ -239,9 +216,7 @@ def hash_password(password: str, method: str | None = None) -> str:
     """Hash ``password`` (scrypt by default; ``PASSWORD_HASH_METHOD`` of the
     current app, if any) with a random salt."""
     if method is None:
-        method = (
-            current_app.config.get("PASSWORD_HASH_METHOD") if _has_app() else None
-        ) or "scrypt:32768:8:1"
+        method = (AuthSettings.of() if _has_app() else AuthSettings()).password_hash_method
     return generate_password_hash(password, method=method)
 
 
@@ -267,7 +242,7 @@ _DUMMY_HASHES: dict[str, str] = {}
 def _dummy_check(password: str) -> None:
     """Spend the time a real check would, so "no such user" and "wrong
     password" cannot be told apart by timing."""
-    method = current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt:32768:8:1"
+    method = AuthSettings.of().password_hash_method
     if method not in _DUMMY_HASHES:
         _DUMMY_HASHES[method] = generate_password_hash(secrets.token_hex(8), method=method)
     check_password(_DUMMY_HASHES[method], password)
@@ -285,7 +260,7 @@ def authenticate(email: str, password: str) -> User | None:
         return None
     if not user.check_password(password) or not user.is_active:
         return None
-    method = current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt:32768:8:1"
+    method = AuthSettings.of().password_hash_method
     if not user.password_hash.startswith(method + "$"):
         user.set_password(password)
     return user
@@ -306,7 +281,7 @@ def create_api_token(
 ) -> tuple[ApiToken, str]:
     """A new token for ``user``, added to the session (commit to keep it),
     and its plaintext: show it once, it cannot be recovered."""
-    scheme = current_app.config.get("API_TOKEN_PREFIX") or "kf_"
+    scheme = AuthSettings.of().api_token_prefix
     plaintext = scheme + secrets.token_urlsafe(_TOKEN_SECRET_BYTES)
     token = ApiToken(
         user=user,
@@ -370,7 +345,7 @@ def _touch(token: ApiToken) -> None:
     be rolled back, the use still happened."""
     now = utcnow()
     last = _aware(token.last_used_at)
-    interval = int(current_app.config.get("API_TOKEN_TOUCH_INTERVAL", 60))
+    interval = AuthSettings.of().api_token_touch_interval
     if last is not None and (now - last).total_seconds() < interval:
         return
     table = t.cast(sa.Table, ApiToken.__table__)
@@ -470,7 +445,7 @@ def _unauthorized() -> t.NoReturn:
         if detail is not None:
             challenge += ', error="invalid_token"'
         raise Unauthorized(detail, headers={"WWW-Authenticate": challenge})
-    login_view = app.config.get("LOGIN_VIEW")
+    login_view = AuthSettings.of(app).login_view
     if login_view:
         target = request.full_path if request.query_string else request.path
         abort(redirect(url_for(login_view, next=target)))
@@ -561,21 +536,21 @@ class Auth:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        declare_settings(app, SETTINGS)
+        settings = AuthSettings.of(app)
         app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
         if app.config.get("SESSION_COOKIE_SAMESITE") is None:
             app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
         app.config.setdefault("SESSION_COOKIE_SECURE", False)
         if self.throttle is None:
-            redis_url = app.config.get("LOGIN_THROTTLE_REDIS_URL")
+            redis_url = settings.login_throttle_redis_url
             store: ThrottleStore = (
                 RedisThrottleStore.from_url(redis_url) if redis_url else MemoryThrottleStore()
             )
             self.throttle = LoginThrottle(
                 store,
-                max_per_account=int(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
-                max_per_address=int(app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
-                window=int(app.config["LOGIN_THROTTLE_WINDOW"]),
+                max_per_account=settings.login_max_failures_per_account,
+                max_per_address=settings.login_max_failures_per_address,
+                window=settings.login_throttle_window,
             )
         if not isinstance(app.session_interface, TokenAwareSessionInterface):
             app.session_interface = TokenAwareSessionInterface(

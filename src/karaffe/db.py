@@ -18,7 +18,7 @@ Schema changes go through Alembic with Flask-Migrate (``flask db upgrade``)::
         kdb.init_app(app)
         return app
 
-Settings (see :data:`SETTINGS`): ``DATABASE_URL`` (also read from the plain
+Settings (see :class:`DbSettings`): ``DATABASE_URL`` (also read from the plain
 ``DATABASE_URL`` environment variable), ``DATABASE_ECHO``,
 ``DATABASE_MIGRATIONS_DIR``, ``DATABASE_SQLITE_BUSY_TIMEOUT``.
 """
@@ -37,19 +37,20 @@ from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
+from pydantic import AfterValidator
 from sqlalchemy.orm import DeclarativeBase
 
-from .config import ConfigError, Setting, positive
+from .config import ConfigError, Env, PositiveInt, Settings, TypeName
 
 __all__ = [
     "NAMING_CONVENTION",
-    "SETTINGS",
     "Base",
     "Database",
+    "DatabaseUrl",
+    "DbSettings",
     "Model",
     "Session",
     "db",
-    "declare_settings",
     "init_app",
     "is_flushing",
     "normalize_database_url",
@@ -99,46 +100,6 @@ class Session(FlaskSession):
             _flushing.reset(token)
 
 
-#: What karaffe's data layer reads from the configuration.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "DATABASE_URL",
-        str,
-        None,
-        "SQLAlchemy URL of the database; postgres:// and postgresql:// use psycopg 3. "
-        "Default: a SQLite file named after the app in the instance folder.",
-        env=("DATABASE_URL",),
-    ),
-    Setting("DATABASE_ECHO", bool, False, "Log every SQL statement (SQLAlchemy's echo)."),
-    Setting(
-        "DATABASE_MIGRATIONS_DIR",
-        str,
-        None,
-        "Alembic's migrations directory. Default: `migrations` next to the app's package.",
-    ),
-    Setting(
-        "DATABASE_SQLITE_BUSY_TIMEOUT",
-        int,
-        5000,
-        "Milliseconds SQLite waits for another writer before failing.",
-        check=positive,
-    ),
-)
-
-
-def declare_settings(app: Flask, settings: Sequence[Setting]) -> None:
-    """Declare ``settings`` on a :class:`karaffe.App`, whether or not it is
-    configured yet: on an app configured already, the ones not set yet are
-    read from the environment now (``KARAFFE_<NAME>``, the app's prefix and
-    their conventional names, such as ``DATABASE_URL``)."""
-    add = getattr(app, "add_settings", None)
-    if add is None:
-        for setting in settings:
-            app.config.setdefault(setting.name, setting.default)
-        return
-    add(*settings)
-
-
 def normalize_database_url(url: str) -> str:
     """Map the URLs hosting platforms hand out (``postgres://``,
     ``postgresql://``) to SQLAlchemy's psycopg 3 dialect; others unchanged."""
@@ -146,6 +107,45 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme) :]
     return url
+
+
+def check_database_url(url: str) -> str:
+    """``url`` normalized, or ``ValueError`` when SQLAlchemy cannot parse it
+    or knows no such database (``postgresq://``)."""
+    url = normalize_database_url(url)
+    try:
+        sa.engine.make_url(url).get_dialect()
+    except sa.exc.NoSuchModuleError:
+        scheme = url.partition(":")[0]
+        raise ValueError(
+            f"no database driver for {scheme!r} (postgresql://, sqlite:///path...)"
+        ) from None
+    except sa.exc.ArgumentError:
+        raise ValueError("not a database URL, such as postgresql://user@host/name") from None
+    return url
+
+
+#: A SQLAlchemy database URL, normalized and checked when read.
+DatabaseUrl = t.Annotated[str, AfterValidator(check_database_url), TypeName("database URL")]
+
+
+class DbSettings(Settings):
+    """What karaffe's data layer reads from the configuration."""
+
+    title: t.ClassVar[str] = "Database"
+
+    database_url: t.Annotated[DatabaseUrl | None, Env("DATABASE_URL")] = None
+    """SQLAlchemy URL of the database; postgres:// and postgresql:// use psycopg 3.
+    Default: a SQLite file named after the app in the instance folder."""
+
+    database_echo: bool = False
+    """Log every SQL statement (SQLAlchemy's echo)."""
+
+    database_migrations_dir: str | None = None
+    """Alembic's migrations directory. Default: `migrations` next to the app's package."""
+
+    database_sqlite_busy_timeout: PositiveInt = 5000
+    """Milliseconds SQLite waits for another writer before failing."""
 
 
 class Database(SQLAlchemy):
@@ -164,10 +164,10 @@ class Database(SQLAlchemy):
 
     def init_app(self, app: Flask) -> None:
         """Set the database up for ``app``: call it after ``app.configure``."""
-        declare_settings(app, SETTINGS)
-        url = app.config.get("DATABASE_URL") or self.default_url(app)
-        app.config.setdefault("SQLALCHEMY_DATABASE_URI", normalize_database_url(url))
-        app.config.setdefault("SQLALCHEMY_ECHO", app.config.get("DATABASE_ECHO", False))
+        settings = DbSettings.of(app)
+        url = settings.database_url or self.default_url(app)
+        app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
+        app.config.setdefault("SQLALCHEMY_ECHO", settings.database_echo)
         super().init_app(app)
         # Registered after Flask-SQLAlchemy's own teardown, so it runs first
         # (Flask runs teardowns in reverse): roll back, then remove.
@@ -175,9 +175,7 @@ class Database(SQLAlchemy):
         with app.app_context():
             for engine in self.engines.values():
                 self.configure_engine(app, engine)
-        directory = app.config.get("DATABASE_MIGRATIONS_DIR") or os.path.join(
-            app.root_path, "migrations"
-        )
+        directory = settings.database_migrations_dir or os.path.join(app.root_path, "migrations")
         render_as_batch = any(e.dialect.name == "sqlite" for e in self._app_engines[app].values())
         self.migrate_class(
             app, self, directory=directory, render_as_batch=render_as_batch, compare_type=True
@@ -201,7 +199,7 @@ class Database(SQLAlchemy):
         journaling (readers never block the writer) and a busy timeout."""
         if engine.dialect.name != "sqlite":
             return
-        busy_timeout = int(app.config.get("DATABASE_SQLITE_BUSY_TIMEOUT", 5000))
+        busy_timeout = DbSettings.of(app).database_sqlite_busy_timeout
         in_memory = engine.url.database in (None, "", ":memory:")
 
         def on_connect(dbapi_connection: t.Any, connection_record: t.Any) -> None:

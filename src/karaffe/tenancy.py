@@ -44,8 +44,8 @@ from ._tenancy.context import (
 )
 from ._tenancy.models import ROLES, Membership, Organization, OrgOwned, create_organization
 from ._tenancy.web import (
-    SETTINGS,
     Tenancy,
+    TenancySettings,
     current_org,
     current_role,
     get_current_org,
@@ -56,13 +56,13 @@ from ._tenancy.web import (
 
 __all__ = [
     "ROLES",
-    "SETTINGS",
     "CrossOrgWrite",
     "Membership",
     "OrgOwned",
     "Organization",
     "Scope",
     "Tenancy",
+    "TenancySettings",
     "UnscopedQueryError",
     "acting_as",
     "available_organization_ids",

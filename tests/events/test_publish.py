@@ -130,8 +130,7 @@ def test_redis_broker_needs_redis_url(make_events_app: Callable[..., App]) -> No
 def test_redis_broker_needs_redis_url_at_init_on_a_configured_app(
     make_app: Callable[..., karaffe.App],
 ) -> None:
-    app = make_app()
-    app.config["EVENTS_BROKER"] = "redis"
+    app = make_app({"EVENTS_BROKER": "redis"})
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
         Events(app)
 
@@ -254,11 +253,10 @@ def test_broker_failure_after_commit_is_logged_not_raised(
 def test_works_with_karaffe_db_sessions(tmp_path: t.Any) -> None:
     import sqlalchemy as sa
 
-    from karaffe.db import SETTINGS, Database
+    from karaffe.db import Database
     from karaffe.events import event_published
 
     app = karaffe.App("karaffe_events_db_test")
-    app.add_settings(*SETTINGS)
     Events(app)
     app.configure(
         {"TESTING": True, "SECRET_KEY": "s", "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite"},

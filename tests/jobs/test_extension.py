@@ -47,15 +47,15 @@ def test_settings_are_read_from_the_environment() -> None:
     [
         (
             {"JOBS_TIMEZONE": "Moon/Base"},
-            "setting JOBS_TIMEZONE (from the config mapping) is invalid: unknown time zone 'Moon/Base'",
+            "setting JOBS_TIMEZONE (from the config mapping) is invalid: expected str: unknown time zone 'Moon/Base'",
         ),
         (
             {"JOBS_GRACE_SECONDS": 0},
-            "setting JOBS_GRACE_SECONDS (from the config mapping) is invalid: must be greater than 0, got 0",
+            "setting JOBS_GRACE_SECONDS (from the config mapping) is invalid: expected int > 0: must be greater than 0, got 0",
         ),
         (
             {"JOBS_BACKEND": "localhost:6379"},
-            "setting JOBS_BACKEND (from the config mapping) is invalid: expected a URL such as redis://..., postgresql://..., sqlite:///path or memory://",
+            "setting JOBS_BACKEND (from the config mapping) is invalid: expected str or none: expected a URL such as redis://..., postgresql://..., sqlite:///path or memory://",
         ),
     ],
 )
@@ -77,7 +77,7 @@ def test_an_app_configured_before_the_job_system_still_reads_the_environment() -
     [
         ({"JOBS_BACKEND": "memory://", "REDIS_URL": "redis://r/0"}, "memory://"),
         ({"REDIS_URL": "redis://r/0", "DATABASE_URL": "postgresql://db/app"}, "redis://r/0"),
-        ({"DATABASE_URL": "postgresql://db/app"}, "postgresql://db/app"),
+        ({"DATABASE_URL": "postgresql://db/app"}, "postgresql+psycopg://db/app"),
         ({"SQLALCHEMY_DATABASE_URI": "sqlite://"}, "sqlite:///{instance}/karaffe-jobs.sqlite3"),
         ({}, "sqlite:///{instance}/karaffe-jobs.sqlite3"),
     ],
@@ -87,8 +87,7 @@ def test_the_backend_comes_from_the_app_configuration(
 ) -> None:
     app = karaffe.App("karaffe_jobs_url_test", instance_path=str(tmp_path / "instance"))
     karaffe.jobs.init_app(app)
-    app.configure({"TESTING": True, "SECRET_KEY": "s"}, environ={})
-    app.config.update(config)
+    app.configure({"TESTING": True, "SECRET_KEY": "s", **config}, environ={})
     assert get_jobs(app).backend_url() == expected.format(instance=tmp_path / "instance")
 
 

@@ -46,7 +46,7 @@ NOT_CALLABLE = 42
 def app_package(package: Package) -> str:
     return package(
         {
-            "__init__.py": FACTORY + "\nfrom karaffe import Setting\n",
+            "__init__.py": FACTORY + "\nfrom karaffe import Settings\n",
             "jobs.py": JOBS,
             "broken.py": "raise RuntimeError('cannot import me')\n",
         }

@@ -40,13 +40,13 @@ def karaffe_config(tmp_path: Path) -> dict[str, t.Any]:
         "SECRET_KEY": "tracker-jobs-secret",
         "DATABASE_URL": f"sqlite:///{tmp_path}/tracker.sqlite",
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        "MAIL_BACKEND": f"file:{tmp_path / 'outbox'}",
     }
 
 
 @pytest.fixture
 def outbox(app: Flask, tmp_path: Path) -> Path:
-    """Mail of the tracker goes to files in this folder."""
-    app.config["MAIL_BACKEND"] = f"file:{tmp_path / 'outbox'}"
+    """Mail of the tracker goes to files in this folder (``MAIL_BACKEND`` above)."""
     return tmp_path / "outbox"
 
 
@@ -219,7 +219,8 @@ def test_trimming_drops_old_events_but_the_newest_and_tells_the_relay_what_is_go
     app = karaffe.App("tracker_trim_test")
     Events(app)
     app.configure(
-        {"TESTING": True, "SECRET_KEY": "s", "REDIS_URL": redis_url, "EVENTS_REDIS_PREFIX": f"{unique}:"},
+        {"TESTING": True, "SECRET_KEY": "s", "REDIS_URL": redis_url, "EVENTS_REDIS_PREFIX": f"{unique}:",
+         "EVENT_HISTORY_DAYS": 0},
         environ={},
     )  # fmt: skip
     broker = app.extensions["karaffe.events"].broker
@@ -227,7 +228,6 @@ def test_trimming_drops_old_events_but_the_newest_and_tells_the_relay_what_is_go
         [("project:1", "issue.created", b"{}"), ("project:1", "issue.updated", b"{}"),
          ("project:2", "issue.created", b"{}")]
     )  # fmt: skip
-    app.config["EVENT_HISTORY_DAYS"] = 0
     # Everything published is strictly older than the cutoff once the clock
     # has moved past the millisecond of the last event.
     last_ms = int(published[-1].id.split("-")[0])

@@ -15,21 +15,15 @@ from pathlib import Path
 import karaffe
 import karaffe.jobs
 from karaffe import auth, db, tenancy
-from karaffe.config import Setting, positive
 from karaffe.events import Events
 
 from . import web
+from .settings import TrackerSettings
 
-__all__ = ["MIGRATIONS", "SETTINGS", "create_app"]
+__all__ = ["MIGRATIONS", "TrackerSettings", "create_app"]
 
 #: Alembic's migrations (``flask --app tracker db upgrade``), next to the package.
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-
-#: The tracker's own settings (environment: ``TRACKER_<NAME>``).
-SETTINGS: tuple[Setting, ...] = (
-    Setting("INVITATION_DAYS", int, 7, "Days an invitation link works.", check=positive),
-    Setting("ISSUES_PER_PAGE", int, 50, "Issues per page of the HTML issue list.", check=positive),
-)
 
 
 def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
@@ -39,22 +33,11 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
         e.g. ``{"DATABASE_URL": "sqlite:///tracker.db", "SECRET_KEY": "..."}``.
     """
     app = karaffe.App(__name__)
-    # Declared before configure() so that config and environment may set them.
-    from . import jobs
-
-    app.add_settings(
-        *SETTINGS,
-        *db.SETTINGS,
-        *auth.SETTINGS,
-        *tenancy.SETTINGS,
-        *karaffe.jobs.SETTINGS,
-        *jobs.SETTINGS,
+    app.configure(
+        config,
+        defaults={"LOGIN_VIEW": "accounts.login", "DATABASE_MIGRATIONS_DIR": str(MIGRATIONS)},
     )
-    app.configure(config)
-    if not app.config.get("LOGIN_VIEW"):
-        app.config["LOGIN_VIEW"] = "accounts.login"
-    if not app.config.get("DATABASE_MIGRATIONS_DIR"):
-        app.config["DATABASE_MIGRATIONS_DIR"] = str(MIGRATIONS)
+    TrackerSettings.of(app)
     db.init_app(app)
     auth.init_app(app)
     tenancy.init_app(app)

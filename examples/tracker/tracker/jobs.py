@@ -30,14 +30,13 @@ from werkzeug.utils import import_string
 
 from karaffe import tenancy
 from karaffe.auth import ApiToken, User, utcnow
-from karaffe.config import Setting
 from karaffe.db import db
 from karaffe.jobs import ActingAs, current_run, job, progress
 
 from .models import Comment, Invitation, Issue, Project
+from .settings import TrackerSettings
 
 __all__ = [
-    "SETTINGS",
     "ConsoleMail",
     "FileMail",
     "MailBackend",
@@ -49,36 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tracker.jobs")
-
-#: Settings of these jobs; ``tracker.create_app`` declares them.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "MAIL_BACKEND",
-        str,
-        "console",
-        "Where mail goes: console, file:DIRECTORY, or module:Class with send(message).",
-    ),
-    Setting("MAIL_FROM", str, "tracker@localhost", "Sender of the tracker's mail."),
-    Setting(
-        "PURGE_AFTER_DAYS",
-        int,
-        7,
-        "Days expired or revoked API tokens and expired invitations stay visible before purging.",
-    ),
-    Setting(
-        "EVENT_HISTORY_DAYS",
-        int,
-        7,
-        "Days of live-update history kept for clients that reconnect.",
-    ),
-)
-
-_DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
-
-
-def _setting(name: str) -> t.Any:
-    return current_app.config.get(name, _DEFAULTS[name])
-
 
 # -- mail ------------------------------------------------------------------------
 
@@ -116,8 +85,7 @@ class FileMail:
 
 def mail_backend(app: Flask | None = None) -> MailBackend:
     """The backend ``MAIL_BACKEND`` names."""
-    config = (app or current_app).config
-    spec = str(config.get("MAIL_BACKEND") or "console")
+    spec = TrackerSettings.of(app).mail_backend
     if spec == "console":
         return ConsoleMail()
     if spec.startswith("file:"):
@@ -197,7 +165,7 @@ def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage
     count = len(created) + len(updated) + len(comments)
     message = EmailMessage()
     message["Subject"] = f"tracker: {count} update{'s' if count != 1 else ''} in your projects"
-    message["From"] = _setting("MAIL_FROM")
+    message["From"] = TrackerSettings.of().mail_from
     message["To"] = user.email
     message.set_content("\n".join(lines) + "\n")
     return message
@@ -223,7 +191,7 @@ def send_daily_digest() -> bool:
 
 
 def _cutoff() -> dt.datetime:
-    return utcnow() - dt.timedelta(days=int(_setting("PURGE_AFTER_DAYS")))
+    return utcnow() - dt.timedelta(days=TrackerSettings.of().purge_after_days)
 
 
 @job(schedule="17 3 * * *")
@@ -299,7 +267,7 @@ def trim_event_history() -> int:
     if broker is None or keys is None or client is None:
         log.info("no Redis event broker configured: no event history to trim")
         return 0
-    days = int(_setting("EVENT_HISTORY_DAYS"))
+    days = TrackerSettings.of().event_history_days
     cutoff_ms = int((utcnow() - dt.timedelta(days=days)).timestamp() * 1000)
     trim = client.register_script(_TRIM_SCRIPT)
     prefix = f"{keys.prefix}{{"

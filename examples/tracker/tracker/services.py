@@ -40,9 +40,9 @@ from . import live
 from .forms import FieldError
 from .models import Comment, Invitation, Issue, Label, Project, issue_labels
 from .schemas import IssueIn, IssuePatch, IssueQuery, ProjectIn, ProjectPatch
+from .settings import TrackerSettings
 
 #: Days an invitation link works by default (setting ``INVITATION_DAYS``).
-DEFAULT_INVITATION_DAYS = 7
 
 
 def _rank(role: str | None) -> int:
@@ -199,7 +199,7 @@ def _invitation_serializer() -> URLSafeTimedSerializer:
 
 
 def invitation_days() -> int:
-    return int(current_app.config.get("INVITATION_DAYS", DEFAULT_INVITATION_DAYS))
+    return TrackerSettings.of().invitation_days
 
 
 def create_invitation(org_id: int, actor: User, role: str) -> tuple[Invitation, str]:

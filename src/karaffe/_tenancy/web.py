@@ -14,14 +14,14 @@ from werkzeug.local import LocalProxy
 
 from ..api.errors import Forbidden, NotFound
 from ..auth import get_user, require_user
-from ..config import Setting
-from ..db import db, declare_settings
+from ..config import Settings
+from ..db import db
 from .context import CrossOrgWrite, current_scope, install_raw_sql_guard
 from .models import Membership, Organization, role_rank
 
 __all__ = [
-    "SETTINGS",
     "Tenancy",
+    "TenancySettings",
     "current_org",
     "current_role",
     "get_current_org",
@@ -34,29 +34,19 @@ F = t.TypeVar("F", bound=Callable[..., t.Any])
 M = t.TypeVar("M")
 
 
-def _check_policy(value: t.Any) -> None:
-    if value not in ("auto", "raise", "warn", "off"):
-        raise ValueError(f"must be one of auto, raise, warn, off; got {value!r}")
+class TenancySettings(Settings):
+    """What the tenancy layer reads from the configuration."""
 
+    title: t.ClassVar[str] = "Tenancy"
 
-#: What the tenancy layer reads from the configuration.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "TENANCY_RAW_SQL",
-        str,
-        "auto",
-        "SQL bypassing the ORM on org-owned tables outside unscoped(): raise, warn, off, "
-        "or auto (raise in testing and debug, warn otherwise).",
-        check=_check_policy,
-    ),
-    Setting(
-        "TENANCY_ORG_VIEW_ARGS",
-        list,
-        ["org_slug", "org"],
-        "URL variables naming the organization by slug; taken out of the view's "
-        "arguments and resolved as current_org.",
-    ),
-)
+    tenancy_raw_sql: t.Literal["auto", "raise", "warn", "off"] = "auto"
+    """SQL bypassing the ORM on org-owned tables outside unscoped(): raise, warn, off,
+    or auto (raise in testing and debug, warn otherwise)."""
+
+    tenancy_org_view_args: list[str] = ["org_slug", "org"]
+    """URL variables naming the organization by slug; taken out of the view's
+    arguments and resolved as current_org."""
+
 
 _SLUG_KEY = "_karaffe_org_slug"
 _ORG_KEY = "_karaffe_org"
@@ -179,8 +169,7 @@ class Tenancy:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        declare_settings(app, SETTINGS)
-        policy = str(app.config.get("TENANCY_RAW_SQL", "auto"))
+        policy: str = TenancySettings.of(app).tenancy_raw_sql
         if policy == "auto":
             policy = "raise" if (app.testing or app.debug) else "warn"
         with app.app_context():
@@ -193,7 +182,7 @@ class Tenancy:
         app.extensions["karaffe.tenancy"] = self
 
     def view_args(self) -> list[str]:
-        return list(current_app.config.get("TENANCY_ORG_VIEW_ARGS", ["org_slug", "org"]))
+        return TenancySettings.of().tenancy_org_view_args
 
     def pull_org_slug(self, endpoint: str | None, values: dict[str, t.Any] | None) -> None:
         """Take the organization slug out of the URL's values."""

@@ -36,6 +36,8 @@ from flask import Response, current_app
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import HTTPException
 
+from ..config import CoreSettings
+
 __all__ = [
     "ApiException",
     "Conflict",
@@ -124,7 +126,7 @@ class ApiException(Exception):
         super().__init__(self.message)
 
     def type_uri(self) -> str:
-        base: str = current_app.config.get("PROBLEM_TYPE_BASE", "urn:karaffe:problem:")
+        base = CoreSettings.of().problem_type_base
         return f"{base}{self.slug}"
 
 
@@ -199,7 +201,7 @@ class ValidationFailed(ApiException):
         headers: t.Mapping[str, str] | None = None,
     ) -> None:
         if status is None:
-            status = int(current_app.config.get("VALIDATION_ERROR_STATUS", 422))
+            status = CoreSettings.of().validation_error_status
         super().__init__(message, status, errors=errors, headers=headers)
         if message is None and self.errors:
             self.message = self.summary(self.errors)

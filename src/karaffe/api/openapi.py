@@ -27,6 +27,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from ..config import CoreSettings
 from .errors import ProblemFormatter
 from .result import ApiResult
 from .validation import EndpointSpec, endpoint_spec
@@ -129,7 +130,7 @@ class ApiDocs:
         view = app.view_functions.get(rule.endpoint)
         if view is not None and endpoint_spec(view) is not None:
             return True
-        prefixes = app.config.get("API_PREFIXES", ["/api"])
+        prefixes = CoreSettings.of(app).api_prefixes
         return any(rule.rule.startswith(p.rstrip("/") + "/") for p in prefixes)
 
     def spec(self, app: Flask) -> dict[str, t.Any]:
@@ -231,7 +232,7 @@ class ApiDocs:
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         responses = operation["responses"]
         problem = {"$ref": "#/components/responses/Problem"}
-        validation_status = str(app.config.get("VALIDATION_ERROR_STATUS", 422))
+        validation_status = str(CoreSettings.of(app).validation_error_status)
 
         if spec is not None and spec.query is not None:
             schema = spec.query.model_json_schema(ref_template=_REF)
@@ -258,8 +259,8 @@ class ApiDocs:
                     "schema": {
                         "type": "integer",
                         "minimum": 1,
-                        "maximum": app.config.get("PAGINATION_MAX_LIMIT", 100),
-                        "default": app.config.get("PAGINATION_DEFAULT_LIMIT", 20),
+                        "maximum": CoreSettings.of(app).pagination_max_limit,
+                        "default": CoreSettings.of(app).pagination_default_limit,
                     },
                 }
             )

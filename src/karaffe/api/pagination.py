@@ -39,6 +39,7 @@ import orjson
 from flask import current_app, request
 from itsdangerous import BadSignature
 
+from ..config import CoreSettings
 from .errors import InvalidCursor, ValidationFailed
 
 if t.TYPE_CHECKING:
@@ -202,9 +203,9 @@ class Page(t.Generic[T]):
 def read_page_args(default_limit: int | None = None) -> tuple[int, str | None]:
     """``limit`` and ``cursor`` from the query string, checked against the
     app's bounds (422 ``validation-failed`` for a bad ``limit``)."""
-    config = current_app.config
-    maximum = int(config["PAGINATION_MAX_LIMIT"])
-    limit = default_limit or int(config["PAGINATION_DEFAULT_LIMIT"])
+    settings = CoreSettings.of()
+    maximum = settings.pagination_max_limit
+    limit = default_limit or settings.pagination_default_limit
     raw = request.args.get("limit")
     if raw is not None:
         try:

@@ -6,6 +6,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .settings import EventsSettings
+
 __all__ = ["register"]
 
 
@@ -21,12 +23,12 @@ def relay_command(host: str | None, port: int | None, log_level: str) -> None:
     """
     from .relay import Relay, serve
 
-    config = current_app.config
+    settings = EventsSettings.of(current_app)
     relay = Relay.from_app(current_app)
     serve(
         relay,
-        host or config.get("EVENTS_RELAY_HOST", "127.0.0.1"),
-        port or config.get("EVENTS_RELAY_PORT", 8001),
+        host or settings.events_relay_host,
+        port or settings.events_relay_port,
         log_level=log_level,
     )
 

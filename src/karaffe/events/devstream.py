@@ -13,11 +13,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from .brokers import MemoryBroker
 from .protocol import Cursor, CursorError, comment, unpack_message
 from .session import StreamSession, control
+from .settings import EventsSettings
 from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, problem_body
 
 __all__ = ["make_blueprint", "stream"]
@@ -57,8 +58,8 @@ def stream() -> Response:
         return _problem(404, "not_found", "Events are streamed by the relay (EVENTS_RELAY_URL).")
     if not isinstance(broker, MemoryBroker):
         return _problem(501, "not_implemented", "The app streams with the memory broker only.")
-    config = current_app.config
-    token = request.args.get("token") or request.cookies.get(config["EVENTS_COOKIE_NAME"])
+    settings = EventsSettings.of()
+    token = request.args.get("token") or request.cookies.get(settings.events_cookie_name)
     try:
         grant = state.signer.verify(token)
         channels = grant.check_channels(request.args.getlist("channel"))
@@ -79,10 +80,10 @@ def stream() -> Response:
         listener,
         session,
         grant,
-        heartbeat=float(config["EVENTS_HEARTBEAT"]),
-        retry=int(config["EVENTS_RETRY_MS"]),
-        notice=float(config["EVENTS_TOKEN_NOTICE"]),
-        limit=int(config["EVENTS_REPLAY_LIMIT"]),
+        heartbeat=settings.events_heartbeat,
+        retry=settings.events_retry_ms,
+        notice=settings.events_token_notice,
+        limit=settings.events_replay_limit,
     )
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
 

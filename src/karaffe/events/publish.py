@@ -28,9 +28,10 @@ from blinker import Namespace
 from flask import Blueprint, Flask, current_app, has_app_context
 from sqlalchemy.orm import Session, SessionTransaction
 
+from ..config import ConfigError, CoreSettings
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .protocol import Event, dump_data, encode_cursor, validate_channel, validate_type
-from .settings import SETTINGS
+from .settings import EventsSettings
 from .tokens import TokenSigner
 
 __all__ = [
@@ -84,17 +85,17 @@ class EventsState:
     @property
     def serves_stream(self) -> bool:
         """Whether the app serves ``/events/stream`` itself."""
-        serve = str(self.app.config["EVENTS_SERVE_STREAM"]).lower()
+        serve = EventsSettings.of(self.app).events_serve_stream
         if serve == "auto":
             return isinstance(self.broker, MemoryBroker)
-        return serve in ("1", "yes", "true", "on")
+        return serve
 
 
 class Events:
     """The live-events extension: a broker, channel tokens, after-commit
     publishing, and (with the memory broker) the app's own SSE endpoint.
 
-    Settings are in :data:`karaffe.events.settings.SETTINGS` (``EVENTS_BROKER``,
+    Settings are in :class:`karaffe.events.settings.EventsSettings` (``EVENTS_BROKER``,
     ``REDIS_URL``, ``EVENTS_HISTORY_SIZE``, ``EVENTS_TOKEN_MAX_AGE``,
     ``EVENTS_RELAY_URL``...).
     """
@@ -111,9 +112,7 @@ class Events:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        from ..db import declare_settings
-
-        declare_settings(app, SETTINGS)
+        EventsSettings.of(app)
         state = EventsState(app, self)
         app.extensions[self.extension_key] = state
         if getattr(app, "configured", True):
@@ -128,26 +127,26 @@ class Events:
     def make_broker(self, app: Flask) -> Broker:
         """The broker named by ``EVENTS_BROKER`` (``auto``: redis when
         ``REDIS_URL`` is set)."""
-        name = app.config["EVENTS_BROKER"]
+        settings = EventsSettings.of(app)
+        url = CoreSettings.of(app).redis_url
+        name = settings.events_broker
         if name == "auto":
-            name = "redis" if app.config.get("REDIS_URL") else "memory"
-        size = app.config["EVENTS_HISTORY_SIZE"]
+            name = "redis" if url else "memory"
+        size = settings.events_history_size
         if name == "redis":
-            from ..config import ConfigError
-
-            url = app.config.get("REDIS_URL")
             if not url:
                 raise ConfigError("setting EVENTS_BROKER is redis but REDIS_URL is not set")
             return RedisBroker(
-                url, size, app.config["EVENTS_REDIS_PREFIX"], app.config["EVENTS_REDIS_CLUSTER"]
+                url, size, settings.events_redis_prefix, settings.events_redis_cluster
             )
         return MemoryBroker(size)
 
     def make_signer(self, app: Flask) -> TokenSigner:
+        core = CoreSettings.of(app)
         return self.signer_class(
-            app.config["SECRET_KEY"],
-            app.config.get("SECRET_KEY_FALLBACKS") or (),
-            app.config["EVENTS_TOKEN_MAX_AGE"],
+            core.secret_key or "",
+            core.secret_key_fallbacks,
+            EventsSettings.of(app).events_token_max_age,
         )
 
     #: Attempts to reach the broker after a commit before giving up.
@@ -309,5 +308,5 @@ def stream_url() -> str:
     """Where browsers connect: ``EVENTS_RELAY_URL`` or the app's own stream."""
     from flask import url_for
 
-    configured = current_app.config.get("EVENTS_RELAY_URL")
-    return str(configured) if configured else url_for("karaffe_events.stream")
+    configured = EventsSettings.of().events_relay_url
+    return configured or url_for("karaffe_events.stream")

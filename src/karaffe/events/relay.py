@@ -79,28 +79,26 @@ class RelayConfig:
 
     @classmethod
     def from_app(cls, app: Flask) -> RelayConfig:
-        from .settings import SETTINGS
+        from ..config import ConfigError, CoreSettings
+        from .settings import EventsSettings
 
-        c = {s.name: s.default for s in SETTINGS}
-        c.update(app.config)
-        if not c.get("REDIS_URL"):
-            from ..config import ConfigError
-
+        core, events = CoreSettings.of(app), EventsSettings.of(app)
+        if not core.redis_url:
             raise ConfigError("the relay needs REDIS_URL")
         return cls(
-            secret_key=c["SECRET_KEY"],
-            redis_url=c["REDIS_URL"],
-            secret_key_fallbacks=list(c.get("SECRET_KEY_FALLBACKS") or []),
-            prefix=c["EVENTS_REDIS_PREFIX"],
-            token_max_age=c["EVENTS_TOKEN_MAX_AGE"],
-            heartbeat=c["EVENTS_HEARTBEAT"],
-            retry_ms=c["EVENTS_RETRY_MS"],
-            token_notice=c["EVENTS_TOKEN_NOTICE"],
-            cors_origins=list(c["EVENTS_CORS_ORIGINS"]),
-            max_buffer=c["EVENTS_MAX_BUFFER"],
-            replay_limit=c["EVENTS_REPLAY_LIMIT"],
-            cookie_name=c["EVENTS_COOKIE_NAME"],
-            cluster=c["EVENTS_REDIS_CLUSTER"],
+            secret_key=core.secret_key or "",
+            redis_url=core.redis_url,
+            secret_key_fallbacks=list(core.secret_key_fallbacks),
+            prefix=events.events_redis_prefix,
+            token_max_age=events.events_token_max_age,
+            heartbeat=events.events_heartbeat,
+            retry_ms=events.events_retry_ms,
+            token_notice=events.events_token_notice,
+            cors_origins=list(events.events_cors_origins),
+            max_buffer=events.events_max_buffer,
+            replay_limit=events.events_replay_limit,
+            cookie_name=events.events_cookie_name,
+            cluster=events.events_redis_cluster,
         )
 
 

@@ -1,121 +1,66 @@
-"""The settings of karaffe's live events, declared by :meth:`Events.init_app
-<karaffe.events.Events.init_app>` and read by the relay from the same app."""
+"""The settings of karaffe's live events, read by :meth:`Events.init_app
+<karaffe.events.Events.init_app>` and by the relay from the same app."""
 
 from __future__ import annotations
 
 import typing as t
 
-from ..config import Setting, positive
+from pydantic import Field
 
-__all__ = ["SETTINGS"]
+from ..config import PositiveFloat, PositiveInt, Settings
 
-
-def _broker_name(value: t.Any) -> None:
-    if value not in ("auto", "memory", "redis"):
-        raise ValueError(f"must be auto, memory or redis, got {value!r}")
+__all__ = ["EventsSettings"]
 
 
-def _non_negative(value: t.Any) -> None:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
+class EventsSettings(Settings):
+    """The settings of live events (the broker is ``REDIS_URL``, a core setting)."""
 
+    title: t.ClassVar[str] = "Live events"
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "EVENTS_BROKER",
-        str,
-        "auto",
-        "`memory`, `redis`, or `auto`: redis when REDIS_URL is set, else memory.",
-        check=_broker_name,
-    ),
-    Setting(
-        "REDIS_URL",
-        str,
-        None,
-        "Redis server for events (and jobs), e.g. redis://127.0.0.1:6379/0.",
-        env=("REDIS_URL",),
-    ),
-    Setting(
-        "EVENTS_REDIS_CLUSTER",
-        bool,
-        False,
-        "REDIS_URL is a Redis Cluster: cluster client and sharded pub/sub (SPUBLISH).",
-    ),
-    Setting(
-        "EVENTS_REDIS_PREFIX",
-        str,
-        "karaffe:events:",
-        "Prefix of every Redis key and pub/sub channel of events.",
-    ),
-    Setting(
-        "EVENTS_HISTORY_SIZE",
-        int,
-        1000,
-        "Events kept per channel for resume (approximate with Redis: at least this many).",
-        check=positive,
-    ),
-    Setting(
-        "EVENTS_TOKEN_MAX_AGE", int, 600, "Lifetime of channel tokens in seconds.", check=positive
-    ),
-    Setting(
-        "EVENTS_RELAY_URL",
-        str,
-        None,
-        "URL of the relay's stream that browsers connect to; default: the app's /events/stream.",
-    ),
-    Setting(
-        "EVENTS_SERVE_STREAM",
-        str,
-        "auto",
-        "Serve /events/stream from the Flask app: `auto` (with the memory broker), `yes` or `no`.",
-    ),
-    Setting(
-        "EVENTS_COOKIE_NAME",
-        str,
-        "karaffe_events",
-        "Cookie that may carry the channel token when the relay shares the site.",
-    ),
-    Setting(
-        "EVENTS_HEARTBEAT",
-        float,
-        15.0,
-        "Seconds between heartbeat comments on idle streams.",
-        check=positive,
-    ),
-    Setting(
-        "EVENTS_RETRY_MS",
-        int,
-        2000,
-        "The `retry:` reconnection delay sent to clients, in milliseconds.",
-        check=_non_negative,
-    ),
-    Setting(
-        "EVENTS_TOKEN_NOTICE",
-        float,
-        60.0,
-        "Seconds before a token expires that the relay sends `token-expiring`.",
-        check=_non_negative,
-    ),
-    Setting(
-        "EVENTS_CORS_ORIGINS",
-        list,
-        [],
-        "Origins allowed to read the relay's streams cross-site (`*` for any, without cookies).",
-    ),
-    Setting(
-        "EVENTS_MAX_BUFFER",
-        int,
-        256 * 1024,
-        "Bytes a slow client may have pending before the relay cuts it off.",
-        check=positive,
-    ),
-    Setting(
-        "EVENTS_REPLAY_LIMIT",
-        int,
-        10000,
-        "Most events replayed per channel on resume; beyond, the client gets `reset`.",
-        check=positive,
-    ),
-    Setting("EVENTS_RELAY_HOST", str, "127.0.0.1", "Address `karaffe relay` listens on."),
-    Setting("EVENTS_RELAY_PORT", int, 8001, "Port `karaffe relay` listens on.", check=positive),
-)
+    events_broker: t.Literal["auto", "memory", "redis"] = "auto"
+    """`memory`, `redis`, or `auto`: redis when REDIS_URL is set, else memory."""
+
+    events_redis_cluster: bool = False
+    """REDIS_URL is a Redis Cluster: cluster client and sharded pub/sub (SPUBLISH)."""
+
+    events_redis_prefix: str = "karaffe:events:"
+    """Prefix of every Redis key and pub/sub channel of events."""
+
+    events_history_size: PositiveInt = 1000
+    """Events kept per channel for resume (approximate with Redis: at least this many)."""
+
+    events_token_max_age: PositiveInt = 600
+    """Lifetime of channel tokens in seconds."""
+
+    events_relay_url: str | None = None
+    """URL of the relay's stream that browsers connect to; default: the app's /events/stream."""
+
+    events_serve_stream: t.Literal["auto"] | bool = "auto"
+    """Serve /events/stream from the Flask app: `auto` (with the memory broker), true or false."""
+
+    events_cookie_name: str = "karaffe_events"
+    """Cookie that may carry the channel token when the relay shares the site."""
+
+    events_heartbeat: PositiveFloat = 15.0
+    """Seconds between heartbeat comments on idle streams."""
+
+    events_retry_ms: t.Annotated[int, Field(ge=0)] = 2000
+    """The `retry:` reconnection delay sent to clients, in milliseconds."""
+
+    events_token_notice: t.Annotated[float, Field(ge=0)] = 60.0
+    """Seconds before a token expires that the relay sends `token-expiring`."""
+
+    events_cors_origins: list[str] = []
+    """Origins allowed to read the relay's streams cross-site (`*` for any, without cookies)."""
+
+    events_max_buffer: PositiveInt = 256 * 1024
+    """Bytes a slow client may have pending before the relay cuts it off."""
+
+    events_replay_limit: PositiveInt = 10000
+    """Most events replayed per channel on resume; beyond, the client gets `reset`."""
+
+    events_relay_host: str = "127.0.0.1"
+    """Address `karaffe relay` listens on."""
+
+    events_relay_port: t.Annotated[int, Field(gt=0, lt=65536)] = 8001
+    """Port `karaffe relay` listens on."""

@@ -32,7 +32,7 @@ from .context import (
     PerOrganization,
     Unscoped,
 )
-from .extension import SETTINGS, Jobs, get_jobs, init_app
+from .extension import Jobs, JobsSettings, get_jobs, init_app
 from .progress import progress
 from .registry import Job, JobDeclarationError, collect_jobs, get_job, job
 from .runner import (
@@ -50,7 +50,6 @@ from .schedule import Missed, Schedule
 from .scheduler import ScheduledRun, Scheduler
 
 __all__ = [
-    "SETTINGS",
     "ActingAs",
     "Backend",
     "Claim",
@@ -63,6 +62,7 @@ __all__ = [
     "JobImportError",
     "JobRunner",
     "Jobs",
+    "JobsSettings",
     "MemoryBackend",
     "Missed",
     "MissingJobContext",

@@ -14,96 +14,70 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from flask import Flask
+from pydantic import AfterValidator, TypeAdapter
 
-from ..config import Setting
+from ..config import CoreSettings, PositiveFloat, PositiveInt, RedisUrl, Settings
+from ..db import DbSettings, check_database_url
 from .backends import Backend, backend_from_url
 from .registry import Job, JobDeclarationError, as_job, collect_jobs, default_modules
 from .schedule import Schedule
 
-__all__ = ["SETTINGS", "Jobs", "get_jobs", "init_app"]
+__all__ = ["Jobs", "JobsSettings", "get_jobs", "init_app"]
 
 EXTENSION_KEY = "karaffe.jobs"
 
 
-def _positive(value: t.Any) -> None:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-
-
-def _timezone(value: t.Any) -> None:
+def _timezone(value: str) -> str:
     Schedule("* * * * *", value)
+    return value
 
 
-def _backend_url(value: t.Any) -> None:
-    if value is not None and "://" not in value:
+def _backend_url(value: str) -> str:
+    scheme = value.partition("://")[0]
+    if not scheme or "://" not in value:
         raise ValueError(
             "expected a URL such as redis://..., postgresql://..., sqlite:///path or memory://"
         )
+    if scheme == "memory":
+        return value
+    if scheme in ("redis", "rediss", "unix"):
+        return TypeAdapter(RedisUrl).validate_python(value)
+    return check_database_url(value)
 
 
-#: The settings of the job system.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "JOBS_MODULES",
-        list,
-        [],
-        "Modules whose @job functions are scheduled; "
-        "empty: the app package's `jobs` module, if it has one.",
-    ),
-    Setting(
-        "JOBS_BACKEND",
-        str,
-        None,
-        "Where schedulers claim ticks and record runs: redis://, postgresql://, "
-        "sqlite:/// or memory://. Unset: REDIS_URL, else DATABASE_URL, "
-        "else SQLite in the instance folder.",
-        check=_backend_url,
-    ),
-    Setting(
-        "JOBS_TIMEZONE",
-        str,
-        "UTC",
-        "Time zone cron expressions are read in, unless a job names its own.",
-        check=_timezone,
-    ),
-    Setting(
-        "JOBS_GRACE_SECONDS",
-        int,
-        60,
-        "How late a tick may start and still be on time; "
-        "later ticks follow the job's `missed` policy.",
-        check=_positive,
-    ),
-    Setting(
-        "JOBS_LEASE_SECONDS",
-        int,
-        60,
-        "A running job's lease, renewed while it runs; "
-        "a crashed scheduler's lease expires after it.",
-        check=_positive,
-    ),
-    Setting(
-        "JOBS_POLL_SECONDS",
-        float,
-        1.0,
-        "How often the scheduler looks for due ticks.",
-        check=_positive,
-    ),
-    Setting(
-        "JOBS_MAX_WORKERS",
-        int,
-        4,
-        "Jobs one scheduler process runs at the same time.",
-        check=_positive,
-    ),
-    Setting(
-        "JOBS_HISTORY",
-        int,
-        100,
-        "Runs kept per job for `flask karaffe jobs`.",
-        check=_positive,
-    ),
-)
+class JobsSettings(Settings):
+    """The settings of the job system."""
+
+    title: t.ClassVar[str] = "Jobs"
+
+    jobs_modules: list[str] = []
+    """Modules whose @job functions are scheduled (a JSON array or comma-separated);
+    empty: the app package's `jobs` module, if it has one."""
+
+    jobs_backend: t.Annotated[str | None, AfterValidator(lambda v: v and _backend_url(v))] = None
+    """Where schedulers claim ticks and record runs: redis://, postgresql://,
+    sqlite:/// or memory://. Unset: REDIS_URL, else DATABASE_URL,
+    else SQLite in the instance folder."""
+
+    jobs_timezone: t.Annotated[str, AfterValidator(_timezone)] = "UTC"
+    """Time zone cron expressions are read in, unless a job names its own."""
+
+    jobs_grace_seconds: PositiveInt = 60
+    """How late a tick may start and still be on time;
+    later ticks follow the job's `missed` policy."""
+
+    jobs_lease_seconds: PositiveInt = 60
+    """A running job's lease, renewed while it runs;
+    a crashed scheduler's lease expires after it."""
+
+    jobs_poll_seconds: PositiveFloat = 1.0
+    """How often the scheduler looks for due ticks."""
+
+    jobs_max_workers: PositiveInt = 4
+    """Jobs one scheduler process runs at the same time."""
+
+    jobs_history: PositiveInt = 100
+    """Runs kept per job for `flask karaffe jobs`."""
 
 
 class Jobs:
@@ -124,7 +98,7 @@ class Jobs:
     @property
     def modules(self) -> list[str]:
         """The modules searched for ``@job`` functions."""
-        configured = list(self.app.config.get("JOBS_MODULES") or [])
+        configured = JobsSettings.of(self.app).jobs_modules
         return configured or default_modules(self.app.import_name)
 
     @property
@@ -153,29 +127,33 @@ class Jobs:
         return [job for name, job in sorted(self.jobs.items()) if job.cron is not None]
 
     def schedule_of(self, job: Job) -> Schedule | None:
-        return job.schedule(self.app.config.get("JOBS_TIMEZONE") or "UTC")
+        return job.schedule(JobsSettings.of(self.app).jobs_timezone)
 
     def grace(self, job: Job) -> timedelta:
-        return job.grace or timedelta(seconds=self.app.config.get("JOBS_GRACE_SECONDS", 60))
+        return job.grace or timedelta(seconds=JobsSettings.of(self.app).jobs_grace_seconds)
 
     def lease(self, job: Job) -> timedelta:
-        return job.lease or timedelta(seconds=self.app.config.get("JOBS_LEASE_SECONDS", 60))
+        return job.lease or timedelta(seconds=JobsSettings.of(self.app).jobs_lease_seconds)
 
     # -- backend ---------------------------------------------------------------
 
     def backend_url(self) -> str:
         """``JOBS_BACKEND``, else ``REDIS_URL``, else the database, else a
         SQLite file in the instance folder (one machine)."""
-        config = self.app.config
-        for key in ("JOBS_BACKEND", "REDIS_URL", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI"):
-            url = config.get(key)
+        candidates = (
+            JobsSettings.of(self.app).jobs_backend,
+            CoreSettings.of(self.app).redis_url,
+            DbSettings.of(self.app).database_url,
+            self.app.config.get("SQLALCHEMY_DATABASE_URI"),
+        )
+        for url in candidates:
             if isinstance(url, str) and url and not _in_memory_sqlite(url):
                 return url
         os.makedirs(self.app.instance_path, exist_ok=True)
         return f"sqlite:///{os.path.join(self.app.instance_path, 'karaffe-jobs.sqlite3')}"
 
     def make_backend(self) -> Backend:
-        return backend_from_url(self.backend_url(), keep=self.app.config.get("JOBS_HISTORY", 100))
+        return backend_from_url(self.backend_url(), keep=JobsSettings.of(self.app).jobs_history)
 
     @property
     def backend(self) -> Backend:
@@ -193,9 +171,7 @@ def _in_memory_sqlite(url: str) -> bool:
 
 def init_app(app: Flask, jobs: Jobs | None = None) -> Jobs:
     """Set up the job system on ``app`` and declare its settings."""
-    from ..db import declare_settings
-
-    declare_settings(app, SETTINGS)
+    JobsSettings.of(app)
     state = jobs or Jobs(app)
     app.extensions[EXTENSION_KEY] = state
     return state

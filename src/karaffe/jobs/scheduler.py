@@ -28,7 +28,7 @@ from datetime import datetime
 from flask import Flask
 
 from .backends import FAILED, SUCCEEDED, Backend, Claim, RunRecord
-from .extension import get_jobs
+from .extension import JobsSettings, get_jobs
 from .registry import Job
 from .runner import JobRunner, RunResult
 from .schedule import Action, decide, utcnow
@@ -86,7 +86,7 @@ class Scheduler:
         self.clock = clock
         self.host = host or f"{socket.gethostname()}:{os.getpid()}"
         self.runner = self.runner_class(app, clock=clock)
-        workers = max_workers or int(app.config.get("JOBS_MAX_WORKERS", 4))
+        workers = max_workers or JobsSettings.of(app).jobs_max_workers
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="karaffe-job")
         self._lock = threading.Lock()
         self._active: dict[str, tuple[Job, Claim]] = {}
@@ -202,7 +202,7 @@ class Scheduler:
         """Poll every ``JOBS_POLL_SECONDS`` until ``stop`` is set; then wait
         for the running jobs to end."""
         stop = stop or threading.Event()
-        interval = float(self.app.config.get("JOBS_POLL_SECONDS", 1.0))
+        interval = JobsSettings.of(self.app).jobs_poll_seconds
         names = ", ".join(job.name for job in self.jobs) or "none"
         log.info("scheduler %s started; jobs: %s", self.host, names)
         while not stop.is_set():
@@ -218,7 +218,7 @@ class Scheduler:
         """Stop accepting work; with ``wait``, let running jobs finish,
         renewing their leases meanwhile."""
         if wait:
-            interval = float(self.app.config.get("JOBS_POLL_SECONDS", 1.0))
+            interval = JobsSettings.of(self.app).jobs_poll_seconds
             while True:
                 with self._lock:
                     futures = list(self._futures)

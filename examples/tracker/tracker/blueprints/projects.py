@@ -3,7 +3,7 @@ searched, keyset-paginated)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
@@ -15,6 +15,7 @@ from .. import services
 from ..forms import Form
 from ..models import Project
 from ..schemas import IssueQuery, ProjectIn
+from ..settings import TrackerSettings
 from ..web import html_page, in_current_org, viewer
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
@@ -66,7 +67,7 @@ def show(project_id: int) -> ResponseReturnValue:
     page = html_page(
         services.issue_list(project, filters),
         services.ISSUE_ORDER,
-        int(current_app.config.get("ISSUES_PER_PAGE", 50)),
+        TrackerSettings.of().issues_per_page,
     )
     return render_template(
         "projects/show.html",
