@@ -12,6 +12,7 @@ from flask.json.tag import TaggedJSONSerializer
 from itsdangerous import BadPayload, BadSignature, SignatureExpired
 from markupsafe import Markup
 
+from karaffe.events.tokens import TokenSigner
 from karaffe.signing import (
     CHANNEL_TOKEN_SALT,
     CURSOR_SALT,
@@ -75,6 +76,7 @@ def test_value_signed_for_one_use_never_verifies_for_another(signed_for: str, re
 
 def test_the_uses_have_their_own_salts() -> None:
     assert len(set(USES.values())) == len(USES)
+    assert TokenSigner("k").signer.salt == CHANNEL_TOKEN_SALT
 
 
 @pytest.mark.parametrize("fallbacks", ["old-secret", b"old-secret", bytearray(b"old-secret")])
@@ -83,6 +85,8 @@ def test_a_string_where_keys_are_expected_is_a_type_error(fallbacks) -> None:
         secret_keys("k", fallbacks)
     with pytest.raises(TypeError, match="put the key in a list"):
         Signer("k", fallbacks, salt="s")
+    with pytest.raises(TypeError):
+        TokenSigner("k", fallbacks)
 
 
 def test_an_app_whose_fallbacks_are_a_string_signs_nothing(make_app) -> None:

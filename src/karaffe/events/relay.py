@@ -90,7 +90,8 @@ class RelayConfig:
         return cls(
             secret_key=c["SECRET_KEY"],
             redis_url=c["REDIS_URL"],
-            secret_key_fallbacks=list(c.get("SECRET_KEY_FALLBACKS") or []),
+            # Not list(): a string would become one key per character (TokenSigner refuses it).
+            secret_key_fallbacks=c.get("SECRET_KEY_FALLBACKS") or [],
             prefix=c["EVENTS_REDIS_PREFIX"],
             token_max_age=c["EVENTS_TOKEN_MAX_AGE"],
             heartbeat=c["EVENTS_HEARTBEAT"],
