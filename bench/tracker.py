@@ -34,11 +34,11 @@ import urllib.request
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask.sessions import SecureCookieSessionInterface
 
 from karaffe import _servers
 from karaffe.auth import User, create_api_token, session_values_for
 from karaffe.db import db
+from karaffe.sessions import CookieSessionInterface
 from karaffe.tenancy import Organization, unscoped
 
 from .wrk import Load, LoadResult, WrongAnswers, run_wrk
@@ -86,7 +86,7 @@ def prepare(url: str, issues: int) -> dict[str, str]:
             ).scalar_one()
             _, token = create_api_token(user, "benchmark")
             db.session.commit()
-            serializer = SecureCookieSessionInterface().get_signing_serializer(app)
+            serializer = CookieSessionInterface().get_signing_serializer(app)
             assert serializer is not None
             cookie = serializer.dumps(session_values_for(user))
             return {

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import flask
+from markupsafe import Markup
 
 import karaffe
 from karaffe.sessions import CookieSessionInterface
@@ -38,6 +41,29 @@ def test_a_session_written_is_read_back_from_its_cookie() -> None:
     client = make().test_client()
     assert "session=" in client.post("/login").headers["Set-Cookie"]
     assert client.get("/whoami").text == "alice"
+
+
+def test_a_session_gives_back_tuples_bytes_markup_and_datetimes_as_flask_does() -> None:
+    app = make()
+    value = {
+        "t": (1, "two"),
+        "b": b"\x00\xff",
+        "m": Markup("<b>safe</b>"),
+        "d": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    }
+
+    @app.post("/store")
+    def store() -> str:
+        flask.session["value"] = value
+        return "ok"
+
+    @app.get("/load")
+    def load() -> str:
+        return str(flask.session["value"] == value)
+
+    client = app.test_client()
+    client.post("/store")
+    assert client.get("/load").text == "True"
 
 
 def test_a_cookie_signed_with_a_fallback_secret_is_still_read() -> None:

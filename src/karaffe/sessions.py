@@ -3,9 +3,12 @@
 Flask's :class:`~flask.sessions.SecureCookieSessionInterface` builds a new
 signing serializer on every request (deriving keys and probing its JSON
 serializer) and parses the ``Cookie`` header even when there is none. An API
-client rarely sends cookies, so karaffe keeps one serializer per set of secret
-keys and hands out an empty session straight away when there is no cookie.
-Sessions read and written are exactly Flask's.
+client rarely sends cookies, so karaffe signs with the one signer
+(:func:`karaffe.signing.signer_for`, built once per set of secret keys, salt
+:data:`~karaffe.signing.SESSION_SALT`) and hands out an empty session straight
+away when there is no cookie. Sessions hold what Flask's hold: values go
+through Flask's tagged JSON, so tuples, bytes, ``Markup`` and datetimes come
+back as they went in.
 """
 
 from __future__ import annotations
@@ -14,34 +17,30 @@ import typing as t
 
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from .signing import SESSION_SALT, Signer, signer_for
+
 if t.TYPE_CHECKING:
     from flask import Flask, Request
-    from itsdangerous import URLSafeTimedSerializer
 
 __all__ = ["CookieSessionInterface"]
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the serializer built once per secret."""
+    """Flask's signed-cookie sessions, signed by :class:`karaffe.signing.Signer`.
 
-    #: How many sets of secret keys to remember a serializer for.
-    max_cached: int = 8
+    :attr:`salt` and :attr:`serializer` are used as Flask uses them;
+    ``digest_method`` and ``key_derivation`` are not (the signer's are
+    HMAC-SHA256 and HMAC).
+    """
 
-    def __init__(self) -> None:
-        self._serializers: dict[tuple[t.Any, ...], URLSafeTimedSerializer] = {}
+    salt = SESSION_SALT
 
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+    # Flask types this as returning its URLSafeTimedSerializer; it calls only
+    # ``dumps(value)`` and ``loads(cookie, max_age=...)`` on it, which a Signer has.
+    def get_signing_serializer(self, app: Flask) -> Signer | None:  # type: ignore[override]
         if not app.secret_key:
             return None
-        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
-        serializer = self._serializers.get(keys)
-        if serializer is None:
-            serializer = super().get_signing_serializer(app)
-            assert serializer is not None
-            if len(self._serializers) >= self.max_cached:
-                self._serializers.clear()
-            self._serializers[keys] = serializer
-        return serializer
+        return signer_for(app, self.salt, serializer=self.serializer)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not request.environ.get("HTTP_COOKIE"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
+from itsdangerous.encoding import base64_encode
 
 from karaffe.events.tokens import (
     ChannelForbidden,
@@ -46,11 +48,11 @@ def test_expired_token_is_rejected(signer: TokenSigner) -> None:
 
 def test_tampered_token_is_rejected(signer: TokenSigner) -> None:
     token = signer.sign(1, ["project:1"], now=NOW)
-    sig = token.rsplit(".", 1)[1]
-    _, claims = signer.serializer.loads_unsafe(token)
-    forged = signer.serializer.dump_payload({**claims, "c": ["project:9"]}).decode()
+    _, signed_at, sig = token.split(".")
+    claims = signer.signer.loads_unverified(token)
+    forged = base64_encode(orjson.dumps({**claims, "c": ["project:9"]})).decode()
     with pytest.raises(TamperedToken) as info:
-        signer.verify(f"{forged}.{sig}", now=NOW)
+        signer.verify(f"{forged}.{signed_at}.{sig}", now=NOW)
     assert (info.value.status, info.value.code) == (401, "tampered_token")
 
 
@@ -80,9 +82,9 @@ def test_malformed_token_is_rejected(signer: TokenSigner, token: str) -> None:
 
 
 def test_signed_payload_of_the_wrong_shape_is_malformed(signer: TokenSigner) -> None:
-    token = signer.serializer.dumps({"u": 1, "c": "not-a-list"})
+    token = signer.signer.dumps({"u": 1, "c": "not-a-list"})
     with pytest.raises(MalformedToken):
-        signer.verify(str(token), now=NOW)
+        signer.verify(token, now=NOW)
 
 
 @pytest.mark.parametrize("token", [None, ""])

@@ -22,11 +22,12 @@ import unicodedata
 
 import sqlalchemy as sa
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired
 from werkzeug.exceptions import Conflict, Forbidden, NotFound
 
 from karaffe.auth import User, utcnow
 from karaffe.db import db
+from karaffe.signing import signer_for
 from karaffe.tenancy import (
     ROLES,
     Membership,
@@ -42,7 +43,8 @@ from .models import Comment, Invitation, Issue, Label, Project, issue_labels
 from .schemas import IssueIn, IssuePatch, IssueQuery, ProjectIn, ProjectPatch
 from .settings import TrackerSettings
 
-#: Days an invitation link works by default (setting ``INVITATION_DAYS``).
+#: What invitation links are signed for (see karaffe.signing).
+INVITATION_SALT = "tracker.invitation"
 
 
 def _rank(role: str | None) -> int:
@@ -192,12 +194,6 @@ def leave(org_id: int, user: User) -> None:
 # -- invitations ----------------------------------------------------------------------
 
 
-def _invitation_serializer() -> URLSafeTimedSerializer:
-    config = current_app.config
-    keys = [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
-    return URLSafeTimedSerializer(list(reversed([k for k in keys if k])), salt="tracker.invite")
-
-
 def invitation_days() -> int:
     return TrackerSettings.of().invitation_days
 
@@ -213,15 +209,16 @@ def create_invitation(org_id: int, actor: User, role: str) -> tuple[Invitation, 
     )
     db.session.add(invitation)
     db.session.flush()
-    token = _invitation_serializer().dumps({"i": invitation.id, "o": org_id})
-    return invitation, str(token)
+    token = signer_for(current_app, INVITATION_SALT).dumps({"i": invitation.id, "o": org_id})
+    return invitation, token
 
 
 def read_invitation(token: str) -> Invitation:
     """The invitation a link's token names: 404 when the signature is wrong
     or it was used, 410 (Gone) when it expired."""
     try:
-        data = _invitation_serializer().loads(token, max_age=invitation_days() * 86400)
+        signer = signer_for(current_app, INVITATION_SALT)
+        data = signer.loads(token, max_age=invitation_days() * 86400)
         invitation_id, org_id = int(data["i"]), int(data["o"])
     except SignatureExpired:
         raise _Gone() from None

@@ -21,25 +21,22 @@ because ``COUNT(*)`` is what makes big tables slow.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import datetime as dt
 import decimal
 import functools
 import hashlib
-import hmac
 import typing as t
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-import orjson
 from flask import current_app, request
 from itsdangerous import BadSignature
 
 from ..config import CoreSettings
+from ..signing import CURSOR_SALT, Signer, signer_for
 from .errors import InvalidCursor, ValidationFailed
 
 if t.TYPE_CHECKING:
@@ -47,7 +44,7 @@ if t.TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["Cursor", "CursorCodec", "Page", "SignedJson", "paginate", "read_page_args"]
+__all__ = ["Cursor", "CursorCodec", "Page", "paginate", "read_page_args"]
 
 T = t.TypeVar("T")
 
@@ -91,69 +88,27 @@ def _decode_value(value: t.Any) -> t.Any:
     return value
 
 
-class SignedJson:
-    """Compact JSON signed with HMAC-SHA256: ``base64url(json).base64url(mac)``.
-
-    The signing key is derived from each secret once, here, rather than on
-    every call as itsdangerous does; this runs on every paginated request.
-
-    :param secret_keys: the current secret first (it signs), then older ones
-        still accepted when verifying.
-    :param salt: separates these signatures from any other use of the secrets.
-    """
-
-    def __init__(self, secret_keys: Sequence[str | bytes], salt: str) -> None:
-        if not secret_keys:
-            raise ValueError("at least one secret key is needed")
-        self.keys = [
-            hmac.digest(k.encode() if isinstance(k, str) else k, salt.encode(), "sha256")
-            for k in secret_keys
-        ]
-
-    @staticmethod
-    def _mac(key: bytes, payload: bytes) -> bytes:
-        return base64.urlsafe_b64encode(hmac.digest(key, payload, "sha256")).rstrip(b"=")
-
-    def dumps(self, value: t.Any) -> str:
-        payload = base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=")
-        return (payload + b"." + self._mac(self.keys[0], payload)).decode("ascii")
-
-    def loads(self, token: str) -> t.Any:
-        """The signed value, or :class:`itsdangerous.BadSignature`."""
-        try:
-            payload, dot, mac = token.encode("ascii").rpartition(b".")
-        except UnicodeEncodeError:
-            raise BadSignature("not a signed value") from None
-        if not dot or not any(hmac.compare_digest(mac, self._mac(k, payload)) for k in self.keys):
-            raise BadSignature("signature does not match")
-        try:
-            return orjson.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
-        except (binascii.Error, orjson.JSONDecodeError):
-            raise BadSignature("signed value is not JSON") from None
-
-
 class CursorCodec:
     """Turns cursors into opaque, signed strings and back. I/O-free.
 
-    :param secret_keys: the current secret first, then older ones still accepted.
+    :param signer: signs the cursors: one with :data:`~karaffe.signing.CURSOR_SALT`
+        (:func:`~karaffe.signing.signer_for` the app).
     :param scope: what the cursor is bound to (endpoint and sort order); a
         cursor made for another scope does not decode.
     """
 
-    salt = "karaffe.cursor"
-
-    def __init__(self, secret_keys: Sequence[str | bytes], scope: str) -> None:
-        self.serializer = SignedJson(list(secret_keys), salt=self.salt)
+    def __init__(self, signer: Signer, scope: str) -> None:
+        self.signer = signer
         self.scope = hashlib.blake2s(scope.encode(), digest_size=6).hexdigest()
 
     def dumps(self, cursor: Cursor) -> str:
         key = None if cursor.key is None else [_encode_value(v) for v in cursor.key]
-        return self.serializer.dumps([self.scope, cursor.direction, key])
+        return self.signer.dumps([self.scope, cursor.direction, key])
 
     def loads(self, token: str) -> Cursor:
         """Decode ``token`` or raise :class:`InvalidCursor`."""
         try:
-            scope, direction, key = self.serializer.loads(token)
+            scope, direction, key = self.signer.loads(token)
             if scope != self.scope:
                 raise InvalidCursor("This cursor belongs to another list or sort order.")
             if direction not in (NEXT, PREV) or not (key is None or isinstance(key, list)):
@@ -228,15 +183,13 @@ def read_page_args(default_limit: int | None = None) -> tuple[int, str | None]:
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_codec(keys: tuple[str | bytes, ...], scope: str) -> CursorCodec:
-    return CursorCodec(keys, scope)
+def _cached_codec(signer: Signer, scope: str) -> CursorCodec:
+    return CursorCodec(signer, scope)
 
 
 def _codec(scope: str) -> CursorCodec:
     """The codec of the current endpoint and ``scope``, made once per secret."""
-    config = current_app.config
-    keys = (config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", []))
-    return _cached_codec(tuple(k for k in keys if k), f"{request.endpoint}|{scope}")
+    return _cached_codec(signer_for(current_app, CURSOR_SALT), f"{request.endpoint}|{scope}")
 
 
 def paginate(

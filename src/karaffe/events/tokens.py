@@ -2,9 +2,9 @@
 
 The Flask app decides who may follow which channel and hands the page a token
 (:func:`karaffe.events.channel_token`); the relay, which shares only the
-app's secret, verifies it without a database. Tokens are signed with
-itsdangerous using ``SECRET_KEY``; ``SECRET_KEY_FALLBACKS`` are still accepted
-while keys rotate.
+app's secret, verifies it without a database. Tokens are signed by
+:class:`karaffe.signing.Signer` (itsdangerous) with ``SECRET_KEY``;
+``SECRET_KEY_FALLBACKS`` are still accepted while keys rotate.
 
 Errors, each with its HTTP status and a stable ``code``::
 
@@ -20,15 +20,14 @@ Errors, each with its HTTP status and a stable ``code``::
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 import typing as t
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from itsdangerous import URLSafeSerializer
+from itsdangerous import BadData, BadSignature
 
+from ..signing import CHANNEL_TOKEN_SALT, Signer
 from .protocol import ProtocolError, validate_channel
 
 __all__ = [
@@ -120,37 +119,33 @@ class ChannelGrant:
         return wanted
 
 
-def _key_id(secret: str | bytes) -> str:
-    """A short public fingerprint of a secret, so a token signed by another
-    application is told apart from a tampered one (an HMAC: it reveals nothing
-    of the secret)."""
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hmac.new(key, b"karaffe.events.key-id", hashlib.sha256).hexdigest()[:8]
-
-
 class TokenSigner:
     """Signs and verifies channel tokens.
 
+    Each token carries the id of the key that signed it (``k``), so that a
+    bad signature under one of our keys' ids (a changed token) is told from a
+    token another application signed.
+
     :param secret_key: the current secret (signs new tokens).
-    :param fallbacks: older secrets still accepted (key rotation).
+    :param fallbacks: older secrets still accepted (key rotation): a sequence,
+        never a single string.
     :param max_age: default lifetime of new tokens, in seconds.
     """
 
     #: Separates karaffe's tokens from anything else signed with the same secret.
-    salt = "karaffe.events.channel-token"
+    salt = CHANNEL_TOKEN_SALT
     #: Longest token accepted.
     max_length = 8192
 
     def __init__(
-        self, secret_key: str | bytes, fallbacks: Sequence[str | bytes] = (), max_age: int = 600
+        self,
+        secret_key: str | bytes,
+        fallbacks: Iterable[str | bytes] | None = (),
+        max_age: int = 600,
     ) -> None:
-        if not secret_key:
-            raise ValueError("a secret key is required to sign channel tokens")
-        keys: list[str | bytes] = [*fallbacks, secret_key]
-        # itsdangerous signs with the last key and accepts all of them.
-        self.serializer = URLSafeSerializer(t.cast("list[str]", keys), salt=self.salt)
-        self.key_id = _key_id(secret_key)
-        self.known_key_ids = frozenset(_key_id(k) for k in keys)
+        self.signer = Signer(secret_key, fallbacks, salt=self.salt)
+        self.key_id = self.signer.key_ids[0]
+        self.known_key_ids = frozenset(self.signer.key_ids)
         self.max_age = max_age
 
     def sign(
@@ -174,7 +169,7 @@ class TokenSigner:
             "e": round(issued + lifetime, 3),
             "k": self.key_id,
         }
-        return str(self.serializer.dumps(payload))
+        return self.signer.dumps(payload)
 
     def verify(self, token: str | None, *, now: float | None = None) -> ChannelGrant:
         """Return the :class:`ChannelGrant` of ``token`` or raise the
@@ -184,14 +179,15 @@ class TokenSigner:
         if len(token) > self.max_length or "." not in token:
             raise MalformedToken()
         try:
-            valid, payload = self.serializer.loads_unsafe(token)
-        except Exception:
-            raise MalformedToken() from None
-        grant = self._grant(payload)
+            claims, valid = self.signer.loads(token), True
+        except BadSignature:
+            try:
+                claims, valid = self.signer.loads_unverified(token), False
+            except BadData:
+                raise MalformedToken() from None
+        grant = self._grant(claims)
         if not valid:
-            if isinstance(payload, dict) and payload.get("k") in self.known_key_ids:
-                raise TamperedToken()
-            raise ForeignToken()
+            raise TamperedToken() if claims["k"] in self.known_key_ids else ForeignToken()
         current = time.time() if now is None else now
         if current >= grant.expires_at:
             raise ExpiredToken()

@@ -1,0 +1,244 @@
+"""The one signer: every value karaffe signs with the app's secret goes through here.
+
+One key order: the current secret key signs; a signature is verified with the
+current key, then with each fallback in order (``SECRET_KEY_FALLBACKS``, kept
+while keys rotate). One salt per use, so a value signed for one use (a session
+cookie, a pagination cursor, a channel token, an app's invitation link) never
+verifies for another::
+
+    signer = signer_for(app, CURSOR_SALT)
+    token = signer.dumps(["n", [42]])
+    signer.loads(token)                # ['n', [42]], or itsdangerous.BadSignature
+    signer.loads(token, max_age=3600)  # itsdangerous.SignatureExpired when older
+
+A token is itsdangerous' timestamped format: ``payload.timestamp.signature``,
+base64url each, the payload compact JSON (orjson) unless another serializer is
+given, the signature an HMAC-SHA256 under a key derived from the secret and
+the salt. Deriving that key happens once per key and salt, when a
+:class:`Signer` is built, not on every call; :func:`signer_for` builds one per
+set of keys and salt, so a request pays only for the HMAC.
+
+A string where a sequence of keys is expected is refused (:func:`secret_keys`):
+iterating it would make every one of its characters a valid key.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import hashlib
+import hmac
+import typing as t
+from collections.abc import Iterable
+
+import orjson
+from itsdangerous import BadPayload, BadSignature, TimestampSigner
+from itsdangerous.encoding import want_bytes
+
+from .config import CoreSettings
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = [
+    "CHANNEL_TOKEN_SALT",
+    "CURSOR_SALT",
+    "SESSION_SALT",
+    "PayloadSerializer",
+    "Signer",
+    "secret_keys",
+    "signer_for",
+]
+
+#: The session cookie (:class:`karaffe.sessions.CookieSessionInterface`).
+SESSION_SALT = "karaffe.session"
+#: Pagination cursors (:mod:`karaffe.api.pagination`).
+CURSOR_SALT = "karaffe.cursor"
+#: Channel tokens (:class:`karaffe.events.TokenSigner`).
+CHANNEL_TOKEN_SALT = "karaffe.events.channel-token"
+
+
+class PayloadSerializer(t.Protocol):
+    """Turns a value into the text or bytes that get signed, and back. The
+    default is orjson (compact JSON); Flask's ``TaggedJSONSerializer`` fits
+    too (tuples, bytes, ``Markup``, datetimes). Hashable: :func:`signer_for`
+    keeps a signer per serializer."""
+
+    def __hash__(self) -> int: ...
+
+    def dumps(self, obj: t.Any, /) -> str | bytes: ...
+
+    def loads(self, s: str, /) -> t.Any: ...
+
+
+def secret_keys(
+    current: str | bytes | None, fallbacks: Iterable[str | bytes] | None = ()
+) -> tuple[bytes, ...]:
+    """The keys of a signer as bytes: ``current`` first (it signs), then the
+    non-empty ``fallbacks`` in order (they only verify), without repeats.
+
+    :raises TypeError: ``fallbacks`` is a single ``str`` or ``bytes`` rather
+        than a sequence of keys (each character would become a key), or a key
+        is not ``str`` or ``bytes``.
+    :raises ValueError: ``current`` is empty: there is no key to sign with.
+    """
+    if current is None or (isinstance(current, str | bytes) and not current):
+        raise ValueError("a secret key is required to sign (the current key is empty)")
+    if not isinstance(current, str | bytes):
+        raise TypeError(f"a secret key must be str or bytes, not {type(current).__name__}")
+    if fallbacks is None:
+        fallbacks = ()
+    elif isinstance(fallbacks, str | bytes | bytearray):
+        raise TypeError(
+            "secret key fallbacks must be a sequence of keys, not a single "
+            f"{type(fallbacks).__name__} (each of its characters would be a key): "
+            "put the key in a list"
+        )
+    keys = [want_bytes(current)]
+    for key in fallbacks:
+        if not isinstance(key, str | bytes):
+            raise TypeError(f"a secret key must be str or bytes, not {type(key).__name__}")
+        if key and (raw := want_bytes(key)) not in keys:
+            keys.append(raw)
+    return tuple(keys)
+
+
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64encode(data: bytes) -> bytes:
+    """base64url without padding, as itsdangerous writes it (without its
+    layers of checks: this runs several times per token)."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
+def _b64decode(data: bytes) -> bytes:
+    """The inverse of :func:`_b64encode` (:exc:`binascii.Error`, a ``ValueError``)."""
+    return binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
+
+
+class _TimestampSigner(TimestampSigner):
+    """itsdangerous' timestamp signer with HMAC-SHA256, each key derived from
+    its secret and the salt once, here, rather than on every call."""
+
+    def __init__(self, keys: tuple[bytes, ...], salt: str) -> None:
+        # itsdangerous signs with the last key: our order (current first), reversed.
+        super().__init__(
+            list(reversed(keys)), salt=salt, key_derivation="hmac", digest_method=hashlib.sha256
+        )
+        #: The derived keys in our order: the first signs, all verify.
+        self.derived_keys = tuple(self.derive_key(key) for key in keys)
+
+    def get_signature(self, value: str | bytes) -> bytes:
+        return _b64encode(hmac.digest(self.derived_keys[0], want_bytes(value), "sha256"))
+
+    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
+        try:
+            mac = _b64decode(want_bytes(sig))
+        except ValueError:
+            return False
+        value = want_bytes(value)
+        for key in self.derived_keys:
+            if hmac.compare_digest(mac, hmac.digest(key, value, "sha256")):
+                return True
+        return False
+
+
+def _key_id(key: bytes) -> str:
+    """A short public fingerprint of a secret key (an HMAC: it reveals nothing
+    of the key)."""
+    return hmac.new(key, b"karaffe.signing.key-id", hashlib.sha256).hexdigest()[:8]
+
+
+class Signer:
+    """Signs values for one use and verifies them.
+
+    :param secret_key: the current secret key; it signs.
+    :param fallbacks: older keys, still accepted when verifying, tried in
+        order after the current one. A sequence: a ``str`` is a ``TypeError``.
+    :param salt: what the values are for; a value signed with one salt never
+        verifies with another.
+    :param serializer: turns values into what is signed and back (compact
+        JSON by default).
+    """
+
+    def __init__(
+        self,
+        secret_key: str | bytes,
+        fallbacks: Iterable[str | bytes] | None = (),
+        *,
+        salt: str,
+        serializer: PayloadSerializer = orjson,
+    ) -> None:
+        self.keys = secret_keys(secret_key, fallbacks)
+        self.salt = salt
+        self.serializer = serializer
+        #: Fingerprints of :attr:`keys`, the current key's first. A value can
+        #: carry its signer's, so that a bad signature by one of our keys
+        #: (tampering) is told from one by a key we never had (foreign).
+        self.key_ids = tuple(_key_id(key) for key in self.keys)
+        self._signer = _TimestampSigner(self.keys, salt)
+
+    def __repr__(self) -> str:
+        return f"<Signer salt={self.salt!r} keys={len(self.keys)}>"
+
+    def dumps(self, value: t.Any) -> str:
+        """``value`` serialized, timestamped and signed with the current key:
+        a URL-safe string."""
+        payload = _b64encode(want_bytes(self.serializer.dumps(value)))
+        return self._signer.sign(payload).decode("ascii")
+
+    def loads(self, token: str | bytes, max_age: int | None = None) -> t.Any:
+        """The value signed in ``token``.
+
+        :param max_age: refuse a token signed more than this many seconds ago.
+        :raises itsdangerous.SignatureExpired: older than ``max_age``.
+        :raises itsdangerous.BadSignature: any other refusal: no key of ours
+            signed it for this salt, it was changed, or it is not a token.
+        """
+        payload = self._signer.unsign(token, max_age=max_age)
+        try:
+            return self._load(payload)
+        except BadPayload:
+            # Signed by us yet unreadable: refused like a bad signature, so
+            # that callers need to catch one exception only.
+            raise BadSignature("the signed value cannot be read", payload=payload) from None
+
+    def loads_unverified(self, token: str | bytes) -> t.Any:
+        """The value in ``token`` without checking its signature or age: only
+        to tell why :meth:`loads` refused a token, never to trust it.
+
+        :raises itsdangerous.BadPayload: there is no readable value in it.
+        """
+        parts = want_bytes(token).split(b".")
+        if len(parts) != 3:
+            raise BadPayload("not a signed value")
+        return self._load(parts[0])
+
+    def _load(self, payload: bytes) -> t.Any:
+        try:
+            return self.serializer.loads(_b64decode(payload).decode("utf-8"))
+        except Exception as error:
+            raise BadPayload("the value cannot be read", original_error=error) from None
+
+
+def _secret_keys(app: Flask) -> tuple[bytes, ...]:
+    """The app's secret keys, current first: the one place karaffe reads them."""
+    core = CoreSettings.of(app)
+    return secret_keys(core.secret_key, core.secret_key_fallbacks)
+
+
+@functools.lru_cache(maxsize=64)
+def _signer(keys: tuple[bytes, ...], salt: str, serializer: PayloadSerializer) -> Signer:
+    return Signer(keys[0], keys[1:], salt=salt, serializer=serializer)
+
+
+def signer_for(app: Flask, salt: str, *, serializer: PayloadSerializer = orjson) -> Signer:
+    """The :class:`Signer` of ``app``'s secret keys for ``salt``: built once per
+    set of keys, salt and serializer, so rotating the keys takes effect at once.
+
+    :raises ValueError: the app has no ``SECRET_KEY``.
+    :raises TypeError: ``SECRET_KEY_FALLBACKS`` is a string, not a list.
+    """
+    return _signer(_secret_keys(app), salt, serializer)
