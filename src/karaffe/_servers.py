@@ -167,11 +167,9 @@ def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
 def postgres(workdir: Path) -> Iterator[str]:
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres://", "postgresql")):
-        if url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url[len("postgres://") :]
-        elif url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        yield url
+        from .db import normalize_database_url
+
+        yield normalize_database_url(url)
         return
     proc, url, folder = start_postgres(workdir)
     try:

@@ -405,9 +405,11 @@ class SqlBackend(Backend):
     def __init__(self, url: str, *, keep: int = 100) -> None:
         import sqlalchemy as sa
 
+        from ..db import normalize_database_url
+
         self.sa = sa
         self.keep = keep
-        url = normalize_sql_url(url)
+        url = normalize_database_url(url)
         self.is_sqlite = url.startswith("sqlite")
         options: dict[str, t.Any] = {"pool_pre_ping": True}
         if self.is_sqlite:
@@ -590,12 +592,6 @@ def alembic_include_name(name: str | None, type_: str, parent_names: t.Any) -> b
     return not (type_ == "table" and name == SqlBackend.table_name)
 
 
-def normalize_sql_url(url: str) -> str:
-    """Route ``postgres://`` and ``postgresql://`` to psycopg 3."""
-    for scheme in ("postgres://", "postgresql://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
 
 
 def backend_from_url(url: str, *, keep: int = 100) -> Backend:
