@@ -387,10 +387,17 @@ def _load_from_session() -> User | None:
 
 
 def is_token_request() -> bool:
-    """Whether the current request authenticates with an ``Authorization``
-    header (a bearer token): it is exempt from CSRF, ignores the session
-    cookie and never gets one."""
-    return "Authorization" in request.headers
+    """Whether the current request authenticates with its ``Authorization``
+    header: any such header on an API route (only ``Bearer`` tokens are
+    accepted; anything else is a 401). Such a request is exempt from CSRF,
+    ignores the session cookie and never gets one. HTML routes ignore the
+    header: pages and forms authenticate by their session alone."""
+    return "Authorization" in request.headers and _is_api_request()
+
+
+def _is_api_request() -> bool:
+    # A plain Flask app has no HTML/API split: every route accepts tokens.
+    return bool(getattr(current_app, "is_api_request", lambda: True)())
 
 
 def get_user() -> User | None:
@@ -402,8 +409,11 @@ def get_user() -> User | None:
         return None
     user = g.get("_karaffe_user", _UNSET)
     if user is _UNSET:
-        header = request.headers.get("Authorization")
-        user = _load_from_token(header) if header is not None else _load_from_session()
+        user = (
+            _load_from_token(request.headers["Authorization"])
+            if is_token_request()
+            else _load_from_session()
+        )
         g._karaffe_user = user
     return t.cast("User | None", user)
 
@@ -504,7 +514,7 @@ class TokenAwareSessionInterface(SessionInterface):
         self.inner = inner
 
     def open_session(self, app: Flask, request: t.Any) -> SessionMixin | None:
-        if "Authorization" in request.headers:
+        if is_token_request():
             # A fresh session that lives for this request only: views may
             # use it, nothing of it is read from or written to a cookie.
             return SecureCookieSession()
@@ -514,7 +524,7 @@ class TokenAwareSessionInterface(SessionInterface):
         return self.inner.is_null_session(obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
-        if "Authorization" in request.headers:
+        if is_token_request():
             return
         self.inner.save_session(app, session, response)
 
@@ -564,8 +574,10 @@ class Auth:
     def _load_token_user(self) -> None:
         # Authenticate token requests before the view runs, so the token's
         # last-use is recorded before the request's own transaction writes.
-        if is_token_request():
-            get_user()
+        # Credentials that do not authenticate are a 401 on every API route,
+        # public ones too: never silently anonymous.
+        if is_token_request() and get_user() is None:
+            _unauthorized()
 
     def login(self, email: str, password: str, address: str | None = None) -> User:
         """Log in with a password, throttled: :class:`LoginThrottled` (429,
