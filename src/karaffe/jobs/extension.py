@@ -192,12 +192,15 @@ def _in_memory_sqlite(url: str) -> bool:
 
 
 def init_app(app: Flask, jobs: Jobs | None = None) -> Jobs:
-    """Set up the job system on ``app`` and declare its settings."""
+    """Set up the job system on ``app``: declare its settings and add its
+    commands (``run-job``, ``jobs``, ``scheduler``) to ``flask karaffe``."""
     from ..db import declare_settings
+    from . import cli
 
     declare_settings(app, SETTINGS)
     state = jobs or Jobs(app)
     app.extensions[EXTENSION_KEY] = state
+    cli.init_app(app)
     return state
 
 
