@@ -29,6 +29,7 @@ import typing as t
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from blinker import Namespace
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask import Response as FlaskResponse
 from flask.sessions import (
@@ -77,6 +78,7 @@ __all__ = [
     "revoke_api_token",
     "safe_next_url",
     "session_values_for",
+    "user_changed",
 ]
 
 log = logging.getLogger("karaffe.auth")
@@ -438,27 +440,38 @@ def get_user() -> User | None:
 current_user: User = t.cast(User, LocalProxy(get_user))
 
 
+_signals = Namespace()
+
+#: Sent by :func:`login_user` and :func:`logout_user` when the user of the
+#: current request changes, with the app as sender and ``user`` (``None``
+#: after a logout). Whatever was derived from the previous user for this
+#: request (such as the organizations it may see) is to be forgotten::
+#:
+#:     @user_changed.connect
+#:     def forget(app, user):
+#:         g.pop("_myapp_permissions", None)
+user_changed = _signals.signal("karaffe.user-changed")
+
+
 def login_user(user: User) -> None:
     """Open a login session for ``user`` in the session cookie. The session
-    is cleared first, so nothing from before the login survives it."""
+    is cleared first, so nothing from before the login survives it.
+    Sends :data:`user_changed`."""
     if is_token_request():
         raise RuntimeError("login_user() in a request authenticated by an API token")
     session.clear()
     session[_SESSION_USER] = user.id
     session[_SESSION_CHECK] = _session_check(user)
     g._karaffe_user = user
-    _forget_org_cache()
+    user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
 
 
 def logout_user() -> None:
-    """End the login session (the whole session is cleared)."""
+    """End the login session (the whole session is cleared). Sends
+    :data:`user_changed` with ``user=None``."""
     session.clear()
     g._karaffe_user = None
-    _forget_org_cache()
-
-
-def _forget_org_cache() -> None:
-    g.pop("_karaffe_org_ids", None)
+    user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
 
 
 def _unauthorized() -> t.NoReturn:
