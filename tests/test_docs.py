@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
+import pytest
+
 import karaffe
+import karaffe.events
 from karaffe.config import CORE_SETTINGS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -16,15 +20,16 @@ def test_every_core_setting_is_documented_with_its_default() -> None:
         assert f"| `{setting.name}` | {setting.type.__name__} |" in text, setting.name
 
 
-def test_every_problem_type_is_documented() -> None:
+@pytest.mark.parametrize(("module", "count"), [(karaffe, 13), (karaffe.events, 8)])
+def test_every_problem_type_is_documented(module: types.ModuleType, count: int) -> None:
     text = (DOCS / "errors.md").read_text()
     classes = [
-        getattr(karaffe, name)
-        for name in karaffe.__all__
-        if isinstance(getattr(karaffe, name), type)
-        and issubclass(getattr(karaffe, name), karaffe.ApiException)
+        getattr(module, name)
+        for name in module.__all__
+        if isinstance(getattr(module, name), type)
+        and issubclass(getattr(module, name), karaffe.ApiException)
     ]
-    assert len(classes) == 13
+    assert len(classes) == count
     for cls in classes:
         assert f"| `{cls.__name__}` | {cls.status}" in text, cls.__name__
         assert f"`urn:karaffe:problem:{cls.slug}`" in text, cls.__name__
