@@ -52,7 +52,7 @@ from ._throttle import (
 )
 from .api.errors import Unauthorized
 from .config import Setting, positive
-from .db import Model, db, declare_settings
+from .db import Model, UTCDateTime, db, declare_settings
 
 __all__ = [
     "SETTINGS",
@@ -146,13 +146,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands timestamps back naive; they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 # -- models ------------------------------------------------------------------
 
 
@@ -167,7 +160,7 @@ class User(Model):
     name: Mapped[str] = mapped_column(sa.String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -203,19 +196,16 @@ class ApiToken(Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    last_used_at: Mapped[dt.datetime | None] = mapped_column(
-        sa.DateTime(timezone=True), default=None
-    )
-    expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     user: Mapped[User] = relationship(back_populates="api_tokens")
 
     @property
     def is_expired(self) -> bool:
-        expires_at = _aware(self.expires_at)
-        return expires_at is not None and expires_at <= utcnow()
+        return self.expires_at is not None and self.expires_at <= utcnow()
 
     @property
     def is_revoked(self) -> bool:
@@ -371,7 +361,7 @@ def _touch(token: ApiToken) -> None:
     on its own connection and transaction: the request's own work may yet
     be rolled back, the use still happened."""
     now = utcnow()
-    last = _aware(token.last_used_at)
+    last = token.last_used_at
     interval = int(current_app.config.get("API_TOKEN_TOUCH_INTERVAL", 60))
     if last is not None and (now - last).total_seconds() < interval:
         return

@@ -251,10 +251,7 @@ def read_invitation(token: str) -> Invitation:
         ).scalar_one_or_none()
         if invitation is None or invitation.accepted_at is not None:
             raise NotFound("This invitation link was already used or withdrawn.")
-        expires = invitation.expires_at
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.UTC)
-        if expires <= utcnow():
+        if invitation.expires_at <= utcnow():
             raise _Gone()
         # Load what the page shows while still allowed to see it.
         _ = invitation.organization.name, invitation.created_by
