@@ -156,7 +156,6 @@ class MemoryBackend(Backend):
         self._lock = threading.Lock()
         self._runs: dict[str, list[RunRecord]] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
-        self._tokens: dict[str, str] = {}
 
     def claim(
         self,
@@ -184,7 +183,6 @@ class MemoryBackend(Backend):
                 record = replace(record, finished=now)
             else:
                 self._leases[job] = (token, now + lease)
-            self._tokens[token] = job
             runs.insert(0, record)
             del runs[self.keep :]
             return Claim(record, token)
