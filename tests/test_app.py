@@ -202,12 +202,6 @@ def test_htmljson_filter_is_available_in_templates(make_app) -> None:
     assert rendered == '"\\u003c/script\\u003e"'
 
 
-def test_karaffe_command_group_is_registered(make_app) -> None:
-    result = make_app().test_cli_runner().invoke(args=["karaffe", "--help"])
-    assert result.exit_code == 0
-    assert "karaffe's commands" in result.output
-
-
 class ContainedApp:
     """The contained app of slide 23: a plain object that owns the Flask app
     and is the WSGI callable."""

@@ -36,6 +36,7 @@ from karaffe.auth import (
     login_user,
     logout_user,
     revoke_api_token,
+    user_changed,
 )
 from karaffe.db import db
 
@@ -282,6 +283,20 @@ def test_get_user_loads_once_per_request(app: karaffe.App) -> None:
             logout_user()
             assert get_user() is None
             assert not current_user
+
+
+def test_login_and_logout_send_user_changed(app: karaffe.App) -> None:
+    sent: list[tuple[object, User | None]] = []
+
+    def record(sender: object, user: User | None, **extra: object) -> None:
+        sent.append((sender, user))
+
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        with app.test_request_context("/"), user_changed.connected_to(record):
+            login_user(alice)  # type: ignore[arg-type]
+            logout_user()
+    assert sent == [(app, alice), (app, None)]
 
 
 def test_get_user_outside_a_request_is_none(app: karaffe.App) -> None:

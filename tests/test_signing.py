@@ -91,7 +91,9 @@ def test_a_string_where_keys_are_expected_is_a_type_error(fallbacks) -> None:
 
 def test_a_string_written_into_flask_config_is_never_iterated_as_keys(make_app) -> None:
     app = make_app()
-    app.config["SECRET_KEY_FALLBACKS"] = "old-secret"  # past configure(): signing reads the typed settings
+    app.config["SECRET_KEY_FALLBACKS"] = (
+        "old-secret"  # past configure(): signing reads the typed settings
+    )
     for salt in USES.values():
         forged = Signer("o", salt=salt).dumps(VALUE)
         with pytest.raises(BadSignature):
@@ -102,9 +104,14 @@ def test_one_fallback_from_the_environment_verifies_as_one_whole_key() -> None:
     import karaffe
 
     app = karaffe.App("tracker")
-    app.configure({"TESTING": True, "SECRET_KEY": "current-secret-key"}, environ={"KARAFFE_SECRET_KEY_FALLBACKS": "old-secret-key"})
+    app.configure(
+        {"TESTING": True, "SECRET_KEY": "current-secret-key"},
+        environ={"KARAFFE_SECRET_KEY_FALLBACKS": "old-secret-key"},
+    )
     for salt in USES.values():
-        assert signer_for(app, salt).loads(Signer("old-secret-key", salt=salt).dumps(VALUE)) == VALUE
+        assert (
+            signer_for(app, salt).loads(Signer("old-secret-key", salt=salt).dumps(VALUE)) == VALUE
+        )
         for character in set("old-secret-key"):
             with pytest.raises(BadSignature):
                 signer_for(app, salt).loads(Signer(character, salt=salt).dumps(VALUE))

@@ -96,9 +96,6 @@ class App(Flask):
         self.register_error_handler(ApiException, self.handle_api_exception)
         self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
         self.add_template_filter(htmljson_filter, "htmljson")
-        from .cli import cli
-
-        self.cli.add_command(cli)
 
     # -- configuration -------------------------------------------------------
 

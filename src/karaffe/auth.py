@@ -29,6 +29,7 @@ import typing as t
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from blinker import Namespace
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask import Response as FlaskResponse
 from flask.sessions import (
@@ -51,7 +52,7 @@ from ._throttle import (
 )
 from .api.errors import Unauthorized
 from .config import PositiveInt, RedisUrl, Settings
-from .db import Model, db
+from .db import Model, UTCDateTime, db
 
 __all__ = [
     "ApiToken",
@@ -77,6 +78,7 @@ __all__ = [
     "revoke_api_token",
     "safe_next_url",
     "session_values_for",
+    "user_changed",
 ]
 
 log = logging.getLogger("karaffe.auth")
@@ -121,13 +123,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands timestamps back naive; they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 # -- models ------------------------------------------------------------------
 
 
@@ -142,7 +137,7 @@ class User(Model):
     name: Mapped[str] = mapped_column(sa.String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -178,19 +173,16 @@ class ApiToken(Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    last_used_at: Mapped[dt.datetime | None] = mapped_column(
-        sa.DateTime(timezone=True), default=None
-    )
-    expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     user: Mapped[User] = relationship(back_populates="api_tokens")
 
     @property
     def is_expired(self) -> bool:
-        expires_at = _aware(self.expires_at)
-        return expires_at is not None and expires_at <= utcnow()
+        return self.expires_at is not None and self.expires_at <= utcnow()
 
     @property
     def is_revoked(self) -> bool:
@@ -344,7 +336,7 @@ def _touch(token: ApiToken) -> None:
     on its own connection and transaction: the request's own work may yet
     be rolled back, the use still happened."""
     now = utcnow()
-    last = _aware(token.last_used_at)
+    last = token.last_used_at
     interval = AuthSettings.of().api_token_touch_interval
     if last is not None and (now - last).total_seconds() < interval:
         return
@@ -423,27 +415,38 @@ def get_user() -> User | None:
 current_user: User = t.cast(User, LocalProxy(get_user))
 
 
+_signals = Namespace()
+
+#: Sent by :func:`login_user` and :func:`logout_user` when the user of the
+#: current request changes, with the app as sender and ``user`` (``None``
+#: after a logout). Whatever was derived from the previous user for this
+#: request (such as the organizations it may see) is to be forgotten::
+#:
+#:     @user_changed.connect
+#:     def forget(app, user):
+#:         g.pop("_myapp_permissions", None)
+user_changed = _signals.signal("karaffe.user-changed")
+
+
 def login_user(user: User) -> None:
     """Open a login session for ``user`` in the session cookie. The session
-    is cleared first, so nothing from before the login survives it."""
+    is cleared first, so nothing from before the login survives it.
+    Sends :data:`user_changed`."""
     if is_token_request():
         raise RuntimeError("login_user() in a request authenticated by an API token")
     session.clear()
     session[_SESSION_USER] = user.id
     session[_SESSION_CHECK] = _session_check(user)
     g._karaffe_user = user
-    _forget_org_cache()
+    user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
 
 
 def logout_user() -> None:
-    """End the login session (the whole session is cleared)."""
+    """End the login session (the whole session is cleared). Sends
+    :data:`user_changed` with ``user=None``."""
     session.clear()
     g._karaffe_user = None
-    _forget_org_cache()
-
-
-def _forget_org_cache() -> None:
-    g.pop("_karaffe_org_ids", None)
+    user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
 
 
 def _unauthorized() -> t.NoReturn:

@@ -25,7 +25,7 @@ def problem(slug: str, title: str, status: int, detail: str, errors: list | None
     [
         (karaffe.ApiException, "bad-request", "Bad request", 400),
         (karaffe.MalformedJson, "malformed-json", "Malformed JSON", 400),
-        (karaffe.InvalidCursor, "invalid-cursor", "Invalid pagination cursor", 400),
+        (karaffe.InvalidCursor, "invalid-cursor", "Invalid cursor", 400),
         (karaffe.Unauthorized, "unauthorized", "Authentication required", 401),
         (karaffe.Forbidden, "forbidden", "Forbidden", 403),
         (karaffe.NotFound, "not-found", "Not found", 404),
@@ -49,6 +49,21 @@ def test_each_exception_has_a_stable_type_and_status(make_app, exc, slug, title,
     assert rv.status_code == status
     assert rv.mimetype == "application/problem+json"
     assert rv.get_json() == problem(slug, title, status, "It went wrong.")
+
+
+def test_the_problem_document_needs_no_app_given_the_type_base(make_app) -> None:
+    exc = karaffe.Conflict("Taken.", errors=[(["body", "slug"], "Already used", "taken")])
+    outside = errors.problem_document(exc, type_base="https://errors.example/")
+    app = make_app({"PROBLEM_TYPE_BASE": "https://errors.example/"})
+    with app.app_context():
+        assert app.problem_formatter.render(exc) == outside
+    assert outside.model_dump() == {
+        "type": "https://errors.example/conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "Taken.",
+        "errors": [{"loc": ["body", "slug"], "msg": "Already used", "code": "taken"}],
+    }
 
 
 def test_message_defaults_to_title_and_errors_and_headers_are_sent(make_app) -> None:

@@ -12,7 +12,6 @@ import datetime as dt
 import typing as t
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,13 +38,9 @@ Email = t.Annotated[
 Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands timestamps back naive; they were stored in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
-#: A timestamp as the API sends it: always with its UTC offset.
-Timestamp = t.Annotated[dt.datetime, AfterValidator(_utc)]
+#: A timestamp as the API sends it: always with its UTC offset, since the
+#: columns are :class:`karaffe.db.UTCDateTime`.
+Timestamp = dt.datetime
 
 
 def _not_bool(value: t.Any) -> t.Any:

@@ -22,7 +22,7 @@ _MULTI = {"label_ids"}
 
 
 def _issue(issue_id: int) -> Issue:
-    issue = services.get_issue(issue_id, viewer())
+    issue = services.get_visible(Issue, issue_id)
     in_current_org(issue.organization_id)
     return issue
 
@@ -52,7 +52,7 @@ def _submitted() -> tuple[Form, IssueIn | None]:
 @blueprint.route("/projects/<int:project_id>/issues/new", methods=["GET", "POST"])
 @login_required
 def new(project_id: int) -> ResponseReturnValue:
-    project = services.get_project(project_id, viewer())
+    project = services.get_visible(Project, project_id)
     in_current_org(project.organization_id)
     if request.method == "GET":
         return _form_page(Form(), project, None)

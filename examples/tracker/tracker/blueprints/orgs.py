@@ -18,6 +18,7 @@ from karaffe.tenancy import ROLES, current_org, current_role
 
 from .. import services
 from ..forms import FieldError, Form
+from ..models import Label
 from ..schemas import InvitationIn, LabelIn, OrganizationIn
 from ..web import in_current_org, viewer
 
@@ -155,7 +156,7 @@ def labels() -> ResponseReturnValue:
 @blueprint.post("/o/<org_slug>/labels/<int:label_id>/delete")
 @login_required
 def delete_label(label_id: int) -> ResponseReturnValue:
-    label = services.get_label(label_id, viewer())
+    label = services.get_visible(Label, label_id)
     in_current_org(label.organization_id)
     services.delete_label(label, viewer())
     db.session.commit()

@@ -22,7 +22,7 @@ blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
 
 def _project(project_id: int) -> Project:
-    project = services.get_project(project_id, viewer())
+    project = services.get_visible(Project, project_id)
     in_current_org(project.organization_id)
     return project
 
