@@ -148,7 +148,7 @@ class App(Flask):
         for key, value in store.explicit.items():
             if key.startswith(PASSTHROUGH_PREFIXES):
                 self.config[key] = value
-            elif key not in known:
+            elif key not in known_keys(key):
                 raise unknown_key(key, "the config mapping", known)
             else:
                 present[known[key]] = None
@@ -159,7 +159,7 @@ class App(Flask):
                     continue
                 if key.startswith(PASSTHROUGH_PREFIXES):
                     self.config[key] = parse_loose(raw)
-                elif key not in known:
+                elif key not in known_keys(key):
                     raise unknown_key(key, f"environment variable {variable}", known)
                 else:
                     present[known[key]] = None
