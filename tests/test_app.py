@@ -1,5 +1,7 @@
 """The App class: blueprint discovery (slide 22), the response converter
-(slide 36), the contained app (slide 23), and HTML vs API errors."""
+(slide 36), the contained app (slide 23), HTML vs API errors, and behaving
+as a Flask does (the compatibility job in tests/compat runs Flask's own suite;
+the cases it caught are pinned here too)."""
 
 from __future__ import annotations
 
@@ -233,3 +235,19 @@ def test_contained_app_is_the_wsgi_callable() -> None:
     rv = Client(contained).get("/hello")
     assert rv.status_code == 200
     assert rv.get_data() == b"hello from the contained app"
+
+
+# -- a karaffe App is a Flask ------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_templates_auto_reload_set_after_init_applies(value) -> None:
+    app = karaffe.App("templates")
+    app.config["TEMPLATES_AUTO_RELOAD"] = value
+    assert app.jinja_env.auto_reload is value
+
+
+def test_templates_auto_reload_follows_debug_by_default(make_app) -> None:
+    assert make_app().jinja_env.auto_reload is False
+    assert make_app({"DEBUG": True}).jinja_env.auto_reload is True
+    assert make_app({"TEMPLATES_AUTO_RELOAD": True}).jinja_env.auto_reload is True

@@ -33,6 +33,9 @@ from .config import CORE_SETTINGS, PART_SETTING_NAMES, ConfigError, Setting, loa
 from .htmljson import htmljson_filter
 from .sessions import CookieSessionInterface
 
+if t.TYPE_CHECKING:
+    from flask.templating import Environment
+
 __all__ = ["App", "BlueprintImportError"]
 
 log = logging.getLogger("karaffe")
@@ -84,7 +87,6 @@ class App(Flask):
         self._deferred: dict[str, t.Any] = {}
         self.register_error_handler(ApiException, self.handle_api_exception)
         self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
-        self.add_template_filter(htmljson_filter, "htmljson")
         from .cli import cli
 
         self.cli.add_command(cli)
@@ -210,6 +212,16 @@ class App(Flask):
         if exc.response is not None:
             return exc.response
         return self.handle_api_exception(from_http_exception(exc))
+
+    def create_jinja_environment(self) -> Environment:
+        """Flask's Jinja environment, with the ``htmljson`` filter.
+
+        It is created on first use, as Flask creates it, so that settings such
+        as ``TEMPLATES_AUTO_RELOAD`` take effect when set after ``__init__``.
+        """
+        env = super().create_jinja_environment()
+        env.filters["htmljson"] = htmljson_filter
+        return env
 
     def handle_exception(self, e: Exception) -> Response:
         """An unhandled exception on an API route is a 500 problem that reveals
