@@ -5,10 +5,12 @@ the cases it caught are pinned here too)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import textwrap
 import typing as t
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -239,6 +241,21 @@ def test_contained_app_is_the_wsgi_callable() -> None:
 
 
 # -- a karaffe App is a Flask ------------------------------------------------
+
+
+def test_app_is_freed_when_its_last_reference_goes() -> None:
+    # Like Flask's test_app_freed_on_zero_refcount: no reference cycle, so
+    # CPython frees an app (and what hangs on it) without the cycle collector.
+    gc.disable()
+    try:
+        app = karaffe.App("freed")
+        configured = karaffe.App("freed")
+        configured.configure({"SECRET_KEY": "x"}, environ={})
+        refs = [weakref.ref(app), weakref.ref(configured)]
+        del app, configured
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("path", ["/form", "/api/form"])

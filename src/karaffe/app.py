@@ -18,7 +18,7 @@ import os
 import typing as t
 from collections.abc import Callable, Mapping
 
-from flask import Flask, has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 from flask.sansio.scaffold import setupmethod
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
@@ -95,9 +95,11 @@ class App(Flask):
         self.configured = False
         self._environ: Mapping[str, str] = os.environ
         self._deferred: dict[str, t.Any] = {}
-        # HTTP errors get no handler at all (see make_response), so that the
-        # app's own handlers keep Flask's order.
-        self.register_error_handler(ApiException, self.handle_api_exception)
+        # A module function rather than the bound method: an app that refers
+        # to itself is a reference cycle, and CPython could not free it when
+        # its last reference goes. HTTP errors get no handler at all (see
+        # make_response), so that the app's own handlers keep Flask's order.
+        self.register_error_handler(ApiException, _handle_api_exception)
         from .cli import cli
 
         self.cli.add_command(cli)
@@ -262,3 +264,7 @@ class App(Flask):
         env = super().create_jinja_environment()
         env.filters["htmljson"] = htmljson_filter
         return env
+
+
+def _handle_api_exception(exc: ApiException) -> BaseResponse:
+    return t.cast(App, current_app).handle_api_exception(exc)
