@@ -389,6 +389,35 @@ def test_redirects_and_ready_responses_on_api_routes_stay_as_they_are(make_app) 
     assert (rv.status_code, rv.data, rv.mimetype) == (418, b"tea", "text/html")
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/missing"),
+        ("delete", "/api/only-get"),
+        ("get", "/api/gone"),
+        ("get", "/api/crash"),
+    ],
+)
+def test_without_api_prefixes_errors_render_exactly_as_in_flask(make_app, method, path) -> None:
+    # problem+json on API routes is karaffe's one difference on purpose;
+    # API_PREFIXES=[] turns it off (docs/flask-compatibility.md).
+    def routes(app: Flask) -> Flask:
+        app.config.update(SECRET_KEY="x", PROPAGATE_EXCEPTIONS=False)
+        app.logger.disabled = True
+        app.add_url_rule("/api/only-get", "only_get", lambda: "x")
+        app.add_url_rule("/api/gone", "gone", lambda: abort(410))
+        app.add_url_rule("/api/crash", "crash", lambda: 1 / 0)
+        return app
+
+    flask_rv = getattr(routes(Flask("same")).test_client(), method)(path)
+    app_rv = getattr(routes(make_app({"API_PREFIXES": []})).test_client(), method)(path)
+    assert (app_rv.status, app_rv.headers, app_rv.data) == (
+        flask_rv.status,
+        flask_rv.headers,
+        flask_rv.data,
+    )
+
+
 # -- the HTML error hook -----------------------------------------------------
 
 
