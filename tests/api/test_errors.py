@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import abort
 from pydantic import BaseModel
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import RequestedRangeNotSatisfiable, TooManyRequests, Unauthorized
 
 import karaffe
 from karaffe.api import errors
@@ -138,6 +140,29 @@ def test_method_not_allowed_lists_allowed_methods(make_app) -> None:
     assert rv.status_code == 405
     assert set(rv.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
     assert rv.get_json()["type"] == "urn:karaffe:problem:method-not-allowed"
+
+
+@pytest.mark.parametrize(
+    ("exc", "header", "value"),
+    [
+        (TooManyRequests(retry_after=30), "Retry-After", "30"),
+        (Unauthorized(www_authenticate=WWWAuthenticate("bearer")), "WWW-Authenticate", "Bearer"),
+        (RequestedRangeNotSatisfiable(length=10), "Content-Range", "bytes */10"),
+    ],
+)
+def test_werkzeug_http_errors_keep_their_headers_on_api_routes(
+    make_app, exc, header, value
+) -> None:
+    app = make_app()
+
+    @app.get("/api/refuse")
+    def refuse() -> str:
+        raise exc
+
+    rv = app.test_client().get("/api/refuse")
+    assert rv.status_code == exc.code
+    assert rv.mimetype == "application/problem+json"
+    assert rv.headers[header] == value
 
 
 def test_too_large_body_is_a_413_problem(make_app) -> None:

@@ -267,9 +267,9 @@ def from_http_exception(exc: HTTPException) -> ApiException:
     """The API equivalent of a Werkzeug HTTP error (404 for an unknown URL, 405...)."""
     status = exc.code or 500
     cls = exception_for_status(status)
-    headers: dict[str, str] = {}
-    if status == 405 and getattr(exc, "valid_methods", None):
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    # Only the body changes: what the error says in its headers (Allow,
+    # WWW-Authenticate, Retry-After, Content-Range) is kept.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     # Werkzeug's descriptions are written for HTML pages ("If you entered the
     # URL manually please check your spelling"); the class title reads better.
     message = cls.title if status >= 500 else _first_sentence(exc.description) or cls.title
