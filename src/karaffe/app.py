@@ -41,6 +41,7 @@ from .config import (
 )
 from .config import _store as _settings_store
 from .htmljson import htmljson_filter
+from .ids import IdConverter
 from .sessions import CookieSessionInterface
 
 __all__ = ["App", "BlueprintImportError"]
@@ -93,6 +94,7 @@ class App(Flask):
         if app_prefix not in self.env_prefixes and app_prefix[0].isalpha():
             self.env_prefixes.append(app_prefix)
         self.configured = False
+        self.url_map.converters.setdefault("id", IdConverter)
         self.register_error_handler(ApiException, self.handle_api_exception)
         self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
         self.add_template_filter(htmljson_filter, "htmljson")
