@@ -22,7 +22,9 @@ from flask import Flask, current_app, has_request_context, request
 from flask.sansio.scaffold import setupmethod
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
+from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
 from werkzeug.utils import ImportStringError, find_modules, import_string
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -40,6 +42,7 @@ from .config import (
 )
 from .config import _store as _settings_store
 from .htmljson import htmljson_filter
+from .ids import IdConverter
 from .sessions import CookieSessionInterface
 
 if t.TYPE_CHECKING:
@@ -78,6 +81,13 @@ class BlueprintImportError(ImportError):
     """A module under the blueprints package failed to import."""
 
 
+class UrlMap(Map):
+    """Werkzeug's URL map with karaffe's converters: ``<id:name>`` for row ids
+    (:class:`karaffe.ids.IdConverter`)."""
+
+    default_converters = ImmutableDict({**Map.default_converters, "id": IdConverter})
+
+
 class App(Flask):
     """A Flask application with karaffe's conventions built in.
 
@@ -87,6 +97,8 @@ class App(Flask):
     own test suite runs against it (``tests/compat``). The one difference on
     purpose: HTTP errors on API routes render as problem+json.
     """
+
+    url_map_class = UrlMap
 
     #: Renders every API error; replace it to change the envelope everywhere.
     problem_formatter: ProblemFormatter = ProblemFormatter()

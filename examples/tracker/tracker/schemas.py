@@ -13,12 +13,12 @@ import typing as t
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
 )
-from pydantic_core import PydanticCustomError
+
+from karaffe.ids import Id
 
 #: A one-line name or title: surrounding whitespace is dropped, empty is refused.
 Line = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -42,16 +42,6 @@ Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
 #: columns are :class:`karaffe.db.UTCDateTime`.
 Timestamp = dt.datetime
 
-
-def _not_bool(value: t.Any) -> t.Any:
-    """JSON ``true`` is not the id 1."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
-
-
-#: The id of a row: a positive integer (``"12"`` from a form is fine, ``true`` is not).
-Id = t.Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 
 Status = t.Literal["open", "closed"]
 Role = t.Literal["owner", "admin", "member"]

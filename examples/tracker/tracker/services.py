@@ -36,6 +36,7 @@ from karaffe.tenancy import (
     OrgOwned,
     available_organization_ids,
     create_organization,
+    get_or_404,
     unscoped,
 )
 
@@ -97,10 +98,7 @@ def get_visible(model: type[M], ident: int) -> M:
     """The ``model`` row (a project, label, issue, comment...) with primary
     key ``ident``, if the current scope may see it; else 404, the same for a
     row that does not exist and for another organization's."""
-    (pk,) = sa.inspect(model).primary_key
-    row = db.session.execute(sa.select(model).where(pk == ident)).scalar_one_or_none()
-    if row is None:
-        raise NotFound("The requested resource was not found.")
+    row = get_or_404(model, ident)
     require_visible(row.organization_id)
     return row
 

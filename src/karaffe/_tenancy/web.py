@@ -16,6 +16,7 @@ from ..api.errors import Forbidden, NotFound
 from ..auth import get_user, require_user
 from ..config import Settings
 from ..db import db
+from ..ids import is_id
 from .context import CrossOrgWrite, current_scope, install_raw_sql_guard
 from .models import Membership, Organization, role_rank
 
@@ -154,6 +155,8 @@ def get_or_404(model: type[M], ident: t.Any) -> M:
     one. (Unlike ``session.get``, it never answers from the identity map.)"""
     mapper = sa.inspect(model)
     (pk,) = mapper.primary_key
+    if isinstance(ident, int) and not is_id(ident):
+        _not_found()  # past the database's range: no such row, and no overflow
     row = db.session.execute(sa.select(model).where(pk == ident)).scalar_one_or_none()
     if row is None:
         _not_found()

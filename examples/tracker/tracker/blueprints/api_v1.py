@@ -65,7 +65,7 @@ def require_login_and_objects() -> None:
     read: another organization's id answers the same whatever is sent.
 
     The view gets each object as an argument, in place of its id: a route
-    ``/projects/<int:project_id>`` calls ``view(project=Project(...))``.
+    ``/projects/<id:project_id>`` calls ``view(project=Project(...))``.
     """
     args = request.view_args
     if not args:
@@ -139,7 +139,7 @@ def list_members() -> t.Any:
     return services.members_of(current_org.id)
 
 
-@blueprint.put("/orgs/<org_slug>/members/<int:user_id>/role")
+@blueprint.put("/orgs/<org_slug>/members/<id:user_id>/role")
 @validate(body=RoleIn)
 @returns(MemberOut, errors={**_WRITE_ERRORS, 409: "It would leave the organization without owner"})
 def change_role(user_id: int, body: RoleIn) -> t.Any:
@@ -192,7 +192,7 @@ def create_label(body: LabelIn) -> t.Any:
     return out
 
 
-@blueprint.delete("/labels/<int:label_id>")
+@blueprint.delete("/labels/<id:label_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_label(label: Label) -> t.Any:
     services.delete_label(label, viewer())
@@ -219,13 +219,13 @@ def create_project(body: ProjectIn) -> t.Any:
     return out
 
 
-@blueprint.get("/projects/<int:project_id>")
+@blueprint.get("/projects/<id:project_id>")
 @returns(ProjectOut, errors=_NOT_FOUND)
 def get_project(project: Project) -> t.Any:
     return project
 
 
-@blueprint.patch("/projects/<int:project_id>")
+@blueprint.patch("/projects/<id:project_id>")
 @validate(body=ProjectPatch)
 @returns(ProjectOut, errors=_WRITE_ERRORS)
 def update_project(project: Project, body: ProjectPatch) -> t.Any:
@@ -235,7 +235,7 @@ def update_project(project: Project, body: ProjectPatch) -> t.Any:
     return out
 
 
-@blueprint.delete("/projects/<int:project_id>")
+@blueprint.delete("/projects/<id:project_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_project(project: Project) -> t.Any:
     """Delete a project with its issues (admins)."""
@@ -247,7 +247,7 @@ def delete_project(project: Project) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
-@blueprint.get("/projects/<int:project_id>/issues")
+@blueprint.get("/projects/<id:project_id>/issues")
 @validate(query=IssueQuery)
 @returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
 def list_issues(project: Project, query: IssueQuery) -> t.Any:
@@ -257,7 +257,7 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     return ApiResult(page=page)
 
 
-@blueprint.post("/projects/<int:project_id>/issues")
+@blueprint.post("/projects/<id:project_id>/issues")
 @validate(body=IssueIn)
 @returns(IssueOut, status=201, errors=_WRITE_ERRORS)
 def create_issue(project: Project, body: IssueIn) -> t.Any:
@@ -271,13 +271,13 @@ def create_issue(project: Project, body: IssueIn) -> t.Any:
     )
 
 
-@blueprint.get("/issues/<int:issue_id>")
+@blueprint.get("/issues/<id:issue_id>")
 @returns(IssueOut, errors=_NOT_FOUND)
 def get_issue(issue: Issue) -> t.Any:
     return issue
 
 
-@blueprint.patch("/issues/<int:issue_id>")
+@blueprint.patch("/issues/<id:issue_id>")
 @validate(body=IssuePatch)
 @returns(IssueOut, errors=_WRITE_ERRORS)
 def update_issue(issue: Issue, body: IssuePatch) -> t.Any:
@@ -289,7 +289,7 @@ def update_issue(issue: Issue, body: IssuePatch) -> t.Any:
     return out
 
 
-@blueprint.delete("/issues/<int:issue_id>")
+@blueprint.delete("/issues/<id:issue_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_issue(issue: Issue) -> t.Any:
     """Delete an issue (its author or an admin)."""
@@ -301,7 +301,7 @@ def delete_issue(issue: Issue) -> t.Any:
 # -- comments ----------------------------------------------------------------------------
 
 
-@blueprint.get("/issues/<int:issue_id>/comments")
+@blueprint.get("/issues/<id:issue_id>/comments")
 @returns(list[CommentOut], paginated=True, errors=_NOT_FOUND)
 def list_comments(issue: Issue) -> t.Any:
     """An issue's comments, oldest first."""
@@ -311,7 +311,7 @@ def list_comments(issue: Issue) -> t.Any:
     return ApiResult(page=paginate(stmt, order_by=[Comment.id.asc()]))
 
 
-@blueprint.post("/issues/<int:issue_id>/comments")
+@blueprint.post("/issues/<id:issue_id>/comments")
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS)
 def create_comment(issue: Issue, body: CommentIn) -> t.Any:
@@ -321,7 +321,7 @@ def create_comment(issue: Issue, body: CommentIn) -> t.Any:
     return out
 
 
-@blueprint.delete("/comments/<int:comment_id>")
+@blueprint.delete("/comments/<id:comment_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
 def delete_comment(comment: Comment) -> t.Any:
     """Delete a comment (its author or an admin)."""

@@ -77,7 +77,7 @@ def members() -> ResponseReturnValue:
     return _members_page(Form(data={"role": "member"}))
 
 
-@blueprint.post("/o/<org_slug>/members/<int:user_id>/role")
+@blueprint.post("/o/<org_slug>/members/<id:user_id>/role")
 @login_required
 def change_role(user_id: int) -> ResponseReturnValue:
     role = request.form.get("role", "")
@@ -153,7 +153,7 @@ def labels() -> ResponseReturnValue:
     return page, status
 
 
-@blueprint.post("/o/<org_slug>/labels/<int:label_id>/delete")
+@blueprint.post("/o/<org_slug>/labels/<id:label_id>/delete")
 @login_required
 def delete_label(label_id: int) -> ResponseReturnValue:
     label = services.get_visible(Label, label_id)

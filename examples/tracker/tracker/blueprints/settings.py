@@ -49,7 +49,7 @@ def tokens() -> ResponseReturnValue:
     return render_template("settings/tokens.html", form=form, tokens=_tokens())
 
 
-@blueprint.post("/tokens/<int:token_id>/revoke")
+@blueprint.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int) -> ResponseReturnValue:
     token = db.session.execute(
