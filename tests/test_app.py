@@ -244,7 +244,7 @@ def test_app_is_freed_when_its_last_reference_goes() -> None:
     try:
         app = karaffe.App("freed")
         configured = karaffe.App("freed")
-        configured.configure({"SECRET_KEY": "x"}, environ={})
+        configured.configure({"SECRET_KEY": "x" * 32}, environ={})
         refs = [weakref.ref(app), weakref.ref(configured)]
         del app, configured
         assert [ref() for ref in refs] == [None, None]

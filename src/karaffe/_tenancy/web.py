@@ -10,6 +10,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, g, has_request_context
 from werkzeug.exceptions import Forbidden as HTTPForbidden
+from werkzeug.exceptions import NotFound as HTTPNotFound
 from werkzeug.local import LocalProxy
 
 from ..api.errors import Forbidden, NotFound
@@ -55,12 +56,15 @@ _ROLE_KEY = "_karaffe_org_role"
 _MISSING = object()
 
 
+_NOT_FOUND = "The requested resource was not found."
+
+
 def _not_found() -> t.NoReturn:
     """The answer for a missing object and for another organization's,
     exactly alike."""
-    if getattr(current_app, "is_api_request", lambda: False)():
-        raise NotFound("The requested resource was not found.")
-    abort(404)
+    if has_request_context() and getattr(current_app, "is_api_request", lambda: False)():
+        raise NotFound(_NOT_FOUND)
+    raise HTTPNotFound(_NOT_FOUND)
 
 
 def get_current_org() -> Organization | None:
