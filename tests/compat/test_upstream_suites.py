@@ -268,7 +268,6 @@ def unpacked(archive: Path) -> Path:
 
 
 def unavailable(reason: str) -> t.NoReturn:
-    """Skip, saying why; in CI fail, so the job cannot quietly stop running."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
+    """Skip, saying why (pytest's summary shows the reason): the issue asks for
+    the job to step aside where the sdist cannot be downloaded, not to fail."""
     pytest.skip(reason)
