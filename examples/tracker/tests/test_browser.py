@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tracker import create_app, seed
-from werkzeug.serving import make_server
 
 from karaffe.db import db
+from karaffe.testing import serving
 
 pytestmark = pytest.mark.browser
 
@@ -36,14 +35,8 @@ def live_url(tmp_path: Path) -> Iterator[str]:
     with app.app_context():
         db.create_all()
         seed.seed(orgs=2, issues=2_000, users_per_org=4)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
