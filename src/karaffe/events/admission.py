@@ -64,8 +64,9 @@ class StreamRequest:
         """From a parsed query string, the ``Last-Event-ID`` header and the
         token cookie. ``Last-Event-ID`` (sent by a reconnecting
         ``EventSource``) wins over the ``cursor`` of the first connection."""
-        token = (query.get("token") or [None])[0] or cookie
-        cursor = last_event_id or (query.get("cursor") or [""])[0]
+        tokens, cursors = query.get("token"), query.get("cursor")
+        token = (tokens[0] if tokens else None) or cookie
+        cursor = last_event_id or (cursors[0] if cursors else "")
         return cls(token or None, list(query.get("channel") or ()), cursor)
 
     @classmethod
