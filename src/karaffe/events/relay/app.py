@@ -9,13 +9,13 @@ import typing as t
 from collections.abc import Awaitable
 
 from ...api.errors import ApiException, NotFound, exception_for_status, problem_document
-from ..admission import Admission, StreamRequest, header
+from ..admission import Admission, StreamRequest, header, is_revoked
 from ..protocol import Position
 from ..session import StreamSession, control
 from ..tokens import TokenSigner
 from .config import RelayConfig
 from .connection import Connection, Receive, Scope, Send, drive
-from .hub import Hub
+from .hub import Hub, RedisUnavailable
 from .metrics import Metrics
 
 if t.TYPE_CHECKING:
@@ -41,8 +41,9 @@ class Relay:
         self.admission = Admission(self.signer, cache_size=self.hub_class.cache_size)
         self.hub = self.hub_class(config, self.metrics)
         self.connections: set[Connection] = set()
+        #: Streams let in while Redis did not answer: revocation not checked yet.
+        self._unchecked: set[Connection] = set()
         self.closing = False
-        self._start_lock: asyncio.Lock | None = None
 
     @classmethod
     def from_app(cls, app: Flask) -> Relay:
@@ -71,6 +72,7 @@ class Relay:
                 await self._complete(conn, send)
         finally:
             self.hub.leave(conn)
+            self._unchecked.discard(conn)
             self.connections.discard(conn)
             self.metrics.connections -= 1
 
@@ -117,7 +119,7 @@ class Relay:
         if path == self.config.stream_path and method == "OPTIONS":
             await self.respond(send, 204, b"", headers=self.cors_headers(scope, preflight=True))
         elif path == "/healthz":
-            ok = self.hub.started and self.hub.pubsub is not None and not self.closing
+            ok = self.hub.started and self.hub.available and not self.closing
             body = b'{"status":"ok"}' if ok else b'{"status":"unavailable"}'
             await self.respond(send, 200 if ok else 503, body, b"application/json")
         elif path == "/metrics":
@@ -185,7 +187,14 @@ class Relay:
         )
 
     async def open(self, scope: Scope, send: Send) -> Connection | None:
-        """The connection for a stream request, or ``None`` after refusing it."""
+        """The connection for a stream request, or ``None`` after refusing it.
+
+        Everything but revocation is checked at once, without Redis. The
+        revocation mark comes from the cache or Redis; when Redis does not
+        answer, the stream starts anyway (heartbeats only) and the mark is
+        looked up before any event is sent (see :meth:`replay`): a revoked
+        token then ends with ``auth-expired`` instead of a 401.
+        """
         if self.closing:
             unavailable = exception_for_status(503)("The relay is shutting down.")
             await self.refuse(send, scope, unavailable)
@@ -194,7 +203,11 @@ class Relay:
             await self.hub.start()
         try:
             ticket = self.admission.check(StreamRequest.from_asgi(scope, self.config.cookie_name))
-            ticket.check_revocation(await self.hub.revoked_at(ticket.user))
+            try:
+                ticket.check_revocation(await self.hub.revoked_at(ticket.user))
+                checked = True
+            except RedisUnavailable:
+                checked = False
         except ApiException as exc:
             await self.refuse(send, scope, exc)
             return None
@@ -206,6 +219,8 @@ class Relay:
             max_buffer=self.config.max_buffer,
             metrics=self.metrics,
         )
+        if not checked:
+            self._unchecked.add(conn)
         await send(
             {
                 "type": "http.response.start",
@@ -223,44 +238,70 @@ class Relay:
     ]
 
     async def replay(self, conn: Connection, receive: Receive) -> None:
-        """Send ``conn`` what it missed, then switch it to live delivery."""
+        """Send ``conn`` what it missed, then switch it to live delivery.
+
+        Redis may not answer (it hangs, restarts, or the network fails): the
+        stream then waits with its heartbeats, and goes on from where it
+        stands once the hub is subscribed again. It never fails for that.
+        """
         if not (self.config.direct_writes and conn.use_transport()):
             # Direct writes notice a closed socket themselves; through ASGI,
             # only ``receive`` says the client left.
             self._watch_disconnect(conn, receive)
+        hub = self.hub
         session = conn.session
         conn.write(b"retry: %d\n\n" % self.config.retry_ms)
-        await self.hub.join(conn)
-        replay = list(session.positions_set)
-        unknown = []
-        for channel in session.channels:
-            if channel in session.positions_set:
+        hub.add(conn)
+        #: Channels with a position (the cursor's, or live from the first
+        #: attempt on: events that come after it are kept for the client).
+        placed = set(session.positions_set)
+        pending = [c for c in session.channels if c in session.positions_set]
+        while True:
+            if not await hub.until(conn, lambda: hub.available):
+                return
+            try:
+                if conn in self._unchecked:
+                    if is_revoked(conn.grant, await hub.revoked_at(conn.grant.user)):
+                        conn.write(control("auth-expired", {"reason": "revoked"}))
+                        conn.finish("revoked")
+                        return
+                    self._unchecked.discard(conn)
+                if not await hub.join(conn):
+                    return
+                unknown = []
+                for channel in session.channels:
+                    if channel in placed:
+                        continue
+                    # Live from now: where the shared feed stands is exactly
+                    # that, since what comes next is collected for this
+                    # connection already.
+                    feed = hub.feeds[channel]
+                    if feed.last is not None and feed.epoch is not None:
+                        session.positions[channel] = Position(feed.epoch, feed.last)
+                    elif feed.start is not None:
+                        session.positions[channel] = feed.start
+                    else:
+                        unknown.append(channel)
+                        continue
+                    placed.add(channel)
+                if unknown:
+                    for channel, head in (await hub.heads(unknown)).items():
+                        session.positions[channel] = head
+                        placed.add(channel)
+                    pending.extend(unknown)
+                while pending:
+                    channel = pending[0]
+                    limit = self.config.replay_limit
+                    history = await hub.history(channel, session.after(channel), limit)
+                    data = session.replay(channel, history, len(history.entries) < limit)
+                    if data:
+                        conn.write(data)
+                    pending.pop(0)
+            except RedisUnavailable:
+                await hub.pause(conn)
                 continue
-            # Live from now: where the shared feed stands is exactly that,
-            # since what comes next is collected for this connection already.
-            feed = self.hub.feeds[channel]
-            if feed.last is not None and feed.epoch is not None:
-                session.positions[channel] = Position(feed.epoch, feed.last)
-            elif feed.start is not None:
-                session.positions[channel] = feed.start
-            else:
-                unknown.append(channel)
-        if unknown:
-            for channel, head in (await self.hub.heads(unknown)).items():
-                session.positions[channel] = head
-            replay.extend(unknown)
-        for channel in session.channels:
-            if channel not in replay:
-                continue
-            history = await self.hub.history(
-                channel, session.after(channel), self.config.replay_limit
-            )
-            complete = len(history.entries) < self.config.replay_limit
-            data = session.replay(channel, history, complete)
-            if data:
-                conn.write(data)
-        self.hub.go_live(conn)
-        self.hub.add_deadlines(conn)
+            hub.go_live(conn)
+            return
 
     async def _complete(self, conn: Connection, send: Send, timeout: float = 2.0) -> None:
         """Let queued frames go out, then end the response cleanly."""
