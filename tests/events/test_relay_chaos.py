@@ -264,12 +264,16 @@ def test_a_hung_redis_is_ridden_out(
         aof_redis.signal(signal.SIGSTOP)
         stalled = time.monotonic()
         try:
-            # Published while Redis hangs: the publisher waits, Redis takes
-            # them when it resumes.
+            # Published while Redis hangs: the publisher waits (no timeout,
+            # so no retry that would publish twice), Redis takes them when
+            # it resumes.
             during: list[str] = []
+            patient = RedisBroker(
+                f"{aof_redis.url}?socket_timeout={stall + 30}", prefix=config.prefix
+            )
             publisher = threading.Thread(
                 target=lambda: during.extend(
-                    broker.publish("p:1", "during", b"%d" % n).id for n in range(5)
+                    patient.publish("p:1", "during", b"%d" % n).id for n in range(5)
                 ),
                 daemon=True,
             )
@@ -285,6 +289,8 @@ def test_a_hung_redis_is_ridden_out(
             aof_redis.signal(signal.SIGCONT)
         to_200 = wait_health(client, relay, 200, timeout=15)
         publisher.join(15)
+        patient.close()
+        assert len(during) == 5
         acked += during
         wait_live(relay, 2)
         after = [broker.publish("p:1", "after", b"%d" % n).id for n in range(5)]

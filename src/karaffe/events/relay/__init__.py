@@ -19,7 +19,8 @@ It is built to hold tens of thousands of connections on one process:
   after the client's cursor (``XRANGE``), then go live, dropping what the
   replay already sent (:class:`~karaffe.events.session.StreamSession`).
   After a Redis outage the hub re-subscribes and reads what it missed from
-  the streams, so nothing published meanwhile is lost.
+  the streams, so nothing published meanwhile is lost; when the streams
+  cannot prove that, the clients get ``reset``: never a silent gap.
 - **Redis Cluster**: with ``cluster=True``, sharded pub/sub on shard
   channels in each channel's slot.
 
@@ -30,7 +31,10 @@ The parts, each its own module:
 - :mod:`.config`: :class:`RelayConfig`, what the relay needs of the app;
 - :mod:`.metrics`: :class:`Metrics`, the Prometheus counters;
 - :mod:`.connection`: :class:`Connection`, one client and how bytes reach it;
-- :mod:`.hub`: :class:`Hub`, the shared subscriptions and the fan-out;
+- :mod:`.hub`: :class:`Hub`, the shared subscriptions, the fan-out, and
+  continuity after Redis was away (catch up from the streams, or ``reset``);
+- :mod:`.health`: :class:`RedisHealth`, a PING every second, so that a hung
+  Redis is noticed (``/healthz`` 503) and ridden out;
 - :mod:`.app`: :class:`Relay`, the ASGI application;
 - :mod:`.server`: :func:`serve` / :func:`make_server`, uvicorn.
 
@@ -43,6 +47,7 @@ from __future__ import annotations
 from .app import Relay
 from .config import RelayConfig
 from .connection import Connection
+from .health import RedisHealth
 from .hub import ChannelFeed, Hub
 from .metrics import Metrics
 from .server import make_server, serve
@@ -52,6 +57,7 @@ __all__ = [
     "Connection",
     "Hub",
     "Metrics",
+    "RedisHealth",
     "Relay",
     "RelayConfig",
     "make_server",
