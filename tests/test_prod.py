@@ -1,0 +1,136 @@
+"""`make prod` (deploy/prod.py) serves the site and the event streams through
+one nginx port, and SIGTERM leaves no process behind."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+import karaffe
+from karaffe._servers import free_port
+from karaffe.events import Events, channel_token
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process under ``pid``, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose (its parent has not reaped it yet).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process() -> None:
+    for binary in ("nginx", "redis-server"):
+        if not shutil.which(binary):
+            pytest.skip(f"{binary} is not installed (make prod installs it)")
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), TRACKER_DEMO_ISSUES="20", RELAYS="2",
+               WEB_CONCURRENCY="1")  # fmt: skip
+    for key in ("DATABASE_URL", "REDIS_URL", "KARAFFE_SECRET_KEY"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "deploy" / "prod.py")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    pids: set[int] = set()
+    try:
+        ready = threading.Event()
+
+        def drain() -> None:  # keep reading: a full pipe would block the children
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("prod | ready"):
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        ready.wait(120)
+        log = "".join(lines)
+        assert "prod | ready" in log, log[-3000:]
+        assert re.findall(r"prod \| (relay\.\d) started", log) == ["relay.1", "relay.2"]
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(base + "/", timeout=10) as rv:
+            assert rv.status == 200
+        with urllib.request.urlopen(base + "/api/v1/docs", timeout=10) as rv:
+            assert rv.status == 200
+
+        # A stream through nginx to a relay, signed with the key prod wrote.
+        run_dir = Path(re.search(r"settings in (\S+)/env", log).group(1))  # type: ignore[union-attr]
+        settings = dict(
+            line.split("=", 1) for line in (run_dir / "env").read_text().splitlines()
+        )
+        app = karaffe.App("prod_test")
+        Events(app)
+        app.configure({"SECRET_KEY": settings["KARAFFE_SECRET_KEY"].strip("'")}, environ={})
+        with app.app_context():
+            token = channel_token("1", ["project:1"])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", f"/events/stream?channel=project:1&token={quote(token)}")
+        rv = conn.getresponse()
+        assert rv.status == 200, rv.read()
+        assert rv.getheader("Content-Type", "").startswith("text/event-stream")
+        assert rv.getheader("Server") == "nginx"
+        first = rv.read1(256)  # unbuffered: the relay's first frame arrives at once
+        assert first.startswith((b"retry:", b":", b"id:", b"event:")), first
+        conn.close()
+
+        pids = descendants(proc.pid)
+        assert len(pids) >= 6  # redis, postgres, granian, 2 relays, scheduler, nginx
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        assert proc.returncode == 0
+        left = {pid for pid in pids if alive(pid)}
+        assert not left, left
+    finally:
+        if proc.poll() is None:  # the test failed: let the supervisor stop its children
+            pids |= descendants(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid in pids:  # only if the test failed: never leave them running
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
