@@ -9,9 +9,10 @@ It starts, in order and each once the previous one answers:
    temporary folder and goes when this stops),
 2. the schema (``flask --app tracker db upgrade``) and demo data
    (``TRACKER_DEMO_ISSUES``, 3,000 by default; 0 for none),
-3. the processes of ``deploy/Procfile``: granian (one worker per core), one
-   relay per core (each on its own port), the scheduler, and nginx rendered
-   from ``deploy/nginx.conf`` on 127.0.0.1:$PORT.
+3. the processes of ``docs/deploy/Procfile``: granian (one worker per core),
+   one relay per core (each on its own port; ``RELAYS`` to change), the
+   scheduler, and nginx rendered from ``docs/deploy/nginx.conf`` on
+   127.0.0.1:$PORT.
 
 Ctrl-C or SIGTERM stops every one of them, by PID, in reverse order. The
 variables the Procfile and the proxy configuration read are written to
@@ -37,8 +38,9 @@ from string import Template
 
 from karaffe._servers import free_port, start_postgres, start_redis, stop
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
+#: The configuration a real deployment uses too (docs/deploy.md shows it).
+CONF = ROOT / "docs" / "deploy"
 BIN = Path(sys.executable).parent
 
 
@@ -119,7 +121,7 @@ def main() -> int:
         issues = int(env.pop("TRACKER_DEMO_ISSUES", "3000"))
         relay_ports = [free_port() for _ in range(relays)]
         (run_dir / "nginx.conf").write_text(
-            Template((HERE / "nginx.conf").read_text()).safe_substitute(
+            Template((CONF / "nginx.conf").read_text()).safe_substitute(
                 LISTEN=f"127.0.0.1:{port}",
                 APP=f"127.0.0.1:{env['APP_PORT']}",
                 RELAYS="\n".join(f"        server 127.0.0.1:{p};" for p in relay_ports),
@@ -141,7 +143,7 @@ def main() -> int:
             )  # fmt: skip
             say(f"demo data: {issues} issues; log in as alice@example.com / tracker-demo")
 
-        for name, command in procfile(HERE / "Procfile"):
+        for name, command in procfile(CONF / "Procfile"):
             instances = [{"RELAY_PORT": str(p)} for p in relay_ports] if name == "relay" else [{}]
             for i, extra in enumerate(instances):
                 label = f"{name}.{i + 1}" if name == "relay" else name
