@@ -137,10 +137,9 @@ def main() -> int:
         subprocess.run([str(BIN / "flask"), "--app", "tracker", "db", "upgrade"],
                        env=env, cwd=ROOT, check=True)  # fmt: skip
         if issues:
-            subprocess.run(
-                [str(BIN / "flask"), "--app", "tracker", "tracker", "seed", "--issues", str(issues)],
-                env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+            seed = ["--app", "tracker", "tracker", "seed", "--issues", str(issues)]
+            subprocess.run([str(BIN / "flask"), *seed], env=env, cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
             say(f"demo data: {issues} issues; log in as alice@example.com / tracker-demo")
 
         for name, command in procfile(CONF / "Procfile"):

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -97,9 +96,7 @@ def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process() 
 
         # A stream through nginx to a relay, signed with the key prod wrote.
         run_dir = Path(re.search(r"settings in (\S+)/env", log).group(1))  # type: ignore[union-attr]
-        settings = dict(
-            line.split("=", 1) for line in (run_dir / "env").read_text().splitlines()
-        )
+        settings = dict(line.split("=", 1) for line in (run_dir / "env").read_text().splitlines())
         app = karaffe.App("prod_test")
         Events(app)
         app.configure({"SECRET_KEY": settings["KARAFFE_SECRET_KEY"].strip("'")}, environ={})

@@ -26,6 +26,9 @@ from tracker import create_app, seed
 from karaffe.db import db
 
 HERE = Path(__file__).resolve().parent
+#: Demo issues to load on the first run. Read (and removed) before the app is
+#: built, which would refuse it as an unknown ``TRACKER_`` setting.
+DEMO_ISSUES = int(os.environ.pop("TRACKER_DEMO_ISSUES", "3000"))
 
 app = create_app(
     {
@@ -52,7 +55,7 @@ def prepare(load: bool = True) -> None:
         if seed.has_data():
             click.echo(" * tracker demo: reusing the data already in the database")
             return
-        issues = int(os.environ.get("TRACKER_DEMO_ISSUES", "3000"))
+        issues = DEMO_ISSUES
         with click.progressbar(length=issues, label=" * loading demo data", show_pos=True) as bar:
             seed.seed(orgs=3, issues=issues, progress=bar.update)
 
