@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +21,7 @@ import pytest
 import karaffe
 from karaffe._servers import free_port
 from karaffe.events import Events, channel_token
+from karaffe.events.publish import state_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +101,14 @@ def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process() 
         settings = dict(line.split("=", 1) for line in (run_dir / "env").read_text().splitlines())
         app = karaffe.App("prod_test")
         Events(app)
-        app.configure({"SECRET_KEY": settings["KARAFFE_SECRET_KEY"].strip("'")}, environ={})
+        app.configure(
+            {
+                "SECRET_KEY": settings["KARAFFE_SECRET_KEY"].strip("'"),
+                "REDIS_URL": settings["REDIS_URL"].strip("'"),
+                "EVENTS_RELAY_URL": "/events/stream",
+            },
+            environ={},
+        )
         with app.app_context():
             token = channel_token("1", ["project:1"])
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -110,7 +119,15 @@ def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process() 
         assert rv.getheader("Server") == "nginx"
         first = rv.read1(256)  # unbuffered: the relay's first frame arrives at once
         assert first.startswith((b"retry:", b":", b"id:", b"event:")), first
+        # An event published to Redis comes through the relay and nginx at once.
+        state_for(app).broker.publish("project:1", "issue.created", b'{"title": "via nginx"}')
+        received = b""
+        deadline = time.monotonic() + 5
+        while b"via nginx" not in received and time.monotonic() < deadline:
+            received += rv.read1(4096)
+        assert b"via nginx" in received, received
         conn.close()
+        state_for(app).broker.close()
 
         pids = descendants(proc.pid)
         assert len(pids) >= 6  # redis, postgres, granian, 2 relays, scheduler, nginx
