@@ -28,7 +28,7 @@ prod: $(STAMP)
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PROD_PACKAGES) >/dev/null; \
 	  else echo "missing: $(PROD_PACKAGES) (sudo apt-get install $(PROD_PACKAGES))" >&2; exit 1; fi; \
 	fi
-	PORT=$${PORT:-8000} $(BIN)/python deploy/prod.py
+	PORT=$${PORT:-8000} exec $(BIN)/python deploy/prod.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
@@ -48,13 +48,13 @@ bench: $(STAMP)
 	-$(BIN)/python -m bench.relay
 
 lint: $(STAMP)
-	$(BIN)/ruff check src examples tests bench
-	$(BIN)/ruff format --check src examples tests bench
+	$(BIN)/ruff check src examples tests bench deploy
+	$(BIN)/ruff format --check src examples tests bench deploy
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src examples tests bench
-	$(BIN)/ruff check --fix src examples tests bench
+	$(BIN)/ruff format src examples tests bench deploy
+	$(BIN)/ruff check --fix src examples tests bench deploy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
