@@ -137,7 +137,7 @@ class Events:
         if state.serves_stream or settings.events_relay_url:
             return
         log.warning(
-            "live updates are off: the %s broker is configured, the app does not serve "
+            "live updates are off: the broker is %s, the app does not serve "
             "/events/stream (EVENTS_SERVE_STREAM) and EVENTS_RELAY_URL is not set, so "
             "browsers get 404. Run `flask karaffe relay` and set EVENTS_RELAY_URL to its "
             "stream (/events/stream when a proxy sends /events/ to the relays; the relay's "
