@@ -40,6 +40,7 @@ from .config import (
     unknown_key,
 )
 from .config import _store as _settings_store
+from .headers import SecurityHeaders
 from .htmljson import htmljson_filter
 from .sessions import CookieSessionInterface
 
@@ -85,6 +86,11 @@ class App(Flask):
     #: Flask's signed-cookie sessions, without their per-request set-up cost.
     session_interface = CookieSessionInterface()
 
+    #: Adds Content-Security-Policy, X-Frame-Options, X-Content-Type-Options,
+    #: Referrer-Policy (and HSTS when configured) to every response: a
+    #: :class:`karaffe.headers.SecurityHeaders` subclass, or ``None`` for none.
+    security_headers_class: type[SecurityHeaders] | None = SecurityHeaders
+
     def __init__(self, import_name: str, *, env_prefix: str | None = None, **kwargs: t.Any) -> None:
         super().__init__(import_name, **kwargs)
         #: Environment variable prefixes read by :meth:`configure`, in order.
@@ -96,6 +102,10 @@ class App(Flask):
         self.register_error_handler(ApiException, self.handle_api_exception)
         self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
         self.add_template_filter(htmljson_filter, "htmljson")
+        #: The installed :attr:`security_headers_class`, if any.
+        self.security_headers = (
+            self.security_headers_class(self) if self.security_headers_class else None
+        )
         from .cli import cli
 
         self.cli.add_command(cli)
