@@ -25,7 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 PAGE = """<!doctype html>
 <script src="{{ url_for('karaffe_events.static', filename='karaffe-events.js') }}"></script>
 <ul id="log"></ul>
-<script>
+<script nonce="{{ csp_nonce() }}">
   window.received = [];
   window.stream = KaraffeEvents.connect({
     url: {{ stream_url|htmljson }},
