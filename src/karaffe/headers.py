@@ -186,15 +186,19 @@ class SecurityHeaders:
             current_app.extensions["karaffe.headers.prepared"] = prepared
         nonce: str | None = g.get(_NONCE)
         target = response.headers
-        for name, with_nonce, without_nonce in prepared:
-            if name not in target:
-                target[name] = with_nonce.replace(_NONCE_SLOT, nonce) if nonce else without_nonce
+        # One pass over the response's headers, then appends: Werkzeug's
+        # ``in`` and ``[]=`` each scan them again.
+        present = {key.lower() for key in target.keys()}  # noqa: SIM118 (iterating Headers gives pairs)
+        for name, lower, with_nonce, without_nonce in prepared:
+            if lower not in present:
+                target.add(name, with_nonce.replace(_NONCE_SLOT, nonce) if nonce else without_nonce)
         return response
 
 
-def _prepare(headers: dict[str, str]) -> list[tuple[str, str, str]]:
-    """Each header with its value for a response that used a nonce, and for
-    one that did not (the sources naming the nonce left out)."""
+def _prepare(headers: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """Each header (and its lower-case name) with its value for a response
+    that used a nonce, and for one that did not (the sources naming the nonce
+    left out)."""
     prepared = []
     for name, value in headers.items():
         parts = []
@@ -202,7 +206,7 @@ def _prepare(headers: dict[str, str]) -> list[tuple[str, str, str]]:
             words = [word for word in part.split() if _NONCE_SLOT not in word]
             if words:
                 parts.append(" ".join(words))
-        prepared.append((name, value, "; ".join(parts)))
+        prepared.append((name, name.lower(), value, "; ".join(parts)))
     return prepared
 
 
