@@ -11,6 +11,7 @@ import typing as t
 import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
+from tracker.schemas import NOT_BLANK
 
 from .conftest import World
 
@@ -93,3 +94,47 @@ def test_the_document_says_how_each_operation_authenticates(client: FlaskClient)
         assert "401" in operation["responses"]
         assert "default" not in operation["responses"]
     assert '"gt"' not in client.get("/api/v1/openapi.json").get_data(as_text=True)
+
+
+def test_the_not_blank_pattern_is_what_python_strips() -> None:
+    """The documented pattern and the server's ``str.strip()`` agree on every
+    character, so a client validating with the document is never surprised."""
+    blank = re.compile(NOT_BLANK)
+    disagree = [
+        hex(code)
+        for code in range(0x110000)
+        if bool(blank.fullmatch(chr(code))) == chr(code).isspace()
+    ]
+    assert not disagree
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"name": " \u00a0\u2028\x1c "}, 422),  # blank: refused, as the pattern says
+        ({"name": "  ok  "}, 201),  # stripped to "ok"
+        ({"name": "x" * 100}, 201),
+        ({"name": "x" * 99 + " "}, 201),  # as sent, within maxLength
+        ({"name": "x" * 100 + " "}, 422),  # as sent, over maxLength
+    ],
+)
+def test_names_are_checked_as_documented(api: t.Any, body: t.Any, status: int) -> None:
+    rv = api("alice").post("/api/v1/orgs", json=body)
+    assert rv.status_code == status, rv.get_json()
+
+
+def test_a_taken_name_is_a_conflict(api: t.Any, world: World) -> None:
+    rv = api("alice").post("/api/v1/orgs/acme/labels", json={"name": "bug"})
+    assert rv.status_code == 409
+    assert rv.get_json()["errors"][0]["loc"] == ["body", "name"]
+
+
+def test_a_patch_field_that_may_not_be_null_is_documented_so(
+    api: t.Any, client: FlaskClient, world: World
+) -> None:
+    schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["IssuePatch"]
+    for name in ("title", "description", "status", "label_ids"):
+        assert "anyOf" not in schema["properties"][name], name
+    assert {"type": "null"} in schema["properties"]["assignee_id"]["anyOf"]
+    rv = api("alice").patch(f"/api/v1/issues/{world.issues['first']}", json={"title": None})
+    assert rv.status_code == 422
