@@ -488,3 +488,40 @@ def test_docs_page_gives_the_csrf_token_to_its_script(secured: karaffe.App) -> N
 
 def test_docs_page_without_csrf_has_no_token(app) -> None:
     assert "csrf" not in app.test_client().get("/docs").get_data(as_text=True)
+
+
+def test_links_lead_from_a_created_object_to_the_operations_on_it(make_app) -> None:
+    app = make_app()
+    bp = Blueprint("notes", __name__, url_prefix="/api/notes")
+
+    @bp.post("")
+    @karaffe.validate(body=IssueIn)
+    @karaffe.returns(IssueOut, status=201, links={"note_id": "id"})
+    def create(body: IssueIn) -> dict[str, t.Any]:
+        return {"id": 1, "title": body.title}
+
+    @bp.get("/<int:note_id>")
+    @karaffe.returns(IssueOut)
+    def show(note_id: int) -> dict[str, t.Any]:
+        return {"id": note_id, "title": "x"}
+
+    @bp.delete("/<int:note_id>")
+    @karaffe.returns(None, status=204)
+    def delete(note_id: int) -> karaffe.ApiResult:
+        return karaffe.ApiResult(None, status=204)
+
+    app.register_blueprint(bp)
+    karaffe.ApiDocs().init_app(app)
+    document = app.test_client().get("/openapi.json").get_json()
+    validate_openapi(document)
+    assert document["paths"]["/api/notes"]["post"]["responses"]["201"]["links"] == {
+        "notes_delete_delete": {
+            "operationId": "notes_delete_delete",
+            "parameters": {"note_id": "$response.body#/id"},
+        },
+        "notes_show_get": {
+            "operationId": "notes_show_get",
+            "parameters": {"note_id": "$response.body#/id"},
+        },
+    }
+    assert "links" not in document["paths"]["/api/notes/{note_id}"]["get"]["responses"]["200"]

@@ -219,10 +219,16 @@ class ApiDocs:
             )
             schemas.update(schema.pop("$defs", {}))
             refs[(endpoint, "serialization")] = schema  # type: ignore[index]
+        # Which operations take each URL argument, for the links of responses.
+        takers: dict[str, list[str]] = {}
+        for rule, method, _spec, _view in operations:
+            for name in sorted(rule.arguments):
+                takers.setdefault(name, []).append(_operation_id(rule, method))
         context = _Context(
             app=app,
             refs=refs,
             schemas=schemas,
+            takers=takers,
             problem={formatter.mimetype: {"schema": refs[(problem_model, "serialization")]}},
             schemes=self.security_schemes(app),
         )
@@ -332,9 +338,7 @@ class ApiDocs:
     ) -> dict[str, t.Any]:
         app = context.app
         summary, description = _summary(view.__doc__ or "")
-        operation: dict[str, t.Any] = {
-            "operationId": f"{rule.endpoint}.{method.lower()}".replace(".", "_"),
-        }
+        operation: dict[str, t.Any] = {"operationId": _operation_id(rule, method)}
         if summary:
             operation["summary"] = summary
         if description:
@@ -431,6 +435,8 @@ class ApiDocs:
             success["headers"] = {"Link": {"$ref": "#/components/headers/Link"}}
             if spec.with_total:
                 success["headers"]["X-Total-Count"] = {"$ref": "#/components/headers/X-Total-Count"}
+        if spec is not None and spec.links:
+            success["links"] = self._links(context, spec.links, operation["operationId"])
         responses: dict[str, t.Any] = {status: success}
         if spec is not None:
             for code, reason in spec.extra_responses.items():
@@ -450,6 +456,24 @@ class ApiDocs:
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
+    def _links(
+        self, context: _Context, provided: dict[str, str], source: str
+    ) -> dict[str, dict[str, t.Any]]:
+        """OpenAPI links from a response to the operations taking the URL
+        arguments it gives values for."""
+        links: dict[str, dict[str, t.Any]] = {}
+        for argument, pointer in sorted(provided.items()):
+            for target in context.takers.get(argument, ()):
+                if target == source:
+                    continue
+                link = links.setdefault(target, {"operationId": target, "parameters": {}})
+                link["parameters"][argument] = f"$response.body#/{pointer}"
+        return links
+
+
+def _operation_id(rule: Rule, method: str) -> str:
+    return f"{rule.endpoint}.{method.lower()}".replace(".", "_")
+
 
 @dataclass
 class _Context:
@@ -458,6 +482,7 @@ class _Context:
     app: Flask
     refs: dict[t.Any, t.Any]
     schemas: dict[str, t.Any]
+    takers: dict[str, list[str]]
     problem: dict[str, t.Any]
     schemes: dict[str, dict[str, t.Any]]
 

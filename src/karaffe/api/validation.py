@@ -61,6 +61,8 @@ class EndpointSpec:
     description: str | None = None
     #: Further error statuses the view answers with, and why (may be empty).
     extra_responses: dict[int, str] = field(default_factory=dict)
+    #: URL arguments the response gives values for: ``{"project_id": "id"}``.
+    links: dict[str, str] = field(default_factory=dict)
     _response_adapter: TypeAdapter[t.Any] | None = None
 
     def response_adapter(self) -> TypeAdapter[t.Any] | None:
@@ -242,6 +244,7 @@ def returns(
     with_total: bool = False,
     description: str | None = None,
     errors: t.Mapping[int, str] | t.Iterable[int] | None = None,
+    links: t.Mapping[str, str] | None = None,
 ) -> t.Callable[[View], DeclaredView]:
     """Declare what a view returns: ``response`` is a pydantic model or a type
     such as ``list[ItemOut]``; ``paginated`` documents the ``Link`` header and
@@ -252,8 +255,12 @@ def returns(
     with the reason (``{409: "The name is taken"}``) or without
     (``(403, 409)``). The statuses karaffe knows of (401 behind
     ``login_required``, 404 for URL arguments, 400/413/415/422 for input) are
-    documented without being declared. Only records: validation of output
-    happens when the view returns a value that is not already the model."""
+    documented without being declared. ``links`` names the URL arguments
+    the response gives values for, and the field holding each:
+    ``{"project_id": "id"}`` links the response (OpenAPI ``links``) to every
+    documented operation with a ``project_id`` in its URL, which clients and
+    stateful testers follow. Only records: validation of output happens when
+    the view returns a value that is not already the model."""
     declared = dict(errors) if isinstance(errors, t.Mapping) else dict.fromkeys(errors or (), "")
 
     def decorator(view: View) -> DeclaredView:
@@ -262,6 +269,7 @@ def returns(
         spec.with_total = with_total
         spec.description = description
         spec.extra_responses.update(declared)
+        spec.links.update(links or {})
         return wrapper
 
     return decorator
