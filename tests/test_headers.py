@@ -178,6 +178,19 @@ def test_an_app_can_go_without() -> None:
     assert "X-Content-Type-Options" not in rv.headers
 
 
+def test_an_app_that_is_never_configured_is_a_flask() -> None:
+    app = karaffe.App("unconfigured")
+    app.add_url_rule("/", "index", lambda: "plain")
+    assert "Content-Security-Policy" not in app.test_client().get("/").headers
+
+
+def test_configuring_twice_installs_them_once(make_app: t.Callable[..., karaffe.App]) -> None:
+    app = make_app()
+    app.configure({"TESTING": True}, environ={})
+    app.add_url_rule("/", "index", lambda: "page")
+    assert app.after_request_funcs[None].count(app.security_headers._after_request) == 1  # type: ignore[union-attr]
+
+
 def test_a_plain_flask_app_can_have_them() -> None:
     app = Flask("plain")
     SecurityHeaders(app)

@@ -15,7 +15,7 @@ from flask import request
 from flask.testing import FlaskClient
 
 import karaffe
-from karaffe.auth import User, create_api_token
+from karaffe.auth import User, create_api_token, login_user, logout_user
 from karaffe.db import db
 from karaffe.tenancy import (
     CrossOrgWrite,
@@ -382,6 +382,16 @@ def test_request_sees_the_logged_in_users_rows(client: FlaskClient, world: World
     assert client.get("/api/crates").json == []
 
 
+def test_logging_in_and_out_rescopes_the_request_at_once(app: karaffe.App, world: World) -> None:
+    with app.test_request_context("/"):
+        assert crate_labels() == []
+        alice = db.session.get(User, world.users["alice"])
+        login_user(alice)  # type: ignore[arg-type]
+        assert crate_labels() == ["acme-crate"]
+        logout_user()
+        assert crate_labels() == []
+
+
 def test_current_org_of_the_url(client: FlaskClient, world: World) -> None:
     rv = client.get("/api/orgs/acme/crates", headers=bearer(world, "alice"))
     assert rv.json == {"org": "acme", "crates": ["acme-crate"]}
@@ -479,6 +489,28 @@ def test_url_for_fills_in_the_current_org(app: karaffe.App, world: World) -> Non
 
     rv = app.test_client().get("/api/orgs/acme/link", headers=bearer(world, "alice"))
     assert rv.json == {"url": "/api/orgs/acme/crates"}
+
+
+def test_a_cursor_is_bound_to_the_organization_of_the_url(app: karaffe.App, world: World) -> None:
+    """Tenancy takes ``org_slug`` out of the view's arguments; the cursor is
+    bound to the organization all the same."""
+
+    @app.get("/api/orgs/<org_slug>/numbers")
+    def numbers() -> karaffe.ApiResult:
+        return karaffe.ApiResult(
+            page=karaffe.paginate(list(range(10)), key=lambda n: (n,), limit=3)
+        )
+
+    client = app.test_client()
+    first = client.get("/api/orgs/acme/numbers", headers=bearer(world, "bob"))
+    link = first.headers["Link"].split(">")[0].lstrip("<")
+    cursor = link.split("cursor=")[1]
+    other = client.get(f"/api/orgs/globex/numbers?cursor={cursor}", headers=bearer(world, "bob"))
+    assert other.status_code == 400
+    assert other.json is not None
+    assert other.json["type"] == "urn:karaffe:problem:invalid-cursor"
+    own = client.get(f"/api/orgs/acme/numbers?cursor={cursor}", headers=bearer(world, "bob"))
+    assert own.json == [3, 4, 5]
 
 
 def test_unknown_role_is_refused_at_decoration() -> None:

@@ -11,7 +11,8 @@ request carries one (API clients), else from the session cookie (browsers)::
 
 Passwords are hashed with scrypt and compared in constant time. API tokens
 are random, shown once, stored as a SHA-256 digest, named, revocable, with a
-last-used time and an optional expiry. :class:`Auth` installs CSRF protection
+last-used time, an optional expiry and scopes (a read-only token is refused,
+403, on every POST, PUT, PATCH and DELETE). :class:`Auth` installs CSRF protection
 for forms (Flask-WTF; requests with a bearer token are exempt, they carry no
 ambient credential), safe cookie settings, and a throttle on failed logins.
 """
@@ -26,9 +27,10 @@ import logging
 import re
 import secrets
 import typing as t
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
+from blinker import Namespace
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask import Response as FlaskResponse
 from flask.sessions import (
@@ -49,11 +51,12 @@ from ._throttle import (
     RedisThrottleStore,
     ThrottleStore,
 )
-from .api.errors import Unauthorized
+from .api.errors import Forbidden, Unauthorized
 from .config import PositiveInt, RedisUrl, Settings
-from .db import Model, db
+from .db import Model, UTCDateTime, db
 
 __all__ = [
+    "TOKEN_SCOPES",
     "ApiToken",
     "Auth",
     "AuthSettings",
@@ -78,6 +81,7 @@ __all__ = [
     "revoke_api_token",
     "safe_next_url",
     "session_values_for",
+    "user_changed",
 ]
 
 log = logging.getLogger("karaffe.auth")
@@ -122,13 +126,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands timestamps back naive; they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 # -- models ------------------------------------------------------------------
 
 
@@ -143,7 +140,7 @@ class User(Model):
     name: Mapped[str] = mapped_column(sa.String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -165,10 +162,20 @@ class User(Model):
         return f"<User {self.id} {self.email!r}>"
 
 
+#: The scopes an API token can have: ``read`` lets it make GET, HEAD and
+#: OPTIONS requests, ``write`` every other method. A token with only ``read``
+#: is read-only.
+TOKEN_SCOPES: tuple[str, ...] = ("read", "write")
+
+#: The methods a token needs only the ``read`` scope for.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class ApiToken(Model):
     """A named, revocable credential for API clients. Only the SHA-256 digest
     of the secret is stored; ``prefix`` (the first characters) identifies it
-    in lists without revealing it."""
+    in lists without revealing it. ``scopes`` (space-separated, as in OAuth 2)
+    says what it may do: see :data:`TOKEN_SCOPES`."""
 
     __tablename__ = "api_token"
 
@@ -179,19 +186,34 @@ class ApiToken(Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    last_used_at: Mapped[dt.datetime | None] = mapped_column(
-        sa.DateTime(timezone=True), default=None
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    scopes: Mapped[str] = mapped_column(
+        sa.String(100), default=" ".join(TOKEN_SCOPES), server_default=" ".join(TOKEN_SCOPES)
     )
-    expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
 
     user: Mapped[User] = relationship(back_populates="api_tokens")
 
     @property
+    def scope_set(self) -> frozenset[str]:
+        """The token's scopes, as a set."""
+        return frozenset((self.scopes or "").split())
+
+    @property
+    def is_read_only(self) -> bool:
+        """Whether the token may only read (GET, HEAD, OPTIONS)."""
+        return "write" not in self.scope_set
+
+    def allows(self, method: str) -> bool:
+        """Whether the token's scopes allow a request with HTTP ``method``."""
+        needed = "read" if method.upper() in _SAFE_METHODS else "write"
+        return needed in self.scope_set
+
+    @property
     def is_expired(self) -> bool:
-        expires_at = _aware(self.expires_at)
-        return expires_at is not None and expires_at <= utcnow()
+        return self.expires_at is not None and self.expires_at <= utcnow()
 
     @property
     def is_revoked(self) -> bool:
@@ -278,10 +300,26 @@ def _token_digest(plaintext: str) -> str:
 
 
 def create_api_token(
-    user: User, name: str, expires_at: dt.datetime | None = None
+    user: User,
+    name: str,
+    expires_at: dt.datetime | None = None,
+    *,
+    scopes: Iterable[str] = TOKEN_SCOPES,
 ) -> tuple[ApiToken, str]:
     """A new token for ``user``, added to the session (commit to keep it),
-    and its plaintext: show it once, it cannot be recovered."""
+    and its plaintext: show it once, it cannot be recovered.
+
+    :param expires_at: when it stops working (never by default).
+    :param scopes: what it may do, from :data:`TOKEN_SCOPES`: everything by
+        default; ``scopes=["read"]`` makes a read-only token.
+    :raises ValueError: an unknown scope, or none.
+    """
+    wanted = set(scopes)
+    unknown = wanted - set(TOKEN_SCOPES)
+    if unknown or not wanted:
+        raise ValueError(
+            f"API token scopes must be some of {', '.join(TOKEN_SCOPES)}; got {sorted(wanted)}"
+        )
     scheme = AuthSettings.of().api_token_prefix
     plaintext = scheme + secrets.token_urlsafe(_TOKEN_SECRET_BYTES)
     token = ApiToken(
@@ -290,6 +328,7 @@ def create_api_token(
         token_hash=_token_digest(plaintext),
         prefix=plaintext[: len(scheme) + _PREFIX_CHARS],
         expires_at=expires_at,
+        scopes=" ".join(scope for scope in TOKEN_SCOPES if scope in wanted),
     )
     db.session.add(token)
     return token, plaintext
@@ -345,7 +384,7 @@ def _touch(token: ApiToken) -> None:
     on its own connection and transaction: the request's own work may yet
     be rolled back, the use still happened."""
     now = utcnow()
-    last = _aware(token.last_used_at)
+    last = token.last_used_at
     interval = AuthSettings.of().api_token_touch_interval
     if last is not None and (now - last).total_seconds() < interval:
         return
@@ -388,10 +427,17 @@ def _load_from_session() -> User | None:
 
 
 def is_token_request() -> bool:
-    """Whether the current request authenticates with an ``Authorization``
-    header (a bearer token): it is exempt from CSRF, ignores the session
-    cookie and never gets one."""
-    return "Authorization" in request.headers
+    """Whether the current request authenticates with its ``Authorization``
+    header: any such header on an API route (only ``Bearer`` tokens are
+    accepted; anything else is a 401). Such a request is exempt from CSRF,
+    ignores the session cookie and never gets one. HTML routes ignore the
+    header: pages and forms authenticate by their session alone."""
+    return "Authorization" in request.headers and _is_api_request()
+
+
+def _is_api_request() -> bool:
+    # A plain Flask app has no HTML/API split: every route accepts tokens.
+    return bool(getattr(current_app, "is_api_request", lambda: True)())
 
 
 def get_user() -> User | None:
@@ -403,8 +449,11 @@ def get_user() -> User | None:
         return None
     user = g.get("_karaffe_user", _UNSET)
     if user is _UNSET:
-        header = request.headers.get("Authorization")
-        user = _load_from_token(header) if header is not None else _load_from_session()
+        user = (
+            _load_from_token(request.headers["Authorization"])
+            if is_token_request()
+            else _load_from_session()
+        )
         g._karaffe_user = user
     return t.cast("User | None", user)
 
@@ -414,27 +463,38 @@ def get_user() -> User | None:
 current_user: User = t.cast(User, LocalProxy(get_user))
 
 
+_signals = Namespace()
+
+#: Sent by :func:`login_user` and :func:`logout_user` when the user of the
+#: current request changes, with the app as sender and ``user`` (``None``
+#: after a logout). Whatever was derived from the previous user for this
+#: request (such as the organizations it may see) is to be forgotten::
+#:
+#:     @user_changed.connect
+#:     def forget(app, user):
+#:         g.pop("_myapp_permissions", None)
+user_changed = _signals.signal("karaffe.user-changed")
+
+
 def login_user(user: User) -> None:
     """Open a login session for ``user`` in the session cookie. The session
-    is cleared first, so nothing from before the login survives it."""
+    is cleared first, so nothing from before the login survives it.
+    Sends :data:`user_changed`."""
     if is_token_request():
         raise RuntimeError("login_user() in a request authenticated by an API token")
     session.clear()
     session[_SESSION_USER] = user.id
     session[_SESSION_CHECK] = _session_check(user)
     g._karaffe_user = user
-    _forget_org_cache()
+    user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
 
 
 def logout_user() -> None:
-    """End the login session (the whole session is cleared)."""
+    """End the login session (the whole session is cleared). Sends
+    :data:`user_changed` with ``user=None``."""
     session.clear()
     g._karaffe_user = None
-    _forget_org_cache()
-
-
-def _forget_org_cache() -> None:
-    g.pop("_karaffe_org_ids", None)
+    user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
 
 
 def _unauthorized() -> t.NoReturn:
@@ -515,6 +575,26 @@ def safe_next_url(target: str | None, default: str = "/") -> str:
 # -- the extension ---------------------------------------------------------------
 
 
+def _check_token_scope() -> None:
+    """Refuse a request its API token's scopes do not allow (403), before the
+    view runs, on every route that accepts tokens (see
+    :func:`is_token_request`): a read-only token writes nothing. A request
+    without a route (404, 405) is left alone."""
+    token: ApiToken | None = g.get("_karaffe_api_token")
+    if token is None or request.url_rule is None or token.allows(request.method):
+        return
+    if token.is_read_only:
+        detail = (
+            f"This API token is read-only: {request.method} needs a token with the write scope."
+        )
+        scope = "write"
+    else:
+        detail = f"This API token lacks the read scope {request.method} needs."
+        scope = "read"
+    challenge = f'Bearer realm="api", error="insufficient_scope", scope="{scope}"'
+    raise Forbidden(detail, headers={"WWW-Authenticate": challenge})
+
+
 class KaraffeCSRFProtect(CSRFProtect):  # type: ignore[misc]
     """Flask-WTF's CSRF protection, with two differences:
 
@@ -554,7 +634,7 @@ class TokenAwareSessionInterface(SessionInterface):
         self.inner = inner
 
     def open_session(self, app: Flask, request: t.Any) -> SessionMixin | None:
-        if "Authorization" in request.headers:
+        if is_token_request():
             # A fresh session that lives for this request only: views may
             # use it, nothing of it is read from or written to a cookie.
             return SecureCookieSession()
@@ -564,7 +644,7 @@ class TokenAwareSessionInterface(SessionInterface):
         return self.inner.is_null_session(obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
-        if "Authorization" in request.headers:
+        if is_token_request():
             return
         self.inner.save_session(app, session, response)
 
@@ -614,8 +694,12 @@ class Auth:
     def _load_token_user(self) -> None:
         # Authenticate token requests before the view runs, so the token's
         # last-use is recorded before the request's own transaction writes.
+        # Credentials that do not authenticate are a 401 on every API route,
+        # public ones too: never silently anonymous.
         if is_token_request():
-            get_user()
+            if get_user() is None:
+                _unauthorized()
+            _check_token_scope()
 
     def login(self, email: str, password: str, address: str | None = None) -> User:
         """Log in with a password, throttled: :class:`LoginThrottled` (429,

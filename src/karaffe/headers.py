@@ -1,9 +1,9 @@
 """Security headers on every response, with a per-request CSP nonce.
 
 Every :class:`karaffe.App` installs :class:`SecurityHeaders` (its
-:attr:`~karaffe.App.security_headers_class`), so a karaffe app is protected
-before anyone thinks of it; a plain Flask app gets the same with
-``SecurityHeaders(app)``. Each response carries, unless the view set the
+:attr:`~karaffe.App.security_headers_class`) when it is configured, so a
+karaffe app is protected before anyone thinks of it; a plain Flask app gets
+the same with ``SecurityHeaders(app)``. Each response carries, unless the view set the
 header itself:
 
 ``Content-Security-Policy``
@@ -136,7 +136,9 @@ class SecurityHeaders:
 
     def init_app(self, app: Flask) -> None:
         app.extensions["karaffe.headers"] = self
-        app.add_template_global(csp_nonce)
+        # A context processor rather than a Jinja global: it leaves the Jinja
+        # environment to be created on first use, as Flask does.
+        app.context_processor(_template_context)
         app.after_request(self._after_request)
 
     # -- what is sent ------------------------------------------------------------
@@ -193,6 +195,10 @@ class SecurityHeaders:
             if lower not in present:
                 target.add(name, with_nonce.replace(_NONCE_SLOT, nonce) if nonce else without_nonce)
         return response
+
+
+def _template_context() -> dict[str, t.Any]:
+    return {"csp_nonce": csp_nonce}
 
 
 def _prepare(headers: dict[str, str]) -> list[tuple[str, str, str, str]]:

@@ -387,10 +387,10 @@ def test_login_required_views_declare_security_and_401(secured_document) -> None
     move = paths["/api/boxes/{box_id}/move"]["post"]
     delete = paths["/api/boxes/{box_id}"]["delete"]
     show = paths["/api/private/{slug}"]["get"]
-    write = [{"bearerAuth": []}, {"sessionCookie": [], "csrfToken": []}]
+    write = [{"bearerAuth": ["write"]}, {"sessionCookie": [], "csrfToken": []}]
     assert move["security"] == write
     assert delete["security"] == write
-    assert show["security"] == [{"bearerAuth": []}, {"sessionCookie": []}]  # a read: no CSRF
+    assert show["security"] == [{"bearerAuth": ["read"]}, {"sessionCookie": []}]  # no CSRF
     for operation in (move, delete, show):
         unauthorized = operation["responses"]["401"]
         assert unauthorized["headers"] == {
@@ -398,7 +398,8 @@ def test_login_required_views_declare_security_and_401(secured_document) -> None
         }
     assert "CSRF" in move["responses"]["400"]["description"]
     assert "CSRF" in delete["responses"]["400"]["description"]
-    assert "400" not in show["responses"]
+    assert "read-only" in delete["responses"]["403"]["description"]
+    assert "400" not in show["responses"] and "403" not in show["responses"]
     index = paths["/api/boxes"]["get"]
     assert "security" not in index and "401" not in index["responses"]
 
@@ -415,14 +416,14 @@ def test_each_operation_lists_the_statuses_it_can_answer(secured_document) -> No
         ("/api/boxes/{box_id}/move", "post"): {
             "200", "400", "401", "403", "404", "409", "413", "415", "422"
         },
-        ("/api/boxes/{box_id}", "delete"): {"204", "400", "401", "404", "409"},
+        ("/api/boxes/{box_id}", "delete"): {"204", "400", "401", "403", "404", "409"},
         ("/api/private/{slug}", "get"): {"200", "401", "404"},
     }  # fmt: skip
     delete = paths["/api/boxes/{box_id}"]["delete"]["responses"]
     assert delete["409"]["description"] == "The box is not empty"
     assert "content" not in delete["204"]
     move = paths["/api/boxes/{box_id}/move"]["post"]["responses"]
-    assert move["403"]["description"] == "Forbidden."
+    assert move["403"]["description"] == "With an API token: a read-only one. Forbidden."
     slug = paths["/api/private/{slug}"]["get"]["parameters"][0]
     assert slug["schema"] == {"type": "string", "pattern": "^[^/]{1,}$"}
 
@@ -472,8 +473,8 @@ def test_without_csrf_there_is_no_csrf_scheme(make_app) -> None:
     document = app.test_client().get("/openapi.json").get_json()
     assert set(document["components"]["securitySchemes"]) == {"bearerAuth", "sessionCookie"}
     operation = document["paths"]["/api/notes"]["post"]
-    assert operation["security"] == [{"bearerAuth": []}, {"sessionCookie": []}]
-    assert set(operation["responses"]) == {"200", "401"}
+    assert operation["security"] == [{"bearerAuth": ["write"]}, {"sessionCookie": []}]
+    assert set(operation["responses"]) == {"200", "401", "403"}
 
 
 def test_docs_page_gives_the_csrf_token_to_its_script(secured: karaffe.App) -> None:

@@ -88,9 +88,12 @@ def test_the_document_says_how_each_operation_authenticates(client: FlaskClient)
     assert len(operations) >= 20
     for method, operation in operations:
         session = {"sessionCookie": []}
+        token = {"bearerAuth": ["read"]}
         if method != "get":
             session["csrfToken"] = []
-        assert operation["security"] == [{"bearerAuth": []}, session], operation["operationId"]
+            token = {"bearerAuth": ["write"]}  # a read-only token gets 403
+            assert "403" in operation["responses"], operation["operationId"]
+        assert operation["security"] == [token, session], operation["operationId"]
         assert "401" in operation["responses"]
         assert "default" not in operation["responses"]
     assert '"gt"' not in client.get("/api/v1/openapi.json").get_data(as_text=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from tracker import create_app, seed
-from werkzeug.serving import make_server
 
 from karaffe.auth import User, create_api_token
 from karaffe.db import db
+from karaffe.testing import serving
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +29,7 @@ def live_url(tmp_path: Path) -> Iterator[str]:
     """The tracker with demo data, served by a real HTTP server in a thread."""
     app = create_app(
         {
-            "SECRET_KEY": "browser-test-secret-key-of-32-characters-at-least",
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
             "DATABASE_URL": f"sqlite:///{tmp_path}/browser.sqlite",
             "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         }
@@ -38,14 +37,8 @@ def live_url(tmp_path: Path) -> Iterator[str]:
     with app.app_context():
         db.create_all()
         seed.seed(orgs=2, issues=2_000, users_per_org=4)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -162,12 +155,55 @@ def test_issue_list_and_phone_layout(live_url: str, page: t.Any) -> None:
     shoot(page, "phone-issue-list")
 
 
+def test_api_token_shown_once_survives_a_reload_and_is_revoked_after_confirming(
+    live_url: str, page: t.Any
+) -> None:
+    page.goto(live_url + "/login")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", seed.DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    page.goto(live_url + "/settings/tokens")
+    page.fill("#f-name", "Browser dashboard")
+    page.select_option("#f-expires", "30")
+    page.select_option("#f-access", "read")
+    page.click("main button[type=submit]")
+    assert page.url == live_url + "/settings/tokens"  # redirected: the secret is not in it
+    token = page.locator("#new-token").inner_text()
+    assert token.startswith("kf_")
+    row = page.locator("tr", has_text="Browser dashboard")
+    assert row.count() == 1
+    assert "Read only" in row.inner_text()
+    assert row.locator(".prefix").inner_text() == token[:11] + "…"
+
+    page.reload()  # a GET: nothing is created twice, the secret is gone
+    assert page.locator("#new-token").count() == 0
+    assert row.count() == 1
+
+    headers = {"Authorization": f"Bearer {token}"}
+    assert page.request.get(live_url + "/api/v1/me", headers=headers).status == 200
+    refused = page.request.post(live_url + "/api/v1/orgs", headers=headers, data={"name": "X"})
+    assert refused.status == 403
+    assert "read-only" in refused.json()["detail"]
+    page.reload()  # its use is listed
+    assert row.locator(".last-used").inner_text() != "Never"
+
+    row.locator("text=Revoke…").click()
+    assert "Revoke token “Browser dashboard”" in page.locator("h1").inner_text()
+    page.click("text=Cancel")
+    assert row.count() == 1
+    row.locator("text=Revoke…").click()
+    page.click("main button.danger")
+    assert "revoked" in page.locator(".flashes").inner_text()
+    assert row.count() == 0
+    assert page.request.get(live_url + "/api/v1/me", headers=headers).status == 401
+
+
 @pytest.fixture
 def docs_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A small tracker (CSRF on, as in production) and an API token of the demo user."""
     app = create_app(
         {
-            "SECRET_KEY": "browser-test-secret-key-of-32-characters-at-least",
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
             "DATABASE_URL": f"sqlite:///{tmp_path}/docs.sqlite",
             "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         }
@@ -178,14 +214,8 @@ def docs_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         user = db.session.execute(sa.select(User).where(User.email == seed.DEMO_LOGIN)).scalar_one()
         _, token = create_api_token(user, "docs browser test")
         db.session.commit()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", token
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serving(app) as url:
+        yield url, token
 
 
 def csp_violations(page: t.Any) -> list[str]:

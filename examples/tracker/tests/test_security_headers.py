@@ -8,10 +8,11 @@ import re
 import typing as t
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from tracker import services
 
-from karaffe.auth import User
+from karaffe.auth import ApiToken, User
 from karaffe.db import db as database
 from karaffe.events import channel_token, cursor
 from karaffe.tenancy import unscoped
@@ -124,10 +125,13 @@ def test_every_get_route_sends_the_security_headers(
         channels = [f"project:{world.projects['website']}"]
         stream = {"channel": channels, "token": channel_token(alice, channels)}
         stream["cursor"] = cursor(channels)
+        token_id = database.session.execute(
+            sa.select(ApiToken.id).where(ApiToken.user_id == world.users["alice"])
+        ).scalar_one()
     queries = {"demo.add_numbers": {"a": 1, "b": 2}, "karaffe_events.stream": stream}
     walked = []
     for rule in get_routes(app):
-        url = url_for_rule(app, rule, world, {"token": invitation_token})
+        url = url_for_rule(app, rule, world, {"token": invitation_token, "token_id": token_id})
         rv = client.get(url, query_string=queries.get(rule.endpoint), buffered=False)
         expected = 302 if rule.endpoint in FOR_VISITORS else 200
         assert rv.status_code == expected, (url, rv.status_code, rv.get_data(as_text=True)[:300])

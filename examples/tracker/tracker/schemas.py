@@ -14,13 +14,14 @@ import typing as t
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
+
+from karaffe.ids import Id
 
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
 #: regex engine (Python's, JavaScript's, Rust's) reads the class the same way.
@@ -72,24 +73,9 @@ Email = t.Annotated[
 Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands timestamps back naive; they were stored in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
-#: A timestamp as the API sends it: always with its UTC offset.
-Timestamp = t.Annotated[dt.datetime, AfterValidator(_utc)]
-
-
-def _not_bool(value: t.Any) -> t.Any:
-    """JSON ``true`` is not the id 1."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
-
-
-#: The id of a row: a positive integer (``"12"`` from a form is fine, ``true`` is not).
-Id = t.Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
+#: A timestamp as the API sends it: always with its UTC offset, since the
+#: columns are :class:`karaffe.db.UTCDateTime`.
+Timestamp = dt.datetime
 
 
 def _absent_not_null(schema: dict[str, t.Any]) -> None:
@@ -143,7 +129,15 @@ class UserRef(_Out):
 
 
 class TokenIn(_In):
+    """A new API token: what it is for, how long it works, what it may do."""
+
     name: Name
+    expires: t.Literal["30", "90", "365", "never"] = Field(
+        "90", description="Days it works, or never expires."
+    )
+    access: t.Literal["read", "write"] = Field(
+        "read", description="`read`: GET only (read-only); `write`: every method."
+    )
 
 
 class TokenOut(_Out):

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from ..auth import User, utcnow
-from ..db import Model, db
+from ..db import Model, UTCDateTime, db
 
 __all__ = ["ROLES", "Membership", "OrgOwned", "Organization", "create_organization", "role_rank"]
 
@@ -33,7 +33,7 @@ class Organization(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     slug: Mapped[str] = mapped_column(sa.String(100), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="organization", cascade="all, delete-orphan", passive_deletes=True
@@ -75,7 +75,7 @@ class Membership(OrgOwned, Model):
         sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
     )
     role: Mapped[str] = mapped_column(sa.String(20), default="member")
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     user: Mapped[User] = relationship()
     organization: Mapped[Organization] = relationship(back_populates="memberships")

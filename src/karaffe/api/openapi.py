@@ -42,6 +42,7 @@ from werkzeug.routing.converters import (
 )
 
 from ..config import CoreSettings
+from ..ids import MAX_ID, IdConverter
 from .errors import ProblemFormatter
 from .result import ApiResult
 from .validation import EndpointSpec, endpoint_spec
@@ -290,7 +291,9 @@ class ApiDocs:
                 "type": "http",
                 "scheme": "bearer",
                 "description": "An API token: `Authorization: Bearer <token>`. A request "
-                "with a token ignores the session cookie and needs no CSRF token.",
+                "with a token ignores the session cookie and needs no CSRF token. Reads "
+                "need its `read` scope, writes its `write` scope (a read-only token gets "
+                "403).",
             },
             "sessionCookie": {
                 "type": "apiKey",
@@ -324,7 +327,7 @@ class ApiDocs:
         session: dict[str, list[str]] = {"sessionCookie": []}
         if _csrf_header(app) is not None and method in _csrf_methods(app):
             session["csrfToken"] = []
-        return [{"bearerAuth": []}, session]
+        return [{"bearerAuth": [_token_scope(method)]}, session]
 
     # -- one operation --------------------------------------------------------------
 
@@ -421,6 +424,8 @@ class ApiDocs:
             errors.add(401, "No credentials, or ones that are not valid (any longer).")
             if any("csrfToken" in requirement for requirement in security):
                 errors.add(400, "With the session cookie: the CSRF token is missing or wrong.")
+            if any("write" in requirement.get("bearerAuth", ()) for requirement in security):
+                errors.add(403, "With an API token: a read-only one.")
 
         status = str(spec.status if spec is not None else 200)
         success: dict[str, t.Any] = {
@@ -554,12 +559,20 @@ def _csrf_header(app: Flask) -> str | None:
     return str(headers[0])
 
 
+def _token_scope(method: str) -> str:
+    """The API token scope a request with ``method`` needs (see
+    :data:`karaffe.auth.TOKEN_SCOPES`)."""
+    return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
+
+
 def _csrf_methods(app: Flask) -> t.Collection[str]:
     return t.cast(t.Collection[str], app.config.get("WTF_CSRF_METHODS") or ())
 
 
 def _converter_schema(converter: t.Any) -> dict[str, t.Any]:
     """The JSON schema of what a URL converter matches."""
+    if isinstance(converter, IdConverter):
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
     if isinstance(converter, IntegerConverter | FloatConverter):
         schema: dict[str, t.Any] = {
             "type": "integer" if isinstance(converter, IntegerConverter) else "number"
