@@ -14,11 +14,11 @@ seed that a failure prints (``FUZZ_SEED`` replays one).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
-import threading
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +29,12 @@ import schemathesis  # a dev dependency: without it this suite fails, never skip
 import sqlalchemy as sa
 from flask import Flask
 from tracker import create_app, seed
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 import karaffe
 from karaffe import auth
 from karaffe.auth import User, create_api_token
 from karaffe.db import db
+from karaffe.testing import serving
 
 pytestmark = pytest.mark.fuzz
 
@@ -42,22 +42,14 @@ SECONDS = int(os.environ.get("FUZZ_SECONDS", "45"))
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
-class _Quiet(WSGIRequestHandler):
-    """Thousands of requests: none is logged."""
-
-    def log_request(self, *args: t.Any) -> None:
-        pass
-
-
-def serve(app: Flask) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(10)
+@pytest.fixture(autouse=True)
+def quiet_server() -> Iterator[None]:
+    """Thousands of requests: none is logged (a failure prints schemathesis' report)."""
+    logger = logging.getLogger("werkzeug")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture
@@ -73,7 +65,7 @@ def tracker(tmp_path: Path) -> Iterator[tuple[Flask, str]]:
     with app.app_context():
         db.create_all()
         seed.seed(orgs=2, issues=30, users_per_org=3)
-    for url in serve(app):
+    with serving(app) as url:
         yield app, url
 
 
@@ -191,7 +183,7 @@ def test_the_fuzz_finds_broken_promises(tmp_path: Path) -> None:
         db.session.add(User(email="a@example.com", name="A"))
         db.session.commit()
     token = token_of(app, "a@example.com")
-    for url in serve(app):
+    with serving(app) as url:
         run = fuzz(url, {"bearerAuth": {"bearer": token}}, tmp_path, 10)
     assert run.returncode != 0, report(run)
     assert "Undocumented status code" in run.stdout, report(run)
