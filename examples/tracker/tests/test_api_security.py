@@ -96,7 +96,10 @@ def test_the_document_says_how_each_operation_authenticates(client: FlaskClient)
         assert operation["security"] == [token, session], operation["operationId"]
         assert "401" in operation["responses"]
         assert "default" not in operation["responses"]
-    assert '"gt"' not in client.get("/api/v1/openapi.json").get_data(as_text=True)
+    text = client.get("/api/v1/openapi.json").get_data(as_text=True)
+    assert not re.findall(
+        r'"(gt|ge|lt|le|multiple_of)":', text
+    )  # pydantic's names, not JSON Schema's
 
 
 def test_the_not_blank_pattern_is_what_python_strips() -> None:
