@@ -111,7 +111,7 @@ def main() -> int:
             KARAFFE_SECRET_KEY=env.get("KARAFFE_SECRET_KEY") or secrets.token_urlsafe(32),
             DATABASE_URL=database_url,
             REDIS_URL=redis_url,
-            KARAFFE_EVENTS_RELAY_URL="/events/stream",  # the proxy sends /events/ to the relays
+            KARAFFE_EVENTS_RELAY_URL="/events/stream",  # the proxy sends /events/stream to the relays
             WEB_CONCURRENCY=str(int(env.get("WEB_CONCURRENCY", cores))),
             APP_PORT=str(free_port()),
             RUN_DIR=str(run_dir),

@@ -4,6 +4,7 @@ one nginx port, and SIGTERM leaves no process behind."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from karaffe.events import Events, channel_token
 from karaffe.events.publish import state_for
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -59,7 +61,17 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process() -> None:
+@pytest.mark.parametrize(
+    "chromium",
+    [
+        pytest.param(False, id="http"),
+        # With a real browser the run takes over 30 s: in `make chaos`.
+        pytest.param(True, id="chromium", marks=[pytest.mark.chaos, pytest.mark.browser]),
+    ],
+)
+def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process(
+    chromium: bool,
+) -> None:
     for binary in ("nginx", "redis-server"):
         if not shutil.which(binary):
             pytest.skip(f"{binary} is not installed (make prod installs it)")
@@ -127,6 +139,48 @@ def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process() 
             received += rv.read1(4096)
         assert b"via nginx" in received, received
         conn.close()
+
+        if chromium:
+            if not Path(CHROMIUM).exists():
+                pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+            # A real browser through the proxy: the tracker's own page, on
+            # the relays' stream, shows that the page changed.
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(
+                    executable_path=CHROMIUM,
+                    args=["--headless", "--no-sandbox", "--disable-gpu"],
+                )
+                page = browser.new_page()
+                page.set_default_timeout(10_000)
+                seen: list[str] = []
+                page.on("console", lambda m: seen.append(m.text))
+                page.on(
+                    "response",
+                    lambda r: seen.append(f"{r.status} {r.url}") if "/events/" in r.url else None,
+                )
+                page.goto(base + "/login")
+                page.fill("#f-email", "alice@example.com")
+                page.fill("#f-password", "tracker-demo")
+                page.click("main button[type=submit]")
+                page.goto(
+                    base + page.locator(".topbar nav a[href^='/o/']").first.get_attribute("href")
+                )
+                page.locator("main a[href*='/projects/']:not([href$='/new'])").first.click()
+                config = json.loads(page.locator("#live-config").text_content())
+                assert config["url"] == "/events/stream"
+                page.wait_for_function("document.readyState === 'complete'")
+                page.wait_for_timeout(1000)  # the stream connects (it resumes anyway)
+                broker = state_for(app).broker
+                broker.publish(config["channels"][0], "issue.created", b'{"id": 1}')
+                banner = page.locator(".live-banner")
+                try:
+                    banner.wait_for(timeout=5000)
+                except Exception:
+                    raise AssertionError((config, seen)) from None
+                assert "This page changed." in banner.inner_text()
+                browser.close()
         state_for(app).broker.close()
 
         pids = descendants(proc.pid)

@@ -140,7 +140,7 @@ class Events:
             "live updates are off: the broker is %s, the app does not serve "
             "/events/stream (EVENTS_SERVE_STREAM) and EVENTS_RELAY_URL is not set, so "
             "browsers get 404. Run `flask karaffe relay` and set EVENTS_RELAY_URL to its "
-            "stream (/events/stream when a proxy sends /events/ to the relays; the relay's "
+            "stream (/events/stream when a proxy sends it to the relays; the relay's "
             "full URL plus EVENTS_CORS_ORIGINS when it is on another origin). "
             "See docs/deploy.md.",
             type(state.broker).__name__,
