@@ -52,6 +52,15 @@ def _on_signal(signum: int, frame: object) -> None:
     raise Stopping(signal.Signals(signum).name)
 
 
+def _die_with_parent() -> None:
+    """In a child, before exec (Linux): SIGTERM when this supervisor dies, even
+    by SIGKILL, so no process outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def say(message: str) -> None:
     print(f"prod | {message}", flush=True)
 
@@ -111,7 +120,8 @@ def main() -> int:
             KARAFFE_SECRET_KEY=env.get("KARAFFE_SECRET_KEY") or secrets.token_urlsafe(32),
             DATABASE_URL=database_url,
             REDIS_URL=redis_url,
-            KARAFFE_EVENTS_RELAY_URL="/events/stream",  # the proxy sends /events/stream to the relays
+            # The proxy sends /events/stream to the relays: same origin, no CORS.
+            KARAFFE_EVENTS_RELAY_URL="/events/stream",
             WEB_CONCURRENCY=str(int(env.get("WEB_CONCURRENCY", cores))),
             APP_PORT=str(free_port()),
             RUN_DIR=str(run_dir),
@@ -150,8 +160,9 @@ def main() -> int:
                 # Own process group: Ctrl-C reaches this supervisor only, which
                 # then stops the children in order.
                 proc = subprocess.Popen(
-                    expand(command, proc_env), env=proc_env, cwd=ROOT, start_new_session=True
-                )
+                    expand(command, proc_env), env=proc_env, cwd=ROOT, start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )  # fmt: skip
                 children.append((label, proc))
                 listen = {"web": env["APP_PORT"], "relay": extra.get("RELAY_PORT"),
                           "proxy": str(port)}.get(name)  # fmt: skip
