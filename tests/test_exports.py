@@ -26,6 +26,7 @@ EXPECTED = {
     "PayloadTooLarge",
     "Problem",
     "ProblemFormatter",
+    "ServiceUnavailable",
     "Settings",
     "TooManyRequests",
     "Unauthorized",

@@ -38,6 +38,7 @@ def problem(slug: str, title: str, status: int, detail: str, errors: list | None
         (karaffe.ValidationFailed, "validation-failed", "Validation failed", 422),
         (karaffe.TooManyRequests, "too-many-requests", "Too many requests", 429),
         (karaffe.InternalServerError, "internal-server-error", "Internal server error", 500),
+        (karaffe.ServiceUnavailable, "service-unavailable", "Service unavailable", 503),
     ],
 )
 def test_each_exception_has_a_stable_type_and_status(make_app, exc, slug, title, status) -> None:

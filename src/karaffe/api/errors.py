@@ -14,7 +14,8 @@ The exceptions, at a glance::
     ├── UnsupportedMediaType       415  unsupported-media-type
     ├── ValidationFailed           422  validation-failed (or 400, see VALIDATION_ERROR_STATUS)
     ├── TooManyRequests            429  too-many-requests
-    └── InternalServerError        500  internal-server-error
+    ├── InternalServerError        500  internal-server-error
+    └── ServiceUnavailable         503  service-unavailable
 
 Each has a stable ``type`` URI: ``PROBLEM_TYPE_BASE`` + its ``slug``
 (``urn:karaffe:problem:validation-failed`` by default).
@@ -51,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "Problem",
     "ProblemFormatter",
+    "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -233,6 +235,19 @@ class InternalServerError(ApiException):
     title = "Internal server error"
 
 
+class ServiceUnavailable(ApiException):
+    """A service the request needs (the database...) cannot be reached now;
+    the request may be retried later, after ``Retry-After`` seconds when the
+    response says so. Nothing of the request was committed.
+
+    karaffe answers a database outage with it (see :mod:`karaffe.db`).
+    """
+
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
 _BY_STATUS: dict[int, type[ApiException]] = {
     cls.status: cls
     for cls in (
@@ -247,6 +262,7 @@ _BY_STATUS: dict[int, type[ApiException]] = {
         ValidationFailed,
         TooManyRequests,
         InternalServerError,
+        ServiceUnavailable,
     )
 }
 
