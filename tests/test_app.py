@@ -459,6 +459,12 @@ def test_html_errorhandler_leaves_api_routes_their_problems(paged_app) -> None:
     assert rv.mimetype == "application/problem+json"
 
 
+def test_html_errorhandler_pages_keep_the_errors_headers(paged_app) -> None:
+    rv = paged_app.test_client().delete("/crash")
+    assert rv.data == b"<h1>405 Method Not Allowed</h1>"
+    assert set(rv.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
 def test_html_errorhandler_comes_after_the_apps_error_handlers(paged_app) -> None:
     paged_app.register_error_handler(404, lambda e: ("the app's own 404", 404))
     assert paged_app.test_client().get("/missing").data == b"the app's own 404"

@@ -265,7 +265,9 @@ class App(Flask):
         no error handler answered it, or one returned it to ask for the
         default, as in Flask. On API routes that is the problem document (a
         500 reveals nothing of its cause); on HTML routes the page of the
-        :meth:`html_errorhandler`, else Werkzeug's page.
+        :meth:`html_errorhandler`, else Werkzeug's page. Either way the
+        error's own headers (``Retry-After``, ``WWW-Authenticate``,
+        ``Allow``) are kept.
 
         Flask's order is untouched: the app's and its blueprints' error
         handlers (including one for ``Exception``) see every HTTP error first,
@@ -277,7 +279,16 @@ class App(Flask):
         if self.is_api_request():
             return self.handle_api_exception(from_http_exception(exc))
         if self.html_error_handler is not None:
-            return self.ensure_sync(self.html_error_handler)(exc)  # type: ignore[no-any-return]
+            rv = self.ensure_sync(self.html_error_handler)(exc)
+            if rv is exc:
+                return exc
+            # Only the body changes, as for API routes: what the error says
+            # in its headers (Retry-After, WWW-Authenticate, Allow) is kept.
+            response = super().make_response(rv)
+            for name, value in exc.get_headers():
+                if name.lower() != "content-type" and name not in response.headers:
+                    response.headers[name] = value
+            return response
         return exc
 
     @setupmethod

@@ -53,7 +53,7 @@ from ._throttle import (
 )
 from .api.errors import Forbidden, Unauthorized
 from .config import PositiveInt, RedisUrl, Settings
-from .db import Model, UTCDateTime, db
+from .db import Model, UTCDateTime, current_outage, db
 
 __all__ = [
     "TOKEN_SCOPES",
@@ -442,13 +442,16 @@ def _is_api_request() -> bool:
 
 def get_user() -> User | None:
     """The user of the current request, loaded on first use and remembered
-    in ``g``; ``None`` when nobody is logged in (or outside a request)."""
+    in ``g``; ``None`` when nobody is logged in (or outside a request, or
+    not loaded yet when the request met a database outage)."""
     from flask import has_request_context
 
     if not has_request_context():
         return None
     user = g.get("_karaffe_user", _UNSET)
     if user is _UNSET:
+        if current_outage() is not None:
+            return None  # the 503 page of a database outage: nobody can be loaded
         user = (
             _load_from_token(request.headers["Authorization"])
             if is_token_request()

@@ -18,9 +18,18 @@ Schema changes go through Alembic with Flask-Migrate (``flask db upgrade``)::
         kdb.init_app(app)
         return app
 
+A database that cannot be reached is an outage, not a bug: pooled
+connections are checked before use (a restarted server costs no request),
+and a request that meets an outage (a refused or lost connection, a server
+shutting down, an exhausted pool, a locked SQLite file) is answered ``503
+Service Unavailable`` with ``Retry-After``, a problem document on API routes
+and the app's HTML error page elsewhere, and logged once per outage rather
+than once per request (see :func:`is_unavailable`).
+
 Settings (see :class:`DbSettings`): ``DATABASE_URL`` (also read from the plain
 ``DATABASE_URL`` environment variable), ``DATABASE_ECHO``,
-``DATABASE_MIGRATIONS_DIR``, ``DATABASE_SQLITE_BUSY_TIMEOUT``.
+``DATABASE_MIGRATIONS_DIR``, ``DATABASE_SQLITE_BUSY_TIMEOUT``,
+``DATABASE_POOL_PRE_PING``, ``DATABASE_CONNECT_TIMEOUT``, ``DATABASE_RETRY_AFTER``.
 """
 
 from __future__ import annotations
@@ -34,13 +43,16 @@ import typing as t
 from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app, g, has_request_context
+from flask.typing import ResponseReturnValue
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
 from pydantic import AfterValidator
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.exceptions import ServiceUnavailable
 
+from ._outage import OutageLog, describe
 from .config import ConfigError, Env, PositiveInt, Settings, TypeName
 
 __all__ = [
@@ -52,9 +64,11 @@ __all__ = [
     "Model",
     "Session",
     "UTCDateTime",
+    "current_outage",
     "db",
     "init_app",
     "is_flushing",
+    "is_unavailable",
     "normalize_database_url",
     "render_migration_item",
     "transaction",
@@ -218,6 +232,19 @@ class DbSettings(Settings):
     database_sqlite_busy_timeout: PositiveInt = 5000
     """Milliseconds SQLite waits for another writer before failing."""
 
+    database_pool_pre_ping: bool = True
+    """Test each pooled connection before a request uses it (one round trip),
+    so connections a database restart broke are replaced, not failed on.
+    Server databases only."""
+
+    database_connect_timeout: PositiveInt = 10
+    """Seconds to wait for a new connection to a PostgreSQL server before
+    the request is answered 503."""
+
+    database_retry_after: PositiveInt = 5
+    """Seconds a client is told to wait (Retry-After) before retrying a
+    request answered 503 because the database was unavailable."""
+
 
 class Database(SQLAlchemy):
     """Flask-SQLAlchemy with karaffe's defaults: the :class:`Model` base, the
@@ -239,10 +266,16 @@ class Database(SQLAlchemy):
         url = settings.database_url or self.default_url(app)
         app.config.setdefault("SQLALCHEMY_DATABASE_URI", url)
         app.config.setdefault("SQLALCHEMY_ECHO", settings.database_echo)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = self.engine_options(
+            settings, app.config["SQLALCHEMY_DATABASE_URI"], app.config
+        )
         super().init_app(app)
         # Registered after Flask-SQLAlchemy's own teardown, so it runs first
         # (Flask runs teardowns in reverse): roll back, then remove.
         app.teardown_appcontext(self.rollback_uncommitted)
+        app.extensions[OUTAGE_KEY] = OutageLog(log, "the database")
+        for cls in UNAVAILABLE_ERRORS:
+            app.register_error_handler(cls, answer_unavailable)
         with app.app_context():
             for engine in self.engines.values():
                 self.configure_engine(app, engine)
@@ -270,9 +303,35 @@ class Database(SQLAlchemy):
         name = app.name.split(".")[0] or "app"
         return "sqlite:///" + os.path.join(app.instance_path, f"{name}.sqlite")
 
+    def engine_options(
+        self, settings: DbSettings, url: str | sa.URL, config: t.Mapping[str, t.Any]
+    ) -> dict[str, t.Any]:
+        """``SQLALCHEMY_ENGINE_OPTIONS`` with karaffe's defaults for ``url``
+        added (options the app sets win): server databases get their pooled
+        connections pinged before use and, on PostgreSQL, a connect timeout."""
+        options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        backend = sa.engine.make_url(url).get_backend_name()
+        if backend == "sqlite":
+            return options
+        options.setdefault("pool_pre_ping", settings.database_pool_pre_ping)
+        if backend == "postgresql":
+            connect_args = dict(options.get("connect_args") or {})
+            connect_args.setdefault("connect_timeout", settings.database_connect_timeout)
+            options["connect_args"] = connect_args
+        return options
+
     def configure_engine(self, app: Flask, engine: sa.Engine) -> None:
-        """Per-connection settings. SQLite gets foreign keys enforced, WAL
+        """Per-connection settings. The first statement that succeeds after
+        an outage ends it in the log. SQLite gets foreign keys enforced, WAL
         journaling (readers never block the writer) and a busy timeout."""
+        outage = app.extensions.get(OUTAGE_KEY)
+        if isinstance(outage, OutageLog):
+
+            def after_execute(*args: t.Any) -> None:
+                if outage.down:
+                    outage.succeeded()
+
+            sa.event.listen(engine, "after_cursor_execute", after_execute)
         if engine.dialect.name != "sqlite":
             return
         busy_timeout = DbSettings.of(app).database_sqlite_busy_timeout
@@ -302,11 +361,105 @@ class Database(SQLAlchemy):
         if session.in_transaction() or session.new or session.dirty or session.deleted:
             if session.new or session.dirty or session.deleted or exc is not None:
                 log.debug("rolling back uncommitted changes at teardown (error: %r)", exc)
-            session.rollback()
+            try:
+                session.rollback()
+            except sa.exc.SQLAlchemyError as error:
+                # The response is made already (and may report a commit): a
+                # connection lost by now must not turn it into an error.
+                # Closing the session returns the connection to the pool,
+                # which discards a broken one.
+                log.warning("rollback at teardown failed: %s", describe(error))
 
 
 #: The application's database: ``db.Model``, ``db.session``, ``db.engine``.
 db = Database()
+
+OUTAGE_KEY = "karaffe.db.outage"
+
+#: The exception classes that may mean an outage; :func:`is_unavailable` decides.
+UNAVAILABLE_ERRORS: tuple[type[sa.exc.SQLAlchemyError], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+)
+
+#: SQLite's primary result codes that mean "not now" rather than "wrong":
+#: BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_UNAVAILABLE = {5, 6, 7, 10, 13, 14, 15}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the
+    database cannot be used right now, rather than that a statement is
+    wrong: the server refused or lost the connection, is shutting down or
+    starting up, cancelled the statement or chose it as a deadlock victim;
+    the pool had no connection to give in time; SQLite's file is locked or
+    cannot be opened. Such a request may succeed if retried later.
+
+    On PostgreSQL (and other servers) every ``OperationalError`` counts,
+    except a program limit (SQLSTATE class 54: "statement too complex"),
+    which no retry fixes; on SQLite, whose ``OperationalError`` also reports
+    a missing table or a syntax error, only the result codes of a busy or
+    unreachable database do.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _says_unavailable(current):
+            return True
+        current = current.__cause__
+    return False
+
+
+def _says_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.TimeoutError | sa.exc.DisconnectionError):
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None or type(exc.orig).__module__.startswith("sqlite3"):
+        return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return not (isinstance(sqlstate, str) and sqlstate.startswith("54"))
+
+
+def current_outage() -> BaseException | None:
+    """The database error the current request was answered 503 for, if any.
+
+    An HTML error page rendered for it must not use the database again (no
+    current user's organizations in the layout, say): it would fail the same
+    way, or, worse, half-succeed now that the server is back.
+    """
+    if not has_request_context():
+        return None
+    return t.cast("BaseException | None", g.get("_karaffe_db_outage"))
+
+
+def answer_unavailable(exc: Exception) -> ResponseReturnValue:
+    """The error handler :meth:`Database.init_app` registers for
+    :data:`UNAVAILABLE_ERRORS`: an outage becomes a ``503 Service
+    Unavailable`` with ``Retry-After`` (``DATABASE_RETRY_AFTER``), rendered
+    like any HTTP error (the app's handlers for 503 first, then a problem on
+    API routes, the HTML error page elsewhere). The outage is logged when it
+    starts and when the next connection succeeds, not for every request.
+    Other errors of those classes (a missing SQLite table...) are raised on,
+    to be the 500 of an unhandled exception."""
+    if not is_unavailable(exc):
+        raise exc
+    app = current_app
+    g._karaffe_db_outage = exc
+    outage = app.extensions.get(OUTAGE_KEY)
+    if isinstance(outage, OutageLog):
+        outage.failed(exc, doing="answering 503 until it is back")
+    else:  # pragma: no cover - init_app sets it
+        log.error("database unavailable: %s", describe(exc))
+    unavailable = ServiceUnavailable(retry_after=DbSettings.of(app).database_retry_after)
+    return app.handle_user_exception(unavailable)  # type: ignore[no-any-return]
 
 if t.TYPE_CHECKING:
 
