@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, g, has_request_context, request, request_tearing_down
 from flask.testing import FlaskClient
 from tracker.models import Issue, Label, Project
 
@@ -176,3 +176,41 @@ def count(app: Flask) -> Callable[..., int]:
             return int(database.session.execute(stmt).scalar_one())
 
     return rows
+
+
+@pytest.fixture(autouse=True)
+def no_sql_after_commit(app: Flask) -> t.Iterator[list[str]]:
+    """Fails a test in which a request ran SQL after its last commit.
+
+    What a response needs is read before the commit: a statement after it
+    needs a connection again, and if the database has just gone away the
+    request fails although its write was committed (the client retries, and
+    the issue exists twice). Statements followed by another commit are fine.
+    Yields the violations found so far.
+    """
+    violations: list[str] = []
+
+    def committed(session: t.Any) -> None:
+        if has_request_context():
+            g._test_after_commit = []
+
+    def executed(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+        if has_request_context() and g.get("_test_after_commit") is not None:
+            g._test_after_commit.append(statement)
+
+    def request_ended(sender: Flask, **kwargs: t.Any) -> None:
+        if g.get("_test_after_commit"):
+            violations.append(f"{request.method} {request.path}: {g._test_after_commit}")
+
+    with app.app_context():
+        engine = database.engine
+    sa.event.listen(database.session, "after_commit", committed)
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    request_tearing_down.connect(request_ended, app)
+    try:
+        yield violations
+    finally:
+        request_tearing_down.disconnect(request_ended, app)
+        sa.event.remove(engine, "before_cursor_execute", executed)
+        sa.event.remove(database.session, "after_commit", committed)
+    assert not violations, "SQL ran after a request's last commit:\n" + "\n".join(violations)

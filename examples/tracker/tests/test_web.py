@@ -31,3 +31,30 @@ def test_an_error_page_that_fails_to_render_falls_back_to_werkzeugs(app, client,
     assert rv.status_code == 404
     assert b"The requested URL was not found on the server." in rv.data
     assert "error page failed to render" in caplog.text
+
+
+def test_a_database_outage_gets_the_503_page_with_retry_after(karaffe_config, caplog):
+    """The page of an outage renders without the database: the layout's
+    viewer and organizations would need it (and fail again)."""
+    from tracker import create_app
+
+    from karaffe._servers import free_port
+    from karaffe.auth import User, session_values_for
+
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/tracker"
+    app = create_app({**karaffe_config, "DATABASE_URL": down, "PROPAGATE_EXCEPTIONS": False})
+    client = app.test_client()
+    with app.app_context():
+        values = session_values_for(User(id=1, name="A", email="a@x", password_hash="h"))
+    with client.session_transaction() as session:
+        session.update(values)
+    rv = client.get("/")
+    assert rv.status_code == 503
+    assert rv.headers["Retry-After"] == "5"
+    page = rv.get_data(as_text=True)
+    assert "503 · Service Unavailable" in page
+    assert "Log in" in page  # nobody is shown as logged in: that needs the database
+    assert "error page failed to render" not in caplog.text
+    api = client.get("/api/v1/me", headers={"Authorization": "Bearer kf_" + "x" * 43})
+    assert (api.status_code, api.mimetype) == (503, "application/problem+json")
+    assert api.headers["Retry-After"] == "5"

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 import karaffe
 from karaffe import InvalidCursor, Page, ValidationFailed, paginate
 from karaffe.auth import User, get_user, require_user
+from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
 from . import services
@@ -64,6 +65,9 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
 
 
 def template_context() -> dict[str, t.Any]:
+    if current_outage() is not None:
+        # The 503 page of a database outage: nothing that needs the database.
+        return {"viewer": None, "viewer_orgs": []}
     user = get_user()
     orgs: list[dict[str, t.Any]] = []
     if user is not None:

@@ -36,9 +36,13 @@ def signup() -> ResponseReturnValue:
                 user = User(name=data.name, email=data.email)
                 user.set_password(data.password)
                 db.session.add(user)
-                db.session.commit()
+                db.session.flush()
+                # Logged in before the commit, like a login: afterwards the
+                # user is expired, and reading it again is a query that a
+                # database gone meanwhile would fail after the commit.
                 login_user(user)
                 flash(f"Welcome to tracker, {user.name}!", "success")
+                db.session.commit()
                 return redirect(_next_url())
         return render_template(
             "auth/signup.html", form=form, next_url=request.args.get("next")

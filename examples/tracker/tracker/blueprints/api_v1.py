@@ -3,7 +3,13 @@ pages' permissions (both go through :mod:`tracker.services`).
 
 Every route needs a user: ``Authorization: Bearer <token>`` (tokens are made
 on the settings page) or the browser's session cookie (then CSRF applies to
-writes). Errors are problem+json documents; lists are keyset-paginated with
+writes).
+
+A write view builds its whole answer before ``db.session.commit()`` and
+touches no model after it: the commit expires the objects it wrote, and
+reading one again is a new query, which fails if the database has just gone
+away, turning a committed write into an error (and a retry into a
+duplicate). ``tests/test_commit_then_answer.py`` holds every write route to it. Errors are problem+json documents; lists are keyset-paginated with
 ``Link`` headers; the OpenAPI document is at ``/api/v1/openapi.json``.
 """
 
@@ -151,8 +157,9 @@ def list_members() -> t.Any:
 def change_role(user_id: int, body: RoleIn) -> t.Any:
     """Change a member's role (admins; only owners make or unmake owners)."""
     membership = services.change_role(current_org.id, viewer(), user_id, body.role)
+    out = MemberOut.model_validate(membership)
     db.session.commit()
-    return membership
+    return out
 
 
 @blueprint.delete("/orgs/<org_slug>/members/me")
@@ -274,12 +281,9 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
 def create_issue(project: Project, body: IssueIn) -> t.Any:
     issue = services.create_issue(project, viewer(), body)
     out = IssueOut.model_validate(issue)
+    location = url_for("api_v1.get_issue", issue_id=out.id)
     db.session.commit()
-    return ApiResult(
-        out,
-        status=201,
-        headers={"Location": url_for("api_v1.get_issue", issue_id=issue.id)},
-    )
+    return ApiResult(out, status=201, headers={"Location": location})
 
 
 @blueprint.get("/issues/<id:issue_id>")

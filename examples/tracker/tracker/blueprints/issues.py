@@ -17,6 +17,9 @@ from ..web import in_current_org, viewer
 
 blueprint = Blueprint("issues", __name__, url_prefix="/o/<org_slug>")
 
+# Every write reads what its answer needs (ids, names) before the commit and
+# no model after it: see tracker.blueprints.api_v1.
+
 #: Fields of the issue form; ``label_ids`` is a multiple select.
 _MULTI = {"label_ids"}
 
@@ -64,9 +67,10 @@ def new(project_id: int) -> ResponseReturnValue:
     except FieldError as exc:
         form.add_error(exc)
         return _form_page(form, project, None, 422)
+    issue_id = issue.id
     db.session.commit()
-    flash(f"Issue #{issue.id} created.", "success")
-    return redirect(url_for("issues.show", issue_id=issue.id))
+    flash(f"Issue #{issue_id} created.", "success")
+    return redirect(url_for("issues.show", issue_id=issue_id))
 
 
 @blueprint.get("/issues/<id:issue_id>")
@@ -115,7 +119,7 @@ def edit(issue_id: int) -> ResponseReturnValue:
         return _form_page(form, issue.project, issue, 422)
     db.session.commit()
     flash("Issue saved.", "success")
-    return redirect(url_for("issues.show", issue_id=issue.id))
+    return redirect(url_for("issues.show", issue_id=issue_id))
 
 
 @blueprint.post("/issues/<id:issue_id>/status")
@@ -128,8 +132,8 @@ def set_status(issue_id: int) -> ResponseReturnValue:
         return redirect(url_for("issues.show", issue_id=issue.id)), 303
     services.update_issue(issue, viewer(), IssuePatch(status=status))
     db.session.commit()
-    flash(f"Issue #{issue.id} {'closed' if status == 'closed' else 'reopened'}.", "success")
-    return redirect(url_for("issues.show", issue_id=issue.id))
+    flash(f"Issue #{issue_id} {'closed' if status == 'closed' else 'reopened'}.", "success")
+    return redirect(url_for("issues.show", issue_id=issue_id))
 
 
 @blueprint.route("/issues/<id:issue_id>/delete", methods=["GET", "POST"])
@@ -162,4 +166,4 @@ def comment(issue_id: int) -> ResponseReturnValue:
     services.add_comment(issue, viewer(), data.body)
     db.session.commit()
     flash("Comment added.", "success")
-    return redirect(url_for("issues.show", issue_id=issue.id) + "#comments")
+    return redirect(url_for("issues.show", issue_id=issue_id) + "#comments")

@@ -24,6 +24,9 @@ from ..web import in_current_org, viewer
 
 blueprint = Blueprint("orgs", __name__)
 
+# Every write reads what its answer needs (ids, names, whole pages) before the
+# commit and no model after it: see tracker.blueprints.api_v1.
+
 
 def _can_manage() -> bool:
     return current_role() in ("admin", "owner")
@@ -39,9 +42,10 @@ def new() -> ResponseReturnValue:
         if data is None:
             return render_template("orgs/new.html", form=form), 422
         org = services.create_org(data.name, viewer())
+        name, slug = org.name, org.slug
         db.session.commit()
-        flash(f"Organization “{org.name}” created. Next: a project.", "success")
-        return redirect(url_for("orgs.show", org_slug=org.slug))
+        flash(f"Organization “{name}” created. Next: a project.", "success")
+        return redirect(url_for("orgs.show", org_slug=slug))
     return render_template("orgs/new.html", form=form)
 
 
@@ -89,8 +93,9 @@ def change_role(user_id: int) -> ResponseReturnValue:
     except Conflict as exc:
         flash(str(exc.description), "error")
         return redirect(url_for("orgs.members")), 303
+    message = f"{membership.user.name} is now {membership.role}."
     db.session.commit()
-    flash(f"{membership.user.name} is now {membership.role}.", "success")
+    flash(message, "success")
     return redirect(url_for("orgs.members"))
 
 
@@ -102,10 +107,12 @@ def invite() -> ResponseReturnValue:
     if data is None:
         return _members_page(form, 422)
     _, token = services.create_invitation(current_org.id, viewer(), data.role)
-    db.session.commit()
     url = url_for("orgs.invitation", token=token, _external=True)
     flash("Invitation link created: copy it below.", "success")
-    return _members_page(form, 201, invite_url=url, invite_role=data.role)
+    # Rendered before the commit: the page reads the members and the viewer.
+    page = _members_page(form, 201, invite_url=url, invite_role=data.role)
+    db.session.commit()
+    return page
 
 
 @blueprint.route("/o/<org_slug>/leave", methods=["GET", "POST"])
@@ -139,8 +146,9 @@ def labels() -> ResponseReturnValue:
             except FieldError as exc:
                 form.add_error(exc)
             else:
+                name = label.name
                 db.session.commit()
-                flash(f"Label “{label.name}” added.", "success")
+                flash(f"Label “{name}” added.", "success")
                 return redirect(url_for("orgs.labels"))
         status = 422
     page = render_template(
@@ -158,9 +166,10 @@ def labels() -> ResponseReturnValue:
 def delete_label(label_id: int) -> ResponseReturnValue:
     label = services.get_visible(Label, label_id)
     in_current_org(label.organization_id)
+    name = label.name
     services.delete_label(label, viewer())
     db.session.commit()
-    flash(f"Label “{label.name}” deleted.", "success")
+    flash(f"Label “{name}” deleted.", "success")
     return redirect(url_for("orgs.labels"))
 
 

@@ -20,6 +20,9 @@ from ..web import html_page, in_current_org, viewer
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
+# Every write reads what its answer needs (ids, names) before the commit and
+# no model after it: see tracker.blueprints.api_v1.
+
 
 def _project(project_id: int) -> Project:
     project = services.get_visible(Project, project_id)
@@ -37,9 +40,10 @@ def new() -> ResponseReturnValue:
         if data is None:
             return render_template("projects/form.html", form=form, org=current_org), 422
         project = services.create_project(current_org.id, viewer(), data)
+        name, project_id = project.name, project.id
         db.session.commit()
-        flash(f"Project “{project.name}” created.", "success")
-        return redirect(url_for("projects.show", project_id=project.id))
+        flash(f"Project “{name}” created.", "success")
+        return redirect(url_for("projects.show", project_id=project_id))
     return render_template("projects/form.html", form=form, org=current_org, project=None)
 
 
@@ -103,7 +107,7 @@ def edit(project_id: int) -> ResponseReturnValue:
         services.update_project(project, viewer(), data)
         db.session.commit()
         flash("Project saved.", "success")
-        return redirect(url_for("projects.show", project_id=project.id))
+        return redirect(url_for("projects.show", project_id=project_id))
     return render_template("projects/form.html", form=form, org=current_org, project=project)
 
 

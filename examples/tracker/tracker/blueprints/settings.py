@@ -78,8 +78,9 @@ def tokens() -> ResponseReturnValue:
         token, plaintext = create_api_token(
             viewer(), data.name, expires_at, scopes=_SCOPES[data.access]
         )
-        db.session.commit()
+        # Read before the commit: the token is expired by it (see api_v1).
         session[_NEW_TOKEN] = {"id": token.id, "name": token.name, "token": plaintext}
+        db.session.commit()
         return redirect(url_for("settings.tokens"), 303)
     new_token = session.pop(_NEW_TOKEN, None)
     defaults = TokenIn.model_fields
@@ -106,6 +107,7 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
             cancel_url=url_for("settings.tokens"),
         )
     revoke_api_token(token)
+    name = token.name
     db.session.commit()
-    flash(f"Token “{token.name}” revoked.", "success")
+    flash(f"Token “{name}” revoked.", "success")
     return redirect(url_for("settings.tokens"))
