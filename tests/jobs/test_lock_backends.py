@@ -10,7 +10,16 @@ import pytest
 from _jobtools import BackendFactory, at
 
 from karaffe.jobs import MemoryBackend, RedisBackend, SqlBackend, backend_from_url
-from karaffe.jobs.backends import FAILED, OVERLAP_REASON, RUNNING, SKIPPED, SUCCEEDED
+from karaffe.jobs.backends import (
+    ABANDONED,
+    ABANDONED_REASON,
+    FAILED,
+    LATE_END_REASON,
+    OVERLAP_REASON,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+)
 
 LEASE = timedelta(seconds=60)
 T1, T2, T3 = at("2026-01-05 07:00"), at("2026-01-05 07:05"), at("2026-01-05 07:10")
@@ -53,6 +62,68 @@ def test_an_expired_lease_lets_the_next_tick_run(backends: BackendFactory, uniqu
     # The machine running T1 died: nothing renews its lease.
     claim = backend.claim(unique, T2, now=T1 + LEASE, lease=LEASE, exclusive=True)
     assert claim is not None and claim.runs
+    assert [r.status for r in backend.history(unique)] == [RUNNING, ABANDONED]
+
+
+def test_renew_answers_false_after_a_takeover(backends: BackendFactory, unique: str) -> None:
+    first, second = backends(), backends()
+    stalled = first.claim(unique, T1, now=T1, lease=LEASE, exclusive=True, host="a")
+    assert stalled is not None
+    # "a" stopped past its lease; "b" takes the job over at the next tick.
+    takeover = second.claim(unique, T2, now=T1 + LEASE, lease=LEASE, exclusive=True, host="b")
+    assert takeover is not None and takeover.runs
+    assert not first.renew(stalled, now=T1 + LEASE + timedelta(seconds=1), lease=LEASE)
+    assert second.renew(takeover, now=T2 + timedelta(seconds=1), lease=LEASE)
+    old = first.history(unique)[1]
+    assert (old.tick, old.status, old.reason) == (T1, ABANDONED, ABANDONED_REASON)
+    assert old.finished == T1 + LEASE  # when its lease ran out
+
+
+def test_a_run_whose_lease_ran_out_is_marked_abandoned_once(
+    backends: BackendFactory, unique: str
+) -> None:
+    first, second = backends(), backends()
+    claim = first.claim(unique, T1, now=T1, lease=LEASE, exclusive=True, host="a")
+    assert claim is not None
+    assert second.abandon_expired([unique], now=T1 + LEASE - timedelta(seconds=1)) == []
+    (marked,) = second.abandon_expired([unique, f"{unique}-other"], now=T1 + LEASE)
+    assert (marked.job, marked.tick, marked.status, marked.host) == (unique, T1, ABANDONED, "a")
+    assert (marked.started, marked.finished, marked.reason) == (T1, T1 + LEASE, ABANDONED_REASON)
+    assert second.abandon_expired([unique], now=T2) == []
+    assert first.history(unique) == [marked]
+    assert not first.renew(claim, now=T2, lease=LEASE)
+
+
+def test_a_renewed_run_is_not_abandoned(backends: BackendFactory, unique: str) -> None:
+    backend = backends()
+    claim = backend.claim(unique, T1, now=T1, lease=LEASE, exclusive=True)
+    assert claim is not None
+    assert backend.renew(claim, now=T1 + timedelta(seconds=50), lease=LEASE)
+    assert backend.abandon_expired([unique], now=T1 + timedelta(seconds=100)) == []
+    assert backend.history(unique)[0].status == RUNNING
+
+
+def test_a_run_ending_after_it_was_abandoned_records_its_outcome(
+    backends: BackendFactory, unique: str
+) -> None:
+    first, second = backends(), backends()
+    claim = first.claim(unique, T1, now=T1, lease=LEASE, exclusive=True)
+    assert claim is not None
+    assert len(second.abandon_expired([unique], now=T1 + LEASE)) == 1
+    done = first.finish(claim, now=T1 + 2 * LEASE, status=SUCCEEDED, error=None)
+    assert (done.status, done.reason) == (SUCCEEDED, LATE_END_REASON)
+    (record,) = second.history(unique)
+    assert (record.status, record.reason, record.finished) == (SUCCEEDED, LATE_END_REASON, T1 + 2 * LEASE)
+    assert second.abandon_expired([unique], now=T3) == []
+
+
+def test_an_overlapping_run_keeps_its_own_lease(backends: BackendFactory, unique: str) -> None:
+    backend = backends()
+    earlier = backend.claim(unique, T1, now=T1, lease=timedelta(minutes=30), exclusive=False)
+    later = backend.claim(unique, T2, now=T2, lease=timedelta(minutes=30), exclusive=False)
+    assert earlier is not None and later is not None and later.runs
+    assert backend.renew(earlier, now=T3, lease=LEASE)
+    assert backend.renew(later, now=T3, lease=LEASE)
 
 
 def test_a_job_allowing_overlap_runs_alongside_the_previous_run(

@@ -11,7 +11,12 @@ compare-and-set gives the guarantees of the scheduler:
 * a run holds a *lease* it renews while it runs; a tick that comes while the
   lease is live is recorded as skipped instead of starting a second run
   (unless the job allows overlap), and a lease left by a crashed machine
-  expires, so the job is not blocked forever.
+  expires, so the job is not blocked forever;
+* a run whose lease ran out with no end recorded is marked *abandoned*, by
+  the next claim of its job or the next :meth:`Backend.abandon_expired` (every
+  scheduler poll); from then on its :meth:`Backend.renew` answers ``False``,
+  so the scheduler running it, if it was only stopped, learns that it lost
+  the lease. If it still ends, its real outcome is recorded.
 
 Backends (chosen by URL, see :func:`backend_from_url`):
 
@@ -53,9 +58,16 @@ __all__ = [
 
 #: Run statuses, as stored.
 RUNNING, SUCCEEDED, FAILED, SKIPPED = "running", "succeeded", "failed", "skipped"
+ABANDONED = "abandoned"
 
 #: The reason recorded for a tick skipped because the previous run still held the lease.
 OVERLAP_REASON = "overlap: the previous run still holds the lease"
+
+#: The reason recorded for a run marked abandoned (``finished`` is when its lease ran out).
+ABANDONED_REASON = "its lease ran out with no end recorded: its scheduler died or was stopped"
+
+#: The reason recorded for a run that ended after it had been marked abandoned.
+LATE_END_REASON = "lease lost: it ended after its lease ran out and it was marked abandoned"
 
 
 @dataclass(frozen=True)
@@ -120,11 +132,21 @@ class Backend(ABC):
     @abstractmethod
     def renew(self, claim: Claim, *, now: datetime, lease: timedelta) -> bool:
         """Extend a running claim's lease to ``now + lease``; ``False`` when
-        the lease was lost (it expired and another run took it)."""
+        the lease was lost: it ran out and the run was marked abandoned
+        (which a claim of the job does before another run takes over), or
+        the run has ended."""
 
     @abstractmethod
     def finish(self, claim: Claim, *, now: datetime, status: str, error: str | None) -> RunRecord:
-        """Record the outcome of a run and release its lease."""
+        """Record the outcome of a run and release its lease. A run marked
+        abandoned meanwhile gets its outcome too, with :data:`LATE_END_REASON`."""
+
+    def abandon_expired(self, jobs: t.Iterable[str], *, now: datetime) -> list[RunRecord]:
+        """Mark the runs of ``jobs`` whose lease ran out by ``now`` with no
+        end recorded as :data:`ABANDONED`; returns the records it marked.
+        The scheduler calls it on every poll. (The default marks nothing: a
+        backend that does not implement it leaves such runs ``running``.)"""
+        return []
 
     @abstractmethod
     def history(self, job: str, limit: int = 20) -> list[RunRecord]:
@@ -155,7 +177,8 @@ class MemoryBackend(Backend):
         self.keep = keep
         self._lock = threading.Lock()
         self._runs: dict[str, list[RunRecord]] = {}
-        self._leases: dict[str, tuple[str, datetime]] = {}
+        # job -> token of each running claim -> (its tick, its lease's end)
+        self._leases: dict[str, dict[str, tuple[datetime, datetime]]] = {}
 
     def claim(
         self,
@@ -170,11 +193,11 @@ class MemoryBackend(Backend):
     ) -> Claim | None:
         tick = utc(tick)
         with self._lock:
+            self._abandon(job, now)
             runs = self._runs.setdefault(job, [])
             if runs and runs[0].tick >= tick:
                 return None
-            held = self._leases.get(job)
-            if skip_reason is None and exclusive and held is not None and held[1] > now:
+            if skip_reason is None and exclusive and self._leases.get(job):
                 skip_reason = OVERLAP_REASON
             status = SKIPPED if skip_reason else RUNNING
             token = new_token()
@@ -182,29 +205,55 @@ class MemoryBackend(Backend):
             if status == SKIPPED:
                 record = replace(record, finished=now)
             else:
-                self._leases[job] = (token, now + lease)
+                self._leases.setdefault(job, {})[token] = (tick, now + lease)
             runs.insert(0, record)
             del runs[self.keep :]
             return Claim(record, token)
 
+    def _abandon(self, job: str, now: datetime) -> list[RunRecord]:
+        leases = self._leases.get(job, {})
+        marked = []
+        for token, (tick, until) in list(leases.items()):
+            if until > now:
+                continue
+            del leases[token]
+            runs = self._runs.get(job, [])
+            for index, run in enumerate(runs):
+                if run.tick == tick and run.status == RUNNING:
+                    runs[index] = replace(
+                        run, status=ABANDONED, finished=until, reason=ABANDONED_REASON
+                    )
+                    marked.append(runs[index])
+        if not leases:
+            self._leases.pop(job, None)
+        return marked
+
+    def abandon_expired(self, jobs: t.Iterable[str], *, now: datetime) -> list[RunRecord]:
+        with self._lock:
+            return [record for job in jobs for record in self._abandon(job, now)]
+
     def renew(self, claim: Claim, *, now: datetime, lease: timedelta) -> bool:
         with self._lock:
-            held = self._leases.get(claim.record.job)
-            if held is None or held[0] != claim.token:
+            leases = self._leases.get(claim.record.job, {})
+            if claim.token not in leases:
                 return False
-            self._leases[claim.record.job] = (claim.token, now + lease)
+            leases[claim.token] = (claim.record.tick, now + lease)
             return True
 
     def finish(self, claim: Claim, *, now: datetime, status: str, error: str | None) -> RunRecord:
         record = replace(claim.record, status=status, finished=now, error=error)
+        job = claim.record.job
         with self._lock:
-            runs = self._runs.setdefault(claim.record.job, [])
+            runs = self._runs.setdefault(job, [])
             for index, run in enumerate(runs):
                 if run.tick == claim.record.tick:
+                    if run.status == ABANDONED:
+                        record = replace(record, reason=LATE_END_REASON)
                     runs[index] = record
-            held = self._leases.get(claim.record.job)
-            if held is not None and held[0] == claim.token:
-                del self._leases[claim.record.job]
+            leases = self._leases.get(job, {})
+            leases.pop(claim.token, None)
+            if not leases:
+                self._leases.pop(job, None)
         return record
 
     def history(self, job: str, limit: int = 20) -> list[RunRecord]:
@@ -214,20 +263,47 @@ class MemoryBackend(Backend):
 
 # -- Redis -------------------------------------------------------------------
 
-# KEYS: 1 ticks (zset tick->tick), 2 lease (hash token/until), 3 run (hash)
+# Every script works on one job's keys, which share a hash tag (one slot of a
+# Redis Cluster): "ticks" (zset of claimed ticks), "running" (zset: the tick of
+# each running claim, scored by the end of its lease) and "run:<tick ms>" (a
+# hash per run). The runs whose lease ran out are marked abandoned by
+# _ABANDON_EXPIRED, which builds their run keys from ARGV (same slot).
+_ABANDON_EXPIRED = """
+local function abandon_expired(running, run_prefix, now, reason)
+  local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'WITHSCORES')
+  local marked = {}
+  for i = 1, #expired, 2 do
+    local tick, until_ms = expired[i], expired[i + 1]
+    local key = run_prefix .. tick
+    redis.call('ZREM', running, tick)
+    if redis.call('HGET', key, 'status') == 'running' then
+      redis.call('HSET', key, 'status', 'abandoned', 'finished', until_ms, 'reason', reason)
+      local row = redis.call('HMGET', key, 'started', 'host')
+      table.insert(marked, {tick, until_ms, row[1] or '', row[2] or ''})
+    end
+  end
+  return marked
+end
+"""
+
+# KEYS: 1 running; ARGV: 1 run key prefix, 2 now ms, 3 abandoned reason
+_ABANDON = _ABANDON_EXPIRED + """
+return abandon_expired(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+"""
+
+# KEYS: 1 ticks, 2 running, 3 run (hash)
 # ARGV: 1 tick ms, 2 now ms, 3 lease ms, 4 token, 5 exclusive, 6 skip reason,
-#       7 host, 8 keep, 9 run ttl seconds
-_CLAIM = """
+#       7 host, 8 keep, 9 run ttl seconds, 10 overlap reason, 11 run key prefix,
+#       12 abandoned reason
+_CLAIM = _ABANDON_EXPIRED + """
+abandon_expired(KEYS[2], ARGV[11], ARGV[2], ARGV[12])
 local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if top[2] and tonumber(top[2]) >= tonumber(ARGV[1]) then return false end
 local status, reason = 'running', ARGV[6]
 if reason ~= '' then
   status = 'skipped'
-elseif ARGV[5] == '1' then
-  local held = redis.call('HGET', KEYS[2], 'until')
-  if held and tonumber(held) > tonumber(ARGV[2]) then
-    status, reason = 'skipped', ARGV[10]
-  end
+elseif ARGV[5] == '1' and redis.call('ZCARD', KEYS[2]) > 0 then
+  status, reason = 'skipped', ARGV[10]
 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[8]) + 1))
@@ -236,26 +312,28 @@ redis.call('HSET', KEYS[3], 'status', status, 'reason', reason, 'started', ARGV[
 if status == 'skipped' then redis.call('HSET', KEYS[3], 'finished', ARGV[2]) end
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[9]))
 if status == 'running' then
-  local until_ms = tonumber(ARGV[2]) + tonumber(ARGV[3])
-  redis.call('HSET', KEYS[2], 'token', ARGV[4], 'until', until_ms)
-  redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3]))
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
 end
 return {status, reason}
 """
 
-# KEYS: 1 lease; ARGV: 1 token, 2 until ms, 3 lease ms
+# KEYS: 1 running, 2 run; ARGV: 1 token, 2 tick ms, 3 until ms
 _RENEW = """
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'until', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[1] then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 1
 """
 
-# KEYS: 1 lease, 2 run; ARGV: 1 token, 2 status, 3 finished ms, 4 error
+# KEYS: 1 running, 2 run; ARGV: 1 token, 2 status, 3 finished ms, 4 error,
+#       5 tick ms, 6 late end reason
 _FINISH = """
-redis.call('HSET', KEYS[2], 'status', ARGV[2], 'finished', ARGV[3], 'error', ARGV[4])
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
+local reason = redis.call('HGET', KEYS[2], 'reason') or ''
+if redis.call('HGET', KEYS[2], 'status') == 'abandoned' then reason = ARGV[6] end
+redis.call('HSET', KEYS[2], 'status', ARGV[2], 'finished', ARGV[3], 'error', ARGV[4],
+           'reason', reason)
+if redis.call('HGET', KEYS[2], 'token') == ARGV[1] then redis.call('ZREM', KEYS[1], ARGV[5]) end
+return reason
 """
 
 
@@ -276,7 +354,8 @@ class RedisBackend(Backend):
     Keys (all under ``{prefix}:{<job>}``, one hash slot per job): ``ticks``, a
     sorted set of the claimed ticks (the latest is the claim to beat);
     ``run:<tick ms>``, a hash recording one run, expiring after
-    ``history_ttl``; ``lease``, the running claim's token and expiry.
+    ``history_ttl``; ``running``, a sorted set of the ticks running now,
+    scored by the end of their lease.
     """
 
     #: Seconds a run record is kept.
@@ -291,6 +370,7 @@ class RedisBackend(Backend):
         self._claim = self.client.register_script(_CLAIM)
         self._renew = self.client.register_script(_RENEW)
         self._finish = self.client.register_script(_FINISH)
+        self._abandon = self.client.register_script(_ABANDON)
 
     def _key(self, job: str, part: str) -> str:
         return f"{self.prefix}:{{{job}}}:{part}"
@@ -311,12 +391,12 @@ class RedisBackend(Backend):
         result = self._claim(
             keys=[
                 self._key(job, "ticks"),
-                self._key(job, "lease"),
+                self._key(job, "running"),
                 self._key(job, f"run:{tick_ms}"),
             ],
             args=[tick_ms, _ms(now), int(lease.total_seconds() * 1000), token,
                   "1" if exclusive else "0", skip_reason or "", host or "", self.keep,
-                  self.history_ttl, OVERLAP_REASON],
+                  self.history_ttl, OVERLAP_REASON, self._key(job, "run:"), ABANDONED_REASON],
         )  # fmt: skip
         if not result:
             return None
@@ -327,20 +407,43 @@ class RedisBackend(Backend):
         return Claim(record, token)
 
     def renew(self, claim: Claim, *, now: datetime, lease: timedelta) -> bool:
-        lease_ms = int(lease.total_seconds() * 1000)
+        job, tick_ms = claim.record.job, _ms(claim.record.tick)
         renewed = self._renew(
-            keys=[self._key(claim.record.job, "lease")],
-            args=[claim.token, _ms(now) + lease_ms, lease_ms],
+            keys=[self._key(job, "running"), self._key(job, f"run:{tick_ms}")],
+            args=[claim.token, tick_ms, _ms(now + lease)],
         )
         return bool(renewed)
 
     def finish(self, claim: Claim, *, now: datetime, status: str, error: str | None) -> RunRecord:
-        job = claim.record.job
-        self._finish(
-            keys=[self._key(job, "lease"), self._key(job, f"run:{_ms(claim.record.tick)}")],
-            args=[claim.token, status, _ms(now), error or ""],
+        job, tick_ms = claim.record.job, _ms(claim.record.tick)
+        reason = self._finish(
+            keys=[self._key(job, "running"), self._key(job, f"run:{tick_ms}")],
+            args=[claim.token, status, _ms(now), error or "", tick_ms, LATE_END_REASON],
         )
-        return replace(claim.record, status=status, finished=utc(now), error=error)
+        reason = reason.decode() if isinstance(reason, bytes) else reason
+        return replace(
+            claim.record, status=status, finished=utc(now), error=error, reason=reason or None
+        )
+
+    def abandon_expired(self, jobs: t.Iterable[str], *, now: datetime) -> list[RunRecord]:
+        names = list(jobs)
+        pipe = self.client.pipeline(transaction=False)
+        for job in names:
+            self._abandon(
+                keys=[self._key(job, "running")],
+                args=[self._key(job, "run:"), _ms(now), ABANDONED_REASON],
+                client=pipe,
+            )
+        records = []
+        for job, marked in zip(names, pipe.execute(), strict=True):
+            for tick, until, started, host in marked:
+                tick_at, finished, started_at = _from_ms(tick), _from_ms(until), _from_ms(started)
+                assert tick_at is not None and finished is not None
+                records.append(
+                    RunRecord(job, tick_at, ABANDONED, started_at or tick_at, finished,
+                              ABANDONED_REASON, None, host.decode() or None)
+                )  # fmt: skip
+        return records
 
     def last_tick(self, job: str) -> datetime | None:
         """From the claimed ticks, which outlive the run records."""
@@ -478,6 +581,9 @@ class SqlBackend(Backend):
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _advisory_key(job)}
                     )
+                # Before another run may take over: a run whose lease ran out
+                # is abandoned, so that its renew answers False from now on.
+                self._abandon(conn, [job], utc(now))
                 last = conn.execute(
                     sa.select(sa.func.max(table.c.tick)).where(table.c.job == job)
                 ).scalar()
@@ -529,6 +635,34 @@ class SqlBackend(Backend):
         if cutoff is not None:
             conn.execute(table.delete().where(table.c.job == job, table.c.tick <= cutoff))
 
+    def _abandon(self, conn: t.Any, jobs: list[str], now: datetime) -> list[RunRecord]:
+        sa, table = self.sa, self.table
+        expired = [table.c.status == RUNNING, table.c.lease_until <= now]
+        rows = conn.execute(
+            sa.select(table).where(table.c.job.in_(jobs), *expired).order_by(table.c.id)
+        ).all()
+        marked = []
+        for row in rows:
+            # The condition again: a renew may have committed since the select.
+            done = conn.execute(
+                table.update()
+                .where(table.c.id == row.id, *expired)
+                .values(status=ABANDONED, finished_at=row.lease_until, reason=ABANDONED_REASON)
+            )
+            if done.rowcount:
+                marked.append(
+                    RunRecord(row.job, row.tick, ABANDONED, row.started_at, row.lease_until,
+                              ABANDONED_REASON, row.error, row.host)
+                )  # fmt: skip
+        return marked
+
+    def abandon_expired(self, jobs: t.Iterable[str], *, now: datetime) -> list[RunRecord]:
+        names = list(jobs)
+        if not names:
+            return []
+        with self.engine.begin() as conn:
+            return self._abandon(conn, names, utc(now))
+
     def renew(self, claim: Claim, *, now: datetime, lease: timedelta) -> bool:
         table = self.table
         with self.engine.begin() as conn:
@@ -540,14 +674,21 @@ class SqlBackend(Backend):
         return bool(done.rowcount)
 
     def finish(self, claim: Claim, *, now: datetime, status: str, error: str | None) -> RunRecord:
-        table = self.table
+        sa, table = self.sa, self.table
         with self.engine.begin() as conn:
+            reason = conn.execute(
+                sa.select(
+                    sa.case((table.c.status == ABANDONED, LATE_END_REASON), else_=table.c.reason)
+                ).where(table.c.token == claim.token)
+            ).scalar()
             conn.execute(
                 table.update()
                 .where(table.c.token == claim.token)
-                .values(status=status, finished_at=utc(now), lease_until=None, error=error)
+                .values(
+                    status=status, finished_at=utc(now), lease_until=None, error=error, reason=reason
+                )
             )
-        return replace(claim.record, status=status, finished=utc(now), error=error)
+        return replace(claim.record, status=status, finished=utc(now), error=error, reason=reason)
 
     def history(self, job: str, limit: int = 20) -> list[RunRecord]:
         sa, table = self.sa, self.table
