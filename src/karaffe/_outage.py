@@ -63,6 +63,11 @@ class OutageLog:
         """Whether an outage is going on (a failure, no success since)."""
         return self._since is not None
 
+    @property
+    def failures(self) -> int:
+        """Failures counted in the current outage."""
+        return self._failures
+
     def failed(self, exc: BaseException, *, doing: str = "") -> None:
         """Count a failure. The first of an outage is logged at ERROR: one
         line for a connection error, with the traceback for anything else
@@ -77,12 +82,15 @@ class OutageLog:
             self._last = text
         if not (first or changed):
             return
-        verb = "is unavailable" if first else "still fails, now with"
-        context = f" ({doing})" if doing else ""
-        if is_connection_error(exc):
-            self.logger.error("%s %s%s: %s", self.what, verb, context, text)
+        connection = is_connection_error(exc)
+        if not first:
+            verb = "still fails, now with"
         else:
-            self.logger.error("%s %s%s: %s", self.what, verb, context, text, exc_info=exc)
+            verb = "is unavailable" if connection else "fails"
+        context = f" ({doing})" if doing else ""
+        self.logger.error(
+            "%s %s%s: %s", self.what, verb, context, text, exc_info=None if connection else exc
+        )
 
     def succeeded(self) -> None:
         """End the outage, if there is one, logging how long it lasted."""

@@ -4,7 +4,9 @@ Redis servers run every tick exactly once. Time is a controllable clock."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import re
 import threading
 import typing as t
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from _jobtools import Clock, at, drop_runs_table, race_in_process
 
 import karaffe
 from karaffe.jobs import Backend, Job, MemoryBackend, Scheduler, current_run, job
-from karaffe.jobs.backends import FAILED, OVERLAP_REASON, SKIPPED, SUCCEEDED
+from karaffe.jobs.backends import FAILED, LATE_END_REASON, OVERLAP_REASON, SKIPPED, SUCCEEDED
 
 
 def declared(func: Callable[..., t.Any], **options: t.Any) -> Job:
@@ -383,3 +385,168 @@ def test_a_job_interrupted_by_a_base_exception_is_recorded_as_failed(
     assert (record.status, record.error) == (FAILED, "interrupted")
     clock.set(at("2026-01-05 07:05:00"))
     assert [r.claim.runs for r in scheduler.run_pending()] == [True]
+
+
+# -- lost leases, abandoned runs, outages --------------------------------------------
+
+
+def slow_job(lease: int = 60) -> tuple[Job, threading.Event, threading.Event]:
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        assert release.wait(10)
+
+    return declared(slow, schedule="*/5 * * * *", lease=lease), started, release
+
+
+def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_a_scheduler_stopped_past_its_lease_learns_it_lost_it_and_says_so_once(
+    scheduler_for: Callable[..., Scheduler], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    declared_job, started, release = slow_job()
+    backend = MemoryBackend()
+    stopped, other = scheduler_for(declared_job, backend=backend), scheduler_for(declared_job, backend=backend)
+    clock.set(at("2026-01-05 07:00:01"))
+    (run,) = stopped.run_pending()
+    assert started.wait(10)
+    clock.set(at("2026-01-05 07:01:30"))  # "stopped" did not poll for 89 s
+    assert other.run_pending() == []
+    (abandoned,) = messages(caplog, "is abandoned")
+    assert abandoned.startswith(f"job {declared_job.name}: the run of tick 2026-01-05T07:00:00+00:00 on ")
+    assert abandoned.endswith(": its lease ran out with no end recorded: its scheduler died or was stopped")
+    for _ in range(3):
+        stopped.run_pending()
+    (lost,) = messages(caplog, "lost the lease")
+    assert lost == f"job {declared_job.name}: lost the lease of tick 2026-01-05T07:00:00+00:00; another run may start meanwhile"
+    release.set()
+    record = run.result(timeout=10)
+    assert (record.status, record.reason) == (SUCCEEDED, LATE_END_REASON)
+    assert backend.history(declared_job.name)[0].status == SUCCEEDED
+    assert len(messages(caplog, "lost the lease")) == 1
+
+
+def test_a_run_ending_before_its_scheduler_polls_again_still_reports_its_lost_lease(
+    scheduler_for: Callable[..., Scheduler], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    declared_job, started, release = slow_job()
+    backend = MemoryBackend()
+    stopped, other = scheduler_for(declared_job, backend=backend), scheduler_for(declared_job, backend=backend)
+    clock.set(at("2026-01-05 07:00:01"))
+    (run,) = stopped.run_pending()
+    assert started.wait(10)
+    clock.set(at("2026-01-05 07:02:00"))
+    other.run_pending()
+    release.set()  # "stopped" resumes: its job ends before its next poll
+    assert run.result(timeout=10).reason == LATE_END_REASON
+    assert len(messages(caplog, "lost the lease")) == 1
+
+
+class FlakyBackend(MemoryBackend):
+    """A backend that can be taken down: every call raises ConnectionError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.error: Exception = ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def _check(self) -> None:
+        if self.down:
+            raise self.error
+
+    def claim(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        self._check()
+        return super().claim(*args, **kwargs)
+
+    def renew(self, *args: t.Any, **kwargs: t.Any) -> bool:
+        self._check()
+        return super().renew(*args, **kwargs)
+
+    def finish(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        self._check()
+        return super().finish(*args, **kwargs)
+
+    def history(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        self._check()
+        return super().history(*args, **kwargs)
+
+    def abandon_expired(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        self._check()
+        return super().abandon_expired(*args, **kwargs)
+
+
+def test_the_end_of_a_run_during_an_outage_is_recorded_when_the_backend_is_back(
+    scheduler_for: Callable[..., Scheduler], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="karaffe.jobs")
+    declared_job, started, release = slow_job()
+    backend = FlakyBackend()
+    scheduler = scheduler_for(declared_job, backend=backend)
+    clock.set(at("2026-01-05 07:00:01"))
+    (run,) = scheduler.run_pending()
+    assert started.wait(10)
+    backend.down = True
+    clock.set(at("2026-01-05 07:00:30"))
+    release.set()
+    assert run.result(timeout=10).status == SUCCEEDED  # as it ended, though not recorded yet
+    with pytest.raises(ConnectionError):
+        scheduler.run_pending()
+    backend.down = False
+    clock.set(at("2026-01-05 07:00:50"))
+    assert scheduler.run_pending() == []
+    (record,) = backend.history(declared_job.name)
+    assert (record.status, record.finished, record.reason) == (SUCCEEDED, at("2026-01-05 07:00:30"), None)
+    assert messages(caplog, "could not be recorded") == [
+        f"job {declared_job.name}: tick 2026-01-05T07:00:00+00:00 succeeded, but that could not be "
+        "recorded (ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.); "
+        "retrying at every poll"
+    ]
+    assert len(messages(caplog, "is recorded now")) == 1
+
+
+@pytest.mark.parametrize("connection", [True, False], ids=["connection-error", "other-error"])
+def test_an_outage_is_logged_when_it_starts_and_when_it_ends_not_at_every_poll(
+    make_jobs_app: Callable[..., karaffe.App], caplog: pytest.LogCaptureFixture, connection: bool
+) -> None:
+    backend = FlakyBackend()
+    if not connection:
+        backend.error = ValueError("unexpected reply")
+    app = make_jobs_app({"JOBS_POLL_SECONDS": 0.01})
+    scheduler = Scheduler(app, jobs=[declared(Recorder(), schedule="* * * * *")], backend=backend)
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run_forever, args=(stop,))
+    backend.down = True
+    thread.start()
+    try:
+        assert poll_until(lambda: scheduler.outage.failures >= 10)
+        backend.down = False
+        assert poll_until(lambda: not scheduler.outage.down)
+    finally:
+        stop.set()
+        thread.join(10)
+    logged = [r for r in caplog.records if r.name == "karaffe.jobs" and "jobs backend" in r.getMessage()]
+    assert len(logged) == 2, [r.getMessage() for r in logged]
+    start, end = logged
+    if connection:
+        assert start.getMessage() == (
+            "the jobs backend is unavailable (polls retried every 0.01s): "
+            "ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+        )
+        assert start.exc_info is None
+    else:
+        assert start.getMessage() == "the jobs backend fails (polls retried every 0.01s): ValueError: unexpected reply"
+        assert start.exc_info is not None  # maybe a bug: its traceback, once
+    assert end.getMessage().startswith("the jobs backend is available again after ")
+    assert re.search(r"s \(\d\d+ failures meanwhile\)$", end.getMessage())
+
+
+def poll_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return True
+        deadline.wait(0.01)
+    return condition()

@@ -166,7 +166,7 @@ def jobs_command(config_file: str | None, factory: str | None) -> None:
         last_text = "-"
         if last is not None:
             last_text = f"{_when(last.tick)} {last.status}"
-            if last.duration is not None and last.status != "skipped":
+            if last.duration is not None and last.status not in ("skipped", "abandoned"):
                 last_text += f" in {last.duration.total_seconds():.1f}s"
             if last.error or last.reason:
                 last_text += f" ({last.error or last.reason})"

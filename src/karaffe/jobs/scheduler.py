@@ -8,6 +8,13 @@ Only the scheduler whose claim succeeds runs the tick, in a worker thread,
 and renews the run's lease on every poll until it ends. Start as many
 schedulers as you like, on as many machines: they only ever add availability.
 
+Every poll also marks the runs whose lease ran out with no end recorded
+(their scheduler died or was stopped) as abandoned, and logs each once; a
+scheduler that finds it lost the lease of a run of its own logs that once.
+When the backend cannot be reached, polls fail: the outage is logged when it
+starts and when a poll succeeds again, not at every poll, and the end of a
+run that could not be recorded meanwhile is recorded then.
+
 Time comes from ``clock``, so tests drive a scheduler through days of ticks
 without sleeping.
 """
@@ -22,11 +29,12 @@ import typing as t
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flask import Flask
 
+from .._outage import OutageLog, describe
 from .backends import FAILED, SUCCEEDED, Backend, Claim, RunRecord
 from .extension import JobsSettings, get_jobs
 from .registry import Job
@@ -89,8 +97,16 @@ class Scheduler:
         workers = max_workers or JobsSettings.of(app).jobs_max_workers
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="karaffe-job")
         self._lock = threading.Lock()
+        # Runs of this process whose lease is renewed: going on, or ended
+        # but not recorded yet (the backend was down).
         self._active: dict[str, tuple[Job, Claim]] = {}
+        # Runs whose lease was lost (logged once, no longer renewed).
+        self._lost: set[str] = set()
+        # Ends to record once the backend is back: token -> (job, record).
+        self._unrecorded: dict[str, tuple[Job, Claim, RunRecord]] = {}
         self._futures: set[Future[RunRecord]] = set()
+        #: Logs an outage of the backend once when it starts and once when it ends.
+        self.outage = OutageLog(log, "the jobs backend")
         # The latest candidate tick already dealt with per job: until the
         # next tick comes, there is no need to ask the backend again.
         self._considered: dict[str, datetime] = {}
@@ -124,10 +140,14 @@ class Scheduler:
         return due
 
     def run_pending(self, now: datetime | None = None) -> list[ScheduledRun]:
-        """Claim every due tick and start the ones this scheduler won.
-        Returns the ticks claimed here; the runs go on in worker threads."""
+        """Renew the leases of this process's runs, record the ends that
+        could not be recorded, mark expired runs abandoned, then claim every
+        due tick and start the ones this scheduler won. Returns the ticks
+        claimed here; the runs go on in worker threads."""
         now = self.clock() if now is None else now
         self.renew_leases(now)
+        self.record_unrecorded()
+        self.abandon_expired(now)
         claimed = []
         for job, action, tick, reason in self.pending(now):
             claim = self.backend.claim(
@@ -167,30 +187,97 @@ class Scheduler:
         finally:
             status = SUCCEEDED if result is not None and result.ok else FAILED
             error = "interrupted" if result is None else result.error
-            try:
-                record = self.backend.finish(claim, now=self.clock(), status=status, error=error)
-            except Exception:
-                log.exception(
-                    "job %s: could not record the end of tick %s; its lease will expire",
-                    job.name, claim.record.tick.isoformat(),
-                )  # fmt: skip
-                raise
-            finally:
-                with self._lock:
-                    self._active.pop(claim.token, None)
+            ended = replace(claim.record, status=status, finished=self.clock(), error=error)
+            record = self._record_end(job, claim, ended)
         return record
 
+    def _record_end(self, job: Job, claim: Claim, ended: RunRecord) -> RunRecord:
+        """Record how a run ended; if the backend cannot be reached, keep the
+        run's lease and record its end at a later poll."""
+        assert ended.finished is not None
+        with self._lock:
+            lost = claim.token in self._lost
+        if not lost:
+            # A run that ends before the next poll would never learn that it
+            # lost its lease (its scheduler was stopped past it, say).
+            try:
+                held = self.backend.renew(claim, now=ended.finished, lease=self.state.lease(job))
+            except Exception:
+                held = True  # unknown: the backend is down, and finish will say so
+            if not held:
+                self._lease_lost(job, claim)
+        try:
+            record = self.backend.finish(
+                claim, now=ended.finished, status=ended.status, error=ended.error
+            )
+        except Exception as exc:
+            with self._lock:
+                first = claim.token not in self._unrecorded
+                self._unrecorded[claim.token] = (job, claim, ended)
+            if first:
+                log.warning(
+                    "job %s: tick %s %s, but that could not be recorded (%s); "
+                    "retrying at every poll",
+                    job.name, claim.record.tick.isoformat(), ended.status, describe(exc),
+                )  # fmt: skip
+            return ended
+        with self._lock:
+            self._unrecorded.pop(claim.token, None)
+            self._active.pop(claim.token, None)
+            self._lost.discard(claim.token)
+        return record
+
+    def record_unrecorded(self) -> None:
+        """Record the ends of runs that could not be recorded when they
+        ended (the backend was down); raises if it still cannot be reached."""
+        with self._lock:
+            pending = list(self._unrecorded.values())
+        for job, claim, ended in pending:
+            assert ended.finished is not None
+            self.backend.finish(claim, now=ended.finished, status=ended.status, error=ended.error)
+            log.info(
+                "job %s: the end of tick %s (%s) is recorded now",
+                job.name, claim.record.tick.isoformat(), ended.status,
+            )  # fmt: skip
+            with self._lock:
+                self._unrecorded.pop(claim.token, None)
+                self._active.pop(claim.token, None)
+                self._lost.discard(claim.token)
+
+    def _lease_lost(self, job: Job, claim: Claim) -> None:
+        with self._lock:
+            if claim.token in self._lost:
+                return
+            self._lost.add(claim.token)
+            running = claim.token not in self._unrecorded
+        log.error(
+            "job %s: lost the lease of tick %s; %s",
+            job.name, claim.record.tick.isoformat(),
+            "another run may start meanwhile" if running else "it has ended",
+        )  # fmt: skip
+
     def renew_leases(self, now: datetime | None = None) -> None:
-        """Extend the lease of every run still going in this process."""
+        """Extend the lease of every run still going in this process; a lease
+        found lost is logged once and no longer renewed."""
         now = self.clock() if now is None else now
         with self._lock:
-            active = list(self._active.values())
+            active = [item for token, item in self._active.items() if token not in self._lost]
         for job, claim in active:
             if not self.backend.renew(claim, now=now, lease=self.state.lease(job)):
-                log.error(
-                    "job %s: lost the lease of tick %s; another run may start",
-                    job.name, claim.record.tick.isoformat(),
-                )  # fmt: skip
+                self._lease_lost(job, claim)
+
+    def abandon_expired(self, now: datetime | None = None) -> list[RunRecord]:
+        """Mark the runs of this scheduler's jobs whose lease ran out with no
+        end recorded as abandoned (whichever scheduler ran them); logs each."""
+        now = self.clock() if now is None else now
+        marked = self.backend.abandon_expired([job.name for job in self.jobs], now=now)
+        for record in marked:
+            log.warning(
+                "job %s: the run of tick %s%s is abandoned: %s",
+                record.job, record.tick.isoformat(),
+                f" on {record.host}" if record.host else "", record.reason,
+            )  # fmt: skip
+        return marked
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the runs started so far to end."""
@@ -208,15 +295,18 @@ class Scheduler:
         while not stop.is_set():
             try:
                 self.run_pending()
-            except Exception:
-                log.exception("scheduler poll failed; retrying in %ss", interval)
+            except Exception as exc:
+                self.outage.failed(exc, doing=f"polls retried every {interval}s")
+            else:
+                self.outage.succeeded()
             stop.wait(interval)
         log.info("scheduler %s stopping; waiting for running jobs", self.host)
         self.close()
 
     def close(self, wait: bool = True) -> None:
         """Stop accepting work; with ``wait``, let running jobs finish,
-        renewing their leases meanwhile."""
+        renewing their leases meanwhile, and try once more to record the
+        ends that could not be recorded."""
         if wait:
             interval = JobsSettings.of(self.app).jobs_poll_seconds
             while True:
@@ -225,8 +315,20 @@ class Scheduler:
                 if not futures:
                     break
                 wait_for(futures, timeout=interval)
-                self.renew_leases()
+                try:
+                    self.renew_leases()
+                except Exception as exc:
+                    self.outage.failed(exc, doing="waiting for the running jobs")
         self.executor.shutdown(wait=wait)
+        if self._unrecorded:
+            try:
+                self.record_unrecorded()
+            except Exception as exc:
+                log.error(
+                    "%d run end(s) could not be recorded (%s); those runs will be marked "
+                    "abandoned when their lease runs out",
+                    len(self._unrecorded), describe(exc),
+                )  # fmt: skip
 
     def __enter__(self) -> Scheduler:
         return self
