@@ -361,10 +361,17 @@ class RedisBackend(Backend):
     #: Seconds a run record is kept.
     history_ttl = 30 * 24 * 3600
 
+    #: Seconds to wait for Redis to connect and to answer (the URL's
+    #: ``socket_timeout``/``socket_connect_timeout`` win): a Redis that hangs
+    #: fails a poll instead of blocking the scheduler, and its leases.
+    timeout = 10.0
+
     def __init__(self, url: str, *, prefix: str = "karaffe:jobs", keep: int = 100) -> None:
         import redis
 
-        self.client: t.Any = redis.Redis.from_url(url)
+        self.client: t.Any = redis.Redis.from_url(
+            url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+        )
         self.prefix = prefix
         self.keep = keep
         self._claim = self.client.register_script(_CLAIM)
@@ -507,7 +514,10 @@ class SqlBackend(Backend):
         self.keep = keep
         url = normalize_database_url(url)
         self.is_sqlite = url.startswith("sqlite")
+        # Pinged connections: a restarted server costs no failed poll.
         options: dict[str, t.Any] = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            options["connect_args"] = {"connect_timeout": 10}
         if self.is_sqlite:
             options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
         self.engine = sa.create_engine(url, **options)
