@@ -160,6 +160,7 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
         db.session.commit()
         return karaffe.ApiResult({}, status=201)
 
+    app.extensions["karaffe.db.outage"].settle = 0  # the end: at the first success
     client = app.test_client()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")

@@ -48,15 +48,22 @@ class OutageLog:
 
     Call :meth:`failed` with each error and :meth:`succeeded` after each
     success; both are cheap when nothing changes, and thread-safe.
+
+    :param settle: seconds a success must come after the last failure to end
+        the outage. Concurrent requests straddle its end (one fails on a
+        connection of the dead server while the next succeeds on a new one);
+        without a settling time their log would flap.
     """
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, settle: float = 0.0) -> None:
         self.logger = logger
         self.what = what
+        self.settle = settle
         self._lock = threading.Lock()
         self._since: float | None = None
+        self._last_failure = 0.0
         self._failures = 0
-        self._last = ""
+        self._errors: dict[str, int] = {}
 
     @property
     def down(self) -> bool:
@@ -71,38 +78,40 @@ class OutageLog:
     def failed(self, exc: BaseException, *, doing: str = "") -> None:
         """Count a failure. The first of an outage is logged at ERROR: one
         line for a connection error, with the traceback for anything else
-        (which may be a bug); later ones only when the error changes."""
+        (which may be a bug); the others of the outage at DEBUG only."""
         text = describe(exc)
+        now = time.monotonic()
         with self._lock:
             first = self._since is None
             if first:
-                self._since = time.monotonic()
+                self._since = now
+            self._last_failure = now
             self._failures += 1
-            changed = text != self._last
-            self._last = text
-        if not (first or changed):
+            self._errors[text] = self._errors.get(text, 0) + 1
+        context = f" ({doing})" if doing else ""
+        if not first:
+            self.logger.debug("%s still fails%s: %s", self.what, context, text)
             return
         connection = is_connection_error(exc)
-        if not first:
-            verb = "still fails, now with"
-        else:
-            verb = "is unavailable" if connection else "fails"
-        context = f" ({doing})" if doing else ""
         self.logger.error(
-            "%s %s%s: %s", self.what, verb, context, text, exc_info=None if connection else exc
-        )
+            "%s %s%s: %s",
+            self.what, "is unavailable" if connection else "fails", context, text,
+            exc_info=None if connection else exc,
+        )  # fmt: skip
 
     def succeeded(self) -> None:
         """End the outage, if there is one, logging how long it lasted."""
         if self._since is None:
             return
+        now = time.monotonic()
         with self._lock:
-            if self._since is None:
+            if self._since is None or now - self._last_failure < self.settle:
                 return
-            seconds = time.monotonic() - self._since
-            failures = self._failures
-            self._since, self._failures, self._last = None, 0, ""
+            seconds = now - self._since
+            failures, kinds = self._failures, len(self._errors)
+            self._since, self._failures, self._errors = None, 0, {}
         self.logger.warning(
-            "%s is available again after %.1fs (%d failure%s meanwhile)",
+            "%s is available again after %.1fs (%d failure%s meanwhile%s)",
             self.what, seconds, failures, "" if failures == 1 else "s",
+            f", {kinds} kinds of error" if kinds > 1 else "",
         )  # fmt: skip

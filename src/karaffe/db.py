@@ -273,7 +273,7 @@ class Database(SQLAlchemy):
         # Registered after Flask-SQLAlchemy's own teardown, so it runs first
         # (Flask runs teardowns in reverse): roll back, then remove.
         app.teardown_appcontext(self.rollback_uncommitted)
-        app.extensions[OUTAGE_KEY] = OutageLog(log, "the database")
+        app.extensions[OUTAGE_KEY] = OutageLog(log, "the database", settle=1.0)
         for cls in UNAVAILABLE_ERRORS:
             app.register_error_handler(cls, answer_unavailable)
         with app.app_context():
