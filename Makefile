@@ -33,7 +33,8 @@ prod: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
 
-# The long failure scenarios (Redis hung or killed for many seconds); each
+# The long failure scenarios (Redis hung or killed for many seconds, PostgreSQL
+# restarted and killed under API writes, schedulers killed and stopped); each
 # prints its figures.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)

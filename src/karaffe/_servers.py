@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "postgres", "redis", "stop"]
+__all__ = ["PostgresServer", "RedisServer", "free_port", "postgres", "redis", "stop"]
 
 
 def free_port() -> int:
@@ -95,6 +95,41 @@ def redis(workdir: Path) -> Iterator[str]:
         stop(proc)
 
 
+class RedisServer:
+    """A private ``redis-server`` that a test controls: stopped, killed and
+    started again on the same port (with no persistence: it restarts empty)."""
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc, self.url = start_redis(self.workdir, port=self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, *, save: bool = True, down: float = 0) -> None:
+        """Stop it (saving its data first, unless not ``save``), wait
+        ``down`` seconds, and start it again with that data."""
+        if save and self.proc is not None and self.proc.poll() is None:
+            import redis as redis_client
+
+            with redis_client.Redis.from_url(self.url) as client:
+                client.save()
+        self.stop()
+        time.sleep(down)
+        self.start()
+
+
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
@@ -117,50 +152,148 @@ def _postgres_ids() -> tuple[int | None, int | None]:
     return user.pw_uid, user.pw_gid
 
 
+class PostgresServer:
+    """A private PostgreSQL cluster that a test controls: started on a free
+    port (or ``port``), stopped fast, killed, and started again on the same
+    port and data, as a fault test needs.
+
+    The server runs in a process group of its own, so :meth:`kill` takes the
+    postmaster and every backend down at once, as a crash of the machine
+    would. Commits are synchronous unless ``durable=False``: a killed server
+    then keeps every commit it acknowledged (``fsync`` stays off, the
+    operating system does not crash).
+    """
+
+    def __init__(self, workdir: Path, *, port: int | None = None, durable: bool = True) -> None:
+        initdb, postgres_bin = _pg_bin("initdb"), _pg_bin("postgres")
+        if initdb is None or postgres_bin is None:
+            _skip("PostgreSQL is not installed (apt-get install postgresql)")
+        assert initdb is not None and postgres_bin is not None
+        self.binary = postgres_bin
+        self.uid, self.gid = _postgres_ids()
+        if self.uid is not None:
+            # The postgres user cannot enter root's private temp folders (pytest's
+            # are mode 0700): give it a folder of its own.
+            workdir = Path(tempfile.mkdtemp(prefix="karaffe-pg-"))
+            os.chown(workdir, self.uid, self.gid or -1)
+        self.workdir = workdir
+        self.data = workdir / "data"
+        subprocess.run(
+            [initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=self.uid,
+            group=self.gid,
+        )  # fmt: skip
+        self.port = port or free_port()
+        self.log = workdir / "postgres.log"
+        self.log.touch()
+        if self.uid is not None:
+            os.chown(self.log, self.uid, self.gid or -1)
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._created = False
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of its ``karaffe_test`` database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/karaffe_test"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start it (again) on its port and data; returns once it accepts
+        connections to its database."""
+        options = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]
+        if not self.durable:
+            options += ["-c", "synchronous_commit=off"]
+        self.proc = subprocess.Popen(
+            [self.binary, "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
+             "-k", str(self.workdir), *options],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, user=self.uid, group=self.gid,
+            start_new_session=True,
+        )  # fmt: skip
+        _wait_for_port(self.port, self.proc, timeout, self.log)
+        if not self._created:
+            self._createdb(timeout)
+            self._created = True
+        self.wait_ready(timeout)
+
+    def _createdb(self, timeout: float) -> None:
+        createdb = _pg_bin("createdb") or "createdb"
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run(
+                [createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "karaffe_test"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"createdb failed: {done.stderr.decode()}")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until a new connection can run a query (after a start, the
+        server refuses connections while it recovers)."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=postgres dbname=karaffe_test",
+                    connect_timeout=2,
+                ) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self, mode: str = "fast", timeout: float = 30) -> None:
+        """Shut it down as ``pg_ctl stop -m MODE`` does: ``smart`` waits for
+        the clients to leave, ``fast`` disconnects them and rolls their
+        transactions back, ``immediate`` quits without a checkpoint."""
+        signals = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signals[mode])
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """``kill -9`` the postmaster and every backend at once (a crash)."""
+        proc = self.proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m MODE``: stop, then start on the same port and data."""
+        self.stop(mode)
+        self.start()
+
+    def close(self) -> None:
+        """Stop it and remove its folder."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def start_postgres(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     """Start a private PostgreSQL cluster; returns the process, the URL of its
     ``karaffe_test`` database, and the folder to remove once it is stopped."""
-    initdb, postgres_bin = _pg_bin("initdb"), _pg_bin("postgres")
-    if initdb is None or postgres_bin is None:
-        _skip("PostgreSQL is not installed (apt-get install postgresql)")
-    assert initdb is not None and postgres_bin is not None
-    uid, gid = _postgres_ids()
-    if uid is not None:
-        # The postgres user cannot enter root's private temp folders (pytest's
-        # are mode 0700): give it a folder of its own.
-        workdir = Path(tempfile.mkdtemp(prefix="karaffe-pg-"))
-        os.chown(workdir, uid, gid or -1)
-    data = workdir / "data"
-    subprocess.run(
-        [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=uid, group=gid,
-    )  # fmt: skip
-    port = free_port()
-    log = workdir / "postgres.log"
-    log.touch()
-    if uid is not None:
-        os.chown(log, uid, gid or -1)
-    proc = subprocess.Popen(
-        [postgres_bin, "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(workdir),
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-         "-c", "max_connections=200"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, user=uid, group=gid,
-    )  # fmt: skip
-    _wait_for_port(port, proc, 30, log)
-    createdb = _pg_bin("createdb") or "createdb"
-    deadline = time.monotonic() + 30
-    while True:
-        done = subprocess.run(
-            [createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "karaffe_test"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        if done.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    if done.returncode != 0:
-        stop(proc)
-        raise RuntimeError(f"createdb failed: {done.stderr.decode()}")
-    return proc, f"postgresql+psycopg://postgres@127.0.0.1:{port}/karaffe_test", workdir
+    server = PostgresServer(workdir, durable=False)
+    server.start()
+    assert server.proc is not None
+    return server.proc, server.url, server.workdir
 
 
 @contextlib.contextmanager
