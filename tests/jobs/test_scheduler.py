@@ -550,3 +550,21 @@ def poll_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
             return True
         deadline.wait(0.01)
     return condition()
+
+
+def test_a_renewal_racing_the_end_of_a_run_is_no_lost_lease(
+    scheduler_for: Callable[..., Scheduler], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedulers: list[Scheduler] = []
+
+    class RacingBackend(MemoryBackend):
+        def finish(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            record = super().finish(*args, **kwargs)
+            schedulers[0].renew_leases()  # the poll thread, just after the end was recorded
+            return record
+
+    scheduler = scheduler_for(declared(Recorder(), schedule="0 7 * * *"), backend=RacingBackend())
+    schedulers.append(scheduler)
+    clock.set(at("2026-01-05 07:00:00"))
+    assert run_all(scheduler) == [(at("2026-01-05 07:00"), SUCCEEDED)]
+    assert messages(caplog, "lost the lease") == []

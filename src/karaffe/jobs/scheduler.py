@@ -102,6 +102,9 @@ class Scheduler:
         self._active: dict[str, tuple[Job, Claim]] = {}
         # Runs whose lease was lost (logged once, no longer renewed).
         self._lost: set[str] = set()
+        # Runs whose end is being recorded: a renewal that fails now only
+        # says that the run has ended.
+        self._finishing: set[str] = set()
         # Ends to record once the backend is back: token -> (job, record).
         self._unrecorded: dict[str, tuple[Job, Claim, RunRecord]] = {}
         self._futures: set[Future[RunRecord]] = set()
@@ -206,12 +209,15 @@ class Scheduler:
                 held = True  # unknown: the backend is down, and finish will say so
             if not held:
                 self._lease_lost(job, claim)
+        with self._lock:
+            self._finishing.add(claim.token)
         try:
             record = self.backend.finish(
                 claim, now=ended.finished, status=ended.status, error=ended.error
             )
         except Exception as exc:
             with self._lock:
+                self._finishing.discard(claim.token)
                 first = claim.token not in self._unrecorded
                 self._unrecorded[claim.token] = (job, claim, ended)
             if first:
@@ -221,11 +227,15 @@ class Scheduler:
                     job.name, claim.record.tick.isoformat(), ended.status, describe(exc),
                 )  # fmt: skip
             return ended
-        with self._lock:
-            self._unrecorded.pop(claim.token, None)
-            self._active.pop(claim.token, None)
-            self._lost.discard(claim.token)
+        self._forget_run(claim)
         return record
+
+    def _forget_run(self, claim: Claim) -> None:
+        with self._lock:
+            for tokens in (self._unrecorded, self._active):
+                tokens.pop(claim.token, None)
+            self._lost.discard(claim.token)
+            self._finishing.discard(claim.token)
 
     def record_unrecorded(self) -> None:
         """Record the ends of runs that could not be recorded when they
@@ -234,15 +244,21 @@ class Scheduler:
             pending = list(self._unrecorded.values())
         for job, claim, ended in pending:
             assert ended.finished is not None
-            self.backend.finish(claim, now=ended.finished, status=ended.status, error=ended.error)
+            with self._lock:
+                self._finishing.add(claim.token)
+            try:
+                self.backend.finish(
+                    claim, now=ended.finished, status=ended.status, error=ended.error
+                )
+            except Exception:
+                with self._lock:
+                    self._finishing.discard(claim.token)
+                raise
             log.info(
                 "job %s: the end of tick %s (%s) is recorded now",
                 job.name, claim.record.tick.isoformat(), ended.status,
             )  # fmt: skip
-            with self._lock:
-                self._unrecorded.pop(claim.token, None)
-                self._active.pop(claim.token, None)
-                self._lost.discard(claim.token)
+            self._forget_run(claim)
 
     def _lease_lost(self, job: Job, claim: Claim) -> None:
         with self._lock:
@@ -261,10 +277,15 @@ class Scheduler:
         found lost is logged once and no longer renewed."""
         now = self.clock() if now is None else now
         with self._lock:
-            active = [item for token, item in self._active.items() if token not in self._lost]
+            skip = self._lost | self._finishing
+            active = [item for token, item in self._active.items() if token not in skip]
         for job, claim in active:
             if not self.backend.renew(claim, now=now, lease=self.state.lease(job)):
-                self._lease_lost(job, claim)
+                with self._lock:
+                    # Its end was recorded meanwhile: the lease is released, not lost.
+                    ended = claim.token in self._finishing or claim.token not in self._active
+                if not ended:
+                    self._lease_lost(job, claim)
 
     def abandon_expired(self, now: datetime | None = None) -> list[RunRecord]:
         """Mark the runs of this scheduler's jobs whose lease ran out with no
