@@ -339,13 +339,17 @@ class Schedulers:
         return rows
 
     def wait_for(
-        self, event: str, job: str, *, not_ticks: t.Container[str] = (), timeout: float = 60
-    ) -> tuple[str, int]:
-        """The tick and pid of the next ``event`` of ``job`` (ticks not in ``not_ticks``)."""
+        self, event: str, job: str, *, not_ticks: t.Container[str] = (),
+        ticks: t.Container[str] | None = None, timeout: float = 60,
+    ) -> tuple[str, int]:  # fmt: skip
+        """The tick and pid of the first ``event`` of ``job`` whose tick is
+        in ``ticks`` (if given) and not in ``not_ticks``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for ev, name, tick, pid in self.event_lines():
-                if ev == event and name == job and tick not in not_ticks:
+                if ev != event or name != job or tick in not_ticks:
+                    continue
+                if ticks is None or tick in ticks:
                     return tick, pid
             time.sleep(0.05)
         raise AssertionError(f"no {event} of {job} within {timeout}s: {self.event_lines()[-10:]}")
