@@ -66,7 +66,10 @@ def test_the_apps_own_engine_options_win() -> None:
         unreachable_url(),
         {
             "DATABASE_CONNECT_TIMEOUT": 3,
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False, "connect_args": {"sslmode": "disable"}},
+            "SQLALCHEMY_ENGINE_OPTIONS": {
+                "pool_pre_ping": False,
+                "connect_args": {"sslmode": "disable"},
+            },
         },
     )
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {
@@ -215,7 +218,10 @@ def test_a_rollback_failing_at_teardown_does_not_fail_the_response(
     monkeypatch.setattr(karaffe.db.Session, "rollback", lost)
     with caplog.at_level(logging.WARNING, logger="karaffe.db"):
         assert app.test_client().post("/api/notes").status_code == 201
-    assert "rollback at teardown failed: OperationalError: (builtins.ConnectionError) connection lost" in caplog.text
+    assert (
+        "rollback at teardown failed: OperationalError: (builtins.ConnectionError) connection lost"
+        in caplog.text
+    )
     monkeypatch.undo()
     dispose(app)
 

@@ -179,7 +179,8 @@ class PostgresServer:
         self.workdir = workdir
         self.data = workdir / "data"
         subprocess.run(
-            [initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            [initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync",
+             "-E", "UTF8"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=self.uid,
             group=self.gid,
         )  # fmt: skip
@@ -224,7 +225,8 @@ class PostgresServer:
         deadline = time.monotonic() + timeout
         while True:
             done = subprocess.run(
-                [createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "karaffe_test"],
+                [createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                 "karaffe_test"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
             if done.returncode == 0 or time.monotonic() > deadline:

@@ -280,8 +280,8 @@ class App(Flask):
             return self.handle_api_exception(from_http_exception(exc))
         if self.html_error_handler is not None:
             rv = self.ensure_sync(self.html_error_handler)(exc)
-            if rv is exc:
-                return exc
+            if isinstance(rv, HTTPException):
+                return rv  # Werkzeug's page, asked for by returning the error
             # Only the body changes, as for API routes: what the error says
             # in its headers (Retry-After, WWW-Authenticate, Allow) is kept.
             response = super().make_response(rv)

@@ -459,7 +459,8 @@ def answer_unavailable(exc: Exception) -> ResponseReturnValue:
     else:  # pragma: no cover - init_app sets it
         log.error("database unavailable: %s", describe(exc))
     unavailable = ServiceUnavailable(retry_after=DbSettings.of(app).database_retry_after)
-    return app.handle_user_exception(unavailable)  # type: ignore[no-any-return]
+    return app.handle_user_exception(unavailable)
+
 
 if t.TYPE_CHECKING:
 

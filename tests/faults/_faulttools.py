@@ -28,7 +28,9 @@ SECRET = "fault-injection-secret-key-0123456789abcdef"
 def report(title: str, figures: dict[str, t.Any]) -> None:
     """Print a case's figures (``make chaos`` runs with ``-s``)."""
     width = max(len(name) for name in figures)
-    lines = [f"\n== {title}"] + [f"   {name.ljust(width)}  {value}" for name, value in figures.items()]
+    lines = [f"\n== {title}"] + [
+        f"   {name.ljust(width)}  {value}" for name, value in figures.items()
+    ]
     print("\n".join(lines), flush=True)
 
 
@@ -260,7 +262,9 @@ class WriteFigures:
         self.figures = {
             "writes sent": len(w),
             "answered 201": len(ok),
-            "answered 503 with Retry-After": sum(1 for x in failed if x.status == 503 and x.retry_after),
+            "answered 503 with Retry-After": sum(
+                1 for x in failed if x.status == 503 and x.retry_after
+            ),
             "answered otherwise (or not at all)": _tally(self.not_503),
             "outage, fault to back (s)": f"{self.outage.back - self.outage.began:.2f}",
             "writes started during the outage": sum(

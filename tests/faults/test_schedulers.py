@@ -15,6 +15,7 @@ The short case (PostgreSQL, one kill, one stop, a 2 s outage) runs in
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -133,14 +134,18 @@ def run_scenario(backend: Backend, workdir: Path, cycles: int, outage: float) ->
     records = [r for runs in history.values() for r in runs]
     abandoned = {(r.job, r.tick.isoformat()) for r in records if r.status == ABANDONED}
     late = {(r.job, r.tick.isoformat()) for r in records if r.reason == LATE_END_REASON}
-    lost_logged = logged_ticks(everything, r"job (?P<job>\S+): lost the lease of tick (?P<tick>\S+);")
-    abandoned_logged = logged_ticks(everything, r"job (?P<job>\S+): the run of tick (?P<tick>\S+) on \S+ is abandoned")
+    lost_logged = logged_ticks(
+        everything, r"job (?P<job>\S+): lost the lease of tick (?P<tick>\S+);"
+    )
+    abandoned_logged = logged_ticks(
+        everything, r"job (?P<job>\S+): the run of tick (?P<tick>\S+) on \S+ is abandoned"
+    )
     still_running = [r for r in records if r.status == RUNNING]
     often = history["faults.often"]
     claimed = sorted(r.tick for r in often)
     gaps = sum(
         round((later - earlier).total_seconds() / 2) - 1
-        for earlier, later in zip(claimed, claimed[1:], strict=False)
+        for earlier, later in itertools.pairwise(claimed)
     )
     survivors = [each for each in schedulers.all if not each.killed]
     unavailable = {pid: logs[pid].count("the jobs backend is unavailable") for pid in logs}
@@ -150,7 +155,10 @@ def run_scenario(backend: Backend, workdir: Path, cycles: int, outage: float) ->
         "scheduler processes (killed)": f"{len(schedulers.all)} ({len(killed_pids)})",
         "faults.often ticks claimed": len(often),
         "  ran / skipped / abandoned": "{} / {} / {}".format(
-            *(sum(1 for r in often if r.status in s) for s in ((SUCCEEDED,), (SKIPPED,), (ABANDONED,)))
+            *(
+                sum(1 for r in often if r.status in s)
+                for s in ((SUCCEEDED,), (SKIPPED,), (ABANDONED,))
+            )
         ),
         "  missed (no scheduler could claim)": gaps,
         "ticks run twice": sum(len(v) for v in ran_twice.values()),
@@ -187,7 +195,9 @@ def test_schedulers_killed_stopped_and_cut_off_on_postgresql(
     postgres_backend: Backend, tmp_path: Path
 ) -> None:
     figures = run_scenario(postgres_backend, tmp_path, cycles=1, outage=2.0)
-    report("two schedulers on PostgreSQL: a kill -9, a SIGSTOP past the lease, a 2 s outage", figures)
+    report(
+        "two schedulers on PostgreSQL: a kill -9, a SIGSTOP past the lease, a 2 s outage", figures
+    )
 
 
 @pytest.mark.chaos
@@ -200,5 +210,7 @@ def test_schedulers_killed_and_stopped_again_and_again(
 ) -> None:
     backend: Backend = request.getfixturevalue(f"{kind}_backend")
     figures = run_scenario(backend, tmp_path, cycles=3, outage=5.0)
-    report(f"two schedulers on {kind}: three kill -9, three SIGSTOP past the lease, a 5 s outage", figures)
-
+    report(
+        f"two schedulers on {kind}: three kill -9, three SIGSTOP past the lease, a 5 s outage",
+        figures,
+    )

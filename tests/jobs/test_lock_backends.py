@@ -113,7 +113,11 @@ def test_a_run_ending_after_it_was_abandoned_records_its_outcome(
     done = first.finish(claim, now=T1 + 2 * LEASE, status=SUCCEEDED, error=None)
     assert (done.status, done.reason) == (SUCCEEDED, LATE_END_REASON)
     (record,) = second.history(unique)
-    assert (record.status, record.reason, record.finished) == (SUCCEEDED, LATE_END_REASON, T1 + 2 * LEASE)
+    assert (record.status, record.reason, record.finished) == (
+        SUCCEEDED,
+        LATE_END_REASON,
+        T1 + 2 * LEASE,
+    )
     assert second.abandon_expired([unique], now=T3) == []
 
 

@@ -409,19 +409,29 @@ def test_a_scheduler_stopped_past_its_lease_learns_it_lost_it_and_says_so_once(
 ) -> None:
     declared_job, started, release = slow_job()
     backend = MemoryBackend()
-    stopped, other = scheduler_for(declared_job, backend=backend), scheduler_for(declared_job, backend=backend)
+    stopped, other = (
+        scheduler_for(declared_job, backend=backend),
+        scheduler_for(declared_job, backend=backend),
+    )
     clock.set(at("2026-01-05 07:00:01"))
     (run,) = stopped.run_pending()
     assert started.wait(10)
     clock.set(at("2026-01-05 07:01:30"))  # "stopped" did not poll for 89 s
     assert other.run_pending() == []
     (abandoned,) = messages(caplog, "is abandoned")
-    assert abandoned.startswith(f"job {declared_job.name}: the run of tick 2026-01-05T07:00:00+00:00 on ")
-    assert abandoned.endswith(": its lease ran out with no end recorded: its scheduler died or was stopped")
+    assert abandoned.startswith(
+        f"job {declared_job.name}: the run of tick 2026-01-05T07:00:00+00:00 on "
+    )
+    assert abandoned.endswith(
+        ": its lease ran out with no end recorded: its scheduler died or was stopped"
+    )
     for _ in range(3):
         stopped.run_pending()
     (lost,) = messages(caplog, "lost the lease")
-    assert lost == f"job {declared_job.name}: lost the lease of tick 2026-01-05T07:00:00+00:00; another run may start meanwhile"
+    assert (
+        lost
+        == f"job {declared_job.name}: lost the lease of tick 2026-01-05T07:00:00+00:00; another run may start meanwhile"
+    )
     release.set()
     record = run.result(timeout=10)
     assert (record.status, record.reason) == (SUCCEEDED, LATE_END_REASON)
@@ -434,7 +444,10 @@ def test_a_run_ending_before_its_scheduler_polls_again_still_reports_its_lost_le
 ) -> None:
     declared_job, started, release = slow_job()
     backend = MemoryBackend()
-    stopped, other = scheduler_for(declared_job, backend=backend), scheduler_for(declared_job, backend=backend)
+    stopped, other = (
+        scheduler_for(declared_job, backend=backend),
+        scheduler_for(declared_job, backend=backend),
+    )
     clock.set(at("2026-01-05 07:00:01"))
     (run,) = stopped.run_pending()
     assert started.wait(10)
@@ -451,7 +464,9 @@ class FlakyBackend(MemoryBackend):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
-        self.error: Exception = ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.error: Exception = ConnectionError(
+            "Error 111 connecting to 127.0.0.1:6379. Connection refused."
+        )
 
     def _check(self) -> None:
         if self.down:
@@ -498,7 +513,11 @@ def test_the_end_of_a_run_during_an_outage_is_recorded_when_the_backend_is_back(
     clock.set(at("2026-01-05 07:00:50"))
     assert scheduler.run_pending() == []
     (record,) = backend.history(declared_job.name)
-    assert (record.status, record.finished, record.reason) == (SUCCEEDED, at("2026-01-05 07:00:30"), None)
+    assert (record.status, record.finished, record.reason) == (
+        SUCCEEDED,
+        at("2026-01-05 07:00:30"),
+        None,
+    )
     assert messages(caplog, "could not be recorded") == [
         f"job {declared_job.name}: tick 2026-01-05T07:00:00+00:00 succeeded, but that could not be "
         "recorded (ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused.); "
@@ -527,7 +546,9 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends_not_at_every_poll(
     finally:
         stop.set()
         thread.join(10)
-    logged = [r for r in caplog.records if r.name == "karaffe.jobs" and "jobs backend" in r.getMessage()]
+    logged = [
+        r for r in caplog.records if r.name == "karaffe.jobs" and "jobs backend" in r.getMessage()
+    ]
     assert len(logged) == 2, [r.getMessage() for r in logged]
     start, end = logged
     if connection:
@@ -537,7 +558,10 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends_not_at_every_poll(
         )
         assert start.exc_info is None
     else:
-        assert start.getMessage() == "the jobs backend fails (polls retried every 0.01s): ValueError: unexpected reply"
+        assert (
+            start.getMessage()
+            == "the jobs backend fails (polls retried every 0.01s): ValueError: unexpected reply"
+        )
         assert start.exc_info is not None  # maybe a bug: its traceback, once
     assert end.getMessage().startswith("the jobs backend is available again after ")
     assert re.search(r"s \(\d\d+ failures meanwhile\)$", end.getMessage())

@@ -58,6 +58,7 @@ def _comment(c: Clients) -> int:
 
 
 #: One successful call of each write route: (endpoint, call, expected status).
+# fmt: off
 CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("api_v1.create_org", lambda c: c.api("alice").post("/api/v1/orgs", json={"name": "Initech"}), 201),
     ("api_v1.create_invitation", lambda c: c.api("alice").post("/api/v1/orgs/acme/invitations", json={}), 201),
@@ -94,6 +95,7 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("settings.tokens", lambda c: c.login("bob").post("/settings/tokens", data={"name": "laptop"}), 201),
     ("settings.revoke_token", lambda c: c.login("bob").post(f"/settings/tokens/{c.token_of('bob')}/revoke"), 302),
 ]
+# fmt: on
 
 
 @pytest.fixture
@@ -109,7 +111,9 @@ def database_gone_after_commit(app: Flask) -> Iterator[list[str]]:
     def execute(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
         if has_request_context() and g.get("_test_committed"):
             refused.append(statement)
-            raise sa.exc.OperationalError(statement, {}, ConnectionError("server closed the connection"))
+            raise sa.exc.OperationalError(
+                statement, {}, ConnectionError("server closed the connection")
+            )
 
     with app.app_context():
         engine = database.engine
@@ -152,7 +156,9 @@ def test_a_committed_write_is_answered_as_a_success(
 def test_the_issue_created_is_in_the_database(
     app: Flask, world: World, api: Callable[[str], ApiClient], database_gone_after_commit: list[str]
 ) -> None:
-    rv = api("bob").post(f"/api/v1/projects/{world.projects['website']}/issues", json={"title": "Once"})
+    rv = api("bob").post(
+        f"/api/v1/projects/{world.projects['website']}/issues", json={"title": "Once"}
+    )
     assert rv.status_code == 201
     assert rv.headers["Location"] == f"/api/v1/issues/{rv.get_json()['id']}"
     with app.app_context(), unscoped("test: the row written"):

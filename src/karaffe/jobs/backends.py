@@ -287,15 +287,20 @@ end
 """
 
 # KEYS: 1 running; ARGV: 1 run key prefix, 2 now ms, 3 abandoned reason
-_ABANDON = _ABANDON_EXPIRED + """
+_ABANDON = (
+    _ABANDON_EXPIRED
+    + """
 return abandon_expired(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 """
+)
 
 # KEYS: 1 ticks, 2 running, 3 run (hash)
 # ARGV: 1 tick ms, 2 now ms, 3 lease ms, 4 token, 5 exclusive, 6 skip reason,
 #       7 host, 8 keep, 9 run ttl seconds, 10 overlap reason, 11 run key prefix,
 #       12 abandoned reason
-_CLAIM = _ABANDON_EXPIRED + """
+_CLAIM = (
+    _ABANDON_EXPIRED
+    + """
 abandon_expired(KEYS[2], ARGV[11], ARGV[2], ARGV[12])
 local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if top[2] and tonumber(top[2]) >= tonumber(ARGV[1]) then return false end
@@ -316,6 +321,7 @@ if status == 'running' then
 end
 return {status, reason}
 """
+)
 
 # KEYS: 1 running, 2 run; ARGV: 1 token, 2 tick ms, 3 until ms
 _RENEW = """
@@ -694,9 +700,8 @@ class SqlBackend(Backend):
             conn.execute(
                 table.update()
                 .where(table.c.token == claim.token)
-                .values(
-                    status=status, finished_at=utc(now), lease_until=None, error=error, reason=reason
-                )
+                .values(status=status, finished_at=utc(now), lease_until=None)
+                .values(error=error, reason=reason)
             )
         return replace(claim.record, status=status, finished=utc(now), error=error, reason=reason)
 

@@ -3,14 +3,14 @@ pages' permissions (both go through :mod:`tracker.services`).
 
 Every route needs a user: ``Authorization: Bearer <token>`` (tokens are made
 on the settings page) or the browser's session cookie (then CSRF applies to
-writes).
+writes). Errors are problem+json documents; lists are keyset-paginated with
+``Link`` headers; the OpenAPI document is at ``/api/v1/openapi.json``.
 
 A write view builds its whole answer before ``db.session.commit()`` and
 touches no model after it: the commit expires the objects it wrote, and
 reading one again is a new query, which fails if the database has just gone
 away, turning a committed write into an error (and a retry into a
-duplicate). ``tests/test_commit_then_answer.py`` holds every write route to it. Errors are problem+json documents; lists are keyset-paginated with
-``Link`` headers; the OpenAPI document is at ``/api/v1/openapi.json``.
+duplicate). ``tests/test_commit_then_answer.py`` holds every write route to it.
 """
 
 from __future__ import annotations
