@@ -25,6 +25,13 @@ from karaffe.db import current_outage, db, is_unavailable
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
+@pytest.fixture(autouse=True)
+def karaffe_db_logs() -> None:
+    """Alembic's env.py (run by the migration tests) disables every logger
+    its logging config does not name; these tests read karaffe.db's."""
+    logging.getLogger("karaffe.db").disabled = False
+
+
 def unreachable_url() -> str:
     """A PostgreSQL URL nothing listens on: every connection is refused."""
     return f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"

@@ -107,23 +107,19 @@ def werkzeug_tracker(database_url: str) -> Iterator[tuple[str, list[str]]]:
     """The tracker in a threaded werkzeug server in this process; yields its
     URL and the messages of ``karaffe.db``."""
     from tracker import create_app
-    from werkzeug.serving import make_server
+
+    from karaffe.db import db
+    from karaffe.testing import serving
 
     app = create_app(tracker_config(database_url))
     handler = CountingHandler()
     logger = logging.getLogger("karaffe.db")
     logger.addHandler(handler)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_port}", handler.messages
+        with serving(app) as url:
+            yield url, handler.messages
     finally:
-        httpd.shutdown()
-        thread.join(10)
         logger.removeHandler(handler)
-        from karaffe.db import db
-
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose()

@@ -390,6 +390,13 @@ def test_a_job_interrupted_by_a_base_exception_is_recorded_as_failed(
 # -- lost leases, abandoned runs, outages --------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def karaffe_jobs_logs() -> None:
+    """Alembic's env.py (run by the migration tests) disables every logger
+    its logging config does not name; these tests read karaffe.jobs's."""
+    logging.getLogger("karaffe.jobs").disabled = False
+
+
 def slow_job(lease: int = 60) -> tuple[Job, threading.Event, threading.Event]:
     started, release = threading.Event(), threading.Event()
 

@@ -92,7 +92,7 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("issues.set_status", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/status", data={"status": "closed"}), 302),
     ("issues.delete", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/delete"), 302),
     ("issues.comment", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/comments", data={"body": "Same here."}), 302),
-    ("settings.tokens", lambda c: c.login("bob").post("/settings/tokens", data={"name": "laptop"}), 201),
+    ("settings.tokens", lambda c: c.login("bob").post("/settings/tokens", data={"name": "laptop"}), 303),
     ("settings.revoke_token", lambda c: c.login("bob").post(f"/settings/tokens/{c.token_of('bob')}/revoke"), 302),
 ]
 # fmt: on
