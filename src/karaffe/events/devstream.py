@@ -15,11 +15,11 @@ from pathlib import Path
 
 from flask import Blueprint, Response, request
 
-from .brokers import MemoryBroker
+from .brokers import MemoryBroker, unpack_revocation
 from .protocol import Cursor, CursorError, comment, unpack_message
 from .session import StreamSession, control
 from .settings import EventsSettings
-from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, problem_body
+from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, is_revoked, problem_body
 
 __all__ = ["make_blueprint", "stream"]
 
@@ -63,8 +63,10 @@ def stream() -> Response:
     try:
         grant = state.signer.verify(token)
         channels = grant.check_channels(request.args.getlist("channel"))
-        revoked = broker.revoked_at(grant.user)
-        if revoked is not None and revoked >= grant.issued_at:
+        credential_at = (
+            broker.revoked_at(grant.user, grant.credential) if grant.credential else None
+        )
+        if is_revoked(grant, broker.revoked_at(grant.user), credential_at):
             raise RevokedToken()
     except ChannelTokenError as exc:
         return _problem(exc.status, exc.code, exc.detail)
@@ -124,7 +126,7 @@ def _generate(
                 yield comment()
                 continue
             if channel == "":
-                if payload.decode("utf-8") == grant.user:
+                if _revokes(payload, grant):
                     yield control("auth-expired", {"reason": "revoked"})
                     return
                 continue
@@ -134,3 +136,14 @@ def _generate(
                 yield out
     finally:
         broker.unlisten(listener)
+
+
+def _revokes(payload: bytes, grant: ChannelGrant) -> bool:
+    """Whether the revocation in ``payload`` ends the stream of ``grant``."""
+    revocation = unpack_revocation(payload)
+    if revocation is None:
+        return False
+    user, at, credential = revocation
+    if user != grant.user or grant.issued_at > at:
+        return False
+    return credential is None or credential == grant.credential

@@ -37,10 +37,24 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from .brokers import READ_SCRIPT, History, RedisKeys, history_from_reply, read_args
+from .brokers import (
+    READ_SCRIPT,
+    History,
+    RedisKeys,
+    history_from_reply,
+    read_args,
+    unpack_revocation,
+)
 from .protocol import START, ZERO, Cursor, CursorError, Position, StreamId, comment, event_tail
 from .session import StreamSession, control
-from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, TokenSigner, problem_body
+from .tokens import (
+    ChannelGrant,
+    ChannelTokenError,
+    RevokedToken,
+    TokenSigner,
+    is_revoked,
+    problem_body,
+)
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -488,20 +502,21 @@ class Hub:
         """The current position of each channel (for connections without cursor)."""
         return {c: (await self.history(c, ZERO, 0)).head for c in channels}
 
-    async def revoked_at(self, user: str) -> float | None:
-        """When ``user``'s access was last revoked. Cached: the revocation
-        channel keeps the cache current while the hub listens, and it is
-        emptied whenever the hub reconnects."""
+    async def revoked_at(self, user: str, credential: str | None = None) -> float | None:
+        """When ``user``'s access (or, given, their ``credential``) was last
+        revoked. Cached: the revocation channel keeps the cache current while
+        the hub listens, and it is emptied whenever the hub reconnects."""
         now = time.monotonic()
-        cached = self._revoked.get(user)
+        key = self.keys.revoked(user, credential)
+        cached = self._revoked.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
         assert self.redis is not None
-        raw = await self.redis.get(self.keys.revoked(user))
+        raw = await self.redis.get(key)
         at = float(raw) if raw is not None else None
         if len(self._revoked) > self.cache_size:
             self._revoked.clear()
-        self._revoked[user] = (at, now + self.revocation_cache_ttl)
+        self._revoked[key] = (at, now + self.revocation_cache_ttl)
         return at
 
     async def _read_forever(self) -> None:
@@ -670,15 +685,17 @@ class Hub:
         feed.fast.clear()
 
     def _revoke(self, payload: bytes) -> None:
-        user, _, at_raw = payload.decode("utf-8").partition("\n")
-        try:
-            at = float(at_raw)
-        except ValueError:
+        revocation = unpack_revocation(payload)
+        if revocation is None:
             return
-        previous = self._revoked.get(user, (None, 0.0))[0]
-        self._revoked[user] = (max(at, previous or 0.0), time.monotonic() + 3600)
+        user, at, credential = revocation
+        key = self.keys.revoked(user, credential)
+        previous = self._revoked.get(key, (None, 0.0))[0]
+        self._revoked[key] = (max(at, previous or 0.0), time.monotonic() + 3600)
         for conn in list(self.by_user.get(user, ())):
-            if conn.grant.issued_at <= at:
+            if conn.grant.issued_at > at:
+                continue
+            if credential is None or conn.grant.credential == credential:
                 conn.write(control("auth-expired", {"reason": "revoked"}))
                 conn.finish("revoked")
 
@@ -915,8 +932,11 @@ class Relay:
                 self._grants.clear()
             self._grants[t.cast(str, token)] = grant
         channels = grant.check_channels(query.get("channel", []))
-        revoked = await self.hub.revoked_at(grant.user)
-        if revoked is not None and revoked >= grant.issued_at:
+        user_at = await self.hub.revoked_at(grant.user)
+        credential_at = None
+        if grant.credential is not None:
+            credential_at = await self.hub.revoked_at(grant.user, grant.credential)
+        if is_revoked(grant, user_at, credential_at):
             raise RevokedToken()
         return grant, channels
 
