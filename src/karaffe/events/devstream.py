@@ -63,10 +63,7 @@ def stream() -> Response:
     try:
         grant = state.signer.verify(token)
         channels = grant.check_channels(request.args.getlist("channel"))
-        credential_at = (
-            broker.revoked_at(grant.user, grant.credential) if grant.credential else None
-        )
-        if is_revoked(grant, broker.revoked_at(grant.user), credential_at):
+        if _revoked(broker, grant):
             raise RevokedToken()
     except ChannelTokenError as exc:
         return _problem(exc.status, exc.code, exc.detail)
@@ -76,6 +73,11 @@ def stream() -> Response:
     except CursorError as exc:
         return _problem(400, "invalid_cursor", str(exc))
     listener = broker.listen(channels)
+    if _revoked(broker, grant):
+        # Revoked between the check and listening: no announcement will come.
+        broker.unlisten(listener)
+        error = RevokedToken()
+        return _problem(error.status, error.code, error.detail)
     session = StreamSession(channels, cursor, broker.positions(channels))
     body = _generate(
         broker,
@@ -136,6 +138,12 @@ def _generate(
                 yield out
     finally:
         broker.unlisten(listener)
+
+
+def _revoked(broker: MemoryBroker, grant: ChannelGrant) -> bool:
+    """Whether ``grant``'s user, or its credential, was revoked since it was issued."""
+    credential_at = broker.revoked_at(grant.user, grant.credential) if grant.credential else None
+    return is_revoked(grant, broker.revoked_at(grant.user), credential_at)
 
 
 def _revokes(payload: bytes, grant: ChannelGrant) -> bool:

@@ -932,13 +932,17 @@ class Relay:
                 self._grants.clear()
             self._grants[t.cast(str, token)] = grant
         channels = grant.check_channels(query.get("channel", []))
+        if await self.revoked_since(grant):
+            raise RevokedToken()
+        return grant, channels
+
+    async def revoked_since(self, grant: ChannelGrant) -> bool:
+        """Whether ``grant``'s user, or its credential, was revoked since it was issued."""
         user_at = await self.hub.revoked_at(grant.user)
         credential_at = None
         if grant.credential is not None:
             credential_at = await self.hub.revoked_at(grant.user, grant.credential)
-        if is_revoked(grant, user_at, credential_at):
-            raise RevokedToken()
-        return grant, channels
+        return is_revoked(grant, user_at, credential_at)
 
     async def open(self, scope: Scope, send: Send) -> Connection | None:
         """The connection for a stream request, or ``None`` after refusing it."""
@@ -987,6 +991,12 @@ class Relay:
         session = conn.session
         conn.write(b"retry: %d\n\n" % self.config.retry_ms)
         await self.hub.join(conn)
+        if await self.revoked_since(conn.grant):
+            # Revoked between the check in authorize() and the join, when no
+            # announcement could find this connection.
+            conn.write(control("auth-expired", {"reason": "revoked"}))
+            conn.finish("revoked")
+            return
         replay = list(session.positions_set)
         unknown = []
         for channel in session.channels:
