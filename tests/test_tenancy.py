@@ -659,6 +659,20 @@ def test_a_change_rolled_back_is_not_announced(
     assert changes == []
 
 
+def test_a_change_whose_flush_failed_is_not_announced_later(
+    app: karaffe.App, world: World, changes: list[t.Any]
+) -> None:
+    with app.app_context(), for_organization(world.orgs["acme"]):
+        remove_member(membership(world, "bob", "acme"))
+        db.session.add(Membership(user_id=world.users["alice"], organization_id=world.orgs["acme"]))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.flush()
+        db.session.rollback()
+        db.session.add(Crate(label="unrelated", organization_id=world.orgs["acme"]))
+        db.session.commit()
+    assert changes == []
+
+
 def test_deleting_an_organization_announces_every_membership_it_ends(
     app: karaffe.App, world: World, changes: list[t.Any]
 ) -> None:

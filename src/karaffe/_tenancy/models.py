@@ -167,6 +167,12 @@ def _note_changes(session: Session, flush_context: t.Any, instances: t.Any) -> N
         session.info.setdefault(_NOTED, []).extend(noted)
 
 
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_changes(session: Session, previous_transaction: t.Any) -> None:
+    """A flush that failed after its changes were noted changed nothing."""
+    session.info.pop(_NOTED, None)
+
+
 @event.listens_for(Session, "after_flush")
 def _send_changes(session: Session, flush_context: t.Any) -> None:
     """Announce the flush's membership changes when its transaction commits."""
