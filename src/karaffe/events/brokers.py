@@ -34,7 +34,11 @@ from .protocol import (
 if t.TYPE_CHECKING:
     pass
 
+#: Seconds a revocation is remembered: longer than any channel token lives.
+REVOCATION_TTL = 7 * 24 * 3600
+
 __all__ = [
+    "REVOCATION_TTL",
     "Broker",
     "History",
     "MemoryBroker",
@@ -117,6 +121,7 @@ class MemoryBroker(Broker):
         self._channels: dict[str, _MemoryChannel] = {}
         self._listeners: dict[str, set[queue.SimpleQueue[tuple[str, bytes]]]] = {}
         self._revoked: dict[tuple[str, str | None], float] = {}
+        self._next_sweep = 1000
         self._revocation_listeners: set[queue.SimpleQueue[tuple[str, bytes]]] = set()
 
     def _next_id(self, last: StreamId) -> StreamId:
@@ -182,6 +187,11 @@ class MemoryBroker(Broker):
     def revoke(self, user: str, at: float, credential: str | None = None) -> None:
         key = (user, credential)
         with self._lock:
+            if len(self._revoked) >= self._next_sweep:
+                # One entry per logout: forget those older than any token.
+                cutoff = time.time() - REVOCATION_TTL
+                self._revoked = {k: v for k, v in self._revoked.items() if v > cutoff}
+                self._next_sweep = max(1000, 2 * len(self._revoked))
             self._revoked[key] = max(at, self._revoked.get(key, 0.0))
             listeners = list(self._revocation_listeners)
         payload = pack_revocation(user, at, credential)
@@ -430,7 +440,7 @@ class RedisBroker(Broker):
     def revoke(self, user: str, at: float, credential: str | None = None) -> None:
         # Two slots on a cluster: the mark first, so a relay that hears the
         # announcement and looks the user up finds it.
-        self.client.set(self.keys.revoked(user, credential), repr(at), ex=7 * 24 * 3600)
+        self.client.set(self.keys.revoked(user, credential), repr(at), ex=REVOCATION_TTL)
         self.client.publish(self.keys.revocations, pack_revocation(user, at, credential))
 
     def close(self) -> None:
