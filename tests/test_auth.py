@@ -43,6 +43,7 @@ from karaffe.auth import (
     revoke_api_token,
     rotate_session,
     sessions_of,
+    user_changed,
 )
 from karaffe.db import db
 from karaffe.sessions import CookieSessionInterface
@@ -126,7 +127,7 @@ def app(tmp_path: Path) -> Iterator[karaffe.App]:
     def end_others() -> str:
         return str(end_other_sessions(current_user))
 
-    @app.get("/credential")
+    @app.get("/api/credential")
     @login_required
     def credential() -> str:
         return str(current_credential())
@@ -343,7 +344,7 @@ def test_logout_announces_the_session_it_ended(
     client: FlaskClient, revoked: list[dict[str, t.Any]]
 ) -> None:
     csrf_login(client)
-    credential = client.get("/credential").text
+    credential = client.get("/api/credential").text
     client.post("/logout", data={"csrf_token": client.get("/login").text})
     assert revoked == [{"user_id": 1, "credential": credential, "reason": "logout"}]
 
@@ -359,7 +360,7 @@ def test_the_session_is_a_server_record_holding_only_a_digest_of_the_token(
     assert record.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in (record.token_hash, str(record.id))
     assert (record.user_agent, record.ip_address) == ("Firefox/130", "10.0.0.7")
-    assert client.get("/credential").text == f"session:{record.id}"
+    assert client.get("/api/credential").text == f"session:{record.id}"
 
 
 def test_every_login_gets_a_new_session_id_and_ends_the_browsers_previous_one(
@@ -594,6 +595,20 @@ def test_get_user_loads_once_per_request(app: karaffe.App) -> None:
             assert not current_user
 
 
+def test_login_and_logout_send_user_changed(app: karaffe.App) -> None:
+    sent: list[tuple[object, User | None]] = []
+
+    def record(sender: object, user: User | None, **extra: object) -> None:
+        sent.append((sender, user))
+
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        with app.test_request_context("/"), user_changed.connected_to(record):
+            login_user(alice)  # type: ignore[arg-type]
+            logout_user()
+    assert sent == [(app, alice), (app, None)]
+
+
 def test_get_user_outside_a_request_is_none(app: karaffe.App) -> None:
     with app.app_context():
         assert get_user() is None
@@ -674,7 +689,7 @@ def test_a_token_request_names_its_token_as_credential(
     app: karaffe.App, client: FlaskClient
 ) -> None:
     token_id, plaintext = new_token(app)
-    rv = client.get("/credential", headers={"Authorization": f"Bearer {plaintext}"})
+    rv = client.get("/api/credential", headers={"Authorization": f"Bearer {plaintext}"})
     assert rv.text == f"api-token:{token_id}"
 
 

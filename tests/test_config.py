@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
+from tracker.settings import TrackerSettings
 
 import karaffe
 from karaffe._configdocs import part_classes
@@ -473,7 +474,7 @@ def _to_environment(value: t.Any, draw: t.Callable[[st.SearchStrategy[t.Any]], t
 
 FIELDS = [
     (cls, name, key)
-    for cls in part_classes()
+    for cls in [*part_classes(), TrackerSettings]
     for name, key in cls.config_keys().items()
     if key not in ("SECRET_KEY", "TESTING", "DEBUG")
 ]

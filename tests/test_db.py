@@ -3,8 +3,10 @@ rollback of half-done work, migrations on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import typing as t
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,6 +223,76 @@ def test_transaction_commits_on_success_and_rolls_back_on_error(app: karaffe.App
         assert [n.text for n in db.session.scalars(sa.select(Note))] == ["kept"]
         db.session.remove()
         db.drop_all()
+
+
+# -- UTC timestamps -------------------------------------------------------------------
+
+PARIS_NOON = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+
+
+@pytest.fixture
+def stamps(url: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
+    """A table of UTCDateTime columns, with and without a time zone in the database."""
+    engine = sa.create_engine(normalize_database_url(url))
+    table = sa.Table(
+        f"karaffe_test_stamp_{uuid.uuid4().hex[:8]}",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("aware", kdb.UTCDateTime()),
+        sa.Column("naive", kdb.UTCDateTime(timezone=False)),
+    )
+    table.create(engine)
+    yield engine, table
+    table.drop(engine)
+    engine.dispose()
+
+
+def test_utc_datetime_reads_back_the_same_instant_as_aware_utc(
+    stamps: tuple[sa.Engine, sa.Table],
+) -> None:
+    engine, table = stamps
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # The connection's zone must not leak into what is read back.
+            connection.execute(sa.text("SET TIME ZONE 'America/New_York'"))
+        connection.execute(table.insert().values(id=1, aware=PARIS_NOON, naive=PARIS_NOON))
+        row = connection.execute(sa.select(table.c.aware, table.c.naive)).one()
+        found = connection.execute(
+            sa.select(table.c.id).where(table.c.aware == PARIS_NOON.astimezone(dt.UTC))
+        ).scalar()
+    expected = dt.datetime(2026, 3, 1, 11, 0, tzinfo=dt.UTC)
+    for value in row:
+        assert value == expected
+        assert value.tzinfo is dt.UTC
+    assert found == 1
+
+
+def test_utc_datetime_refuses_a_naive_datetime(stamps: tuple[sa.Engine, sa.Table]) -> None:
+    engine, table = stamps
+    with engine.begin() as connection, pytest.raises(sa.exc.StatementError) as info:
+        connection.execute(table.insert().values(id=1, aware=dt.datetime(2026, 3, 1, 12)))
+    assert isinstance(info.value.orig, ValueError)
+    assert "naive datetime 2026-03-01T12:00:00 for a UTCDateTime column" in str(info.value)
+
+
+def test_utc_datetime_without_time_zone_stores_the_utc_wall_time(
+    stamps: tuple[sa.Engine, sa.Table],
+) -> None:
+    engine, table = stamps
+    with engine.begin() as connection:
+        connection.execute(table.insert().values(id=1, naive=PARIS_NOON))
+        stored = connection.execute(sa.text(f"SELECT naive FROM {table.name}")).scalar_one()
+    assert str(stored).startswith("2026-03-01 11:00:00")
+
+
+def test_migrations_write_utc_datetime_as_the_datetime_it_is_in_the_database() -> None:
+    assert kdb.render_migration_item("type", kdb.UTCDateTime(), None) == (
+        "sa.DateTime(timezone=True)"
+    )
+    assert kdb.render_migration_item("type", kdb.UTCDateTime(timezone=False), None) == (
+        "sa.DateTime(timezone=False)"
+    )
+    assert kdb.render_migration_item("type", sa.DateTime(), None) is False
 
 
 # -- migrations -----------------------------------------------------------------------

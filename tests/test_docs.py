@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
+import pytest
 from tracker.settings import TrackerSettings
 
 import karaffe
+import karaffe.events
 from karaffe._configdocs import part_classes, render
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -28,15 +31,16 @@ def test_config_reference_lists_every_setting_of_every_part() -> None:
             assert f"| `{key}` |" in page, key
 
 
-def test_every_problem_type_is_documented() -> None:
+@pytest.mark.parametrize(("module", "count"), [(karaffe, 13), (karaffe.events, 8)])
+def test_every_problem_type_is_documented(module: types.ModuleType, count: int) -> None:
     text = (DOCS / "errors.md").read_text()
     classes = [
-        getattr(karaffe, name)
-        for name in karaffe.__all__
-        if isinstance(getattr(karaffe, name), type)
-        and issubclass(getattr(karaffe, name), karaffe.ApiException)
+        getattr(module, name)
+        for name in module.__all__
+        if isinstance(getattr(module, name), type)
+        and issubclass(getattr(module, name), karaffe.ApiException)
     ]
-    assert len(classes) == 13
+    assert len(classes) == count
     for cls in classes:
         assert f"| `{cls.__name__}` | {cls.status}" in text, cls.__name__
         assert f"`urn:karaffe:problem:{cls.slug}`" in text, cls.__name__

@@ -15,7 +15,7 @@ from flask import request
 from flask.testing import FlaskClient
 
 import karaffe
-from karaffe.auth import User, create_api_token
+from karaffe.auth import User, create_api_token, login_user, logout_user
 from karaffe.db import db
 from karaffe.signals import membership_changed
 from karaffe.tenancy import (
@@ -384,6 +384,16 @@ def test_request_sees_the_logged_in_users_rows(client: FlaskClient, world: World
         "globex-crate",
     ]
     assert client.get("/api/crates").json == []
+
+
+def test_logging_in_and_out_rescopes_the_request_at_once(app: karaffe.App, world: World) -> None:
+    with app.test_request_context("/"):
+        assert crate_labels() == []
+        alice = db.session.get(User, world.users["alice"])
+        login_user(alice)  # type: ignore[arg-type]
+        assert crate_labels() == ["acme-crate"]
+        logout_user()
+        assert crate_labels() == []
 
 
 def test_current_org_of_the_url(client: FlaskClient, world: World) -> None:

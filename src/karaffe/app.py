@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import typing as t
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from flask import Flask, Response, request
+from flask import Flask, current_app, has_request_context, request
+from flask.sansio.scaffold import setupmethod
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
+from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import HTTPException
-from werkzeug.sansio.response import Response as SansIOResponse
+from werkzeug.routing import Map
 from werkzeug.utils import ImportStringError, find_modules, import_string
 from werkzeug.wrappers import Response as BaseResponse
 
-from .api.errors import ApiException, InternalServerError, ProblemFormatter, from_http_exception
+from .api.errors import ApiException, ProblemFormatter, from_http_exception
 from .api.result import ApiResult
 from .config import (
     PASSTHROUGH_PREFIXES,
@@ -41,9 +42,17 @@ from .config import (
 )
 from .config import _store as _settings_store
 from .htmljson import htmljson_filter
+from .ids import IdConverter
 from .sessions import CookieSessionInterface
 
-__all__ = ["App", "BlueprintImportError"]
+if t.TYPE_CHECKING:
+    from flask.templating import Environment
+
+__all__ = ["App", "BlueprintImportError", "HtmlErrorHandler"]
+
+#: A function that renders an HTTP error as an HTML page (see :meth:`App.html_errorhandler`).
+HtmlErrorHandler = Callable[[HTTPException], ResponseReturnValue]
+_H = t.TypeVar("_H", bound=HtmlErrorHandler)
 
 log = logging.getLogger("karaffe")
 
@@ -72,18 +81,34 @@ class BlueprintImportError(ImportError):
     """A module under the blueprints package failed to import."""
 
 
+class UrlMap(Map):
+    """Werkzeug's URL map with karaffe's converters: ``<id:name>`` for row ids
+    (:class:`karaffe.ids.IdConverter`)."""
+
+    default_converters = ImmutableDict({**Map.default_converters, "id": IdConverter})
+
+
 class App(Flask):
     """A Flask application with karaffe's conventions built in.
 
     It is plain Flask: everything karaffe adds goes through Flask's own
-    extension points (``make_response``, error handlers, ``extensions``).
+    extension points (``make_response``, error handlers, ``extensions``), and
+    an ``App`` that is never configured behaves as a ``Flask`` does: Flask's
+    own test suite runs against it (``tests/compat``). The one difference on
+    purpose: HTTP errors on API routes render as problem+json.
     """
+
+    url_map_class = UrlMap
 
     #: Renders every API error; replace it to change the envelope everywhere.
     problem_formatter: ProblemFormatter = ProblemFormatter()
 
     #: Flask's signed-cookie sessions, without their per-request set-up cost.
     session_interface = CookieSessionInterface()
+
+    #: Renders HTTP errors on HTML routes that no error handler answered; set
+    #: it with :meth:`html_errorhandler`. ``None`` keeps Werkzeug's pages.
+    html_error_handler: HtmlErrorHandler | None = None
 
     def __init__(self, import_name: str, *, env_prefix: str | None = None, **kwargs: t.Any) -> None:
         super().__init__(import_name, **kwargs)
@@ -93,12 +118,11 @@ class App(Flask):
         if app_prefix not in self.env_prefixes and app_prefix[0].isalpha():
             self.env_prefixes.append(app_prefix)
         self.configured = False
-        self.register_error_handler(ApiException, self.handle_api_exception)
-        self.register_error_handler(HTTPException, self.handle_http_exception_for_api)
-        self.add_template_filter(htmljson_filter, "htmljson")
-        from .cli import cli
-
-        self.cli.add_command(cli)
+        # A module function rather than the bound method: an app that refers
+        # to itself is a reference cycle, and CPython could not free it when
+        # its last reference goes. HTTP errors get no handler at all (see
+        # make_response), so that the app's own handlers keep Flask's order.
+        self.register_error_handler(ApiException, _handle_api_exception)
 
     # -- configuration -------------------------------------------------------
 
@@ -151,7 +175,7 @@ class App(Flask):
         for key, value in store.explicit.items():
             if key.startswith(PASSTHROUGH_PREFIXES):
                 self.config[key] = value
-            elif key not in known:
+            elif key not in known_keys(key):
                 raise unknown_key(key, "the config mapping", known)
             else:
                 present[known[key]] = None
@@ -162,7 +186,7 @@ class App(Flask):
                     continue
                 if key.startswith(PASSTHROUGH_PREFIXES):
                     self.config[key] = parse_loose(raw)
-                elif key not in known:
+                elif key not in known_keys(key):
                     raise unknown_key(key, f"environment variable {variable}", known)
                 else:
                     present[known[key]] = None
@@ -209,37 +233,67 @@ class App(Flask):
 
     def make_response(self, rv: ResponseReturnValue | ApiResult | BaseModel) -> BaseResponse:  # type: ignore[override]
         """Turn an :class:`ApiResult` (or a bare pydantic model) into a JSON
-        response (slide 36); everything else as Flask does."""
+        response (slide 36), and an HTTP error into :meth:`http_error_response`;
+        everything else as Flask does."""
         if isinstance(rv, ApiResult):
             return rv.to_response()
         if isinstance(rv, BaseModel):
             return ApiResult(rv).to_response()
+        if isinstance(rv, HTTPException) and has_request_context():
+            rv = self.http_error_response(rv)
         return super().make_response(rv)
 
     def handle_api_exception(self, exc: ApiException) -> BaseResponse:
         """Render an :class:`ApiException` with :attr:`problem_formatter`."""
         return self.problem_formatter.to_response(exc)
 
-    def handle_http_exception_for_api(
-        self, exc: HTTPException
-    ) -> BaseResponse | HTTPException | SansIOResponse:
-        """On API routes, Werkzeug's HTTP errors (404 for an unknown URL, 405,
-        413...) get the problem envelope; on HTML routes they stay HTML."""
-        if exc.code is None or not self.is_api_request():
-            return exc
-        if exc.response is not None:
-            return exc.response
-        return self.handle_api_exception(from_http_exception(exc))
+    def http_error_response(self, exc: HTTPException) -> ResponseReturnValue:
+        """What an HTTP error becomes when it reaches :meth:`make_response`:
+        no error handler answered it, or one returned it to ask for the
+        default, as in Flask. On API routes that is the problem document (a
+        500 reveals nothing of its cause); on HTML routes the page of the
+        :meth:`html_errorhandler`, else Werkzeug's page.
 
-    def handle_exception(self, e: Exception) -> Response:
-        """An unhandled exception on an API route is a 500 problem that reveals
-        nothing of the error; it is logged with its traceback as Flask does."""
-        propagate = self.config["PROPAGATE_EXCEPTIONS"]
-        if propagate is None:
-            propagate = self.testing or self.debug
-        if propagate or not self.is_api_request():
-            return super().handle_exception(e)
-        self.log_exception(sys.exc_info())
-        return self.finalize_request(
-            self.handle_api_exception(InternalServerError()), from_error_handler=True
-        )
+        Flask's order is untouched: the app's and its blueprints' error
+        handlers (including one for ``Exception``) see every HTTP error first,
+        ``TRAP_HTTP_EXCEPTIONS`` raises it, and a handler for 500 receives the
+        ``InternalServerError`` of an unhandled exception.
+        """
+        if exc.code is None or exc.code < 400 or exc.response is not None:
+            return exc  # redirects, and abort(response): their response is ready
+        if self.is_api_request():
+            return self.handle_api_exception(from_http_exception(exc))
+        if self.html_error_handler is not None:
+            return self.ensure_sync(self.html_error_handler)(exc)  # type: ignore[no-any-return]
+        return exc
+
+    @setupmethod
+    def html_errorhandler(self, f: _H) -> _H:
+        """Register the function that renders HTTP errors on HTML routes as a
+        page, for the errors no error handler answers::
+
+            @app.html_errorhandler
+            def error_page(e: HTTPException):
+                return render_template("error.html", error=e), e.code
+
+        It is called with the ``HTTPException`` (a 404, the 400 of a bad CSRF
+        token, the 500 of an unhandled exception...) and returns what a view
+        returns. Returning the exception keeps Werkzeug's page. API routes
+        keep their problem documents.
+        """
+        self.html_error_handler = f
+        return f
+
+    def create_jinja_environment(self) -> Environment:
+        """Flask's Jinja environment, with the ``htmljson`` filter.
+
+        It is created on first use, as Flask creates it, so that settings such
+        as ``TEMPLATES_AUTO_RELOAD`` take effect when set after ``__init__``.
+        """
+        env = super().create_jinja_environment()
+        env.filters["htmljson"] = htmljson_filter
+        return env
+
+
+def _handle_api_exception(exc: ApiException) -> BaseResponse:
+    return t.cast(App, current_app).handle_api_exception(exc)

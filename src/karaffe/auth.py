@@ -71,8 +71,8 @@ from ._throttle import (
 )
 from .api.errors import Unauthorized
 from .config import ConfigError, PositiveInt, RedisUrl, Settings
-from .db import Model, after_commit, db
-from .signals import credentials_revoked
+from .db import Model, UTCDateTime, after_commit, db
+from .signals import credentials_revoked, user_changed
 
 __all__ = [
     "ApiToken",
@@ -105,6 +105,7 @@ __all__ = [
     "safe_next_url",
     "session_values_for",
     "sessions_of",
+    "user_changed",
 ]
 
 log = logging.getLogger("karaffe.auth")
@@ -160,13 +161,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands timestamps back naive; they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 # -- models ------------------------------------------------------------------
 
 
@@ -181,7 +175,7 @@ class User(Model):
     name: Mapped[str] = mapped_column(sa.String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -225,19 +219,16 @@ class ApiToken(Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    last_used_at: Mapped[dt.datetime | None] = mapped_column(
-        sa.DateTime(timezone=True), default=None
-    )
-    expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     user: Mapped[User] = relationship(back_populates="api_tokens")
 
     @property
     def is_expired(self) -> bool:
-        expires_at = _aware(self.expires_at)
-        return expires_at is not None and expires_at <= utcnow()
+        return self.expires_at is not None and self.expires_at <= utcnow()
 
     @property
     def is_revoked(self) -> bool:
@@ -268,11 +259,11 @@ class UserSession(Model):
         sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
     )
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    last_seen_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     user_agent: Mapped[str] = mapped_column(sa.String(300), default="")
     ip_address: Mapped[str] = mapped_column(sa.String(64), default="")
-    ended_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), default=None)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     end_reason: Mapped[str | None] = mapped_column(sa.String(40), default=None)
 
     user: Mapped[User] = relationship(back_populates="sessions")
@@ -433,7 +424,7 @@ def _touch(token: ApiToken) -> None:
     on its own connection and transaction: the request's own work may yet
     be rolled back, the use still happened."""
     now = utcnow()
-    last = _aware(token.last_used_at)
+    last = token.last_used_at
     interval = AuthSettings.of().api_token_touch_interval
     if last is not None and (now - last).total_seconds() < interval:
         return
@@ -606,7 +597,7 @@ def _start_login(user: User, ended_reason: str) -> None:
     g._karaffe_user = user
     g._karaffe_session_id = session_id
     g.pop("_karaffe_login_session", None)
-    _forget_org_cache()
+    user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
 
 
 def _forget_login() -> None:
@@ -614,7 +605,7 @@ def _forget_login() -> None:
     g._karaffe_user = None
     g.pop("_karaffe_session_id", None)
     g.pop("_karaffe_login_session", None)
-    _forget_org_cache()
+    user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
 
 
 def _load_from_session() -> User | None:
@@ -636,7 +627,7 @@ def _load_from_session() -> User | None:
         return None
     settings = AuthSettings.of()
     now = utcnow()
-    idle = (now - t.cast(dt.datetime, _aware(record.last_seen_at))).total_seconds()
+    idle = (now - record.last_seen_at).total_seconds()
     if idle > settings.session_idle_timeout:
         ended = _end_sessions(_sessions_table().c.id == record.id, "idle")
         _announce_ended(ended, "session-ended")
@@ -670,10 +661,17 @@ def _touch_session(record: UserSession, now: dt.datetime) -> None:
 
 
 def is_token_request() -> bool:
-    """Whether the current request authenticates with an ``Authorization``
-    header (a bearer token): it is exempt from CSRF, ignores the session
-    cookie and never gets one."""
-    return "Authorization" in request.headers
+    """Whether the current request authenticates with its ``Authorization``
+    header: any such header on an API route (only ``Bearer`` tokens are
+    accepted; anything else is a 401). Such a request is exempt from CSRF,
+    ignores the session cookie and never gets one. HTML routes ignore the
+    header: pages and forms authenticate by their session alone."""
+    return "Authorization" in request.headers and _is_api_request()
+
+
+def _is_api_request() -> bool:
+    # A plain Flask app has no HTML/API split: every route accepts tokens.
+    return bool(getattr(current_app, "is_api_request", lambda: True)())
 
 
 def get_user() -> User | None:
@@ -689,8 +687,11 @@ def get_user() -> User | None:
         loading = g.get("_karaffe_scope_loading", False)
         g._karaffe_scope_loading = True
         try:
-            header = request.headers.get("Authorization")
-            user = _load_from_token(header) if header is not None else _load_from_session()
+            user = (
+                _load_from_token(request.headers["Authorization"])
+                if is_token_request()
+                else _load_from_session()
+            )
         finally:
             g._karaffe_scope_loading = loading
         g._karaffe_user = user
@@ -706,7 +707,8 @@ def login_user(user: User) -> None:
     """Open a new login session for ``user`` (a :class:`UserSession`, written
     at once) and put its token in the session cookie. The cookie is cleared
     first, so nothing from before the login survives it, and a login
-    session the browser had already ends: every login gets a new id."""
+    session the browser had already ends: every login gets a new id.
+    Sends :data:`~karaffe.signals.user_changed`."""
     if is_token_request():
         raise RuntimeError("login_user() in a request authenticated by an API token")
     get_user()  # the browser's current login session, if any, is ended below
@@ -716,17 +718,14 @@ def login_user(user: User) -> None:
 def logout_user() -> None:
     """End the login session at once, for every process (its record is
     marked ended), and clear the session cookie; sends
-    :data:`~karaffe.signals.credentials_revoked` for it."""
+    :data:`~karaffe.signals.credentials_revoked` for it, and
+    :data:`~karaffe.signals.user_changed` with ``user=None``."""
     get_user()
     current = g.get("_karaffe_session_id")
     if current is not None:
         ended = _end_sessions(_sessions_table().c.id == current, "logout")
         _announce_ended(ended, "logout")
     _forget_login()
-
-
-def _forget_org_cache() -> None:
-    g.pop("_karaffe_org_ids", None)
 
 
 def _unauthorized() -> t.NoReturn:
@@ -797,7 +796,7 @@ class TokenAwareSessionInterface(SessionInterface):
         self.inner = inner
 
     def open_session(self, app: Flask, request: t.Any) -> SessionMixin | None:
-        if "Authorization" in request.headers:
+        if is_token_request():
             # A fresh session that lives for this request only: views may
             # use it, nothing of it is read from or written to a cookie.
             return SecureCookieSession()
@@ -807,7 +806,7 @@ class TokenAwareSessionInterface(SessionInterface):
         return self.inner.is_null_session(obj)
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
-        if "Authorization" in request.headers:
+        if is_token_request():
             return
         self.inner.save_session(app, session, response)
 
@@ -887,8 +886,10 @@ class Auth:
     def _load_token_user(self) -> None:
         # Authenticate token requests before the view runs, so the token's
         # last-use is recorded before the request's own transaction writes.
-        if is_token_request():
-            get_user()
+        # Credentials that do not authenticate are a 401 on every API route,
+        # public ones too: never silently anonymous.
+        if is_token_request() and get_user() is None:
+            _unauthorized()
 
     def login(self, email: str, password: str, address: str | None = None) -> User:
         """Log in with a password, throttled: :class:`LoginThrottled` (429,

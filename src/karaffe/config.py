@@ -396,12 +396,15 @@ def unknown_key(key: str, source: str, known: Iterable[str]) -> ConfigError:
     return ConfigError(f"unknown setting {key} (from {source}){hint}")
 
 
-def known_keys() -> dict[str, type[Settings]]:
-    """Every key declared by a Settings class, karaffe's parts included."""
+def known_keys(key: str | None = None) -> dict[str, type[Settings]]:
+    """Every key declared by a Settings class defined so far; when ``key`` is
+    not among them, karaffe's parts are imported to look again (so an app that
+    uses no events or jobs never imports them)."""
     import importlib
 
-    for module in _PART_MODULES:
-        importlib.import_module(module)
+    if key is not None and key not in _KEYS:
+        for module in _PART_MODULES:
+            importlib.import_module(module)
     return _KEYS
 
 

@@ -35,8 +35,6 @@ import orjson
 from itsdangerous import BadPayload, BadSignature, TimestampSigner
 from itsdangerous.encoding import want_bytes
 
-from .config import CoreSettings
-
 if t.TYPE_CHECKING:
     from flask import Flask
 
@@ -225,8 +223,10 @@ class Signer:
 
 def _secret_keys(app: Flask) -> tuple[bytes, ...]:
     """The app's secret keys, current first: the one place karaffe reads them."""
-    core = CoreSettings.of(app)
-    return secret_keys(core.secret_key, core.secret_key_fallbacks)
+    # Flask's own keys, read live from app.config as Flask's sessions read
+    # them; configure() has parsed them (a list from the environment), and
+    # secret_keys() refuses a string put there since.
+    return secret_keys(app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
 
 
 @functools.lru_cache(maxsize=64)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import abort
 from pydantic import BaseModel
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import RequestedRangeNotSatisfiable, TooManyRequests, Unauthorized
 
 import karaffe
 from karaffe.api import errors
@@ -25,7 +27,7 @@ def problem(slug: str, title: str, status: int, detail: str, errors: list | None
     [
         (karaffe.ApiException, "bad-request", "Bad request", 400),
         (karaffe.MalformedJson, "malformed-json", "Malformed JSON", 400),
-        (karaffe.InvalidCursor, "invalid-cursor", "Invalid pagination cursor", 400),
+        (karaffe.InvalidCursor, "invalid-cursor", "Invalid cursor", 400),
         (karaffe.Unauthorized, "unauthorized", "Authentication required", 401),
         (karaffe.Forbidden, "forbidden", "Forbidden", 403),
         (karaffe.NotFound, "not-found", "Not found", 404),
@@ -49,6 +51,21 @@ def test_each_exception_has_a_stable_type_and_status(make_app, exc, slug, title,
     assert rv.status_code == status
     assert rv.mimetype == "application/problem+json"
     assert rv.get_json() == problem(slug, title, status, "It went wrong.")
+
+
+def test_the_problem_document_needs_no_app_given_the_type_base(make_app) -> None:
+    exc = karaffe.Conflict("Taken.", errors=[(["body", "slug"], "Already used", "taken")])
+    outside = errors.problem_document(exc, type_base="https://errors.example/")
+    app = make_app({"PROBLEM_TYPE_BASE": "https://errors.example/"})
+    with app.app_context():
+        assert app.problem_formatter.render(exc) == outside
+    assert outside.model_dump() == {
+        "type": "https://errors.example/conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "Taken.",
+        "errors": [{"loc": ["body", "slug"], "msg": "Already used", "code": "taken"}],
+    }
 
 
 def test_message_defaults_to_title_and_errors_and_headers_are_sent(make_app) -> None:
@@ -123,6 +140,29 @@ def test_method_not_allowed_lists_allowed_methods(make_app) -> None:
     assert rv.status_code == 405
     assert set(rv.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
     assert rv.get_json()["type"] == "urn:karaffe:problem:method-not-allowed"
+
+
+@pytest.mark.parametrize(
+    ("exc", "header", "value"),
+    [
+        (TooManyRequests(retry_after=30), "Retry-After", "30"),
+        (Unauthorized(www_authenticate=WWWAuthenticate("bearer")), "WWW-Authenticate", "Bearer"),
+        (RequestedRangeNotSatisfiable(length=10), "Content-Range", "bytes */10"),
+    ],
+)
+def test_werkzeug_http_errors_keep_their_headers_on_api_routes(
+    make_app, exc, header, value
+) -> None:
+    app = make_app()
+
+    @app.get("/api/refuse")
+    def refuse() -> str:
+        raise exc
+
+    rv = app.test_client().get("/api/refuse")
+    assert rv.status_code == exc.code
+    assert rv.mimetype == "application/problem+json"
+    assert rv.headers[header] == value
 
 
 def test_too_large_body_is_a_413_problem(make_app) -> None:

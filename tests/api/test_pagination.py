@@ -144,7 +144,7 @@ def test_limit_out_of_bounds_is_422(app, limit, msg, code) -> None:
 
 INVALID = {
     "type": "urn:karaffe:problem:invalid-cursor",
-    "title": "Invalid pagination cursor",
+    "title": "Invalid cursor",
     "status": 400,
     "detail": "The cursor is malformed or was tampered with.",
     "errors": [],

@@ -33,7 +33,7 @@ def app(tmp_path: Path) -> Iterator[karaffe.App]:
         db.session.commit()
         return "ok"
 
-    @app.get("/token")
+    @app.get("/api/token")
     @login_required
     def token() -> str:
         user = request.args.get("user", type=int)
@@ -101,7 +101,7 @@ def test_a_page_token_is_bound_to_the_login_session(app: karaffe.App) -> None:
     client.post("/login", data={"email": "alice@example.org", "password": PASSWORD})
     with app.app_context():
         (session_id,) = db.session.execute(sa.text("SELECT id FROM user_session")).scalars()
-    assert grant(app, client.get("/token").text).credential == f"session:{session_id}"
+    assert grant(app, client.get("/api/token").text).credential == f"session:{session_id}"
 
 
 def test_a_token_handed_out_to_an_api_client_is_bound_to_its_api_token(app: karaffe.App) -> None:
@@ -111,11 +111,11 @@ def test_a_token_handed_out_to_an_api_client_is_bound_to_its_api_token(app: kara
         token, plaintext = create_api_token(alice, "ci")
         db.session.commit()
         token_id = token.id
-    rv = app.test_client().get("/token", headers={"Authorization": f"Bearer {plaintext}"})
+    rv = app.test_client().get("/api/token", headers={"Authorization": f"Bearer {plaintext}"})
     assert grant(app, rv.text).credential == f"api-token:{token_id}"
 
 
 def test_a_token_for_someone_else_is_bound_to_no_credential(app: karaffe.App) -> None:
     client = app.test_client()
     client.post("/login", data={"email": "alice@example.org", "password": PASSWORD})
-    assert grant(app, client.get("/token?user=2").text).credential is None
+    assert grant(app, client.get("/api/token?user=2").text).credential is None

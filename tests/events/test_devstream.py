@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
+from pydantic import BaseModel
 from relay_harness import Stream
 from werkzeug.serving import make_server
 
@@ -74,12 +75,13 @@ def test_stream_delivers_committed_events_and_resumes(
 
 
 @pytest.mark.parametrize(
-    ("params", "status", "code"),
+    ("params", "status", "slug"),
     [
-        ({}, 401, "missing_token"),
-        ({"token": "nope"}, 401, "malformed_token"),
-        ({"token": TokenSigner("other").sign("u1", ["project:1"])}, 401, "foreign_token"),
-        ({"channel": "project:2"}, 403, "channel_forbidden"),
+        ({}, 401, "missing-token"),
+        ({"token": "nope"}, 401, "malformed-token"),
+        ({"token": TokenSigner("other").sign("u1", ["project:1"])}, 401, "foreign-token"),
+        ({"channel": "project:2"}, 403, "channel-forbidden"),
+        ({"cursor": "garbage"}, 400, "invalid-cursor"),
     ],
 )
 def test_bad_requests_are_refused(
@@ -88,14 +90,29 @@ def test_bad_requests_are_refused(
     client: httpx.Client,
     params: dict[str, str],
     status: int,
-    code: str,
+    slug: str,
 ) -> None:
-    if "channel" in params:
+    if "channel" in params or "cursor" in params:
         params = {**params, "token": token_for(dev_app)}
     response = client.get(f"{base_url}/events/stream", params=params)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == code
+    assert response.json()["type"] == f"urn:karaffe:problem:{slug}"
+
+
+def test_refusals_use_the_apps_problem_formatter(dev_app: karaffe.App) -> None:
+    class Envelope(BaseModel):
+        error: str
+
+    class Formatter(karaffe.ProblemFormatter):
+        model = Envelope
+
+        def render(self, exc: karaffe.ApiException) -> BaseModel:
+            return Envelope(error=exc.slug)
+
+    dev_app.problem_formatter = Formatter()
+    response = dev_app.test_client().get("/events/stream", query_string={"token": "nope"})
+    assert (response.status_code, response.json) == (401, {"error": "malformed-token"})
 
 
 def test_revocation_ends_the_stream(
@@ -111,7 +128,7 @@ def test_revocation_ends_the_stream(
         ("auth-expired", {"reason": "revoked"})
     ]
     refused = client.get(f"{base_url}/events/stream", params={"token": token})
-    assert refused.json()["code"] == "revoked_token"
+    assert refused.json()["type"] == "urn:karaffe:problem:revoked-token"
 
 
 def test_revoking_a_credential_ends_only_its_streams(
@@ -130,7 +147,7 @@ def test_revoking_a_credential_ends_only_its_streams(
     ended.close()
     kept.close()
     refused = client.get(f"{base_url}/events/stream", params={"token": laptop})
-    assert refused.json()["code"] == "revoked_token"
+    assert refused.json()["type"] == "urn:karaffe:problem:revoked-token"
 
 
 def test_a_token_issued_after_a_revocation_is_accepted(
@@ -158,9 +175,9 @@ def test_stream_is_a_404_when_the_relay_serves_it() -> None:
     response = app.test_client().get("/events/stream")
     assert response.status_code == 404
     assert response.json == {
-        "type": "urn:karaffe:problem:not_found",
-        "title": "Not Found",
+        "type": "urn:karaffe:problem:not-found",
+        "title": "Not found",
         "status": 404,
         "detail": "Events are streamed by the relay (EVENTS_RELAY_URL).",
-        "code": "not_found",
+        "errors": [],
     }

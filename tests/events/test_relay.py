@@ -12,7 +12,8 @@ import orjson
 import pytest
 from relay_harness import RelayThread, Stream, running_relay
 
-from karaffe.events import RedisBroker, TokenSigner
+import karaffe
+from karaffe.events import Events, RedisBroker, TokenSigner
 from karaffe.events.protocol import Cursor
 from karaffe.events.relay import RelayConfig
 
@@ -104,14 +105,14 @@ def problem(response: httpx.Response) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("make_token", "status", "code"),
+    ("make_token", "status", "slug"),
     [
-        (lambda t: None, 401, "missing_token"),
-        (lambda t: "not-a-token", 401, "malformed_token"),
-        (lambda t: t()[:-2] + "xx", 401, "tampered_token"),
-        (lambda t: TokenSigner("other-app").sign("u1", ["project:1"]), 401, "foreign_token"),
-        (lambda t: TokenSigner(SECRET).sign("u1", ["project:1"], max_age=-1), 401, "expired_token"),
-        (lambda t: t("project:2"), 403, "channel_forbidden"),
+        (lambda t: None, 401, "missing-token"),
+        (lambda t: "not-a-token", 401, "malformed-token"),
+        (lambda t: t()[:-2] + "xx", 401, "tampered-token"),
+        (lambda t: TokenSigner("other-app").sign("u1", ["project:1"]), 401, "foreign-token"),
+        (lambda t: TokenSigner(SECRET).sign("u1", ["project:1"], max_age=-1), 401, "expired-token"),
+        (lambda t: t("project:2"), 403, "channel-forbidden"),
     ],
     ids=["missing", "malformed", "tampered", "foreign", "expired", "forbidden-channel"],
 )
@@ -121,7 +122,7 @@ def test_bad_tokens_are_refused_with_no_data(
     token: Callable[..., str],
     make_token: Callable[[Callable[..., str]], str | None],
     status: int,
-    code: str,
+    slug: str,
 ) -> None:
     params: dict[str, object] = {"channel": "project:1"}
     value = make_token(token)
@@ -131,9 +132,50 @@ def test_bad_tokens_are_refused_with_no_data(
     assert response.status_code == status
     body = problem(response)
     assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"] == f"urn:karaffe:problem:{code}"
+    assert body["type"] == f"urn:karaffe:problem:{slug}"
+    assert body["errors"] == []
     assert "data:" not in response.text
+
+
+def test_a_refusal_is_the_problem_the_dev_stream_renders(
+    client: httpx.Client, relay: RelayThread, token: Callable[..., str]
+) -> None:
+    app = karaffe.App("karaffe_relay_same_problem")
+    Events(app)
+    app.configure({"TESTING": True, "SECRET_KEY": SECRET}, environ={})
+    tampered = token()[:-2] + "xx"
+    response = client.get(f"{relay.url}/events/stream", params={"token": tampered})
+    dev = app.test_client().get("/events/stream", query_string={"token": tampered})
+    assert (response.status_code, dev.status_code) == (401, 401)
+    assert dev.content_type == "application/problem+json"
+    assert (
+        problem(response)
+        == dev.json
+        == {
+            "type": "urn:karaffe:problem:tampered-token",
+            "title": "Tampered channel token",
+            "status": 401,
+            "detail": "The channel token's signature does not match its content.",
+            "errors": [],
+        }
+    )
+
+
+def test_refusals_name_the_apps_problem_types(redis_url: str, client: httpx.Client) -> None:
+    app = karaffe.App("karaffe_relay_type_base")
+    Events(app)
+    app.configure(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "REDIS_URL": redis_url,
+            "PROBLEM_TYPE_BASE": "https://errors.example/",
+        },
+        environ={},
+    )
+    with running_relay(RelayConfig.from_app(app)) as relay:
+        response = client.get(f"{relay.url}/events/stream")
+    assert problem(response)["type"] == "https://errors.example/missing-token"
 
 
 def test_malformed_cursor_is_a_400(
@@ -145,9 +187,13 @@ def test_malformed_cursor_is_a_400(
         headers={"Last-Event-ID": "garbage"},
     )
     assert response.status_code == 400
-    body = problem(response)
-    assert body["code"] == "invalid_cursor"
-    assert body["detail"] == "cursor segment 0 is malformed: 'garbage'"
+    assert problem(response) == {
+        "type": "urn:karaffe:problem:invalid-cursor",
+        "title": "Invalid cursor",
+        "status": 400,
+        "detail": "cursor segment 0 is malformed: 'garbage'",
+        "errors": [],
+    }
 
 
 def test_token_in_a_cookie_is_accepted(
@@ -348,7 +394,7 @@ def test_revocation_cuts_open_streams_and_refuses_old_tokens(
     assert data(other.read(1)[0])["id"] == event.id  # type: ignore[index]
     response = client.get(f"{relay.url}/events/stream", params={"token": old})
     assert response.status_code == 401
-    assert problem(response)["code"] == "revoked_token"
+    assert problem(response)["type"] == "urn:karaffe:problem:revoked-token"
 
 
 def test_revoking_a_credential_cuts_only_the_streams_bound_to_it(
@@ -368,7 +414,7 @@ def test_revoking_a_credential_cuts_only_the_streams_bound_to_it(
     event = broker.publish("project:1", "still", b"1")
     assert data(kept.read(1)[0])["id"] == event.id  # type: ignore[index]
     response = client.get(f"{relay.url}/events/stream", params={"token": laptop})
-    assert problem(response)["code"] == "revoked_token"
+    assert problem(response)["type"] == "urn:karaffe:problem:revoked-token"
     time.sleep(0.01)  # tokens carry their issue time to the millisecond
     fresh = signer.sign("u9", ["project:1"], credential="session:1")
     open_stream({"token": fresh})
@@ -395,13 +441,13 @@ def test_healthz_and_metrics(
     assert "karaffe_relay_connections 1\n" in metrics
     assert "karaffe_relay_events_in_total 1\n" in metrics
     assert "karaffe_relay_deliveries_total 1\n" in metrics
-    assert 'karaffe_relay_refused_total{code="missing_token"} 1\n' in metrics
+    assert 'karaffe_relay_refused_total{code="missing-token"} 1\n' in metrics
 
 
 def test_unknown_path_is_a_404_problem(client: httpx.Client, relay: RelayThread) -> None:
     response = client.get(f"{relay.url}/nope")
     assert response.status_code == 404
-    assert problem(response)["code"] == "not_found"
+    assert problem(response)["type"] == "urn:karaffe:problem:not-found"
 
 
 def test_cors_allows_listed_origins_only(redis_url: str, prefix: str, client: httpx.Client) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from itsdangerous.encoding import base64_encode
 
+from karaffe.api.errors import ApiException, problem_document
 from karaffe.events.tokens import (
     ChannelForbidden,
     ChannelTokenError,
@@ -13,6 +16,7 @@ from karaffe.events.tokens import (
     ForeignToken,
     MalformedToken,
     MissingToken,
+    RevokedToken,
     TamperedToken,
     TokenSigner,
 )
@@ -49,7 +53,7 @@ def test_expired_token_is_rejected(signer: TokenSigner) -> None:
     token = signer.sign(1, ["a"], now=NOW, max_age=5)
     with pytest.raises(ExpiredToken) as info:
         signer.verify(token, now=NOW + 5)
-    assert (info.value.status, info.value.code) == (401, "expired_token")
+    assert (info.value.status, info.value.slug) == (401, "expired-token")
 
 
 def test_tampered_token_is_rejected(signer: TokenSigner) -> None:
@@ -59,7 +63,7 @@ def test_tampered_token_is_rejected(signer: TokenSigner) -> None:
     forged = base64_encode(orjson.dumps({**claims, "c": ["project:9"]})).decode()
     with pytest.raises(TamperedToken) as info:
         signer.verify(f"{forged}.{signed_at}.{sig}", now=NOW)
-    assert (info.value.status, info.value.code) == (401, "tampered_token")
+    assert (info.value.status, info.value.slug) == (401, "tampered-token")
 
 
 def test_token_with_a_changed_signature_is_tampered(signer: TokenSigner) -> None:
@@ -73,7 +77,7 @@ def test_foreign_token_is_rejected(signer: TokenSigner) -> None:
     token = TokenSigner("another-apps-secret").sign(1, ["a"], now=NOW)
     with pytest.raises(ForeignToken) as info:
         signer.verify(token, now=NOW)
-    assert (info.value.status, info.value.code) == (401, "foreign_token")
+    assert (info.value.status, info.value.slug) == (401, "foreign-token")
 
 
 @pytest.mark.parametrize(
@@ -84,7 +88,7 @@ def test_foreign_token_is_rejected(signer: TokenSigner) -> None:
 def test_malformed_token_is_rejected(signer: TokenSigner, token: str) -> None:
     with pytest.raises(MalformedToken) as info:
         signer.verify(token, now=NOW)
-    assert (info.value.status, info.value.code) == (401, "malformed_token")
+    assert (info.value.status, info.value.slug) == (401, "malformed-token")
 
 
 def test_signed_payload_of_the_wrong_shape_is_malformed(signer: TokenSigner) -> None:
@@ -97,7 +101,7 @@ def test_signed_payload_of_the_wrong_shape_is_malformed(signer: TokenSigner) -> 
 def test_missing_token_is_rejected(signer: TokenSigner, token: str | None) -> None:
     with pytest.raises(MissingToken) as info:
         signer.verify(token)
-    assert (info.value.status, info.value.code) == (401, "missing_token")
+    assert (info.value.status, info.value.slug) == (401, "missing-token")
 
 
 def test_rotated_key_still_accepts_old_tokens_for_a_grace_period() -> None:
@@ -117,7 +121,7 @@ def test_grant_refuses_a_channel_it_does_not_hold(signer: TokenSigner) -> None:
     assert grant.check_channels([]) == ("a", "b")
     with pytest.raises(ChannelForbidden) as info:
         grant.check_channels(["a", "c"])
-    assert (info.value.status, info.value.code) == (403, "channel_forbidden")
+    assert (info.value.status, info.value.slug) == (403, "channel-forbidden")
     assert "'c'" in info.value.detail
 
 
@@ -133,3 +137,32 @@ def test_signing_needs_channels_and_a_secret() -> None:
         TokenSigner("s").sign(1, [])
     with pytest.raises(ValueError, match="secret key is required"):
         TokenSigner("")
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ChannelTokenError, 401),
+        (MissingToken, 401),
+        (MalformedToken, 401),
+        (TamperedToken, 401),
+        (ForeignToken, 401),
+        (ExpiredToken, 401),
+        (RevokedToken, 401),
+        (ChannelForbidden, 403),
+    ],
+)
+def test_token_errors_are_api_problems_with_kebab_case_types(
+    error: type[ChannelTokenError], status: int
+) -> None:
+    exc = error()
+    assert isinstance(exc, ApiException)
+    assert re.fullmatch(r"[a-z]+(-[a-z]+)+", exc.slug)
+    # No app needed: the relay renders them outside Flask.
+    assert problem_document(exc, type_base="urn:karaffe:problem:").model_dump() == {
+        "type": f"urn:karaffe:problem:{exc.slug}",
+        "title": error.title,
+        "status": status,
+        "detail": error.detail,
+        "errors": [],
+    }

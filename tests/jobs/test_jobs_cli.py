@@ -193,8 +193,16 @@ def test_the_scheduler_runs_due_ticks_once_and_jobs_shows_the_last_run(
     assert " succeeded in " in hello
 
 
+def script_env(package_dir: Path) -> dict[str, str]:
+    """The environment of a ``karaffe`` subprocess: the throwaway package is
+    importable, and so is the karaffe under test (the script's own install
+    may be another checkout)."""
+    paths = [str(package_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def run_karaffe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    env = script_env(cwd)
     env.pop("FLASK_APP", None)
     return subprocess.run(
         [KARAFFE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
@@ -242,7 +250,7 @@ def test_the_scheduler_runs_until_sigterm_then_stops_cleanly(
             {"JOBS_BACKEND": f"sqlite:///{tmp_path / 'jobs.sqlite3'}", "JOBS_POLL_SECONDS": 0.05}
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = script_env(tmp_path)
     proc = subprocess.Popen(
         [KARAFFE, "--app", app_package, "scheduler", "--config", "c.json"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -201,7 +201,7 @@ def assert_refused(tracker: Tracker, config: dict[str, t.Any]) -> None:
     for url in tracker.stream_urls:
         rv = httpx.get(url, params={"channel": config["channels"], "token": config["token"]})
         assert rv.status_code in (401, 403), rv.text
-        assert rv.json()["code"] == "revoked_token"
+        assert rv.json()["type"] == "urn:karaffe:problem:revoked-token"
         assert "data:" not in rv.text
 
 

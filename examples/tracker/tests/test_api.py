@@ -327,7 +327,9 @@ def test_patch_issue_closes_reassigns_and_relabels(api, world, count):
         ({"label_ids": None}, ["body", "label_ids"], "null"),
         ({"assignee_id": 999999}, ["body", "assignee_id"], "unknown"),
         ({"assignee_id": True}, ["body", "assignee_id"], "int_type"),
-        ({"assignee_id": -1}, ["body", "assignee_id"], "greater_than"),
+        ({"assignee_id": -1}, ["body", "assignee_id"], "greater_than_equal"),
+        ({"assignee_id": 2**63}, ["body", "assignee_id"], "less_than_equal"),
+        ({"label_ids": [2**63]}, ["body", "label_ids", 0], "less_than_equal"),
     ],
 )
 def test_bad_patch_changes_nothing(api, world, count, body, loc, code):

@@ -28,7 +28,7 @@ def live_url(tmp_path: Path) -> Iterator[str]:
     """The tracker with demo data, served by a real HTTP server in a thread."""
     app = create_app(
         {
-            "SECRET_KEY": "browser-test",
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
             "DATABASE_URL": f"sqlite:///{tmp_path}/browser.sqlite",
             "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         }

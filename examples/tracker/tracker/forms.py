@@ -27,6 +27,9 @@ MESSAGES: dict[str, str] = {
     "string_pattern_mismatch": "Enter a valid value.",
     "int_parsing": "Choose a valid option.",
     "literal_error": "Choose a valid option.",
+    # Ids out of the database's range (karaffe.ids.Id).
+    "greater_than_equal": "Choose a valid option.",
+    "less_than_equal": "Choose a valid option.",
 }
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from karaffe.auth import User, utcnow
-from karaffe.db import Model
+from karaffe.db import Model, UTCDateTime
 from karaffe.tenancy import OrgOwned
 
 __all__ = ["Comment", "Invitation", "Issue", "Label", "Project", "issue_labels"]
@@ -41,7 +41,7 @@ class Project(OrgOwned, Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     description: Mapped[str] = mapped_column(sa.Text, default="")
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     def __repr__(self) -> str:
         return f"<Project {self.id} {self.name!r}>"
@@ -83,10 +83,8 @@ class Issue(OrgOwned, Model):
     author_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
     )
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     project: Mapped[Project] = relationship()
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
@@ -110,7 +108,7 @@ class Comment(OrgOwned, Model):
         sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
     )
     body: Mapped[str] = mapped_column(sa.Text)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     author: Mapped[User | None] = relationship(lazy="joined")
 
@@ -130,13 +128,11 @@ class Invitation(OrgOwned, Model):
     created_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
     )
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     accepted_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
     )
-    accepted_at: Mapped[dt.datetime | None] = mapped_column(
-        sa.DateTime(timezone=True), default=None
-    )
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])

@@ -12,14 +12,13 @@ import datetime as dt
 import typing as t
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
 )
-from pydantic_core import PydanticCustomError
+
+from karaffe.ids import Id
 
 #: A one-line name or title: surrounding whitespace is dropped, empty is refused.
 Line = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -39,24 +38,10 @@ Email = t.Annotated[
 Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands timestamps back naive; they were stored in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+#: A timestamp as the API sends it: always with its UTC offset, since the
+#: columns are :class:`karaffe.db.UTCDateTime`.
+Timestamp = dt.datetime
 
-
-#: A timestamp as the API sends it: always with its UTC offset.
-Timestamp = t.Annotated[dt.datetime, AfterValidator(_utc)]
-
-
-def _not_bool(value: t.Any) -> t.Any:
-    """JSON ``true`` is not the id 1."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
-
-
-#: The id of a row: a positive integer (``"12"`` from a form is fine, ``true`` is not).
-Id = t.Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 
 Status = t.Literal["open", "closed"]
 Role = t.Literal["owner", "admin", "member"]

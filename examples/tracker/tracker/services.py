@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import typing as t
 import unicodedata
 
 import sqlalchemy as sa
@@ -33,8 +34,10 @@ from karaffe.tenancy import (
     ROLES,
     Membership,
     Organization,
+    OrgOwned,
     available_organization_ids,
     create_organization,
+    get_or_404,
     unscoped,
 )
 
@@ -46,6 +49,8 @@ from .settings import TrackerSettings
 
 #: What invitation links are signed for (see karaffe.signing).
 INVITATION_SALT = "tracker.invitation"
+
+M = t.TypeVar("M", bound=OrgOwned)
 
 
 def _rank(role: str | None) -> int:
@@ -88,6 +93,15 @@ def require_role(org_id: int, user: User, needed: str) -> str:
     if _rank(role) < _rank(needed):
         raise Forbidden(f"Only an organization {needed} can do this.")
     return role
+
+
+def get_visible(model: type[M], ident: int) -> M:
+    """The ``model`` row (a project, label, issue, comment...) with primary
+    key ``ident``, if the current scope may see it; else 404, the same for a
+    row that does not exist and for another organization's."""
+    row = get_or_404(model, ident)
+    require_visible(row.organization_id)
+    return row
 
 
 def organizations_of(user: User) -> list[tuple[Organization, str]]:
@@ -246,10 +260,7 @@ def read_invitation(token: str) -> Invitation:
         ).scalar_one_or_none()
         if invitation is None or invitation.accepted_at is not None:
             raise NotFound("This invitation link was already used or withdrawn.")
-        expires = invitation.expires_at
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.UTC)
-        if expires <= utcnow():
+        if invitation.expires_at <= utcnow():
             raise _Gone()
         # Load what the page shows while still allowed to see it.
         _ = invitation.organization.name, invitation.created_by
@@ -275,17 +286,6 @@ def accept_invitation(token: str, user: User) -> Organization:
 
 
 # -- projects ----------------------------------------------------------------------------
-
-
-def get_project(project_id: int, user: User) -> Project:
-    """The project, if ``user`` may see it; else 404."""
-    project = db.session.execute(
-        sa.select(Project).where(Project.id == project_id)
-    ).scalar_one_or_none()
-    if project is None:
-        raise NotFound("The requested resource was not found.")
-    require_visible(project.organization_id)
-    return project
 
 
 def projects_of(org_id: int) -> list[Project]:
@@ -353,14 +353,6 @@ def create_label(org_id: int, actor: User, name: str) -> Label:
     return label
 
 
-def get_label(label_id: int, user: User) -> Label:
-    label = db.session.execute(sa.select(Label).where(Label.id == label_id)).scalar_one_or_none()
-    if label is None:
-        raise NotFound("The requested resource was not found.")
-    require_visible(label.organization_id)
-    return label
-
-
 def delete_label(label: Label, actor: User) -> None:
     require_role(label.organization_id, actor, "admin")
     db.session.delete(label)
@@ -368,15 +360,6 @@ def delete_label(label: Label, actor: User) -> None:
 
 
 # -- issues ------------------------------------------------------------------------------
-
-
-def get_issue(issue_id: int, user: User) -> Issue:
-    """The issue, if ``user`` may see it; else 404."""
-    issue = db.session.execute(sa.select(Issue).where(Issue.id == issue_id)).scalar_one_or_none()
-    if issue is None:
-        raise NotFound("The requested resource was not found.")
-    require_visible(issue.organization_id)
-    return issue
 
 
 def _check_assignee(org_id: int, assignee_id: int | None) -> None:
@@ -518,16 +501,6 @@ def add_comment(issue: Issue, actor: User, body: str) -> Comment:
     issue.updated_at = utcnow()
     db.session.flush()
     live.comment_added(comment, issue)
-    return comment
-
-
-def get_comment(comment_id: int, user: User) -> Comment:
-    comment = db.session.execute(
-        sa.select(Comment).where(Comment.id == comment_id)
-    ).scalar_one_or_none()
-    if comment is None:
-        raise NotFound("The requested resource was not found.")
-    require_visible(comment.organization_id)
     return comment
 
 

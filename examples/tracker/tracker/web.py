@@ -6,12 +6,13 @@ from __future__ import annotations
 import typing as t
 from urllib.parse import urlencode
 
-from flask import Flask, abort, current_app, flash, redirect, render_template, request
+from flask import abort, current_app, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, NotFound
 
+import karaffe
 from karaffe import InvalidCursor, Page, ValidationFailed, paginate
 from karaffe.auth import User, get_user, require_user
 from karaffe.tenancy import get_current_org
@@ -73,25 +74,22 @@ def template_context() -> dict[str, t.Any]:
     return {"viewer": user, "viewer_orgs": orgs}
 
 
-def handle_http_error(exc: HTTPException) -> ResponseReturnValue:
-    """HTML error pages for HTML routes; the problem document on API routes."""
-    app = t.cast(t.Any, current_app)
-    if app.is_api_request():
-        return app.handle_http_exception_for_api(exc)  # type: ignore[no-any-return]
-    if exc.code is None or exc.code < 400:
-        return exc
+def error_page(exc: HTTPException) -> ResponseReturnValue:
+    """The tracker's page for an HTTP error on an HTML route (API routes keep
+    their problem documents)."""
+    code = exc.code or 500  # always set: karaffe passes errors of 400 and up
     try:
         body = render_template(
-            "errors/error.html", code=exc.code, name=exc.name, description=exc.description
+            "errors/error.html", code=code, name=exc.name, description=exc.description
         )
     except Exception:  # an error page must never fail: fall back to Werkzeug's
         current_app.logger.exception("error page failed to render")
         return exc
-    return body, exc.code, dict(exc.get_headers())
+    return body, code, dict(exc.get_headers())
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: karaffe.App) -> None:
     app.context_processor(template_context)
     app.add_template_global(csrf_field)
     app.add_template_global(live_script)
-    app.register_error_handler(HTTPException, handle_http_error)
+    app.html_errorhandler(error_page)

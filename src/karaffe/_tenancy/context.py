@@ -18,7 +18,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.sql import visitors
 
 from ..api.errors import Forbidden
-from ..auth import User, get_user
+from ..auth import User, get_user, user_changed
 from ..db import Model, db, is_flushing
 from .models import Membership, Organization, OrgOwned
 
@@ -36,7 +36,7 @@ __all__ = [
 
 log = logging.getLogger("karaffe.tenancy")
 
-#: The ``g`` key of the request's scope (cleared by login and logout).
+#: The ``g`` key of the request's scope (forgotten on login and logout).
 REQUEST_SCOPE_KEY = "_karaffe_org_ids"
 
 
@@ -158,6 +158,13 @@ def current_scope() -> Scope:
             setattr(g, REQUEST_SCOPE_KEY, scope)
         return t.cast(Scope, scope)
     return _NOTHING
+
+
+@user_changed.connect
+def _forget_request_scope(sender: Flask, user: User | None = None, **extra: t.Any) -> None:
+    """A login or a logout in a request: from now on the request acts for
+    the new user (or for nobody), not for the one its scope was made for."""
+    g.pop(REQUEST_SCOPE_KEY, None)
 
 
 def available_organization_ids() -> frozenset[int]:

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
 
 from ..auth import User, utcnow
-from ..db import Model, after_commit, db
+from ..db import Model, UTCDateTime, after_commit, db
 from ..signals import membership_changed
 
 __all__ = [
@@ -48,7 +48,7 @@ class Organization(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     slug: Mapped[str] = mapped_column(sa.String(100), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="organization", cascade="all, delete-orphan", passive_deletes=True
@@ -91,7 +91,7 @@ class Membership(OrgOwned, Model):
     )
     # The role before a change is loaded, so that a change can say what it was.
     role: Mapped[str] = mapped_column(sa.String(20), default="member", active_history=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     user: Mapped[User] = relationship()
     organization: Mapped[Organization] = relationship(back_populates="memberships")

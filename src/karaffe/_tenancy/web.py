@@ -10,12 +10,14 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, g, has_request_context
 from werkzeug.exceptions import Forbidden as HTTPForbidden
+from werkzeug.exceptions import NotFound as HTTPNotFound
 from werkzeug.local import LocalProxy
 
 from ..api.errors import Forbidden, NotFound
 from ..auth import get_user, require_user
 from ..config import Settings
 from ..db import db
+from ..ids import is_id
 from .context import CrossOrgWrite, current_scope, install_raw_sql_guard
 from .models import Membership, Organization, role_rank
 
@@ -54,12 +56,15 @@ _ROLE_KEY = "_karaffe_org_role"
 _MISSING = object()
 
 
+_NOT_FOUND = "The requested resource was not found."
+
+
 def _not_found() -> t.NoReturn:
     """The answer for a missing object and for another organization's,
     exactly alike."""
-    if getattr(current_app, "is_api_request", lambda: False)():
-        raise NotFound("The requested resource was not found.")
-    abort(404)
+    if has_request_context() and getattr(current_app, "is_api_request", lambda: False)():
+        raise NotFound(_NOT_FOUND)
+    raise HTTPNotFound(_NOT_FOUND)
 
 
 def get_current_org() -> Organization | None:
@@ -154,6 +159,8 @@ def get_or_404(model: type[M], ident: t.Any) -> M:
     one. (Unlike ``session.get``, it never answers from the identity map.)"""
     mapper = sa.inspect(model)
     (pk,) = mapper.primary_key
+    if isinstance(ident, int) and not is_id(ident):
+        _not_found()  # past the database's range: no such row, and no overflow
     row = db.session.execute(sa.select(model).where(pk == ident)).scalar_one_or_none()
     if row is None:
         _not_found()

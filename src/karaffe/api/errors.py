@@ -56,6 +56,7 @@ __all__ = [
     "UnsupportedMediaType",
     "ValidationFailed",
     "exception_for_status",
+    "problem_document",
 ]
 
 
@@ -125,8 +126,11 @@ class ApiException(Exception):
         self.headers = dict(headers or {})
         super().__init__(self.message)
 
-    def type_uri(self) -> str:
-        base = CoreSettings.of().problem_type_base
+    def type_uri(self, base: str | None = None) -> str:
+        """``base`` + :attr:`slug`; ``base`` is the app's ``PROBLEM_TYPE_BASE``
+        when not given (which needs an app context)."""
+        if base is None:
+            base = CoreSettings.of().problem_type_base
         return f"{base}{self.slug}"
 
 
@@ -137,9 +141,12 @@ class MalformedJson(ApiException):
 
 
 class InvalidCursor(ApiException):
+    """A pagination cursor, or an event stream's resume position, that
+    cannot be used."""
+
     status = 400
     slug = "invalid-cursor"
-    title = "Invalid pagination cursor"
+    title = "Invalid cursor"
 
 
 class Unauthorized(ApiException):
@@ -260,9 +267,9 @@ def from_http_exception(exc: HTTPException) -> ApiException:
     """The API equivalent of a Werkzeug HTTP error (404 for an unknown URL, 405...)."""
     status = exc.code or 500
     cls = exception_for_status(status)
-    headers: dict[str, str] = {}
-    if status == 405 and getattr(exc, "valid_methods", None):
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    # Only the body changes: what the error says in its headers (Allow,
+    # WWW-Authenticate, Retry-After, Content-Range) is kept.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     # Werkzeug's descriptions are written for HTML pages ("If you entered the
     # URL manually please check your spelling"); the class title reads better.
     message = cls.title if status >= 500 else _first_sentence(exc.description) or cls.title
@@ -273,6 +280,23 @@ def _first_sentence(text: str | None) -> str:
     if not text:
         return ""
     return text.split(". ")[0].rstrip(".") + "."
+
+
+def problem_document(exc: ApiException, *, type_base: str | None = None) -> Problem:
+    """``exc`` as an RFC 9457 problem document: the one envelope.
+
+    :class:`ProblemFormatter` renders every API error with it; the event
+    relay, which serves requests without a Flask app, renders its refusals
+    with it too, passing the app's ``PROBLEM_TYPE_BASE`` as ``type_base``
+    (without it, the ``type`` is read from the current app's config).
+    """
+    return Problem(
+        type=exc.type_uri(type_base),
+        title=exc.title,
+        status=exc.status,
+        detail=exc.message,
+        errors=exc.errors,
+    )
 
 
 class ProblemFormatter:
@@ -286,13 +310,7 @@ class ProblemFormatter:
     mimetype: str = "application/problem+json"
 
     def render(self, exc: ApiException) -> BaseModel:
-        return Problem(
-            type=exc.type_uri(),
-            title=exc.title,
-            status=exc.status,
-            detail=exc.message,
-            errors=exc.errors,
-        )
+        return problem_document(exc)
 
     def to_response(self, exc: ApiException) -> Response:
         body = self.render(exc)

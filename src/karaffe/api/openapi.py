@@ -28,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ..config import CoreSettings
+from ..ids import MAX_ID
 from .errors import ProblemFormatter
 from .result import ApiResult
 from .validation import EndpointSpec, endpoint_spec
@@ -42,6 +43,7 @@ _CONVERTER_SCHEMAS: dict[str, dict[str, t.Any]] = {
     "IntegerConverter": {"type": "integer"},
     "FloatConverter": {"type": "number"},
     "UUIDConverter": {"type": "string", "format": "uuid"},
+    "IdConverter": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
 }
 _PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 

@@ -1,14 +1,15 @@
-"""``flask karaffe relay`` / ``karaffe relay``: serve the event relay."""
+"""``flask karaffe relay`` / ``karaffe relay``: serve the event relay, added to
+the app's ``flask karaffe`` group by :class:`karaffe.events.Events`."""
 
 from __future__ import annotations
 
 import click
-from flask import current_app
-from flask.cli import AppGroup
+from flask import Flask, current_app
 
+from ..cli import command_group
 from .settings import EventsSettings
 
-__all__ = ["register"]
+__all__ = ["init_app", "relay_command"]
 
 
 @click.command("relay")
@@ -33,6 +34,6 @@ def relay_command(host: str | None, port: int | None, log_level: str) -> None:
     )
 
 
-def register(group: AppGroup) -> None:
-    """Add the events commands to karaffe's command group."""
-    group.add_command(relay_command)
+def init_app(app: Flask) -> None:
+    """Add the events commands to the app's ``flask karaffe`` group."""
+    command_group(app).add_command(relay_command)

@@ -13,13 +13,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
+from ..api.errors import (
+    ApiException,
+    InvalidCursor,
+    NotFound,
+    ProblemFormatter,
+    exception_for_status,
+)
 from .brokers import MemoryBroker, unpack_revocation
 from .protocol import Cursor, CursorError, comment, unpack_message
 from .session import StreamSession, control
 from .settings import EventsSettings
-from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, is_revoked, problem_body
+from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, is_revoked
 
 __all__ = ["make_blueprint", "stream"]
 
@@ -42,10 +49,11 @@ def make_blueprint() -> Blueprint:
     return bp
 
 
-def _problem(status: int, code: str, detail: str) -> Response:
-    return Response(
-        problem_body(status, code, detail), status=status, mimetype="application/problem+json"
-    )
+def _refuse(exc: ApiException) -> Response:
+    """The app's problem response for ``exc`` (this route is not under the
+    API prefixes, and the app may be a plain Flask app)."""
+    formatter = getattr(current_app, "problem_formatter", None) or ProblemFormatter()
+    return formatter.to_response(exc)
 
 
 def stream() -> Response:
@@ -55,9 +63,10 @@ def stream() -> Response:
     state = state_for()
     broker = state.broker
     if not state.serves_stream:
-        return _problem(404, "not_found", "Events are streamed by the relay (EVENTS_RELAY_URL).")
+        return _refuse(NotFound("Events are streamed by the relay (EVENTS_RELAY_URL)."))
     if not isinstance(broker, MemoryBroker):
-        return _problem(501, "not_implemented", "The app streams with the memory broker only.")
+        not_implemented = exception_for_status(501)
+        return _refuse(not_implemented("The app streams with the memory broker only."))
     settings = EventsSettings.of()
     token = request.args.get("token") or request.cookies.get(settings.events_cookie_name)
     try:
@@ -66,18 +75,17 @@ def stream() -> Response:
         if _revoked(broker, grant):
             raise RevokedToken()
     except ChannelTokenError as exc:
-        return _problem(exc.status, exc.code, exc.detail)
+        return _refuse(exc)
     raw_cursor = request.headers.get("Last-Event-ID") or request.args.get("cursor") or ""
     try:
         cursor = Cursor.parse(raw_cursor)
     except CursorError as exc:
-        return _problem(400, "invalid_cursor", str(exc))
+        return _refuse(InvalidCursor(str(exc)))
     listener = broker.listen(channels)
     if _revoked(broker, grant):
         # Revoked between the check and listening: no announcement will come.
         broker.unlisten(listener)
-        error = RevokedToken()
-        return _problem(error.status, error.code, error.detail)
+        return _refuse(RevokedToken())
     session = StreamSession(channels, cursor, broker.positions(channels))
     body = _generate(
         broker,

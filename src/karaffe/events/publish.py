@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from ..config import ConfigError, CoreSettings
 from ..signals import credentials_revoked, membership_changed
 from .brokers import Broker, MemoryBroker, RedisBroker
+from .cli import init_app as add_commands
 from .protocol import Event, dump_data, encode_cursor, validate_channel, validate_type
 from .settings import EventsSettings
 from .tokens import TokenSigner
@@ -131,6 +132,7 @@ class Events:
         app.add_template_global(channel_token, "channel_token")
         app.add_template_global(cursor, "events_cursor")
         app.add_template_global(lambda: stream_url(), "events_stream_url")
+        add_commands(app)
 
     def make_broker(self, app: Flask) -> Broker:
         """The broker named by ``EVENTS_BROKER`` (``auto``: redis when

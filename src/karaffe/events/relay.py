@@ -37,6 +37,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from ..api.errors import (
+    ApiException,
+    InvalidCursor,
+    NotFound,
+    exception_for_status,
+    problem_document,
+)
 from .brokers import (
     READ_SCRIPT,
     History,
@@ -47,14 +54,7 @@ from .brokers import (
 )
 from .protocol import START, ZERO, Cursor, CursorError, Position, StreamId, comment, event_tail
 from .session import StreamSession, control
-from .tokens import (
-    ChannelGrant,
-    ChannelTokenError,
-    RevokedToken,
-    TokenSigner,
-    is_revoked,
-    problem_body,
-)
+from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, TokenSigner, is_revoked
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -90,6 +90,8 @@ class RelayConfig:
     direct_writes: bool = True
     #: ``redis_url`` is a Redis Cluster: cluster client, sharded pub/sub.
     cluster: bool = False
+    #: The app's ``PROBLEM_TYPE_BASE``: refusals name the same problem types.
+    problem_type_base: str = "urn:karaffe:problem:"
 
     @classmethod
     def from_app(cls, app: Flask) -> RelayConfig:
@@ -113,6 +115,7 @@ class RelayConfig:
             replay_limit=events.events_replay_limit,
             cookie_name=events.events_cookie_name,
             cluster=events.events_redis_cluster,
+            problem_type_base=core.problem_type_base,
         )
 
 
@@ -861,12 +864,8 @@ class Relay:
             body = self.metrics.render(len(self.hub.feeds))
             await self.respond(send, 200, body, b"text/plain; version=0.0.4")
         else:
-            await self.respond(
-                send,
-                404,
-                problem_body(404, "not_found", "No such endpoint."),
-                b"application/problem+json",
-            )
+            not_found = NotFound("No such endpoint.")
+            await self.respond(send, 404, self.problem(not_found), b"application/problem+json")
 
     async def respond(
         self,
@@ -908,14 +907,19 @@ class Relay:
             ]
         return out
 
-    def refuse(
-        self, send: Send, scope: Scope, status: int, code: str, detail: str
-    ) -> Awaitable[None]:
-        self.metrics.refused[code] = self.metrics.refused.get(code, 0) + 1
+    def problem(self, exc: ApiException) -> bytes:
+        """The problem document of ``exc``, as the app's formatter renders it
+        by default (there is no Flask app here to ask)."""
+        body = problem_document(exc, type_base=self.config.problem_type_base)
+        return body.model_dump_json().encode()
+
+    def refuse(self, send: Send, scope: Scope, exc: ApiException) -> Awaitable[None]:
+        """Answer a stream request with the problem ``exc``, counted by its slug."""
+        self.metrics.refused[exc.slug] = self.metrics.refused.get(exc.slug, 0) + 1
         return self.respond(
             send,
-            status,
-            problem_body(status, code, detail),
+            exc.status,
+            self.problem(exc),
             b"application/problem+json",
             self.cors_headers(scope),
         )
@@ -947,14 +951,15 @@ class Relay:
     async def open(self, scope: Scope, send: Send) -> Connection | None:
         """The connection for a stream request, or ``None`` after refusing it."""
         if self.closing:
-            await self.refuse(send, scope, 503, "shutting_down", "The relay is shutting down.")
+            unavailable = exception_for_status(503)("The relay is shutting down.")
+            await self.refuse(send, scope, unavailable)
             return None
         if not self.hub.started:
             await self.hub.start()
         try:
             grant, channels = await self.authorize(scope)
         except ChannelTokenError as exc:
-            await self.refuse(send, scope, exc.status, exc.code, exc.detail)
+            await self.refuse(send, scope, exc)
             return None
         raw = _header(scope, b"last-event-id")
         if raw is None:
@@ -963,7 +968,7 @@ class Relay:
         try:
             cursor = Cursor.parse(raw.decode("latin-1"))
         except CursorError as exc:
-            await self.refuse(send, scope, 400, "invalid_cursor", str(exc))
+            await self.refuse(send, scope, InvalidCursor(str(exc)))
             return None
         conn = Connection(self.hub, send, StreamSession(channels, cursor), grant)
         await send(

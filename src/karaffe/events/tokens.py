@@ -6,16 +6,17 @@ app's secret, verifies it without a database. Tokens are signed by
 :class:`karaffe.signing.Signer` (itsdangerous) with ``SECRET_KEY``;
 ``SECRET_KEY_FALLBACKS`` are still accepted while keys rotate.
 
-Errors, each with its HTTP status and a stable ``code``::
+Errors are :class:`karaffe.ApiException` subclasses, so a refused stream gets
+the same problem document as any API error, its ``type`` ending in the slug::
 
-    ChannelTokenError            401 invalid_token
-    ├── MissingToken             401 missing_token
-    ├── MalformedToken           401 malformed_token
-    ├── TamperedToken            401 tampered_token   (our key, bad signature)
-    ├── ForeignToken             401 foreign_token    (signed by another secret)
-    ├── ExpiredToken             401 expired_token
-    ├── RevokedToken             401 revoked_token    (access or credential revoked since)
-    └── ChannelForbidden         403 channel_forbidden (valid, but not for that channel)
+    ChannelTokenError            401 invalid-token
+    ├── MissingToken             401 missing-token
+    ├── MalformedToken           401 malformed-token
+    ├── TamperedToken            401 tampered-token    (our key, bad signature)
+    ├── ForeignToken             401 foreign-token     (signed by another secret)
+    ├── ExpiredToken             401 expired-token
+    ├── RevokedToken             401 revoked-token     (access or credential revoked since)
+    └── ChannelForbidden         403 channel-forbidden (valid, but not for that channel)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadData, BadSignature
 
+from ..api.errors import ApiException
 from ..signing import CHANNEL_TOKEN_SALT, Signer
 from .protocol import ProtocolError, validate_channel
 
@@ -42,65 +44,64 @@ __all__ = [
     "TamperedToken",
     "TokenSigner",
     "is_revoked",
-    "problem_body",
 ]
 
 
-class ChannelTokenError(Exception):
-    """A channel token cannot be used. ``status`` and ``code`` say how the
-    relay answers; ``detail`` never contains the token."""
+class ChannelTokenError(ApiException):
+    """A channel token cannot be used. The class says why; ``detail`` (the
+    problem's ``detail``) never contains the token."""
 
-    status: int = 401
-    code: str = "invalid_token"
+    status = 401
+    slug = "invalid-token"
+    title = "Invalid channel token"
+    #: The ``detail`` when none is given.
     detail: str = "The channel token is invalid."
 
     def __init__(self, detail: str | None = None) -> None:
-        if detail is not None:
-            self.detail = detail
-        super().__init__(self.detail)
+        super().__init__(detail or type(self).detail)
+        self.detail = self.message
 
 
 class MissingToken(ChannelTokenError):
-    code = "missing_token"
+    slug = "missing-token"
+    title = "Channel token required"
     detail = "A channel token is required (cookie or `token` query parameter)."
 
 
 class MalformedToken(ChannelTokenError):
-    code = "malformed_token"
+    slug = "malformed-token"
+    title = "Malformed channel token"
     detail = "The channel token is malformed."
 
 
 class TamperedToken(ChannelTokenError):
-    code = "tampered_token"
+    slug = "tampered-token"
+    title = "Tampered channel token"
     detail = "The channel token's signature does not match its content."
 
 
 class ForeignToken(ChannelTokenError):
-    code = "foreign_token"
+    slug = "foreign-token"
+    title = "Foreign channel token"
     detail = "The channel token was not issued by this application."
 
 
 class ExpiredToken(ChannelTokenError):
-    code = "expired_token"
+    slug = "expired-token"
+    title = "Expired channel token"
     detail = "The channel token has expired; fetch a new one."
 
 
 class RevokedToken(ChannelTokenError):
-    code = "revoked_token"
+    slug = "revoked-token"
+    title = "Revoked channel token"
     detail = "Access was revoked after this channel token was issued."
-
-
-def is_revoked(grant: ChannelGrant, user_at: float | None, credential_at: float | None) -> bool:
-    """Whether ``grant`` was issued before its user's access was revoked
-    (``user_at``) or before its credential was (``credential_at``)."""
-    return (user_at is not None and user_at >= grant.issued_at) or (
-        credential_at is not None and credential_at >= grant.issued_at
-    )
 
 
 class ChannelForbidden(ChannelTokenError):
     status = 403
-    code = "channel_forbidden"
+    slug = "channel-forbidden"
+    title = "Channel not granted"
     detail = "The channel token does not grant this channel."
 
 
@@ -129,6 +130,14 @@ class ChannelGrant:
             if channel not in allowed:
                 raise ChannelForbidden(f"The channel token does not grant channel {channel!r}.")
         return wanted
+
+
+def is_revoked(grant: ChannelGrant, user_at: float | None, credential_at: float | None) -> bool:
+    """Whether ``grant`` was issued before its user's access was revoked
+    (``user_at``) or before its credential was (``credential_at``)."""
+    return (user_at is not None and user_at >= grant.issued_at) or (
+        credential_at is not None and credential_at >= grant.issued_at
+    )
 
 
 class TokenSigner:
@@ -231,20 +240,3 @@ class TokenSigner:
         return ChannelGrant(
             user, chans, float(t.cast(float, issued)), float(t.cast(float, expires)), credential
         )
-
-
-def problem_body(status: int, code: str, detail: str) -> bytes:
-    """The ``application/problem+json`` body the streams answer a refused
-    request with (the same envelope as the API's errors)."""
-    import orjson
-
-    titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
-    return orjson.dumps(
-        {
-            "type": f"urn:karaffe:problem:{code}",
-            "title": titles.get(status, "Error"),
-            "status": status,
-            "detail": detail,
-            "code": code,
-        }
-    )

@@ -156,7 +156,6 @@ class MemoryBackend(Backend):
         self._lock = threading.Lock()
         self._runs: dict[str, list[RunRecord]] = {}
         self._leases: dict[str, tuple[str, datetime]] = {}
-        self._tokens: dict[str, str] = {}
 
     def claim(
         self,
@@ -184,7 +183,6 @@ class MemoryBackend(Backend):
                 record = replace(record, finished=now)
             else:
                 self._leases[job] = (token, now + lease)
-            self._tokens[token] = job
             runs.insert(0, record)
             del runs[self.keep :]
             return Claim(record, token)
@@ -383,11 +381,6 @@ class RedisBackend(Backend):
 # -- SQL ---------------------------------------------------------------------
 
 
-def _naive(value: datetime) -> datetime:
-    """Stored as naive UTC: the same in SQLite and PostgreSQL."""
-    return utc(value).replace(tzinfo=None)
-
-
 def _advisory_key(job: str) -> int:
     digest = hashlib.blake2b(f"karaffe.jobs:{job}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -405,7 +398,7 @@ class SqlBackend(Backend):
     def __init__(self, url: str, *, keep: int = 100) -> None:
         import sqlalchemy as sa
 
-        from ..db import normalize_database_url
+        from ..db import UTCDateTime, normalize_database_url
 
         self.sa = sa
         self.keep = keep
@@ -423,12 +416,13 @@ class SqlBackend(Backend):
             metadata,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("job", sa.String(200), nullable=False),
-            sa.Column("tick", sa.DateTime, nullable=False),
+            # Naive UTC in the table (timestamp without time zone), aware UTC in Python.
+            sa.Column("tick", UTCDateTime(timezone=False), nullable=False),
             sa.Column("status", sa.String(16), nullable=False),
             sa.Column("token", sa.String(32), nullable=False),
-            sa.Column("started_at", sa.DateTime, nullable=False),
-            sa.Column("finished_at", sa.DateTime),
-            sa.Column("lease_until", sa.DateTime),
+            sa.Column("started_at", UTCDateTime(timezone=False), nullable=False),
+            sa.Column("finished_at", UTCDateTime(timezone=False)),
+            sa.Column("lease_until", UTCDateTime(timezone=False)),
             sa.Column("reason", sa.Text),
             sa.Column("error", sa.Text),
             sa.Column("host", sa.String(200)),
@@ -487,7 +481,7 @@ class SqlBackend(Backend):
                 last = conn.execute(
                     sa.select(sa.func.max(table.c.tick)).where(table.c.job == job)
                 ).scalar()
-                if last is not None and utc(last) >= utc(tick):
+                if last is not None and last >= utc(tick):
                     return None
                 if skip_reason is None and exclusive:
                     held = conn.execute(
@@ -495,7 +489,7 @@ class SqlBackend(Backend):
                         .where(
                             table.c.job == job,
                             table.c.status == RUNNING,
-                            table.c.lease_until > _naive(now),
+                            table.c.lease_until > utc(now),
                         )
                         .limit(1)
                     ).first()
@@ -505,12 +499,12 @@ class SqlBackend(Backend):
                 conn.execute(
                     table.insert().values(
                         job=job,
-                        tick=_naive(tick),
+                        tick=utc(tick),
                         status=status,
                         token=token,
-                        started_at=_naive(now),
-                        finished_at=_naive(now) if status == SKIPPED else None,
-                        lease_until=_naive(now + lease) if status == RUNNING else None,
+                        started_at=utc(now),
+                        finished_at=utc(now) if status == SKIPPED else None,
+                        lease_until=utc(now + lease) if status == RUNNING else None,
                         reason=skip_reason,
                         host=host,
                     )
@@ -541,7 +535,7 @@ class SqlBackend(Backend):
             done = conn.execute(
                 table.update()
                 .where(table.c.token == claim.token, table.c.status == RUNNING)
-                .values(lease_until=_naive(now + lease))
+                .values(lease_until=utc(now + lease))
             )
         return bool(done.rowcount)
 
@@ -551,7 +545,7 @@ class SqlBackend(Backend):
             conn.execute(
                 table.update()
                 .where(table.c.token == claim.token)
-                .values(status=status, finished_at=_naive(now), lease_until=None, error=error)
+                .values(status=status, finished_at=utc(now), lease_until=None, error=error)
             )
         return replace(claim.record, status=status, finished=utc(now), error=error)
 
@@ -567,10 +561,10 @@ class SqlBackend(Backend):
         return [
             RunRecord(
                 job=row.job,
-                tick=utc(row.tick),
+                tick=row.tick,
                 status=row.status,
-                started=utc(row.started_at),
-                finished=utc(row.finished_at) if row.finished_at else None,
+                started=row.started_at,
+                finished=row.finished_at,
                 reason=row.reason,
                 error=row.error,
                 host=row.host,
@@ -590,8 +584,6 @@ def alembic_include_name(name: str | None, type_: str, parent_names: t.Any) -> b
         Migrate(app, db, include_name=alembic_include_name)
     """
     return not (type_ == "table" and name == SqlBackend.table_name)
-
-
 
 
 def backend_from_url(url: str, *, keep: int = 100) -> Backend:

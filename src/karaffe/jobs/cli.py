@@ -1,7 +1,8 @@
-"""``flask karaffe run-job``, ``flask karaffe jobs`` and ``flask karaffe scheduler``.
+"""``flask karaffe run-job``, ``flask karaffe jobs`` and ``flask karaffe scheduler``,
+added to the app's ``flask karaffe`` group by :func:`karaffe.jobs.init_app`.
 
-Which app: Flask's ``--app`` (or ``FLASK_APP``), as for every ``flask``
-command; the ``karaffe`` console script takes ``--app`` too. With
+Which app (:func:`karaffe.cli.load_app`): Flask's ``--app`` (or ``FLASK_APP``),
+as for every ``flask`` command; the ``karaffe`` console script takes ``--app`` too. With
 ``--config FILE`` the app is built by its factory with that file's settings
 (``create_app(config)``, slide 30): the factory is ``--factory module:func``,
 else the one ``--app`` names (``--app tracker`` finds ``tracker.create_app``).
@@ -15,38 +16,40 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import runpy
 import signal
 import threading
-import tomllib
 import typing as t
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import click
 from flask import Flask
-from flask.cli import NoAppException, ScriptInfo, prepare_import
 
-from ..config import ConfigError
+from ..cli import (
+    UsageFailure,
+    command_group,
+    config_option,
+    factory_option,
+    load_app,
+    load_config_file,
+)
 from .context import ForOrganization, JobContext, Unscoped
 from .extension import get_jobs
 from .registry import JobDeclarationError, as_job
-from .runner import JobError, JobRunner, resolve_factory, resolve_job
+from .runner import JobError, JobRunner, resolve_job
 from .schedule import utcnow
 from .scheduler import Scheduler
 
-__all__ = ["jobs_command", "load_config_file", "run_job_command", "scheduler_command"]
+__all__ = [
+    "init_app",
+    "jobs_command",
+    "load_config_file",
+    "run_job_command",
+    "scheduler_command",
+]
 
 log = logging.getLogger("karaffe.jobs")
-
-
-class UsageFailure(click.ClickException):
-    """A job, factory or config that cannot be used: exit code 2."""
-
-    exit_code = 2
 
 
 class _ClickHandler(logging.Handler):
@@ -84,77 +87,11 @@ def _job_logging(app: Flask) -> Iterator[None]:
         root.setLevel(old_level)
 
 
-def load_config_file(path: str | Path) -> dict[str, t.Any]:
-    """Settings from a file, by extension: ``.json`` (an object), ``.toml``
-    (top-level keys), or ``.py`` (its UPPERCASE names, like Flask's
-    ``from_pyfile``)."""
-    path = Path(path)
-    try:
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise UsageFailure(f"config file {path}: expected a JSON object")
-            return data
-        if path.suffix == ".toml":
-            return tomllib.loads(path.read_text())
-        if path.suffix == ".py":
-            namespace = runpy.run_path(str(path))
-            return {k: v for k, v in namespace.items() if k.isupper()}
-    except UsageFailure:
-        raise
-    except OSError as exc:
-        raise UsageFailure(f"cannot read config file {path}: {exc.strerror}") from None
-    except Exception as exc:
-        raise UsageFailure(f"config file {path} is invalid: {type(exc).__name__}: {exc}") from None
-    raise UsageFailure(f"config file {path}: use a .py, .json or .toml file")
-
-
-def load_app(factory: str | None, config_file: str | None) -> Flask:
-    """The app for a command: see the module docstring."""
-    config = load_config_file(config_file) if config_file else None
-    info = click.get_current_context().ensure_object(ScriptInfo)
-    try:
-        if factory is None and config is None:
-            return info.load_app()
-        if factory is None:
-            factory = _factory_from_app_path(info.app_import_path)
-        return resolve_factory(factory)(config)
-    except (JobError, ConfigError, NoAppException) as exc:
-        raise UsageFailure(str(exc)) from None
-
-
-def _factory_from_app_path(app_path: str | None) -> str:
-    if not app_path:
-        raise UsageFailure(
-            "--config needs the app factory: pass --app or --factory module:create_app"
-        )
-    path, _, attr = app_path.partition(":")
-    if "(" in attr:
-        raise UsageFailure(
-            "--config cannot be combined with a call in --app; use --factory module:func"
-        )
-    module = prepare_import(path)
-    return f"{module}:{attr}" if attr else module
-
-
-_factory_option = click.option(
-    "--factory",
-    metavar="MODULE:FUNC",
-    help="App factory called with the config (default: the one --app names).",
-)
-_config_option = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    help="Settings file (.py, .json or .toml) passed to the app factory.",
-)
-
-
 @click.command("run-job", context_settings={"ignore_unknown_options": True})
 @click.argument("import_name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@_config_option
-@_factory_option
+@config_option
+@factory_option
 @click.option(
     "--organization",
     metavar="SLUG|ID",
@@ -207,8 +144,8 @@ def _when(value: datetime | None) -> str:
 
 
 @click.command("jobs")
-@_config_option
-@_factory_option
+@config_option
+@factory_option
 def jobs_command(config_file: str | None, factory: str | None) -> None:
     """List the app's jobs with their schedule, next run and last run (UTC)."""
     app = load_app(factory, config_file)
@@ -250,8 +187,8 @@ def jobs_command(config_file: str | None, factory: str | None) -> None:
 
 @click.command("scheduler")
 @click.option("--once", is_flag=True, help="Run the ticks due now, wait for them and exit.")
-@_config_option
-@_factory_option
+@config_option
+@factory_option
 def scheduler_command(once: bool, config_file: str | None, factory: str | None) -> None:
     """Run the app's scheduled jobs; start one on every machine you like,
     each tick runs once. Stops on SIGINT/SIGTERM after running jobs end."""
@@ -286,7 +223,8 @@ def scheduler_command(once: bool, config_file: str | None, factory: str | None) 
                 signal.signal(sig, handler)
 
 
-def register(group: click.Group) -> None:
-    """Add the job commands to ``group``."""
+def init_app(app: Flask) -> None:
+    """Add the job commands to the app's ``flask karaffe`` group."""
+    group = command_group(app)
     for command in (run_job_command, jobs_command, scheduler_command):
         group.add_command(command)

@@ -170,10 +170,14 @@ def _in_memory_sqlite(url: str) -> bool:
 
 
 def init_app(app: Flask, jobs: Jobs | None = None) -> Jobs:
-    """Set up the job system on ``app`` and declare its settings."""
+    """Set up the job system on ``app``: declare its settings and add its
+    commands (``run-job``, ``jobs``, ``scheduler``) to ``flask karaffe``."""
+    from . import cli
+
     JobsSettings.of(app)
     state = jobs or Jobs(app)
     app.extensions[EXTENSION_KEY] = state
+    cli.init_app(app)
     return state
 
 

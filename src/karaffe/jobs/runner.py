@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from flask import Flask
 from werkzeug.utils import ImportStringError, import_string
 
+from ..cli import find_app_factory
 from .registry import Job, as_job
 from .schedule import utcnow
 
@@ -236,24 +237,12 @@ def resolve_factory(spec: str | AppFactory) -> AppFactory:
     ``create_app`` or ``make_app``, as Flask looks for them)."""
     if callable(spec):
         return spec
-    module_name, _, attr = spec.partition(":")
-    names = [attr] if attr else ["create_app", "make_app"]
     try:
-        module = import_string(module_name)
-    except ImportStringError as exc:
-        raise JobImportError(
-            f"cannot import app factory module {module_name!r}: {exc.exception}"
-        ) from None
-    for name in names:
-        factory = getattr(module, name, None)
-        if factory is None:
-            continue
-        if isinstance(factory, Flask) or not callable(factory):
-            raise NotAJob(
-                f"{module_name}:{name} is not an app factory (a create_app(config) function)"
-            )
-        return t.cast(AppFactory, factory)
-    raise JobImportError(f"module {module_name!r} has no {' or '.join(names)} app factory")
+        return find_app_factory(spec)
+    except ImportError as exc:
+        raise JobImportError(str(exc)) from None
+    except TypeError as exc:
+        raise NotAJob(str(exc)) from None
 
 
 def run_job(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Blueprint, current_app, g, request, url_for
+from flask import Blueprint, current_app, request, url_for
 
 from karaffe import ApiResult, ValidationFailed, paginate, returns, validate
 from karaffe.auth import login_required
@@ -20,7 +20,7 @@ from karaffe.tenancy import current_org, current_role
 
 from .. import services
 from ..forms import FieldError
-from ..models import Comment, Issue, Project
+from ..models import Comment, Issue, Label, Project
 from ..schemas import (
     CommentIn,
     CommentOut,
@@ -62,28 +62,28 @@ def field_error(exc: FieldError) -> t.Any:
 def require_login_and_objects() -> None:
     """Every API route needs a user (401 otherwise), and the objects its URL
     names must be the user's to see (404 otherwise), before the body is even
-    read: another organization's id answers the same whatever is sent."""
-    for arg, value in (request.view_args or {}).items():
-        loader = _LOADERS.get(arg)
-        if loader is not None:
-            setattr(g, f"api_{arg}", loader(value, viewer()))
+    read: another organization's id answers the same whatever is sent.
+
+    The view gets each object as an argument, in place of its id: a route
+    ``/projects/<id:project_id>`` calls ``view(project=Project(...))``.
+    """
+    args = request.view_args
+    if not args:
+        return
+    for arg, (name, model) in _OBJECTS.items():
+        if arg in args:
+            args[name] = services.get_visible(model, args.pop(arg))
+    if "user_id" in args:
+        services.get_membership(current_org.id, args["user_id"])
 
 
-_LOADERS: dict[str, t.Callable[[int, t.Any], t.Any]] = {
-    "project_id": services.get_project,
-    "issue_id": services.get_issue,
-    "label_id": services.get_label,
-    "comment_id": services.get_comment,
-    "user_id": lambda user_id, _viewer: services.get_membership(current_org.id, user_id),
+#: URL arguments naming an object: the view argument it becomes, its model.
+_OBJECTS: dict[str, tuple[str, type[Project | Issue | Label | Comment]]] = {
+    "project_id": ("project", Project),
+    "issue_id": ("issue", Issue),
+    "label_id": ("label", Label),
+    "comment_id": ("comment", Comment),
 }
-
-
-def _project() -> Project:
-    return t.cast(Project, g.api_project_id)
-
-
-def _issue() -> Issue:
-    return t.cast(Issue, g.api_issue_id)
 
 
 # -- the caller ----------------------------------------------------------------------
@@ -139,7 +139,7 @@ def list_members() -> t.Any:
     return services.members_of(current_org.id)
 
 
-@blueprint.put("/orgs/<org_slug>/members/<int:user_id>/role")
+@blueprint.put("/orgs/<org_slug>/members/<id:user_id>/role")
 @validate(body=RoleIn)
 @returns(MemberOut, errors={**_WRITE_ERRORS, 409: "It would leave the organization without owner"})
 def change_role(user_id: int, body: RoleIn) -> t.Any:
@@ -149,7 +149,7 @@ def change_role(user_id: int, body: RoleIn) -> t.Any:
     return membership
 
 
-@blueprint.delete("/orgs/<org_slug>/members/<int:user_id>")
+@blueprint.delete("/orgs/<org_slug>/members/<id:user_id>")
 @returns(None, status=204, errors={**_WRITE_ERRORS, 409: "To leave, use members/me"})
 def remove_member(user_id: int) -> t.Any:
     """Remove a member (admins; only owners remove owners): their live
@@ -202,10 +202,10 @@ def create_label(body: LabelIn) -> t.Any:
     return out
 
 
-@blueprint.delete("/labels/<int:label_id>")
+@blueprint.delete("/labels/<id:label_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
-def delete_label(label_id: int) -> t.Any:
-    services.delete_label(t.cast(t.Any, g.api_label_id), viewer())
+def delete_label(label: Label) -> t.Any:
+    services.delete_label(label, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
 
@@ -229,28 +229,27 @@ def create_project(body: ProjectIn) -> t.Any:
     return out
 
 
-@blueprint.get("/projects/<int:project_id>")
+@blueprint.get("/projects/<id:project_id>")
 @returns(ProjectOut, errors=_NOT_FOUND)
-def get_project(project_id: int) -> t.Any:
-    return _project()
+def get_project(project: Project) -> t.Any:
+    return project
 
 
-@blueprint.patch("/projects/<int:project_id>")
+@blueprint.patch("/projects/<id:project_id>")
 @validate(body=ProjectPatch)
 @returns(ProjectOut, errors=_WRITE_ERRORS)
-def update_project(project_id: int, body: ProjectPatch) -> t.Any:
-    project = _project()
+def update_project(project: Project, body: ProjectPatch) -> t.Any:
     services.update_project(project, viewer(), body)
     out = ProjectOut.model_validate(project)
     db.session.commit()
     return out
 
 
-@blueprint.delete("/projects/<int:project_id>")
+@blueprint.delete("/projects/<id:project_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
-def delete_project(project_id: int) -> t.Any:
+def delete_project(project: Project) -> t.Any:
     """Delete a project with its issues (admins)."""
-    services.delete_project(_project(), viewer())
+    services.delete_project(project, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
 
@@ -258,22 +257,20 @@ def delete_project(project_id: int) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
-@blueprint.get("/projects/<int:project_id>/issues")
+@blueprint.get("/projects/<id:project_id>/issues")
 @validate(query=IssueQuery)
 @returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
-def list_issues(project_id: int, query: IssueQuery) -> t.Any:
+def list_issues(project: Project, query: IssueQuery) -> t.Any:
     """A project's issues, newest first, filtered by ``status``, ``assignee``,
     ``label`` and words of the title (``q``); ``Link`` headers page through."""
-    project = _project()
     page = paginate(services.issue_list(project, query), order_by=services.ISSUE_ORDER)
     return ApiResult(page=page)
 
 
-@blueprint.post("/projects/<int:project_id>/issues")
+@blueprint.post("/projects/<id:project_id>/issues")
 @validate(body=IssueIn)
 @returns(IssueOut, status=201, errors=_WRITE_ERRORS)
-def create_issue(project_id: int, body: IssueIn) -> t.Any:
-    project = _project()
+def create_issue(project: Project, body: IssueIn) -> t.Any:
     issue = services.create_issue(project, viewer(), body)
     out = IssueOut.model_validate(issue)
     db.session.commit()
@@ -284,30 +281,29 @@ def create_issue(project_id: int, body: IssueIn) -> t.Any:
     )
 
 
-@blueprint.get("/issues/<int:issue_id>")
+@blueprint.get("/issues/<id:issue_id>")
 @returns(IssueOut, errors=_NOT_FOUND)
-def get_issue(issue_id: int) -> t.Any:
-    return _issue()
+def get_issue(issue: Issue) -> t.Any:
+    return issue
 
 
-@blueprint.patch("/issues/<int:issue_id>")
+@blueprint.patch("/issues/<id:issue_id>")
 @validate(body=IssuePatch)
 @returns(IssueOut, errors=_WRITE_ERRORS)
-def update_issue(issue_id: int, body: IssuePatch) -> t.Any:
+def update_issue(issue: Issue, body: IssuePatch) -> t.Any:
     """Change some fields: ``{"status": "closed"}`` closes the issue,
     ``{"assignee_id": null}`` unassigns it."""
-    issue = _issue()
     services.update_issue(issue, viewer(), body)
     out = IssueOut.model_validate(issue)
     db.session.commit()
     return out
 
 
-@blueprint.delete("/issues/<int:issue_id>")
+@blueprint.delete("/issues/<id:issue_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
-def delete_issue(issue_id: int) -> t.Any:
+def delete_issue(issue: Issue) -> t.Any:
     """Delete an issue (its author or an admin)."""
-    services.delete_issue(_issue(), viewer())
+    services.delete_issue(issue, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
 
@@ -315,32 +311,30 @@ def delete_issue(issue_id: int) -> t.Any:
 # -- comments ----------------------------------------------------------------------------
 
 
-@blueprint.get("/issues/<int:issue_id>/comments")
+@blueprint.get("/issues/<id:issue_id>/comments")
 @returns(list[CommentOut], paginated=True, errors=_NOT_FOUND)
-def list_comments(issue_id: int) -> t.Any:
+def list_comments(issue: Issue) -> t.Any:
     """An issue's comments, oldest first."""
     import sqlalchemy as sa
 
-    issue = _issue()
     stmt = sa.select(Comment).where(Comment.issue_id == issue.id)
     return ApiResult(page=paginate(stmt, order_by=[Comment.id.asc()]))
 
 
-@blueprint.post("/issues/<int:issue_id>/comments")
+@blueprint.post("/issues/<id:issue_id>/comments")
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS)
-def create_comment(issue_id: int, body: CommentIn) -> t.Any:
-    issue = _issue()
+def create_comment(issue: Issue, body: CommentIn) -> t.Any:
     comment = services.add_comment(issue, viewer(), body.body)
     out = CommentOut.model_validate(comment)
     db.session.commit()
     return out
 
 
-@blueprint.delete("/comments/<int:comment_id>")
+@blueprint.delete("/comments/<id:comment_id>")
 @returns(None, status=204, errors=_WRITE_ERRORS)
-def delete_comment(comment_id: int) -> t.Any:
+def delete_comment(comment: Comment) -> t.Any:
     """Delete a comment (its author or an admin)."""
-    services.delete_comment(t.cast(t.Any, g.api_comment_id), viewer())
+    services.delete_comment(comment, viewer())
     db.session.commit()
     return ApiResult(None, status=204)

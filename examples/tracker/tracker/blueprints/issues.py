@@ -22,7 +22,7 @@ _MULTI = {"label_ids"}
 
 
 def _issue(issue_id: int) -> Issue:
-    issue = services.get_issue(issue_id, viewer())
+    issue = services.get_visible(Issue, issue_id)
     in_current_org(issue.organization_id)
     return issue
 
@@ -49,10 +49,10 @@ def _submitted() -> tuple[Form, IssueIn | None]:
     return form, form.validate(IssueIn, blank_is_none={"assignee_id"})
 
 
-@blueprint.route("/projects/<int:project_id>/issues/new", methods=["GET", "POST"])
+@blueprint.route("/projects/<id:project_id>/issues/new", methods=["GET", "POST"])
 @login_required
 def new(project_id: int) -> ResponseReturnValue:
-    project = services.get_project(project_id, viewer())
+    project = services.get_visible(Project, project_id)
     in_current_org(project.organization_id)
     if request.method == "GET":
         return _form_page(Form(), project, None)
@@ -69,7 +69,7 @@ def new(project_id: int) -> ResponseReturnValue:
     return redirect(url_for("issues.show", issue_id=issue.id))
 
 
-@blueprint.get("/issues/<int:issue_id>")
+@blueprint.get("/issues/<id:issue_id>")
 @login_required
 def show(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
@@ -90,7 +90,7 @@ def _show_page(issue: Issue, form: Form, status: int = 200) -> ResponseReturnVal
     return page, status
 
 
-@blueprint.route("/issues/<int:issue_id>/edit", methods=["GET", "POST"])
+@blueprint.route("/issues/<id:issue_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
@@ -118,7 +118,7 @@ def edit(issue_id: int) -> ResponseReturnValue:
     return redirect(url_for("issues.show", issue_id=issue.id))
 
 
-@blueprint.post("/issues/<int:issue_id>/status")
+@blueprint.post("/issues/<id:issue_id>/status")
 @login_required
 def set_status(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
@@ -132,7 +132,7 @@ def set_status(issue_id: int) -> ResponseReturnValue:
     return redirect(url_for("issues.show", issue_id=issue.id))
 
 
-@blueprint.route("/issues/<int:issue_id>/delete", methods=["GET", "POST"])
+@blueprint.route("/issues/<id:issue_id>/delete", methods=["GET", "POST"])
 @login_required
 def delete(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
@@ -151,7 +151,7 @@ def delete(issue_id: int) -> ResponseReturnValue:
     return redirect(url_for("projects.show", project_id=project_id))
 
 
-@blueprint.post("/issues/<int:issue_id>/comments")
+@blueprint.post("/issues/<id:issue_id>/comments")
 @login_required
 def comment(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)

@@ -18,6 +18,7 @@ from karaffe.tenancy import ROLES, current_org, current_role
 
 from .. import services
 from ..forms import FieldError, Form
+from ..models import Label
 from ..schemas import InvitationIn, LabelIn, OrganizationIn
 from ..web import in_current_org, viewer
 
@@ -77,7 +78,7 @@ def members() -> ResponseReturnValue:
     return _members_page(Form(data={"role": "member"}))
 
 
-@blueprint.post("/o/<org_slug>/members/<int:user_id>/role")
+@blueprint.post("/o/<org_slug>/members/<id:user_id>/role")
 @login_required
 def change_role(user_id: int) -> ResponseReturnValue:
     role = request.form.get("role", "")
@@ -94,7 +95,7 @@ def change_role(user_id: int) -> ResponseReturnValue:
     return redirect(url_for("orgs.members"))
 
 
-@blueprint.post("/o/<org_slug>/members/<int:user_id>/remove")
+@blueprint.post("/o/<org_slug>/members/<id:user_id>/remove")
 @login_required
 def remove_member(user_id: int) -> ResponseReturnValue:
     try:
@@ -167,10 +168,10 @@ def labels() -> ResponseReturnValue:
     return page, status
 
 
-@blueprint.post("/o/<org_slug>/labels/<int:label_id>/delete")
+@blueprint.post("/o/<org_slug>/labels/<id:label_id>/delete")
 @login_required
 def delete_label(label_id: int) -> ResponseReturnValue:
-    label = services.get_label(label_id, viewer())
+    label = services.get_visible(Label, label_id)
     in_current_org(label.organization_id)
     services.delete_label(label, viewer())
     db.session.commit()

@@ -22,7 +22,7 @@ blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
 
 def _project(project_id: int) -> Project:
-    project = services.get_project(project_id, viewer())
+    project = services.get_visible(Project, project_id)
     in_current_org(project.organization_id)
     return project
 
@@ -59,7 +59,7 @@ def _filters() -> IssueQuery:
         return IssueQuery.model_validate({k: v for k, v in raw.items() if k not in bad})
 
 
-@blueprint.get("/<int:project_id>")
+@blueprint.get("/<id:project_id>")
 @login_required
 def show(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
@@ -87,7 +87,7 @@ def show(project_id: int) -> ResponseReturnValue:
     )
 
 
-@blueprint.route("/<int:project_id>/edit", methods=["GET", "POST"])
+@blueprint.route("/<id:project_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
@@ -107,7 +107,7 @@ def edit(project_id: int) -> ResponseReturnValue:
     return render_template("projects/form.html", form=form, org=current_org, project=project)
 
 
-@blueprint.route("/<int:project_id>/delete", methods=["GET", "POST"])
+@blueprint.route("/<id:project_id>/delete", methods=["GET", "POST"])
 @login_required
 def delete(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)

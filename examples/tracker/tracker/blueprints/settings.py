@@ -54,7 +54,7 @@ def tokens() -> ResponseReturnValue:
     return render_template("settings/tokens.html", form=form, tokens=_tokens())
 
 
-@blueprint.post("/tokens/<int:token_id>/revoke")
+@blueprint.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int) -> ResponseReturnValue:
     token = db.session.execute(
@@ -111,7 +111,7 @@ def sessions() -> ResponseReturnValue:
     return _sessions_page(Form())
 
 
-@blueprint.post("/sessions/<int:session_id>/end")
+@blueprint.post("/sessions/<id:session_id>/end")
 @login_required
 def end_session(session_id: int) -> ResponseReturnValue:
     current = auth.current_session()

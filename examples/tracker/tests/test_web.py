@@ -1,0 +1,33 @@
+"""What every HTML page shares (tracker/web.py): here, the error pages, which
+the tracker renders through ``App.html_errorhandler``."""
+
+from __future__ import annotations
+
+
+def test_unknown_page_gets_the_trackers_error_page(client):
+    rv = client.get("/no-such-page")
+    assert rv.status_code == 404
+    assert rv.mimetype == "text/html"
+    assert "404 · Not Found" in rv.get_data(as_text=True)
+    assert b"Go to the start page" in rv.data
+
+
+def test_another_organizations_issue_gets_the_error_page(login, world):
+    rv = login("carol").get(f"/o/acme/issues/{world.issues['first']}")
+    assert rv.status_code == 404
+    assert b"Go to the start page" in rv.data
+
+
+def test_unknown_api_url_keeps_its_problem_document(client):
+    rv = client.get("/api/v1/no-such-thing")
+    assert rv.status_code == 404
+    assert rv.mimetype == "application/problem+json"
+    assert rv.get_json()["type"] == "urn:karaffe:problem:not-found"
+
+
+def test_an_error_page_that_fails_to_render_falls_back_to_werkzeugs(app, client, caplog):
+    app.jinja_env.globals["url_for"] = None  # the template's link cannot be built
+    rv = client.get("/no-such-page")
+    assert rv.status_code == 404
+    assert b"The requested URL was not found on the server." in rv.data
+    assert "error page failed to render" in caplog.text
