@@ -795,6 +795,87 @@ def test_token_of_a_disabled_account_is_rejected(app: karaffe.App, client: Flask
     )
 
 
+def test_tokens_have_every_scope_by_default(app: karaffe.App) -> None:
+    token_id, _ = new_token(app)
+    with app.app_context():
+        token = db.session.get(ApiToken, token_id)
+        assert token is not None
+        assert token.scopes == "read write"
+        assert not token.is_read_only
+        assert token.allows("DELETE") and token.allows("get")
+
+
+def test_scopes_are_stored_in_a_fixed_order(app: karaffe.App) -> None:
+    token_id, _ = new_token(app, scopes=["write", "read", "write"])
+    with app.app_context():
+        token = db.session.get(ApiToken, token_id)
+        assert token is not None and token.scopes == "read write"
+
+
+@pytest.mark.parametrize("scopes", [[], ["admin"], ["read", "delete"], "read"])
+def test_unknown_or_no_scopes_are_refused(app: karaffe.App, scopes: t.Any) -> None:
+    with pytest.raises(ValueError, match="API token scopes must be some of read, write"):
+        new_token(app, scopes=scopes)
+
+
+def test_read_only_token_reads(app: karaffe.App, client: FlaskClient) -> None:
+    _, plaintext = new_token(app, scopes=["read"])
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    assert client.get("/api/me", headers=headers).status_code == 200
+    assert client.head("/api/me", headers=headers).status_code == 200
+    assert client.options("/api/me", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_read_only_token_cannot_write(app: karaffe.App, client: FlaskClient, method: str) -> None:
+    """Refused before the view runs, whatever the view would do."""
+    written = []
+    app.add_url_rule(
+        "/api/anything", "anything", lambda: written.append(1) or "written", methods=[method]
+    )
+    _, plaintext = new_token(app, scopes=["read"])
+    rv = client.open(
+        "/api/anything", method=method, headers={"Authorization": f"Bearer {plaintext}"}
+    )
+    assert rv.status_code == 403
+    assert rv.json == problem(
+        403,
+        "forbidden",
+        "Forbidden",
+        f"This API token is read-only: {method} needs a token with the write scope.",
+    )
+    assert rv.headers["WWW-Authenticate"] == (
+        'Bearer realm="api", error="insufficient_scope", scope="write"'
+    )
+    assert "Set-Cookie" not in rv.headers
+    assert written == []
+
+
+def test_write_only_token_cannot_read(app: karaffe.App, client: FlaskClient) -> None:
+    _, plaintext = new_token(app, scopes=["write"])
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    rv = client.get("/api/me", headers=headers)
+    assert rv.status_code == 403
+    assert rv.json is not None
+    assert rv.json["detail"] == "This API token lacks the read scope GET needs."
+    assert client.post("/api/things", headers=headers).status_code == 201
+
+
+def test_read_only_token_gets_404_and_405_as_usual(app: karaffe.App, client: FlaskClient) -> None:
+    _, plaintext = new_token(app, scopes=["read"])
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    assert client.post("/api/nowhere", headers=headers).status_code == 404
+    assert client.delete("/api/me", headers=headers).status_code == 405
+
+
+def test_scope_check_comes_after_authentication(app: karaffe.App, client: FlaskClient) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    _, plaintext = new_token(app, scopes=["read"], expires_at=past)
+    rv = client.post("/api/things", headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.status_code == 401
+    assert rv.json is not None and rv.json["detail"] == "The API token has expired."
+
+
 def test_last_used_is_written_at_most_once_per_interval(
     app: karaffe.App, client: FlaskClient
 ) -> None:

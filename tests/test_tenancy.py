@@ -495,6 +495,28 @@ def test_url_for_fills_in_the_current_org(app: karaffe.App, world: World) -> Non
     assert rv.json == {"url": "/api/orgs/acme/crates"}
 
 
+def test_a_cursor_is_bound_to_the_organization_of_the_url(app: karaffe.App, world: World) -> None:
+    """Tenancy takes ``org_slug`` out of the view's arguments; the cursor is
+    bound to the organization all the same."""
+
+    @app.get("/api/orgs/<org_slug>/numbers")
+    def numbers() -> karaffe.ApiResult:
+        return karaffe.ApiResult(
+            page=karaffe.paginate(list(range(10)), key=lambda n: (n,), limit=3)
+        )
+
+    client = app.test_client()
+    first = client.get("/api/orgs/acme/numbers", headers=bearer(world, "bob"))
+    link = first.headers["Link"].split(">")[0].lstrip("<")
+    cursor = link.split("cursor=")[1]
+    other = client.get(f"/api/orgs/globex/numbers?cursor={cursor}", headers=bearer(world, "bob"))
+    assert other.status_code == 400
+    assert other.json is not None
+    assert other.json["type"] == "urn:karaffe:problem:invalid-cursor"
+    own = client.get(f"/api/orgs/acme/numbers?cursor={cursor}", headers=bearer(world, "bob"))
+    assert own.json == [3, 4, 5]
+
+
 def test_unknown_role_is_refused_at_decoration() -> None:
     with pytest.raises(ValueError, match="unknown role 'boss'"):
         require_role("boss")

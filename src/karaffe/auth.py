@@ -14,7 +14,8 @@ session is a row on the server (:class:`UserSession`) that the signed session
 cookie names by a random token: logging out ends it at once for every process,
 and changing the password ends every other session of the user. API tokens
 are random, shown once, stored as a SHA-256 digest, named, revocable, with a
-last-used time and an optional expiry. :class:`Auth` installs CSRF protection
+last-used time, an optional expiry and scopes (a read-only token is refused,
+403, on every POST, PUT, PATCH and DELETE). :class:`Auth` installs CSRF protection
 for forms (Flask-WTF; requests with a bearer token are exempt, they carry no
 ambient credential), safe cookie settings, and a throttle on failed logins.
 
@@ -34,7 +35,7 @@ import logging
 import re
 import secrets
 import typing as t
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from flask import (
@@ -69,12 +70,13 @@ from ._throttle import (
     RedisThrottleStore,
     ThrottleStore,
 )
-from .api.errors import Unauthorized
+from .api.errors import Forbidden, Unauthorized
 from .config import ConfigError, PositiveInt, RedisUrl, Settings
 from .db import Model, UTCDateTime, after_commit, db
 from .signals import credentials_revoked, user_changed
 
 __all__ = [
+    "TOKEN_SCOPES",
     "ApiToken",
     "Auth",
     "AuthSettings",
@@ -205,10 +207,20 @@ class User(Model):
         return f"<User {self.id} {self.email!r}>"
 
 
+#: The scopes an API token can have: ``read`` lets it make GET, HEAD and
+#: OPTIONS requests, ``write`` every other method. A token with only ``read``
+#: is read-only.
+TOKEN_SCOPES: tuple[str, ...] = ("read", "write")
+
+#: The methods a token needs only the ``read`` scope for.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class ApiToken(Model):
     """A named, revocable credential for API clients. Only the SHA-256 digest
     of the secret is stored; ``prefix`` (the first characters) identifies it
-    in lists without revealing it."""
+    in lists without revealing it. ``scopes`` (space-separated, as in OAuth 2)
+    says what it may do: see :data:`TOKEN_SCOPES`."""
 
     __tablename__ = "api_token"
 
@@ -223,8 +235,26 @@ class ApiToken(Model):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    scopes: Mapped[str] = mapped_column(
+        sa.String(100), default=" ".join(TOKEN_SCOPES), server_default=" ".join(TOKEN_SCOPES)
+    )
 
     user: Mapped[User] = relationship(back_populates="api_tokens")
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        """The token's scopes, as a set."""
+        return frozenset((self.scopes or "").split())
+
+    @property
+    def is_read_only(self) -> bool:
+        """Whether the token may only read (GET, HEAD, OPTIONS)."""
+        return "write" not in self.scope_set
+
+    def allows(self, method: str) -> bool:
+        """Whether the token's scopes allow a request with HTTP ``method``."""
+        needed = "read" if method.upper() in _SAFE_METHODS else "write"
+        return needed in self.scope_set
 
     @property
     def is_expired(self) -> bool:
@@ -356,10 +386,26 @@ def _token_digest(plaintext: str) -> str:
 
 
 def create_api_token(
-    user: User, name: str, expires_at: dt.datetime | None = None
+    user: User,
+    name: str,
+    expires_at: dt.datetime | None = None,
+    *,
+    scopes: Iterable[str] = TOKEN_SCOPES,
 ) -> tuple[ApiToken, str]:
     """A new token for ``user``, added to the session (commit to keep it),
-    and its plaintext: show it once, it cannot be recovered."""
+    and its plaintext: show it once, it cannot be recovered.
+
+    :param expires_at: when it stops working (never by default).
+    :param scopes: what it may do, from :data:`TOKEN_SCOPES`: everything by
+        default; ``scopes=["read"]`` makes a read-only token.
+    :raises ValueError: an unknown scope, or none.
+    """
+    wanted = set(scopes)
+    unknown = wanted - set(TOKEN_SCOPES)
+    if unknown or not wanted:
+        raise ValueError(
+            f"API token scopes must be some of {', '.join(TOKEN_SCOPES)}; got {sorted(wanted)}"
+        )
     scheme = AuthSettings.of().api_token_prefix
     plaintext = scheme + secrets.token_urlsafe(_TOKEN_SECRET_BYTES)
     token = ApiToken(
@@ -368,6 +414,7 @@ def create_api_token(
         token_hash=_token_digest(plaintext),
         prefix=plaintext[: len(scheme) + _PREFIX_CHARS],
         expires_at=expires_at,
+        scopes=" ".join(scope for scope in TOKEN_SCOPES if scope in wanted),
     )
     db.session.add(token)
     return token, plaintext
@@ -777,6 +824,26 @@ def safe_next_url(target: str | None, default: str = "/") -> str:
 # -- the extension ---------------------------------------------------------------
 
 
+def _check_token_scope() -> None:
+    """Refuse a request its API token's scopes do not allow (403), before the
+    view runs, on every route that accepts tokens (see
+    :func:`is_token_request`): a read-only token writes nothing. A request
+    without a route (404, 405) is left alone."""
+    token: ApiToken | None = g.get("_karaffe_api_token")
+    if token is None or request.url_rule is None or token.allows(request.method):
+        return
+    if token.is_read_only:
+        detail = (
+            f"This API token is read-only: {request.method} needs a token with the write scope."
+        )
+        scope = "write"
+    else:
+        detail = f"This API token lacks the read scope {request.method} needs."
+        scope = "read"
+    challenge = f'Bearer realm="api", error="insufficient_scope", scope="{scope}"'
+    raise Forbidden(detail, headers={"WWW-Authenticate": challenge})
+
+
 class KaraffeCSRFProtect(CSRFProtect):  # type: ignore[misc]
     """Flask-WTF's CSRF protection, except for requests that authenticate
     with an ``Authorization`` header: a browser never adds one on its own,
@@ -888,8 +955,10 @@ class Auth:
         # last-use is recorded before the request's own transaction writes.
         # Credentials that do not authenticate are a 401 on every API route,
         # public ones too: never silently anonymous.
-        if is_token_request() and get_user() is None:
-            _unauthorized()
+        if is_token_request():
+            if get_user() is None:
+                _unauthorized()
+            _check_token_scope()
 
     def login(self, email: str, password: str, address: str | None = None) -> User:
         """Log in with a password, throttled: :class:`LoginThrottled` (429,

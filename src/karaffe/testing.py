@@ -20,6 +20,8 @@ It also starts real servers for tests that need them: ``redis_url`` and
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import typing as t
 from collections.abc import Iterator
 
@@ -37,9 +39,11 @@ __all__ = [
     "db",
     "karaffe_config",
     "leak_sweep",
+    "live_server",
     "login_as",
     "postgres_url",
     "redis_url",
+    "serving",
 ]
 
 
@@ -80,6 +84,30 @@ def app(request: pytest.FixtureRequest, karaffe_config: dict[str, t.Any]) -> Ite
 def client(app: Flask) -> FlaskClient:
     """A test client for ``app``."""
     return app.test_client()
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """Serve ``app`` over real HTTP on 127.0.0.1 (a free port, a server thread)
+    for the ``with`` block; yields its base URL, such as ``http://127.0.0.1:41234``."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The ``app`` fixture served over real HTTP (see :func:`serving`): its base URL."""
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

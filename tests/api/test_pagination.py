@@ -9,6 +9,7 @@ import typing as t
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -176,8 +177,61 @@ def test_cursor_from_another_list_is_400(app) -> None:
     assert rv.status_code == 400
     assert rv.get_json() == {
         **INVALID,
-        "detail": "This cursor belongs to another list or sort order.",
+        "detail": "This cursor belongs to another list, filter or sort order.",
     }
+
+
+def next_cursor(rv) -> str:
+    return parse_qs(urlsplit(links(rv)["next"]).query)["cursor"][0]
+
+
+@pytest.fixture
+def shelves(make_app):
+    """The same endpoint for several lists: one per shelf (a URL argument),
+    filtered by ``colour``, sorted by ``sort``."""
+    app = make_app({"PAGINATION_DEFAULT_LIMIT": 10})
+
+    @app.get("/api/shelves/<int:shelf_id>/items")
+    def shelf_items(shelf_id: int) -> karaffe.ApiResult:
+        items = [i for i in ITEMS if i["id"] % 7 != shelf_id]
+        if request.args.get("sort") == "name":
+            return karaffe.ApiResult(page=karaffe.paginate(items, key=by_name))
+        return karaffe.ApiResult(page=karaffe.paginate(items, key=by_id))
+
+    return app
+
+
+def by_name(item: dict[str, t.Any]) -> tuple[str, int]:
+    return (item["name"], item["id"])
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("/api/shelves/1/items", "/api/shelves/2/items"),  # another URL argument
+        ("/api/shelves/1/items?colour=red", "/api/shelves/1/items?colour=blue"),  # filter
+        ("/api/shelves/1/items?colour=red", "/api/shelves/1/items"),  # filter dropped
+        ("/api/shelves/1/items", "/api/shelves/1/items?colour=red"),  # filter added
+        ("/api/shelves/1/items", "/api/shelves/1/items?sort=name"),  # sort order
+    ],
+)
+def test_cursor_is_bound_to_url_arguments_filters_and_sort(shelves, source, target) -> None:
+    client = shelves.test_client()
+    cursor = next_cursor(client.get(source))
+    sep = "&" if "?" in target else "?"
+    rv = client.get(f"{target}{sep}cursor={cursor}")
+    assert rv.status_code == 400
+    assert rv.get_json()["type"] == "urn:karaffe:problem:invalid-cursor"
+    own = client.get(f"{source}{'&' if '?' in source else '?'}cursor={cursor}")
+    assert own.status_code == 200
+
+
+def test_cursor_survives_a_new_limit_and_reordered_query_arguments(shelves) -> None:
+    client = shelves.test_client()
+    cursor = next_cursor(client.get("/api/shelves/1/items?colour=red&size=big&size=small"))
+    rv = client.get(f"/api/shelves/1/items?size=big&cursor={cursor}&limit=3&colour=red&size=small")
+    assert rv.status_code == 200
+    assert len(rv.get_json()) == 3
 
 
 def test_cursor_signed_with_another_secret_is_400(app) -> None:

@@ -4,20 +4,19 @@ Python show up in the page within a second, and tabs share one connection."""
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from flask import render_template_string
-from werkzeug.serving import make_server
 
 import karaffe
 from karaffe._servers import free_port
 from karaffe.events import Events, channel_token, cursor, publish
 from karaffe.events.protocol import START, Cursor
 from karaffe.events.relay import RelayConfig
+from karaffe.testing import serving
 
 pytestmark = pytest.mark.browser
 
@@ -89,18 +88,6 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-def serve(app: karaffe.App) -> Iterator[str]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
-
-
 def wait_received(page: object, title: str, within: float = 1.0) -> float:
     started = time.monotonic()
     page.wait_for_function(  # type: ignore[attr-defined]
@@ -111,7 +98,7 @@ def wait_received(page: object, title: str, within: float = 1.0) -> float:
 
 def test_page_sees_an_event_from_python_with_the_embedded_broker(browser: object) -> None:
     app = make_page_app({})
-    for url in serve(app):
+    with serving(app) as url:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(url + "/")
         page.wait_for_function("window.stream.status === 'open'", timeout=5000)
@@ -138,7 +125,7 @@ def test_two_tabs_share_one_relay_connection_and_both_update(
             "EVENTS_RELAY_URL": f"http://127.0.0.1:{relay_port}/events/stream",
         }
     )
-    for url in serve(app):
+    with serving(app) as url:
         config = RelayConfig(
             secret_key="browser-secret",
             redis_url=redis_url,
@@ -187,7 +174,7 @@ def test_page_helpers_render_a_token_and_cursor() -> None:
 
 def test_token_renewal_keeps_the_stream_without_loss_or_duplicates(browser: object) -> None:
     app = make_page_app({"EVENTS_TOKEN_MAX_AGE": 3, "EVENTS_TOKEN_NOTICE": 2.0})
-    for url in serve(app):
+    with serving(app) as url:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(url + "/")
         page.wait_for_function("window.stream.status === 'open'", timeout=5000)
@@ -204,7 +191,7 @@ def test_token_renewal_keeps_the_stream_without_loss_or_duplicates(browser: obje
 
 def test_without_renew_the_stream_closes_at_expiry(browser: object) -> None:
     app = make_page_app({"EVENTS_TOKEN_MAX_AGE": 2, "EVENTS_TOKEN_NOTICE": 1.0})
-    for url in serve(app):
+    with serving(app) as url:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(url + "/?renew=0")
         page.wait_for_function("window.stream.status === 'open'", timeout=5000)

@@ -19,7 +19,6 @@ import httpx
 import pytest
 from flask import Flask
 from tracker import create_app
-from werkzeug.serving import make_server
 
 from karaffe._servers import free_port
 from karaffe.auth import get_user
@@ -100,19 +99,16 @@ def app(
 
 
 @pytest.fixture
-def tracker(app: Flask, relay_ports: list[int], world: World) -> Iterator[Tracker]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    running = Tracker(f"http://127.0.0.1:{httpd.server_port}", app)
+def tracker(
+    app: Flask, live_server: str, relay_ports: list[int], world: World
+) -> Iterator[Tracker]:
+    running = Tracker(live_server, app)
     try:
         running.relays = [RelayThread(app, port) for port in relay_ports]
         yield running
     finally:
         for relay in running.relays:
             relay.stop()
-        httpd.shutdown()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -283,7 +279,7 @@ def test_revoking_an_api_token_cuts_the_streams_opened_with_it_only(
     from_page = [streams(url, page_config) for url in tracker.stream_urls]
     wait_until_live(tracker, world.users["dave"], 2)
     tokens_page = dave.get("/settings/tokens").text
-    found = re.search(r'action="/settings/tokens/(\d+)/revoke"', tokens_page)
+    found = re.search(r'href="/settings/tokens/(\d+)/revoke"', tokens_page)
     assert found is not None
     assert dave.post(f"/settings/tokens/{found.group(1)}/revoke").status_code == 302
     since = time.monotonic()

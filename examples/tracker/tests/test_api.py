@@ -449,6 +449,64 @@ def test_tampered_cursor_is_refused(api, world):
     problem(rv, 400, "invalid-cursor")
 
 
+@pytest.fixture
+def mobile(app, world, db):
+    """A second Acme project, with as many issues as Website has with ``many``."""
+    from karaffe.tenancy import unscoped
+
+    with app.app_context(), unscoped("test: a second project"):
+        project = Project(organization_id=world.orgs["acme"], name="Mobile")
+        db.session.add(project)
+        db.session.flush()
+        for n in range(27):
+            db.session.add(
+                Issue(organization_id=world.orgs["acme"], project_id=project.id, title=f"M{n}")
+            )
+        db.session.commit()
+        return project.id
+
+
+def next_cursor(rv):
+    nxt = [part for part in rv.headers["Link"].split(", ") if 'rel="next"' in part]
+    return nxt[0].split("cursor=")[1].split(">")[0]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/v1/projects/MOBILE/issues?limit=10",  # another project's list
+        "/api/v1/projects/WEBSITE/issues?limit=10&status=open",  # another filter
+        "/api/v1/issues/FIRST/comments?limit=10",  # another endpoint
+    ],
+)
+def test_cursor_of_another_list_is_refused(api, world, many, mobile, target):
+    client = api("alice")
+    source = issues_url(world) + "?limit=10"
+    cursor = next_cursor(client.get(source))
+    target = (
+        target.replace("MOBILE", str(mobile))
+        .replace("WEBSITE", str(world.projects["website"]))
+        .replace("FIRST", str(world.issues["first"]))
+    )
+    body = problem(client.get(f"{target}&cursor={cursor}"), 400, "invalid-cursor")
+    assert body["detail"] == "This cursor belongs to another list, filter or sort order."
+    own = client.get(f"{source}&cursor={cursor}")
+    assert own.status_code == 200
+    assert len(own.get_json()) == 10
+
+
+def test_cursor_survives_changes_to_the_object_its_url_names(api, world, many):
+    """Bound to the URL, not to the project the view receives in its place."""
+    client = api("alice")
+    source = issues_url(world) + "?limit=10"
+    cursor = next_cursor(client.get(source))
+    project = f"/api/v1/projects/{world.projects['website']}"
+    assert client.patch(project, json={"name": "Renamed"}).status_code == 200
+    rv = client.get(f"{source}&cursor={cursor}")
+    assert rv.status_code == 200
+    assert len(rv.get_json()) == 10
+
+
 # -- documentation ----------------------------------------------------------------------
 
 

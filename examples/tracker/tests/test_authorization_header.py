@@ -5,13 +5,10 @@ sends, write exactly what they should, and never answer 500."""
 
 from __future__ import annotations
 
-import threading
 import typing as t
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from flask import Flask
 
 from karaffe.auth import User
 
@@ -31,17 +28,8 @@ HEADERS = [
 
 
 @pytest.fixture
-def server(app: Flask, world: World) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(5)
+def server(live_server: str, world: World) -> str:
+    return live_server
 
 
 @pytest.fixture

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tracker import create_app, seed
-from werkzeug.serving import make_server
 
 from karaffe.db import db
+from karaffe.testing import serving
 
 pytestmark = pytest.mark.browser
 
@@ -36,14 +35,8 @@ def live_url(tmp_path: Path) -> Iterator[str]:
     with app.app_context():
         db.create_all()
         seed.seed(orgs=2, issues=2_000, users_per_org=4)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -158,6 +151,49 @@ def test_issue_list_and_phone_layout(live_url: str, page: t.Any) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing overflows sideways on a phone
     shoot(page, "phone-issue-list")
+
+
+def test_api_token_shown_once_survives_a_reload_and_is_revoked_after_confirming(
+    live_url: str, page: t.Any
+) -> None:
+    page.goto(live_url + "/login")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", seed.DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    page.goto(live_url + "/settings/tokens")
+    page.fill("#f-name", "Browser dashboard")
+    page.select_option("#f-expires", "30")
+    page.select_option("#f-access", "read")
+    page.click("main button[type=submit]")
+    assert page.url == live_url + "/settings/tokens"  # redirected: the secret is not in it
+    token = page.locator("#new-token").inner_text()
+    assert token.startswith("kf_")
+    row = page.locator("tr", has_text="Browser dashboard")
+    assert row.count() == 1
+    assert "Read only" in row.inner_text()
+    assert row.locator(".prefix").inner_text() == token[:11] + "…"
+
+    page.reload()  # a GET: nothing is created twice, the secret is gone
+    assert page.locator("#new-token").count() == 0
+    assert row.count() == 1
+
+    headers = {"Authorization": f"Bearer {token}"}
+    assert page.request.get(live_url + "/api/v1/me", headers=headers).status == 200
+    refused = page.request.post(live_url + "/api/v1/orgs", headers=headers, data={"name": "X"})
+    assert refused.status == 403
+    assert "read-only" in refused.json()["detail"]
+    page.reload()  # its use is listed
+    assert row.locator(".last-used").inner_text() != "Never"
+
+    row.locator("text=Revoke…").click()
+    assert "Revoke token “Browser dashboard”" in page.locator("h1").inner_text()
+    page.click("text=Cancel")
+    assert row.count() == 1
+    row.locator("text=Revoke…").click()
+    page.click("main button.danger")
+    assert "revoked" in page.locator(".flashes").inner_text()
+    assert row.count() == 0
+    assert page.request.get(live_url + "/api/v1/me", headers=headers).status == 401
 
 
 def _log_in(page: t.Any, live_url: str, password: str = seed.DEMO_PASSWORD) -> None:

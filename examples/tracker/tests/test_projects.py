@@ -132,3 +132,33 @@ def test_stale_cursor_restarts_at_the_first_page(login, world):
     rv = login("dave").get(list_url(world, "cursor=forged&q=login"), follow_redirects=True)
     assert b"That page link is no longer valid" in rv.data
     assert titles(rv.data) == ["Login button is blue"]
+
+
+@pytest.mark.parametrize("target", ["other-project", "other-filter"])
+def test_cursor_of_another_list_restarts_at_its_first_page(app, db, login, world, sixty, target):
+    """A cursor is bound to its project and filters: on another list it is
+    stale, and the page starts over instead of failing."""
+    with app.app_context(), unscoped("test: a second project"):
+        mobile = Project(organization_id=world.orgs["acme"], name="Mobile")
+        db.session.add(mobile)
+        db.session.flush()
+        db.session.add(Issue(organization_id=world.orgs["acme"], project_id=mobile.id, title="M"))
+        db.session.commit()
+        mobile_id = mobile.id
+    client = login("dave")
+    first = client.get(list_url(world))
+    href = re.search(rb'rel="next" href="([^"]+)"', first.data).group(1).decode()
+    cursor = href.replace("&amp;", "&").split("cursor=")[1]
+    if target == "other-project":
+        expected = f"/o/acme/projects/{mobile_id}"
+        url = f"{expected}?cursor={cursor}"
+    else:
+        url = list_url(world, f"q=bulk&cursor={cursor}")
+        expected = list_url(world, "q=bulk")
+    rv = client.get(url)
+    assert rv.status_code == 302
+    assert rv.headers["Location"] == expected
+    page = client.get(expected)
+    assert b"That page link is no longer valid" in page.data
+    own = client.get(list_url(world, f"cursor={cursor}"))
+    assert len(titles(own.data)) == 11

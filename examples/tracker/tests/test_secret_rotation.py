@@ -6,15 +6,12 @@ cookie, channel tokens and pagination cursors alike."""
 
 from __future__ import annotations
 
-import threading
 import typing as t
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from flask import Flask
 from tracker import create_app
-from werkzeug.serving import make_server
 
 from karaffe.events import channel_token
 from karaffe.sessions import CookieSessionInterface
@@ -34,15 +31,8 @@ def app(karaffe_config: dict[str, t.Any], monkeypatch: pytest.MonkeyPatch) -> Fl
 
 
 @pytest.fixture
-def server(app: Flask, world: World) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(5)
+def server(live_server: str, world: World) -> str:
+    return live_server
 
 
 def resign(token: str, key: str, salt: str, serializer: t.Any = None) -> str:

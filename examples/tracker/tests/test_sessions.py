@@ -6,7 +6,6 @@ a new session id."""
 from __future__ import annotations
 
 import re
-import threading
 import typing as t
 from collections.abc import Callable, Iterator
 
@@ -14,7 +13,6 @@ import httpx
 import pytest
 from flask import Flask
 from tracker import create_app
-from werkzeug.serving import make_server
 
 from karaffe.sessions import CookieSessionInterface
 
@@ -33,15 +31,8 @@ def app(karaffe_config: dict[str, t.Any]) -> Flask:
 
 
 @pytest.fixture
-def server(app: Flask, world: World) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(5)
+def server(live_server: str, world: World) -> str:
+    return live_server
 
 
 @pytest.fixture

@@ -85,7 +85,15 @@ class UserRef(_Out):
 
 
 class TokenIn(_In):
+    """A new API token: what it is for, how long it works, what it may do."""
+
     name: Name
+    expires: t.Literal["30", "90", "365", "never"] = Field(
+        "90", description="Days it works, or never expires."
+    )
+    access: t.Literal["read", "write"] = Field(
+        "read", description="`read`: GET only (read-only); `write`: every method."
+    )
 
 
 class TokenOut(_Out):

@@ -3,8 +3,10 @@
 A page is found by the sort key of the last row seen, never by an offset, so
 page 5,000 costs what page 1 costs and rows inserted meanwhile neither repeat
 nor vanish. The cursor carries that key, signed with the app's secret so a
-client cannot forge one, and bound to the endpoint and sort order it came from
-so a cursor from another list is refused (400 ``invalid-cursor``, never 500).
+client cannot forge one, and bound to the list it came from: the endpoint, the
+URL's path (its arguments), the organization, the other query arguments (the
+filters) and the sort order. A cursor from another list is refused (400
+``invalid-cursor``, never 500).
 
 ::
 
@@ -24,8 +26,8 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import decimal
-import functools
 import hashlib
+import json
 import typing as t
 import uuid
 from collections.abc import Callable, Sequence
@@ -93,8 +95,9 @@ class CursorCodec:
 
     :param signer: signs the cursors: one with :data:`~karaffe.signing.CURSOR_SALT`
         (:func:`~karaffe.signing.signer_for` the app).
-    :param scope: what the cursor is bound to (endpoint and sort order); a
-        cursor made for another scope does not decode.
+    :param scope: what the cursor is bound to (for :func:`paginate`: the
+        list's endpoint, path, query arguments and sort order); a cursor made
+        for another scope does not decode.
     """
 
     def __init__(self, signer: Signer, scope: str) -> None:
@@ -110,7 +113,7 @@ class CursorCodec:
         try:
             scope, direction, key = self.signer.loads(token)
             if scope != self.scope:
-                raise InvalidCursor("This cursor belongs to another list or sort order.")
+                raise InvalidCursor("This cursor belongs to another list, filter or sort order.")
             if direction not in (NEXT, PREV) or not (key is None or isinstance(key, list)):
                 raise ValueError(direction)
             if key is None and direction == NEXT:
@@ -182,14 +185,45 @@ def read_page_args(default_limit: int | None = None) -> tuple[int, str | None]:
     return limit, request.args.get("cursor") or None
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_codec(signer: Signer, scope: str) -> CursorCodec:
-    return CursorCodec(signer, scope)
+#: Query arguments that page through a list without changing which list it is.
+_PAGING_ARGS = frozenset({"cursor", "limit"})
+
+
+def _current_org_id() -> int | None:
+    """The id of the organization the request is in, when the app uses
+    :mod:`karaffe.tenancy`. Its slug is in the path when the URL names it,
+    but not when it comes from elsewhere (a subdomain), and tenancy takes it
+    out of the view's arguments either way: it is bound by id."""
+    if "karaffe.tenancy" not in current_app.extensions:
+        return None
+    from ..tenancy import get_current_org
+
+    org = get_current_org()
+    return None if org is None else org.id
+
+
+def _list_binding(scope: str) -> str:
+    """What a cursor of the current request is bound to, canonically encoded:
+    the endpoint, the path (so the URL's arguments: ``/projects/3/issues`` is
+    not ``/projects/2/issues``), the organization, every query argument but
+    ``cursor`` and ``limit`` (so a filter is part of the list), and ``scope``
+    (the sort order). Two requests get the same binding exactly when they ask
+    for the same list, whatever the order of their query arguments.
+
+    The path rather than ``request.view_args``: by the time the view runs,
+    URL value preprocessors may have taken arguments out of them (tenancy's
+    ``org_slug``) or replaced ids by the objects they name.
+    """
+    query = sorted(
+        (name, value) for name, value in request.args.items(multi=True) if name not in _PAGING_ARGS
+    )
+    binding = [request.endpoint, request.path, _current_org_id(), query, scope]
+    return json.dumps(binding, separators=(",", ":"), ensure_ascii=False)
 
 
 def _codec(scope: str) -> CursorCodec:
-    """The codec of the current endpoint and ``scope``, made once per secret."""
-    return _cached_codec(signer_for(current_app, CURSOR_SALT), f"{request.endpoint}|{scope}")
+    """The codec of the current request's list, sorted as ``scope`` says."""
+    return CursorCodec(signer_for(current_app, CURSOR_SALT), _list_binding(scope))
 
 
 def paginate(

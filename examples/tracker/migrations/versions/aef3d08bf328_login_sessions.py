@@ -1,7 +1,7 @@
 """login sessions: karaffe.auth.UserSession
 
 Revision ID: aef3d08bf328
-Revises: 85b1c3645313
+Revises: 4374e586d208
 Create Date: 2026-12-01 19:14:30.775224
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "aef3d08bf328"
-down_revision = "85b1c3645313"
+down_revision = "4374e586d208"
 branch_labels = None
 depends_on = None
 
