@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint fmt clean
+.PHONY: demo test chaos bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ demo: $(STAMP)
 	$(BIN)/python examples/tracker/devapp.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# The long failure scenarios (Redis hung or killed for many seconds); each
+# prints its figures.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)
 
 # Every benchmark, one after the other (about 35 minutes); each prints its table
 # and whether its targets are met. A missed target does not stop the others.

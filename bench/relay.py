@@ -149,7 +149,9 @@ def start_server(name: str, redis_url: str, port: int, prefix: str) -> Server:
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url}
+    # The checkout's own src first: an editable install of another checkout
+    # (a shared .venv) must not be what is measured.
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "REDIS_URL": redis_url}
     if name == "karaffe":
         from karaffe.events import RedisBroker, TokenSigner
         from karaffe.events.protocol import dump_data

@@ -163,7 +163,8 @@ def test_tampered_cursor_is_400(app) -> None:
     client = app.test_client()
     cursor = parse_qs(urlsplit(links(client.get("/api/items"))["next"]).query)["cursor"][0]
     payload, rest = cursor.split(".", 1)
-    tampered = payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + rest
+    # The first character: the last may hold base64 padding bits.
+    tampered = ("A" if payload[0] != "A" else "B") + payload[1:] + "." + rest
     rv = client.get("/api/items", query_string={"cursor": tampered})
     assert rv.status_code == 400
     assert rv.get_json() == INVALID

@@ -97,7 +97,7 @@ def test_channels_on_every_shard_stream_and_resume(cluster_url: str) -> None:
         stream = Stream(client, f"{relay.url}/events/stream", params={"token": token})
         deadline = time.monotonic() + 5
         while len(relay.relay.hub.feeds) < 4 or not all(
-            f.ready.is_set() and not f.joining for f in relay.relay.hub.feeds.values()
+            f.ready and not f.joining for f in relay.relay.hub.feeds.values()
         ):
             assert time.monotonic() < deadline
             time.sleep(0.02)

@@ -12,6 +12,7 @@ from karaffe.events.protocol import (
     ZERO,
     Cursor,
     CursorError,
+    Event,
     Position,
     ProtocolError,
     SSEMessage,
@@ -200,3 +201,13 @@ def test_reset_rules() -> None:
     assert not needs_reset(START, None, ZERO)
     assert not needs_reset(START, 7, ZERO), "channel began after the cursor: all is new"
     assert needs_reset(START, 7, StreamId(1, 0))
+
+
+def test_an_event_from_json_decodes_its_data_only_when_read() -> None:
+    lazy = Event.from_json("1-0", "project:1", "t", b'{"n":')
+    assert (lazy.id, lazy.channel, lazy.type) == ("1-0", "project:1", "t")
+    with pytest.raises(orjson.JSONDecodeError):
+        lazy.data  # noqa: B018 - the broken JSON is decoded here, not before
+    event = Event.from_json("1-0", "project:1", "t", b'{"n":1}')
+    assert event == Event("1-0", "project:1", "t", {"n": 1})
+    assert event.to_dict() == {"id": "1-0", "channel": "project:1", "type": "t", "data": {"n": 1}}

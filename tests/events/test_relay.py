@@ -301,6 +301,8 @@ def test_resume_beyond_history_gets_reset(
     open_stream: Callable[..., Stream],
     token: Callable[..., str],
     broker: RedisBroker,
+    client: httpx.Client,
+    relay: RelayThread,
 ) -> None:
     from karaffe.events.protocol import encode_cursor
 
@@ -316,6 +318,8 @@ def test_resume_beyond_history_gets_reset(
     head = Cursor.parse(message.id or "").get("project:1")
     assert head == broker.positions(["project:1"])["project:1"]
     assert stamped != stale
+    # Counted as it is sent, while the stream is still open.
+    assert "karaffe_relay_resets_total 1\n" in client.get(f"{relay.url}/metrics").text
 
 
 def test_many_connections_share_one_subscription(

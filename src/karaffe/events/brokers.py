@@ -20,8 +20,6 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import orjson
-
 from .protocol import (
     START,
     ZERO,
@@ -71,7 +69,8 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
         """Append and fan out ``(channel, type, data_json)`` items, in order,
-        and return the events with their ids (and their data decoded)."""
+        and return the events with their ids (their data decoded only when
+        read, see :meth:`Event.from_json <karaffe.events.Event.from_json>`)."""
 
     def publish(self, channel: str, type: str, data_json: bytes) -> Event:
         return self.publish_many([(channel, type, data_json)])[0]
@@ -143,7 +142,7 @@ class MemoryBroker(Broker):
                     state.max_deleted = state.entries[0][0]
                 state.entries.append((id, type, data_json))
                 state.last = id
-                events.append(Event(str(id), channel, type, orjson.loads(data_json)))
+                events.append(Event.from_json(str(id), channel, type, data_json))
                 payload = pack_message(str(id), state.epoch, type, data_json)
                 deliveries.extend((q, channel, payload) for q in self._listeners.get(channel, ()))
         for q, channel, payload in deliveries:
@@ -415,7 +414,7 @@ class RedisBroker(Broker):
         if not self.cluster:
             results = pipe.execute()
         return [
-            Event(_text(raw_id) or "", channel, type, orjson.loads(data_json))
+            Event.from_json(_text(raw_id) or "", channel, type, data_json)
             for (raw_id, _epoch), (channel, type, data_json) in zip(results, items, strict=True)
         ]
 

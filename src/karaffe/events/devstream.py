@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import queue
 import time
+import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 
-from ..api.errors import (
-    ApiException,
-    InvalidCursor,
-    NotFound,
-    ProblemFormatter,
-    exception_for_status,
-)
-from .brokers import MemoryBroker, unpack_revocation
-from .protocol import Cursor, CursorError, comment, unpack_message
+from ..api.errors import ApiException, NotFound, ProblemFormatter, exception_for_status
+from .admission import Admission, StreamRequest, is_revoked
+from .brokers import Broker, MemoryBroker, unpack_revocation
+from .protocol import comment, unpack_message
 from .session import StreamSession, control
 from .settings import EventsSettings
-from .tokens import ChannelGrant, ChannelTokenError, RevokedToken, is_revoked
+from .tokens import ChannelGrant, RevokedToken, TokenSigner
 
-__all__ = ["make_blueprint", "stream"]
+__all__ = ["StreamSource", "make_blueprint"]
 
 #: Headers of every stream response.
 STREAM_HEADERS = {
@@ -37,15 +33,30 @@ STREAM_HEADERS = {
 }
 
 
-def make_blueprint() -> Blueprint:
-    """The ``karaffe_events`` blueprint: the static JS client and the stream."""
+class StreamSource(t.Protocol):
+    """What the stream needs of the app's events state
+    (:class:`karaffe.events.publish.EventsState` is one)."""
+
+    @property
+    def broker(self) -> Broker: ...
+
+    @property
+    def signer(self) -> TokenSigner: ...
+
+    @property
+    def serves_stream(self) -> bool: ...
+
+
+def make_blueprint(source: StreamSource) -> Blueprint:
+    """The ``karaffe_events`` blueprint: the static JS client and the stream
+    of the app whose events state is ``source``."""
     bp = Blueprint(
         "karaffe_events",
         __name__,
         static_folder=str(Path(__file__).with_name("static")),
         static_url_path="/events/static",
     )
-    bp.add_url_rule("/events/stream", "stream", stream)
+    bp.add_url_rule("/events/stream", "stream", lambda: stream(source))
     return bp
 
 
@@ -56,42 +67,37 @@ def _refuse(exc: ApiException) -> Response:
     return formatter.to_response(exc)
 
 
-def stream() -> Response:
+def stream(source: StreamSource) -> Response:
     """``GET /events/stream?channel=...&token=...&cursor=...``."""
-    from .publish import state_for
-
-    state = state_for()
-    broker = state.broker
-    if not state.serves_stream:
+    broker = source.broker
+    if not source.serves_stream:
         return _refuse(NotFound("Events are streamed by the relay (EVENTS_RELAY_URL)."))
     if not isinstance(broker, MemoryBroker):
         not_implemented = exception_for_status(501)
         return _refuse(not_implemented("The app streams with the memory broker only."))
     settings = EventsSettings.of()
-    token = request.args.get("token") or request.cookies.get(settings.events_cookie_name)
+    asked = StreamRequest.from_parts(
+        request.args.to_dict(flat=False),
+        request.headers.get("Last-Event-ID"),
+        request.cookies.get(settings.events_cookie_name),
+    )
     try:
-        grant = state.signer.verify(token)
-        channels = grant.check_channels(request.args.getlist("channel"))
-        if _revoked(broker, grant):
-            raise RevokedToken()
-    except ChannelTokenError as exc:
+        ticket = Admission(source.signer, cache_size=0).check(asked)
+        ticket.check_revocation(*_revocations(broker, ticket.grant))
+    except ApiException as exc:
         return _refuse(exc)
-    raw_cursor = request.headers.get("Last-Event-ID") or request.args.get("cursor") or ""
-    try:
-        cursor = Cursor.parse(raw_cursor)
-    except CursorError as exc:
-        return _refuse(InvalidCursor(str(exc)))
+    channels = ticket.channels
     listener = broker.listen(channels)
-    if _revoked(broker, grant):
+    if is_revoked(ticket.grant, *_revocations(broker, ticket.grant)):
         # Revoked between the check and listening: no announcement will come.
         broker.unlisten(listener)
         return _refuse(RevokedToken())
-    session = StreamSession(channels, cursor, broker.positions(channels))
+    session = StreamSession(channels, ticket.cursor, broker.positions(channels))
     body = _generate(
         broker,
         listener,
         session,
-        grant,
+        ticket.grant,
         heartbeat=settings.events_heartbeat,
         retry=settings.events_retry_ms,
         notice=settings.events_token_notice,
@@ -148,10 +154,11 @@ def _generate(
         broker.unlisten(listener)
 
 
-def _revoked(broker: MemoryBroker, grant: ChannelGrant) -> bool:
-    """Whether ``grant``'s user, or its credential, was revoked since it was issued."""
+def _revocations(broker: MemoryBroker, grant: ChannelGrant) -> tuple[float | None, float | None]:
+    """When ``grant``'s user's access, and the credential it is bound to, were
+    last revoked (``None``: never)."""
     credential_at = broker.revoked_at(grant.user, grant.credential) if grant.credential else None
-    return is_revoked(grant, broker.revoked_at(grant.user), credential_at)
+    return broker.revoked_at(grant.user), credential_at
 
 
 def _revokes(payload: bytes, grant: ChannelGrant) -> bool:
@@ -160,6 +167,6 @@ def _revokes(payload: bytes, grant: ChannelGrant) -> bool:
     if revocation is None:
         return False
     user, at, credential = revocation
-    if user != grant.user or grant.issued_at > at:
+    if user != grant.user or (credential is not None and credential != grant.credential):
         return False
-    return credential is None or credential == grant.credential
+    return is_revoked(grant, at)

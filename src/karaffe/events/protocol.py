@@ -116,18 +116,61 @@ ZERO = StreamId(0, 0)
 # -- events --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+_UNDECODED: t.Any = object()
+
+
 class Event:
     """One event: ``id`` is its position in the channel's history (monotonic
-    per channel), ``type`` says what happened, ``data`` is any JSON value."""
+    per channel), ``type`` says what happened, ``data`` is any JSON value.
 
-    id: str
-    channel: str
-    type: str
-    data: t.Any
+    A broker returns the events it published with :meth:`from_json`: their
+    ``data`` is decoded from the publisher's JSON only if someone reads it
+    (the ``captured_events`` fixture does; publishing does not).
+    """
+
+    __slots__ = ("_data", "_json", "channel", "id", "type")
+    __match_args__ = ("id", "channel", "type", "data")
+
+    def __init__(self, id: str, channel: str, type: str, data: t.Any) -> None:
+        self.id = id
+        self.channel = channel
+        self.type = type
+        self._data = data
+        self._json: bytes | None = None
+
+    @classmethod
+    def from_json(cls, id: str, channel: str, type: str, data_json: bytes) -> Event:
+        """The event whose data is the JSON ``data_json``, decoded on first use."""
+        event = cls(id, channel, type, _UNDECODED)
+        event._json = data_json
+        return event
+
+    @property
+    def data(self) -> t.Any:
+        if self._data is _UNDECODED:
+            self._data = orjson.loads(t.cast(bytes, self._json))
+        return self._data
 
     def to_dict(self) -> dict[str, t.Any]:
         return {"id": self.id, "channel": self.channel, "type": self.type, "data": self.data}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.id, self.channel, self.type, self.data) == (
+            other.id,
+            other.channel,
+            other.type,
+            other.data,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # data may be any JSON value
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(id={self.id!r}, channel={self.channel!r}, type={self.type!r}, "
+            f"data={self.data!r})"
+        )
 
 
 def dump_data(data: t.Any) -> bytes:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from ..config import ConfigError, CoreSettings
 from ..signals import credentials_revoked, membership_changed
+from . import devstream
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .cli import init_app as add_commands
 from .protocol import Event, dump_data, encode_cursor, validate_channel, validate_type
@@ -221,9 +222,7 @@ class Events:
         """The ``karaffe_events`` blueprint: the JS client as a static file at
         ``/events/static/karaffe-events.js``, and ``/events/stream`` (a 404
         unless the app streams itself, see :mod:`karaffe.events.devstream`)."""
-        from . import devstream
-
-        return devstream.make_blueprint()
+        return devstream.make_blueprint(state_for(app))
 
 
 def state_for(app: Flask | None = None) -> EventsState:

@@ -40,20 +40,24 @@ class StreamSession:
     :param channels: the channels followed, in a fixed order (the cursor's).
     :param cursor: where the reader resumes; channels it does not name start
         at the position given by ``heads`` (live from now).
+    :param on_reset: called with the channel whenever a ``reset`` frame is
+        made (the relay counts them in its metrics as they are sent).
     """
 
-    __slots__ = ("channels", "positions", "positions_set", "resets")
+    __slots__ = ("channels", "on_reset", "positions", "positions_set", "resets")
 
     def __init__(
         self,
         channels: Sequence[str],
         cursor: Cursor | None = None,
         heads: t.Mapping[str, Position] | None = None,
+        on_reset: t.Callable[[str], None] | None = None,
     ) -> None:
         self.channels = tuple(channels)
         self.positions: dict[str, Position] = {}
         #: How many ``reset`` frames this session produced.
         self.resets = 0
+        self.on_reset = on_reset
         #: The channels whose position the cursor gave.
         self.positions_set: frozenset[str] = frozenset()
         given = []
@@ -76,15 +80,23 @@ class StreamSession:
         position = self.positions[channel]
         return position.id
 
+    def reset(self, channel: str, position: Position) -> bytes:
+        """The ``reset`` frame telling the reader that what it missed on
+        ``channel`` cannot be sent exactly: it reloads that channel's data,
+        and the stream goes on from ``position``."""
+        self.positions[channel] = position
+        self.resets += 1
+        if self.on_reset is not None:
+            self.on_reset(channel)
+        return control("reset", {"channel": channel}, id=self.cursor())
+
     def replay(self, channel: str, history: History, complete: bool = True) -> bytes:
         """Frames for what ``history`` holds after the reader's position, or
         one ``reset`` frame when it does not hold all of it. ``complete`` is
         false when the read hit its limit: more was missed than is replayed."""
         position = self.positions[channel]
         if not complete or needs_reset(position, history.epoch, history.max_deleted):
-            self.positions[channel] = history.head
-            self.resets += 1
-            return control("reset", {"channel": channel}, id=self.cursor())
+            return self.reset(channel, history.head)
         if history.epoch is None:
             return b""
         out = []
@@ -109,9 +121,7 @@ class StreamSession:
         what it missed is gone."""
         position = self.positions[channel]
         if epoch != position.epoch and position.epoch != 0:
-            self.positions[channel] = Position(epoch, id)
-            self.resets += 1
-            return control("reset", {"channel": channel}, id=self.cursor())
+            return self.reset(channel, Position(epoch, id))
         if position.epoch == epoch and id <= position.id:
             return None
         self.positions[channel] = Position(epoch, id)

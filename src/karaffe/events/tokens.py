@@ -43,7 +43,6 @@ __all__ = [
     "RevokedToken",
     "TamperedToken",
     "TokenSigner",
-    "is_revoked",
 ]
 
 
@@ -130,14 +129,6 @@ class ChannelGrant:
             if channel not in allowed:
                 raise ChannelForbidden(f"The channel token does not grant channel {channel!r}.")
         return wanted
-
-
-def is_revoked(grant: ChannelGrant, user_at: float | None, credential_at: float | None) -> bool:
-    """Whether ``grant`` was issued before its user's access was revoked
-    (``user_at``) or before its credential was (``credential_at``)."""
-    return (user_at is not None and user_at >= grant.issued_at) or (
-        credential_at is not None and credential_at >= grant.issued_at
-    )
 
 
 class TokenSigner:
