@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos bench lint fmt clean
+.PHONY: demo test chaos fuzz bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 # prints its figures.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)
+
+# schemathesis against the tracker's OpenAPI document, longer than in `make test`
+# (FUZZ_SECONDS a run, ten minutes by default; FUZZ_SEED=<seed> replays a run).
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} $(BIN)/python -m pytest -m fuzz examples/tracker/tests/test_fuzz.py $(PYTEST_ARGS)
 
 # Every benchmark, one after the other (about 35 minutes); each prints its table
 # and whether its targets are met. A missed target does not stop the others.

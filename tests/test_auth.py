@@ -254,6 +254,79 @@ def test_api_post_with_session_cookie_but_no_csrf_token_is_refused(client: Flask
     assert rv.json == problem(400, "bad-request", "Bad request", "The CSRF token is missing.")
 
 
+def test_api_post_with_session_cookie_and_csrf_header_is_accepted(client: FlaskClient) -> None:
+    csrf_login(client)
+    token = client.get("/login").text
+    rv = client.post("/api/things", json={}, headers={"X-CSRFToken": token})
+    assert rv.status_code == 201
+
+
+def test_api_post_with_a_csrf_header_of_another_session_is_refused(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    csrf_login(client)
+    client.get("/login")  # this session's own token exists too
+    other = app.test_client()
+    rv = client.post("/api/things", json={}, headers={"X-CSRFToken": other.get("/login").text})
+    assert rv.status_code == 400
+    assert rv.json["detail"] == "The CSRF tokens do not match."
+
+
+@pytest.mark.parametrize("cookie", [False, True])
+def test_api_write_without_credentials_is_401_before_csrf(
+    client: FlaskClient, cookie: bool
+) -> None:
+    """No token, no login (with or without a session cookie that holds only a
+    CSRF token): the client is told to authenticate, not that a CSRF token is
+    missing."""
+    if cookie:
+        client.get("/login")
+        assert client.get_cookie("session") is not None
+    rv = client.post("/api/things", json={})
+    assert rv.status_code == 401
+    assert rv.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert rv.json == problem(
+        401, "unauthorized", "Authentication required", "Authentication required"
+    )
+
+
+def test_html_write_without_login_goes_to_the_login_page_before_csrf(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    @app.post("/notes")
+    @login_required
+    def notes() -> str:
+        return "noted"
+
+    rv = client.post("/notes", data={})
+    assert rv.status_code == 302
+    assert rv.headers["Location"] == "/login?next=/notes"
+
+
+def test_write_to_a_public_view_keeps_csrf(app: karaffe.App, client: FlaskClient) -> None:
+    rv = client.post("/logout", data={})
+    assert rv.status_code == 400
+    assert "The CSRF token is missing." in rv.text
+
+
+def test_login_required_on_a_blueprint_hook_is_recorded(app: karaffe.App) -> None:
+    from flask import Blueprint
+
+    from karaffe.auth import requires_login
+
+    bp = Blueprint("private", __name__, url_prefix="/api/private")
+    bp.before_request(login_required(lambda: None))
+    bp.add_url_rule("/notes", "notes", lambda: karaffe.ApiResult({}), methods=["POST"])
+    app.register_blueprint(bp)
+    assert requires_login(app, "private.notes")
+    assert requires_login(app, "api_things")
+    assert not requires_login(app, "logout")
+    assert not requires_login(app, "nowhere")
+    rv = app.test_client().post("/api/private/notes", json={})
+    assert rv.status_code == 401
+    assert rv.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
 def test_login_with_a_wrong_password_is_refused(client: FlaskClient) -> None:
     rv = csrf_login(client, password="wrong")
     assert rv.status_code == 401

@@ -24,6 +24,7 @@ def part_classes() -> list[type[Settings]]:
     from .auth import AuthSettings
     from .db import DbSettings
     from .events.settings import EventsSettings
+    from .headers import SecurityHeadersSettings
     from .jobs.extension import JobsSettings
     from .tenancy import TenancySettings
 
@@ -31,6 +32,7 @@ def part_classes() -> list[type[Settings]]:
         CoreSettings,
         DbSettings,
         AuthSettings,
+        SecurityHeadersSettings,
         TenancySettings,
         EventsSettings,
         JobsSettings,

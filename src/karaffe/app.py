@@ -41,6 +41,7 @@ from .config import (
     unknown_key,
 )
 from .config import _store as _settings_store
+from .headers import SecurityHeaders
 from .htmljson import htmljson_filter
 from .ids import IdConverter
 from .sessions import CookieSessionInterface
@@ -110,6 +111,12 @@ class App(Flask):
     #: it with :meth:`html_errorhandler`. ``None`` keeps Werkzeug's pages.
     html_error_handler: HtmlErrorHandler | None = None
 
+    #: Installed by :meth:`configure`, adds Content-Security-Policy,
+    #: X-Frame-Options, X-Content-Type-Options, Referrer-Policy (and HSTS when
+    #: set) to every response: a :class:`karaffe.headers.SecurityHeaders`
+    #: subclass, or ``None`` for none.
+    security_headers_class: type[SecurityHeaders] | None = SecurityHeaders
+
     def __init__(self, import_name: str, *, env_prefix: str | None = None, **kwargs: t.Any) -> None:
         super().__init__(import_name, **kwargs)
         #: Environment variable prefixes read by :meth:`configure`, in order.
@@ -123,6 +130,8 @@ class App(Flask):
         # its last reference goes. HTTP errors get no handler at all (see
         # make_response), so that the app's own handlers keep Flask's order.
         self.register_error_handler(ApiException, _handle_api_exception)
+        #: The installed :attr:`security_headers_class`, once configured.
+        self.security_headers: SecurityHeaders | None = None
 
     # -- configuration -------------------------------------------------------
 
@@ -164,6 +173,10 @@ class App(Flask):
         # start-up even when the part is set up later.
         for cls in (*earlier, *present):
             cls.of(self)
+        # Here rather than in __init__: an App that is never configured is a
+        # Flask, headers included (docs/flask-compatibility.md).
+        if self.security_headers is None and self.security_headers_class is not None:
+            self.security_headers = self.security_headers_class(self)
         self.configured = True
 
     def _refuse_unknown_keys(self, store: t.Any) -> list[type[Settings]]:

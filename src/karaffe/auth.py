@@ -102,6 +102,7 @@ __all__ = [
     "login_user",
     "logout_user",
     "require_user",
+    "requires_login",
     "revoke_api_token",
     "rotate_session",
     "safe_next_url",
@@ -791,10 +792,20 @@ def _unauthorized() -> t.NoReturn:
     abort(401)
 
 
+#: Set on what :func:`login_required` returns, for :func:`requires_login`.
+_LOGIN_REQUIRED = "__karaffe_login_required__"
+
+
 def login_required(view: F) -> F:
     """Only for logged-in users: others get a 401 problem on API routes (and
     on any request with a bearer token), and a redirect to ``LOGIN_VIEW``
-    with ``?next=`` on HTML routes (401 when no login view is configured)."""
+    with ``?next=`` on HTML routes (401 when no login view is configured).
+
+    Decorate a view, or a blueprint's ``before_request`` hook to cover every
+    view of the blueprint. Either way it is recorded (:func:`requires_login`):
+    the OpenAPI document lists the operation's security schemes and its 401,
+    and a write from a client that is not logged in gets this answer before
+    any CSRF check."""
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
@@ -802,7 +813,26 @@ def login_required(view: F) -> F:
             _unauthorized()
         return view(*args, **kwargs)
 
+    setattr(wrapper, _LOGIN_REQUIRED, True)
     return t.cast(F, wrapper)
+
+
+def requires_login(app: Flask, endpoint: str) -> bool:
+    """Whether the view of ``endpoint`` is behind :func:`login_required`:
+    decorated with it, or in a blueprint (or an app) whose ``before_request``
+    hook is."""
+    view = app.view_functions.get(endpoint)
+    if view is None:
+        return False
+    if getattr(view, _LOGIN_REQUIRED, False):
+        return True
+    parts = endpoint.split(".")[:-1]
+    scopes: list[str | None] = [None, *(".".join(parts[: i + 1]) for i in range(len(parts)))]
+    return any(
+        getattr(hook, _LOGIN_REQUIRED, False)
+        for scope in scopes
+        for hook in app.before_request_funcs.get(scope, ())
+    )
 
 
 def require_user() -> User:
@@ -845,13 +875,33 @@ def _check_token_scope() -> None:
 
 
 class KaraffeCSRFProtect(CSRFProtect):  # type: ignore[misc]
-    """Flask-WTF's CSRF protection, except for requests that authenticate
-    with an ``Authorization`` header: a browser never adds one on its own,
-    so they cannot be forged cross-site."""
+    """Flask-WTF's CSRF protection, with two differences:
+
+    - requests that authenticate with an ``Authorization`` header are exempt:
+      a browser never adds one on its own, so they cannot be forged cross-site;
+    - a write to a view behind :func:`login_required` from a client that is
+      not logged in gets the login answer (a 401 problem with
+      ``WWW-Authenticate: Bearer`` on API routes, the login page on HTML
+      routes), not a CSRF error: there is no login to forge, and a client
+      without credentials must learn that it needs some.
+
+    Browsers writing to the API with their session cookie send the token in
+    the ``X-CSRFToken`` header (``WTF_CSRF_HEADERS``); forms send the
+    ``csrf_token`` field.
+    """
 
     def protect(self, apply_exemptions: bool = False) -> None:
         if is_token_request():
             return
+        # What login_required would answer, only sooner: the same for every view.
+        endpoint = request.endpoint
+        if (
+            endpoint
+            and request.method in current_app.config["WTF_CSRF_METHODS"]
+            and requires_login(current_app, endpoint)
+            and get_user() is None
+        ):
+            _unauthorized()
         super().protect(apply_exemptions)
 
 

@@ -130,6 +130,7 @@ _PART_MODULES = (
     "karaffe._tenancy.web",
     "karaffe.events.settings",
     "karaffe.jobs.extension",
+    "karaffe.headers",
 )
 
 

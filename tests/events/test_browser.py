@@ -24,7 +24,7 @@ CHROMIUM = "/usr/bin/chromium"
 PAGE = """<!doctype html>
 <script src="{{ url_for('karaffe_events.static', filename='karaffe-events.js') }}"></script>
 <ul id="log"></ul>
-<script>
+<script nonce="{{ csp_nonce() }}">
   window.received = [];
   window.stream = KaraffeEvents.connect({
     url: {{ stream_url|htmljson }},
@@ -91,7 +91,7 @@ def browser() -> Iterator[object]:
 def wait_received(page: object, title: str, within: float = 1.0) -> float:
     started = time.monotonic()
     page.wait_for_function(  # type: ignore[attr-defined]
-        f"window.received.includes({title!r})", timeout=within * 1000
+        f"() => window.received.includes({title!r})", timeout=within * 1000
     )
     return time.monotonic() - started
 
@@ -101,7 +101,7 @@ def test_page_sees_an_event_from_python_with_the_embedded_broker(browser: object
     with serving(app) as url:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(url + "/")
-        page.wait_for_function("window.stream.status === 'open'", timeout=5000)
+        page.wait_for_function("() => window.stream.status === 'open'", timeout=5000)
         with app.app_context():
             publish("project:1", "issue.created", {"title": "Broken build"})
         wait_received(page, "Broken build", within=1.0)
@@ -139,8 +139,8 @@ def test_two_tabs_share_one_relay_connection_and_both_update(
             first, second = context.new_page(), context.new_page()
             for page in (first, second):
                 page.goto(url + "/?share=1")
-            first.wait_for_function("window.stream.status === 'open'", timeout=5000)
-            second.wait_for_function("window.stream.status === 'open'", timeout=5000)
+            first.wait_for_function("() => window.stream.status === 'open'", timeout=5000)
+            second.wait_for_function("() => window.stream.status === 'open'", timeout=5000)
             assert first.evaluate("!!navigator.locks") == (election == "web-locks")
             with app.app_context():
                 publish("project:1", "issue.created", {"title": "Shared"})
@@ -177,7 +177,7 @@ def test_token_renewal_keeps_the_stream_without_loss_or_duplicates(browser: obje
     with serving(app) as url:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(url + "/")
-        page.wait_for_function("window.stream.status === 'open'", timeout=5000)
+        page.wait_for_function("() => window.stream.status === 'open'", timeout=5000)
         titles = [f"e{n}" for n in range(12)]
         for title in titles:
             with app.app_context():
@@ -194,6 +194,6 @@ def test_without_renew_the_stream_closes_at_expiry(browser: object) -> None:
     with serving(app) as url:
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(url + "/?renew=0")
-        page.wait_for_function("window.stream.status === 'open'", timeout=5000)
-        page.wait_for_function("window.stream.status === 'closed'", timeout=5000)
+        page.wait_for_function("() => window.stream.status === 'open'", timeout=5000)
+        page.wait_for_function("() => window.stream.status === 'closed'", timeout=5000)
         page.close()

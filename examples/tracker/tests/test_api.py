@@ -175,7 +175,7 @@ def test_labels(api, world, count):
     rv = api("bob").post("/api/v1/orgs/acme/labels", json={"name": "docs"})
     assert rv.status_code == 201
     rv = api("bob").post("/api/v1/orgs/acme/labels", json={"name": "docs"})
-    body = problem(rv, 422, "validation-failed")
+    body = problem(rv, 409, "conflict")  # fine input, but the name is taken
     assert body["errors"] == [
         {
             "loc": ["body", "name"],

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from tracker import create_app, seed
 
+from karaffe.auth import User, create_api_token
 from karaffe.db import db
 from karaffe.testing import serving
 
@@ -239,3 +241,79 @@ def test_end_a_session_from_the_settings_page_then_change_the_password(
     assert "Welcome back" in tablet.locator(".flashes").inner_text()
     phone.context.close()
     tablet.context.close()
+
+
+@pytest.fixture
+def docs_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A small tracker (CSRF on, as in production) and an API token of the demo user."""
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/docs.sqlite",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        seed.seed(orgs=1, issues=5, users_per_org=2)
+        user = db.session.execute(sa.select(User).where(User.email == seed.DEMO_LOGIN)).scalar_one()
+        _, token = create_api_token(user, "docs browser test")
+        db.session.commit()
+    with serving(app) as url:
+        yield url, token
+
+
+def csp_violations(page: t.Any) -> list[str]:
+    """Every message Chromium logs about something the policy blocked."""
+    found: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            found.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return found
+
+
+def try_it(page: t.Any, operation: str, body: str | None = None) -> str:
+    """Open an operation of the docs page, run it, and return the status."""
+    block = page.locator(f"#operations-api_v1-{operation}")
+    block.locator(".opblock-summary").first.click()
+    block.locator("button.try-out__btn").click()
+    if body is not None:
+        block.locator("textarea.body-param__text").fill(body)
+    block.locator("button.execute").click()
+    status = block.locator(".live-responses-table tr.response .response-col_status").first
+    status.wait_for()
+    return str(status.inner_text()).strip()
+
+
+def test_api_docs_run_under_the_csp_with_a_token_and_with_the_session(
+    docs_server: tuple[str, str], page: t.Any
+) -> None:
+    url, token = docs_server
+    blocked = csp_violations(page)
+    response = page.goto(url + "/api/v1/docs")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.locator(".opblock").first.wait_for()
+    assert page.locator(".opblock").count() >= 20  # every operation is rendered
+    shoot(page, "api-docs")
+
+    # Not logged in: "Authorize" with a bearer token, then a call succeeds.
+    page.click("button.authorize")
+    dialog = page.locator(".dialog-ux")
+    dialog.locator("input").first.fill(token)
+    dialog.locator("button.authorize").first.click()
+    dialog.locator("button.btn-done").first.click()
+    assert try_it(page, "api_v1_me_get") == "200"
+    assert seed.DEMO_LOGIN in page.locator(".live-responses-table .microlight").first.inner_text()
+
+    # Logged in with the session, no token: a POST carries the CSRF header.
+    page.goto(url + "/login")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", seed.DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    page.goto(url + "/api/v1/docs")
+    page.locator(".opblock").first.wait_for()
+    assert try_it(page, "api_v1_create_org_post", '{"name": "Made in the docs"}') == "201"
+    assert not blocked, blocked

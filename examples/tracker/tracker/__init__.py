@@ -49,7 +49,9 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
         version="1.0",
         url_prefix="/api/v1",
         description="Organizations, projects, issues and comments. Authenticate with "
-        "`Authorization: Bearer <token>` (create one on the API tokens page).",
+        "`Authorization: Bearer <token>` (create one on the API tokens page), or, in a "
+        "browser, with the login session: writes then send its CSRF token in the "
+        "`X-CSRFToken` header (this page does).",
     ).init_app(app)
     web.init_app(app)
     from . import cli

@@ -12,22 +12,57 @@ import datetime as dt
 import typing as t
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
 
-#: A one-line name or title: surrounding whitespace is dropped, empty is refused.
-Line = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Title = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Name = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-LabelName = t.Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+#: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
+#: regex engine (Python's, JavaScript's, Rust's) reads the class the same way.
+SPACE = (
+    r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680"
+    r"\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: JSON Schema pattern of a text that is not blank: one character is not whitespace.
+NOT_BLANK = f"[^{SPACE}]"
+
+
+def _not_blank(value: str) -> str:
+    """Surrounding whitespace dropped; nothing left is refused."""
+    stripped = value.strip()
+    if not stripped:
+        raise PydanticCustomError(
+            "string_too_short", "String should have at least 1 character", {"min_length": 1}
+        )
+    return stripped
+
+
+def _line_schema(max_length: int) -> WithJsonSchema:
+    """The documented shape of a :func:`_not_blank` text: what the API accepts
+    as sent (its length counts the whitespace that is then dropped)."""
+    return WithJsonSchema({"type": "string", "maxLength": max_length, "pattern": NOT_BLANK})
+
+
+#: One line of text, such as a name or a title: at most so many characters as
+#: sent, not blank; surrounding whitespace is dropped.
+Title = t.Annotated[
+    str, StringConstraints(max_length=200), AfterValidator(_not_blank), _line_schema(200)
+]
+Name = t.Annotated[
+    str, StringConstraints(max_length=100), AfterValidator(_not_blank), _line_schema(100)
+]
+LabelName = t.Annotated[
+    str, StringConstraints(max_length=50), AfterValidator(_not_blank), _line_schema(50)
+]
 Text = t.Annotated[str, StringConstraints(max_length=20_000)]
 CommentText = t.Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+    str, StringConstraints(max_length=10_000), AfterValidator(_not_blank), _line_schema(10_000)
 ]
 Email = t.Annotated[
     str,
@@ -41,6 +76,20 @@ Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
 #: A timestamp as the API sends it: always with its UTC offset, since the
 #: columns are :class:`karaffe.db.UTCDateTime`.
 Timestamp = dt.datetime
+
+
+def _absent_not_null(schema: dict[str, t.Any]) -> None:
+    """In the JSON schema, a field of a partial update that may be left out
+    but not sent as ``null`` (the API refuses it): the ``null`` option and the
+    ``None`` default are dropped."""
+    options = schema.pop("anyOf")
+    schema.update(next(option for option in options if option != {"type": "null"}))
+    schema.pop("default", None)
+
+
+def _omittable(**kwargs: t.Any) -> t.Any:
+    """A field of a ``*Patch`` model that is left alone when it is left out."""
+    return Field(None, json_schema_extra=_absent_not_null, **kwargs)
 
 
 Status = t.Literal["open", "closed"]
@@ -177,11 +226,11 @@ class IssueIn(_In):
 
 
 class IssuePatch(_In):
-    title: Title | None = None
-    description: Text | None = None
-    status: Status | None = None
+    title: Title | None = _omittable()
+    description: Text | None = _omittable()
+    status: Status | None = _omittable()
     assignee_id: Id | None = Field(None, description="`null` unassigns.")
-    label_ids: list[Id] | None = Field(None, max_length=20)
+    label_ids: list[Id] | None = _omittable(max_length=20)
 
 
 class IssueOut(_Out):
@@ -203,8 +252,8 @@ class IssueQuery(BaseModel):
     status: Status | None = None
     assignee: Id | None = Field(None, description="A user id.")
     label: Id | None = Field(None, description="A label id.")
-    q: t.Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
-        None, description="Words the title contains."
+    q: t.Annotated[str, StringConstraints(max_length=200), AfterValidator(str.strip)] | None = (
+        Field(None, description="Words the title contains.")
     )
 
 

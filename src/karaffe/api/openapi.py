@@ -19,16 +19,30 @@ from __future__ import annotations
 
 import re
 import typing as t
+from dataclasses import dataclass
+from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, render_template_string, send_from_directory
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
+)
+from werkzeug.routing.converters import (
+    AnyConverter,
+    FloatConverter,
+    IntegerConverter,
+    UnicodeConverter,
+    UUIDConverter,
+)
 
 from ..config import CoreSettings
-from ..ids import MAX_ID
+from ..ids import MAX_ID, IdConverter
 from .errors import ProblemFormatter
 from .result import ApiResult
 from .validation import EndpointSpec, endpoint_spec
@@ -36,20 +50,18 @@ from .validation import EndpointSpec, endpoint_spec
 if t.TYPE_CHECKING:
     from werkzeug.routing import Rule
 
-__all__ = ["ApiDocs"]
+__all__ = ["ApiDocs", "StandardJsonSchema"]
 
 _REF = "#/components/schemas/{model}"
-_CONVERTER_SCHEMAS: dict[str, dict[str, t.Any]] = {
-    "IntegerConverter": {"type": "integer"},
-    "FloatConverter": {"type": "number"},
-    "UUIDConverter": {"type": "string", "format": "uuid"},
-    "IdConverter": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-}
 _PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+{%- if csrf_header %}
+<meta name="csrf-token" content="{{ csrf_token() }}">
+<meta name="csrf-header" content="{{ csrf_header }}">
+{%- endif %}
 <title>{{ title }}</title>
 <link rel="stylesheet" href="{{ url_for(endpoint + '.asset', filename='swagger-ui.css') }}">
 </head><body><div id="docs"></div>
@@ -59,9 +71,34 @@ _DOCS_PAGE = """<!doctype html>
 </body></html>
 """
 
+# A file, not an inline script, so the page runs under a Content-Security-Policy
+# without 'unsafe-inline'. Writes made with the browser's login session carry
+# the CSRF token from the page's meta tag; a bearer token set with "Authorize"
+# is sent by Swagger UI itself (and then the session is not used at all).
 _DOCS_INIT = """(function () {
+  "use strict";
   var spec = document.currentScript.getAttribute("data-spec");
-  window.ui = SwaggerUIBundle({ url: spec, dom_id: "#docs", deepLinking: true });
+  function meta(name) {
+    var node = document.querySelector('meta[name="' + name + '"]');
+    return node ? node.getAttribute("content") : null;
+  }
+  var csrfToken = meta("csrf-token");
+  var csrfHeader = meta("csrf-header");
+  var safe = { GET: true, HEAD: true, OPTIONS: true, TRACE: true };
+  window.ui = SwaggerUIBundle({
+    url: spec,
+    dom_id: "#docs",
+    deepLinking: true,
+    validatorUrl: null,
+    requestInterceptor: function (request) {
+      var method = (request.method || "GET").toUpperCase();
+      if (csrfToken && csrfHeader && !safe[method]) {
+        request.headers = request.headers || {};
+        request.headers[csrfHeader] = csrfToken;
+      }
+      return request;
+    }
+  });
 })();
 """
 
@@ -114,7 +151,19 @@ class ApiDocs:
         return ApiResult(cache[self.name])
 
     def _docs_view(self) -> ResponseReturnValue:
-        return render_template_string(_DOCS_PAGE, title=self.title, endpoint=self.name)
+        csrf_header = _csrf_header(current_app)
+        csrf_token: t.Callable[[], str] | None = None
+        if csrf_header is not None:
+            from flask_wtf.csrf import generate_csrf
+
+            csrf_token = generate_csrf
+        return render_template_string(
+            _DOCS_PAGE,
+            title=self.title,
+            endpoint=self.name,
+            csrf_header=csrf_header,
+            csrf_token=csrf_token,
+        )
 
     def _asset_view(self, filename: str) -> ResponseReturnValue:
         if filename == "docs-init.js":
@@ -161,96 +210,173 @@ class ApiDocs:
             elif spec.response is not None:
                 adapters.append((rule.endpoint, TypeAdapter(spec.response)))
 
-        refs, defs = models_json_schema(list(wanted), ref_template=_REF)
+        refs, defs = models_json_schema(
+            list(wanted), ref_template=_REF, schema_generator=StandardJsonSchema
+        )
         schemas: dict[str, t.Any] = dict(defs.get("$defs", {}))
         for endpoint, adapter in adapters:
-            schema = adapter.json_schema(ref_template=_REF, mode="serialization")
+            schema = adapter.json_schema(
+                ref_template=_REF, mode="serialization", schema_generator=StandardJsonSchema
+            )
             schemas.update(schema.pop("$defs", {}))
             refs[(endpoint, "serialization")] = schema  # type: ignore[index]
-
+        # Which operations take each URL argument, for the links of responses.
+        takers: dict[str, list[str]] = {}
+        for rule, method, _spec, _view in operations:
+            for name in sorted(rule.arguments):
+                takers.setdefault(name, []).append(_operation_id(rule, method))
+        context = _Context(
+            app=app,
+            refs=refs,
+            schemas=schemas,
+            takers=takers,
+            problem={formatter.mimetype: {"schema": refs[(problem_model, "serialization")]}},
+            schemes=self.security_schemes(app),
+        )
         paths: dict[str, dict[str, t.Any]] = {}
         for rule, method, spec, view in operations:
             path = _PARAM.sub(r"{\1}", rule.rule)
-            operation = self._operation(app, rule, method, spec, view, refs)
+            operation = self._operation(context, rule, method, spec, view)
             paths.setdefault(path, {})[method.lower()] = operation
 
+        components: dict[str, t.Any] = {
+            "schemas": schemas,
+            "headers": {
+                "Link": {
+                    "description": 'RFC 8288 links to the "first" page, the "next" and "prev" '
+                    'ones when there are, and the "last" one when counted.',
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                "X-Total-Count": {
+                    "description": "The number of items in the whole list.",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                "WWW-Authenticate": {
+                    "description": "How to authenticate: `Bearer realm=...`.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                "Retry-After": {
+                    "description": "Seconds to wait before trying again.",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            },
+        }
+        if context.schemes:
+            components["securitySchemes"] = context.schemes
         document: dict[str, t.Any] = {
             "openapi": "3.1.0",
             "info": {"title": self.title, "version": self.version},
             "paths": paths,
-            "components": {
-                "schemas": schemas,
-                "responses": {
-                    "Problem": {
-                        "description": "An error, as an RFC 9457 problem document.",
-                        "content": {
-                            formatter.mimetype: {"schema": refs[(problem_model, "serialization")]}
-                        },
-                    }
-                },
-                "headers": {
-                    "Link": {
-                        "description": 'RFC 8288 links to the "next", "prev" and "first" pages '
-                        '(and "last" when counted).',
-                        "schema": {"type": "string"},
-                    },
-                    "X-Total-Count": {
-                        "description": "The number of items in the whole list, when counted.",
-                        "schema": {"type": "integer"},
-                    },
-                },
-            },
+            "components": components,
         }
         if self.description:
             document["info"]["description"] = self.description
         return document
 
+    # -- security -----------------------------------------------------------------
+
+    def security_schemes(self, app: Flask) -> dict[str, dict[str, t.Any]]:
+        """``components.securitySchemes``: the ways of authenticating that the
+        app has. With :mod:`karaffe.auth` installed: ``bearerAuth`` (an API
+        token), ``sessionCookie`` (a browser's login), and with CSRF
+        protection on, ``csrfToken`` (the header session writes need).
+        Override to describe other schemes (and :meth:`security` to use them)."""
+        if "karaffe.auth" not in app.extensions:
+            return {}
+        schemes: dict[str, dict[str, t.Any]] = {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token: `Authorization: Bearer <token>`. A request "
+                "with a token ignores the session cookie and needs no CSRF token. Reads "
+                "need its `read` scope, writes its `write` scope (a read-only token gets "
+                "403).",
+            },
+            "sessionCookie": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": app.config.get("SESSION_COOKIE_NAME") or "session",
+                "description": "The login session of a browser, set when logging in "
+                "on the site; the browser sends it by itself.",
+            },
+        }
+        csrf_header = _csrf_header(app)
+        if csrf_header is not None:
+            schemes["csrfToken"] = {
+                "type": "apiKey",
+                "in": "header",
+                "name": csrf_header,
+                "description": "The CSRF token of the login session, which writes made "
+                "with the session cookie must send (the docs page sends it by itself).",
+            }
+        return schemes
+
+    def security(self, app: Flask, rule: Rule, method: str) -> list[dict[str, list[str]]] | None:
+        """The operation's ``security``: ``None`` for an operation anyone may
+        call; for a view behind :func:`karaffe.auth.login_required`, a bearer
+        token or the session cookie (and for a write, with its CSRF token)."""
+        if "karaffe.auth" not in app.extensions:
+            return None
+        from ..auth import requires_login
+
+        if not requires_login(app, rule.endpoint):
+            return None
+        session: dict[str, list[str]] = {"sessionCookie": []}
+        if _csrf_header(app) is not None and method in _csrf_methods(app):
+            session["csrfToken"] = []
+        return [{"bearerAuth": [_token_scope(method)]}, session]
+
+    # -- one operation --------------------------------------------------------------
+
     def _operation(
         self,
-        app: Flask,
+        context: _Context,
         rule: Rule,
         method: str,
         spec: EndpointSpec | None,
         view: t.Callable[..., t.Any],
-        refs: dict[t.Any, t.Any],
     ) -> dict[str, t.Any]:
-        doc = (view.__doc__ or "").strip()
-        summary, _, description = doc.partition("\n")
-        operation: dict[str, t.Any] = {
-            "operationId": f"{rule.endpoint}.{method.lower()}".replace(".", "_"),
-            "responses": {},
-        }
+        app = context.app
+        summary, description = _summary(view.__doc__ or "")
+        operation: dict[str, t.Any] = {"operationId": _operation_id(rule, method)}
         if summary:
-            operation["summary"] = summary.strip()
-        if description.strip():
-            operation["description"] = _dedent(description)
+            operation["summary"] = summary
+        if description:
+            operation["description"] = description
         if "." in rule.endpoint:
             operation["tags"] = [rule.endpoint.split(".")[0]]
+        core = CoreSettings.of(app)
+        validation_status = core.validation_error_status
+        errors = _Errors()
 
         parameters: list[dict[str, t.Any]] = []
+        path_model = context.model_schema(spec.path) if spec and spec.path else {}
         for name in rule.arguments:
-            converter = rule._converters.get(name)
-            schema = _CONVERTER_SCHEMAS.get(type(converter).__name__, {"type": "string"})
+            schema = _converter_schema(rule._converters.get(name))
+            schema.update(_parameter_schema(path_model.get("properties", {}).get(name, {})))
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
-        responses = operation["responses"]
-        problem = {"$ref": "#/components/responses/Problem"}
-        validation_status = str(CoreSettings.of(app).validation_error_status)
+        if rule.arguments:
+            errors.add(404, "Not found.", default=True)
+        if spec is not None and spec.path is not None:
+            errors.add(validation_status, "Invalid URL arguments.")
 
         if spec is not None and spec.query is not None:
-            schema = spec.query.model_json_schema(ref_template=_REF)
-            schema.pop("$defs", None)
-            required = set(schema.get("required", []))
-            for name, prop in schema.get("properties", {}).items():
-                parameters.append(
-                    {
-                        "name": name,
-                        "in": "query",
-                        "required": name in required,
-                        "schema": prop,
-                        **({"description": prop["description"]} if "description" in prop else {}),
-                    }
-                )
-            responses[validation_status] = problem
+            query = context.model_schema(spec.query)
+            required = set(query.get("required", []))
+            for name, prop in query.get("properties", {}).items():
+                parameter = {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": _parameter_schema(prop),
+                }
+                if "description" in prop:
+                    parameter["description"] = prop["description"]
+                parameters.append(parameter)
+            errors.add(validation_status, "Invalid query parameters.")
         if spec is not None and spec.paginated:
             parameters.append(
                 {
@@ -261,8 +387,8 @@ class ApiDocs:
                     "schema": {
                         "type": "integer",
                         "minimum": 1,
-                        "maximum": CoreSettings.of(app).pagination_max_limit,
-                        "default": CoreSettings.of(app).pagination_default_limit,
+                        "maximum": core.pagination_max_limit,
+                        "default": core.pagination_default_limit,
                     },
                 }
             )
@@ -275,18 +401,31 @@ class ApiDocs:
                     "schema": {"type": "string"},
                 }
             )
-            responses["400"] = problem
-            responses[validation_status] = problem
+            errors.add(400, "The cursor is not one this list gave.")
+            errors.add(validation_status, "`limit` out of range.")
         if parameters:
             operation["parameters"] = parameters
 
         if spec is not None and spec.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
+                "content": {
+                    "application/json": {"schema": context.refs[(spec.body, "validation")]}
+                },
             }
-            for status in ("400", "413", "415", validation_status):
-                responses[status] = problem
+            errors.add(400, "The body is not well-formed JSON.")
+            errors.add(413, f"The body is larger than {core.max_content_length} bytes.")
+            errors.add(415, "The body is not sent as `application/json`.")
+            errors.add(validation_status, "Invalid body: one `errors` entry per field.")
+
+        security = self.security(app, rule, method)
+        if security is not None:
+            operation["security"] = security
+            errors.add(401, "No credentials, or ones that are not valid (any longer).")
+            if any("csrfToken" in requirement for requirement in security):
+                errors.add(400, "With the session cookie: the CSRF token is missing or wrong.")
+            if any("write" in requirement.get("bearerAuth", ()) for requirement in security):
+                errors.add(403, "With an API token: a read-only one.")
 
         status = str(spec.status if spec is not None else 200)
         success: dict[str, t.Any] = {
@@ -294,22 +433,195 @@ class ApiDocs:
         }
         if spec is not None and spec.response is not None and status != "204":
             key = spec.response if isinstance(spec.response, type) else rule.endpoint
-            schema = refs[(key, "serialization")]
-            success["content"] = {"application/json": {"schema": schema}}
-        if spec is not None and spec.paginated:
-            success["headers"] = {
-                "Link": {"$ref": "#/components/headers/Link"},
-                "X-Total-Count": {"$ref": "#/components/headers/X-Total-Count"},
+            success["content"] = {
+                "application/json": {"schema": context.refs[(key, "serialization")]}
             }
-        responses[status] = success
-        if rule.arguments:
-            responses.setdefault("404", problem)
+        if spec is not None and spec.paginated:
+            success["headers"] = {"Link": {"$ref": "#/components/headers/Link"}}
+            if spec.with_total:
+                success["headers"]["X-Total-Count"] = {"$ref": "#/components/headers/X-Total-Count"}
+        if spec is not None and spec.links:
+            success["links"] = self._links(context, spec.links, operation["operationId"])
+        responses: dict[str, t.Any] = {status: success}
         if spec is not None:
-            for code in spec.extra_responses:
-                responses[str(code)] = problem
-        responses["default"] = problem
+            for code, reason in spec.extra_responses.items():
+                errors.add(code, reason or _reason_phrase(code))
+        for code, reasons in errors.items():
+            response: dict[str, t.Any] = {
+                "description": " ".join(reasons),
+                "content": context.problem,
+            }
+            if code == 401:
+                response["headers"] = {
+                    "WWW-Authenticate": {"$ref": "#/components/headers/WWW-Authenticate"}
+                }
+            elif code in (429, 503):
+                response["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+            responses[str(code)] = response
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+    def _links(
+        self, context: _Context, provided: dict[str, str], source: str
+    ) -> dict[str, dict[str, t.Any]]:
+        """OpenAPI links from a response to the operations taking the URL
+        arguments it gives values for."""
+        links: dict[str, dict[str, t.Any]] = {}
+        for argument, pointer in sorted(provided.items()):
+            for target in context.takers.get(argument, ()):
+                if target == source:
+                    continue
+                link = links.setdefault(target, {"operationId": target, "parameters": {}})
+                link["parameters"][argument] = f"$response.body#/{pointer}"
+        return links
+
+
+def _operation_id(rule: Rule, method: str) -> str:
+    return f"{rule.endpoint}.{method.lower()}".replace(".", "_")
+
+
+@dataclass
+class _Context:
+    """What every operation of one document is built with."""
+
+    app: Flask
+    refs: dict[t.Any, t.Any]
+    schemas: dict[str, t.Any]
+    takers: dict[str, list[str]]
+    problem: dict[str, t.Any]
+    schemes: dict[str, dict[str, t.Any]]
+
+    def model_schema(self, model: type[BaseModel]) -> dict[str, t.Any]:
+        """The JSON schema of a query or path model itself (its properties
+        become parameters), not a reference to it."""
+        ref = self.refs[(model, "validation")]
+        if "$ref" in ref:
+            return t.cast(dict[str, t.Any], self.schemas[ref["$ref"].rsplit("/", 1)[1]])
+        return t.cast(dict[str, t.Any], ref)
+
+
+class _Errors:
+    """The error statuses of one operation, with the reasons for each."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[int, list[str]] = {}
+        self._defaults: set[int] = set()
+
+    def add(self, status: int, reason: str, *, default: bool = False) -> None:
+        """Add a reason; a ``default`` one gives way to any other for its status."""
+        reasons = self._reasons.setdefault(status, [])
+        if status in self._defaults:
+            reasons.clear()
+            self._defaults.discard(status)
+        elif default and reasons:
+            return
+        if default:
+            self._defaults.add(status)
+        if reason not in reasons:
+            reasons.append(reason)
+
+    def items(self) -> t.Iterator[tuple[int, list[str]]]:
+        return iter(sorted(self._reasons.items()))
+
+
+class StandardJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON schema, with standard keywords only.
+
+    pydantic 2 writes a numeric constraint that follows a validator in
+    ``Annotated`` under its Python name (``Annotated[int, BeforeValidator(f),
+    Field(gt=0)]`` gives ``"gt": 0``), a keyword no JSON Schema tool knows, so
+    clients would not see the bound. It is renamed here to its JSON Schema
+    keyword (``exclusiveMinimum``).
+    """
+
+    _KEYWORDS: t.ClassVar[dict[str, str]] = {
+        "gt": "exclusiveMinimum",
+        "ge": "minimum",
+        "lt": "exclusiveMaximum",
+        "le": "maximum",
+        "multiple_of": "multipleOf",
+    }
+
+    def generate_inner(self, schema: t.Any) -> JsonSchemaValue:
+        json_schema = super().generate_inner(schema)
+        updates = schema.get("metadata", {}).get("pydantic_js_updates") or {}
+        for name in self._KEYWORDS.keys() & updates.keys():
+            if name in json_schema:
+                json_schema[self._KEYWORDS[name]] = json_schema.pop(name)
+        return json_schema
+
+
+def _csrf_header(app: Flask) -> str | None:
+    """The header CSRF tokens are read from, when CSRF protection is on."""
+    if "csrf" not in app.extensions or not app.config.get("WTF_CSRF_ENABLED", True):
+        return None
+    headers = app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken"]
+    return str(headers[0])
+
+
+def _token_scope(method: str) -> str:
+    """The API token scope a request with ``method`` needs (see
+    :data:`karaffe.auth.TOKEN_SCOPES`)."""
+    return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
+
+
+def _csrf_methods(app: Flask) -> t.Collection[str]:
+    return t.cast(t.Collection[str], app.config.get("WTF_CSRF_METHODS") or ())
+
+
+def _converter_schema(converter: t.Any) -> dict[str, t.Any]:
+    """The JSON schema of what a URL converter matches."""
+    if isinstance(converter, IdConverter):
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    if isinstance(converter, IntegerConverter | FloatConverter):
+        schema: dict[str, t.Any] = {
+            "type": "integer" if isinstance(converter, IntegerConverter) else "number"
+        }
+        if not converter.signed:
+            schema["minimum"] = 0
+        if converter.min is not None:
+            schema["minimum"] = converter.min
+        if converter.max is not None:
+            schema["maximum"] = converter.max
+        return schema
+    if isinstance(converter, UUIDConverter):
+        return {"type": "string", "format": "uuid"}
+    if isinstance(converter, UnicodeConverter | AnyConverter):
+        return {"type": "string", "pattern": f"^{converter.regex}$"}
+    return {"type": "string"}
+
+
+def _parameter_schema(prop: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A model property as the schema of a query or path parameter: a
+    parameter that is left out is how "none" is sent, so ``null`` is dropped
+    from the types it may take, and with it the ``None`` default."""
+    schema = {k: v for k, v in prop.items() if k not in ("title", "description")}
+    options = schema.get("anyOf")
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) < len(options):
+            schema.pop("anyOf")
+            if len(kept) == 1:
+                schema = {**kept[0], **schema}
+            else:
+                schema["anyOf"] = kept
+    if schema.get("default", 0) is None:
+        schema.pop("default")
+    return schema
+
+
+def _summary(doc: str) -> tuple[str, str]:
+    """The first paragraph of a docstring (one line), and the rest."""
+    text = _dedent(doc)
+    first, _, rest = text.partition("\n\n")
+    return " ".join(first.split()), rest.strip()
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase + "."
+    except ValueError:
+        return f"HTTP {status}."
 
 
 def _dedent(text: str) -> str:

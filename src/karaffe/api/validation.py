@@ -55,8 +55,14 @@ class EndpointSpec:
     response: t.Any = None
     status: int = 200
     paginated: bool = False
+    #: The pages are counted (``paginate(..., with_total=True)``): the
+    #: responses carry ``X-Total-Count`` and a ``rel="last"`` link.
+    with_total: bool = False
     description: str | None = None
+    #: Further error statuses the view answers with, and why (may be empty).
     extra_responses: dict[int, str] = field(default_factory=dict)
+    #: URL arguments the response gives values for: ``{"project_id": "id"}``.
+    links: dict[str, str] = field(default_factory=dict)
     _response_adapter: TypeAdapter[t.Any] | None = None
 
     def response_adapter(self) -> TypeAdapter[t.Any] | None:
@@ -203,6 +209,13 @@ def _finish(spec: EndpointSpec, rv: t.Any) -> t.Any:
     """Wrap what a declared view returned: a bare value becomes an ApiResult,
     serialized through the declared response model."""
     if isinstance(rv, ApiResult):
+        if rv.page is not None and (rv.page.total is not None) != spec.with_total:
+            # The OpenAPI document says whether X-Total-Count is sent: keep them equal.
+            raise TypeError(
+                "the view is declared with returns(..., with_total="
+                f"{spec.with_total}) but its page was paginated with "
+                f"with_total={rv.page.total is not None}"
+            )
         if spec.response is not None and rv.value is not None:
             rv.value = _coerce(spec, rv.value)
         return rv
@@ -228,20 +241,35 @@ def returns(
     status: int = 200,
     *,
     paginated: bool = False,
+    with_total: bool = False,
     description: str | None = None,
-    errors: t.Mapping[int, str] | None = None,
+    errors: t.Mapping[int, str] | t.Iterable[int] | None = None,
+    links: t.Mapping[str, str] | None = None,
 ) -> t.Callable[[View], DeclaredView]:
     """Declare what a view returns: ``response`` is a pydantic model or a type
     such as ``list[ItemOut]``; ``paginated`` documents the ``Link`` header and
-    the ``cursor``/``limit`` parameters; ``errors`` documents further error
-    statuses (``{404: "No such item"}``). Only records: validation of output
-    happens when the view returns a value that is not already the model."""
+    the ``cursor``/``limit`` parameters, ``with_total`` the ``X-Total-Count``
+    header of a view that pages with ``paginate(..., with_total=True)`` (the
+    two must agree: a mismatch is a ``TypeError`` when the view returns);
+    ``errors`` documents the error statuses the view itself answers with,
+    with the reason (``{409: "The name is taken"}``) or without
+    (``(403, 409)``). The statuses karaffe knows of (401 behind
+    ``login_required``, 404 for URL arguments, 400/413/415/422 for input) are
+    documented without being declared. ``links`` names the URL arguments
+    the response gives values for, and the field holding each:
+    ``{"project_id": "id"}`` links the response (OpenAPI ``links``) to every
+    documented operation with a ``project_id`` in its URL, which clients and
+    stateful testers follow. Only records: validation of output happens when
+    the view returns a value that is not already the model."""
+    declared = dict(errors) if isinstance(errors, t.Mapping) else dict.fromkeys(errors or (), "")
 
     def decorator(view: View) -> DeclaredView:
         wrapper, spec = _declared(view)
         spec.response, spec.status, spec.paginated = response, status, paginated
+        spec.with_total = with_total
         spec.description = description
-        spec.extra_responses.update(errors or {})
+        spec.extra_responses.update(declared)
+        spec.links.update(links or {})
         return wrapper
 
     return decorator

@@ -13,7 +13,7 @@ import typing as t
 
 from flask import Blueprint, current_app, request, url_for
 
-from karaffe import ApiResult, ValidationFailed, paginate, returns, validate
+from karaffe import ApiResult, Conflict, ValidationFailed, paginate, returns, validate
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
@@ -52,8 +52,14 @@ _WRITE_ERRORS = {**_NOT_FOUND, 403: "Your role does not allow it"}
 @blueprint.errorhandler(FieldError)
 def field_error(exc: FieldError) -> t.Any:
     """A value refused by a rule (an assignee who is not a member...): a 422
-    located at the field, like any other invalid input."""
-    problem = ValidationFailed(errors=[(["body", exc.field], exc.message, exc.code)])
+    located at the field, like any other invalid input. A name that is taken
+    is a 409: the input is fine, it conflicts with what exists."""
+    errors = [(["body", exc.field], exc.message, exc.code)]
+    problem = (
+        Conflict(exc.message, errors=errors)
+        if exc.code == "taken"
+        else ValidationFailed(errors=errors)
+    )
     return t.cast(t.Any, current_app).handle_api_exception(problem)
 
 
@@ -115,7 +121,7 @@ def list_orgs() -> t.Any:
 
 @blueprint.post("/orgs")
 @validate(body=OrganizationIn)
-@returns(OrganizationOut, status=201)
+@returns(OrganizationOut, status=201, links={"org_slug": "slug"})
 def create_org(body: OrganizationIn) -> t.Any:
     """A new organization, owned by the caller."""
     org = services.create_org(body.name, viewer())
@@ -194,7 +200,12 @@ def list_labels() -> t.Any:
 
 @blueprint.post("/orgs/<org_slug>/labels")
 @validate(body=LabelIn)
-@returns(LabelOut, status=201, errors=_WRITE_ERRORS)
+@returns(
+    LabelOut,
+    status=201,
+    errors={**_WRITE_ERRORS, 409: "The organization has a label of that name"},
+    links={"label_id": "id"},
+)
 def create_label(body: LabelIn) -> t.Any:
     label = services.create_label(current_org.id, viewer(), body.name)
     out = LabelOut.model_validate(label)
@@ -221,7 +232,7 @@ def list_projects() -> t.Any:
 
 @blueprint.post("/orgs/<org_slug>/projects")
 @validate(body=ProjectIn)
-@returns(ProjectOut, status=201, errors=_WRITE_ERRORS)
+@returns(ProjectOut, status=201, errors=_WRITE_ERRORS, links={"project_id": "id"})
 def create_project(body: ProjectIn) -> t.Any:
     project = services.create_project(current_org.id, viewer(), body)
     out = ProjectOut.model_validate(project)
@@ -269,7 +280,7 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
 
 @blueprint.post("/projects/<id:project_id>/issues")
 @validate(body=IssueIn)
-@returns(IssueOut, status=201, errors=_WRITE_ERRORS)
+@returns(IssueOut, status=201, errors=_WRITE_ERRORS, links={"issue_id": "id"})
 def create_issue(project: Project, body: IssueIn) -> t.Any:
     issue = services.create_issue(project, viewer(), body)
     out = IssueOut.model_validate(issue)
@@ -323,7 +334,7 @@ def list_comments(issue: Issue) -> t.Any:
 
 @blueprint.post("/issues/<id:issue_id>/comments")
 @validate(body=CommentIn)
-@returns(CommentOut, status=201, errors=_WRITE_ERRORS)
+@returns(CommentOut, status=201, errors=_WRITE_ERRORS, links={"comment_id": "id"})
 def create_comment(issue: Issue, body: CommentIn) -> t.Any:
     comment = services.add_comment(issue, viewer(), body.body)
     out = CommentOut.model_validate(comment)
