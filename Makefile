@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos fuzz bench lint fmt clean
+.PHONY: demo prod test chaos fuzz bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,21 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/tracker/devapp.py
+
+# The production topology on one machine (deploy/prod.py): private PostgreSQL
+# and Redis, granian, one relay per core, the scheduler, nginx in front on
+# 127.0.0.1:$(PORT) (8000). Installs Debian's nginx, redis and postgresql when
+# missing (as root). Ctrl-C stops everything.
+PROD_PACKAGES = $(if $(shell command -v nginx),,nginx) \
+	$(if $(shell command -v redis-server),,redis-server) \
+	$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql)
+prod: $(STAMP)
+	@if [ -n "$(strip $(PROD_PACKAGES))" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PROD_PACKAGES) >/dev/null; \
+	  else echo "missing: $(PROD_PACKAGES) (sudo apt-get install $(PROD_PACKAGES))" >&2; exit 1; fi; \
+	fi
+	PORT=$${PORT:-8000} exec $(BIN)/python deploy/prod.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
@@ -38,13 +53,13 @@ bench: $(STAMP)
 	-$(BIN)/python -m bench.relay
 
 lint: $(STAMP)
-	$(BIN)/ruff check src examples tests bench
-	$(BIN)/ruff format --check src examples tests bench
+	$(BIN)/ruff check src examples tests bench deploy
+	$(BIN)/ruff format --check src examples tests bench deploy
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src examples tests bench
-	$(BIN)/ruff check --fix src examples tests bench
+	$(BIN)/ruff format src examples tests bench deploy
+	$(BIN)/ruff check --fix src examples tests bench deploy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

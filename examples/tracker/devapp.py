@@ -3,10 +3,13 @@ with the debugger and the reloader.
 
     python examples/tracker/devapp.py            # what `make demo` runs
     flask --app examples/tracker/devapp.py run --debug
+    flask --app examples/tracker/devapp.py karaffe jobs    # any command, on the demo's data
 
-On first run it creates the schema and loads demo data (a few organizations,
-users, projects and a few thousand issues) with a progress bar; later runs
-reuse the data. ``DATABASE_URL`` points it elsewhere (PostgreSQL too),
+Whichever way it starts, it first brings the schema up to date (the
+migrations), so no command meets an empty database. Served (``make demo``,
+``flask ... run``), it also loads demo data on the first run (a few
+organizations, users, projects and a few thousand issues) with a progress bar;
+later runs reuse the data. ``DATABASE_URL`` points it elsewhere (PostgreSQL too),
 ``PORT`` changes the port (5000, Flask's default).
 """
 
@@ -23,6 +26,9 @@ from tracker import create_app, seed
 from karaffe.db import db
 
 HERE = Path(__file__).resolve().parent
+#: Demo issues to load on the first run. Read (and removed) before the app is
+#: built, which would refuse it as an unknown ``TRACKER_`` setting.
+DEMO_ISSUES = int(os.environ.pop("TRACKER_DEMO_ISSUES", "3000"))
 
 app = create_app(
     {
@@ -35,8 +41,8 @@ app = create_app(
 )
 
 
-def prepare() -> None:
-    """Create the schema and load the demo data unless it is there already."""
+def prepare(load: bool = True) -> None:
+    """Create the schema and (with ``load``) the demo data unless it is there already."""
     (HERE / "instance").mkdir(exist_ok=True)
     with app.app_context():
         tables = set(sa.inspect(db.engine).get_table_names())
@@ -44,13 +50,27 @@ def prepare() -> None:
             stamp()  # made by `flask tracker seed` (create_all): already current
         else:
             upgrade()  # the migrations in examples/tracker/migrations
+        if not load:
+            return
         if seed.has_data():
             click.echo(" * tracker demo: reusing the data already in the database")
             return
-        issues = int(os.environ.get("TRACKER_DEMO_ISSUES", "3000"))
+        issues = DEMO_ISSUES
         with click.progressbar(length=issues, label=" * loading demo data", show_pos=True) as bar:
             seed.seed(orgs=3, issues=issues, progress=bar.update)
 
+
+def _serving() -> bool:
+    """Whether ``flask ... run`` is loading this module (it loads the app
+    inside its own command; other commands load it while looking themselves up)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.info_name == "run"
+
+
+if __name__ != "__main__" and os.environ.get("WERKZEUG_RUN_MAIN") != "true":
+    # Loaded by `flask --app examples/tracker/devapp.py ...`: the schema first
+    # (the reloader's child finds it made by its parent).
+    prepare(load=_serving())
 
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "5000"))

@@ -109,6 +109,21 @@ def test_page_sees_an_event_from_python_with_the_embedded_broker(browser: object
         page.close()
 
 
+def test_a_stream_url_that_answers_404_turns_live_updates_off(browser: object) -> None:
+    """No stream served (here: EVENTS_SERVE_STREAM off, as with a Redis broker
+    and no relay): the client stops after one probe instead of retrying."""
+    app = make_page_app({"EVENTS_SERVE_STREAM": False})
+    with serving(app) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/events/stream" in r.url else None)
+        page.goto(url + "/")
+        page.wait_for_function("window.stream.status === 'off'", timeout=5000)
+        time.sleep(2.5)  # longer than the first back-off: nothing more is asked
+        assert len(asked) <= 2  # the EventSource and the probe
+        page.close()
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("election", ["web-locks", "localstorage-lease"])
 def test_two_tabs_share_one_relay_connection_and_both_update(

@@ -277,3 +277,29 @@ def test_works_with_karaffe_db_sessions(tmp_path: t.Any) -> None:
             database.session.execute(sa.text("select 1"))
             database.session.commit()
     assert [(e.type, e.data) for e in sent] == [("committed", 1)]
+
+
+def test_redis_broker_without_a_stream_warns_once_at_start(
+    make_app: Callable[..., karaffe.App], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="karaffe.events")
+    Events(make_app({"REDIS_URL": "redis://127.0.0.1:9/0"}))
+    warned = [r for r in caplog.records if "live updates are off" in r.getMessage()]
+    assert len(warned) == 1
+    assert "EVENTS_RELAY_URL" in warned[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"EVENTS_RELAY_URL": "/events/stream"},
+        {"EVENTS_SERVE_STREAM": True},
+        {"REDIS_URL": None},
+    ],
+)
+def test_a_reachable_stream_does_not_warn(
+    make_app: Callable[..., karaffe.App], caplog: pytest.LogCaptureFixture, config: dict
+) -> None:
+    caplog.set_level("WARNING", logger="karaffe.events")
+    Events(make_app({"REDIS_URL": "redis://127.0.0.1:9/0", **config}))
+    assert not [r for r in caplog.records if "live updates are off" in r.getMessage()]

@@ -317,3 +317,29 @@ def test_api_docs_run_under_the_csp_with_a_token_and_with_the_session(
     page.locator(".opblock").first.wait_for()
     assert try_it(page, "api_v1_create_org_post", '{"name": "Made in the docs"}') == "201"
     assert not blocked, blocked
+
+
+def test_without_a_stream_the_project_page_says_live_updates_are_off(
+    tmp_path: Path, page: t.Any
+) -> None:
+    """No stream served (as with a Redis broker and no relay wired in): the
+    client stops at the 404 and the page shows a small notice."""
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/off.sqlite",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "EVENTS_SERVE_STREAM": False,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        seed.seed(orgs=1, issues=5, users_per_org=2)
+    with serving(app) as url:
+        page.goto(url + "/login")
+        page.fill("#f-email", seed.DEMO_LOGIN)
+        page.fill("#f-password", seed.DEMO_PASSWORD)
+        page.click("main button[type=submit]")
+        page.click(".topbar nav >> text=Acme Robotics")
+        page.locator("main a[href*='/projects/']:not([href$='/new'])").first.click()
+        assert "Live updates are off" in page.locator(".live-off").inner_text()

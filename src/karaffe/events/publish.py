@@ -127,6 +127,7 @@ class Events:
         if getattr(app, "configured", True):
             # Refuse a bad broker configuration at start-up, not at first use.
             state.broker  # noqa: B018
+            self.check_wiring(state)
         _install_session_hooks()
         _install_signal_receivers()
         app.register_blueprint(self.make_blueprint(app))
@@ -134,6 +135,24 @@ class Events:
         app.add_template_global(cursor, "events_cursor")
         app.add_template_global(lambda: stream_url(), "events_stream_url")
         add_commands(app)
+
+    def check_wiring(self, state: EventsState) -> None:
+        """Warn once, at start-up, when browsers could not reach any stream:
+        a broker other than the in-process one, the app not serving
+        ``/events/stream`` and no ``EVENTS_RELAY_URL``. Pages would ask the
+        app's stream, get 404, and have no live updates."""
+        settings = EventsSettings.of(state.app)
+        if state.serves_stream or settings.events_relay_url:
+            return
+        log.warning(
+            "live updates are off: the broker is %s, the app does not serve "
+            "/events/stream (EVENTS_SERVE_STREAM) and EVENTS_RELAY_URL is not set, so "
+            "browsers get 404. Run `flask karaffe relay` and set EVENTS_RELAY_URL to its "
+            "stream (/events/stream when a proxy sends it to the relays; the relay's "
+            "full URL plus EVENTS_CORS_ORIGINS when it is on another origin). "
+            "See docs/deploy.md.",
+            type(state.broker).__name__,
+        )
 
     def make_broker(self, app: Flask) -> Broker:
         """The broker named by ``EVENTS_BROKER`` (``auto``: redis when

@@ -22,4 +22,15 @@
   }
   stream.on("*", changed);
   stream.onReset(changed);
+  // No stream served (a Redis broker without a relay wired in): say so once,
+  // quietly, instead of retrying forever.
+  stream.onStatus(function (status) {
+    if (status !== "off" || document.querySelector(".live-off")) return;
+    var notice = document.createElement("p");
+    notice.className = "live-off";
+    notice.setAttribute("role", "status");
+    notice.textContent = "Live updates are off: reload to see changes.";
+    var main = document.querySelector("main");
+    main.appendChild(notice);
+  });
 })();

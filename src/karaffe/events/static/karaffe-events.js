@@ -4,6 +4,7 @@
  *   const stream = KaraffeEvents.connect({url, channels, token, cursor, renew, share});
  *   stream.on("issue.created", (event) => ...);   // event = {id, channel, type, data}
  *   stream.onReset((channel) => location.reload());
+ *   stream.onStatus((status) => ...);   // connecting, open, or off (the URL answered 404)
  *
  * One tab per site (the leader, elected with Web Locks or a localStorage lease)
  * holds the EventSource and relays events to the other tabs over a
@@ -237,11 +238,53 @@
     source.onerror = function () {
       // EventSource retries by itself after network errors (readyState
       // CONNECTING); a refused request (401/403) closes it: renew, back off.
+      // A 404 means no stream is served at this URL (a Redis broker with no
+      // relay wired in): retrying cannot help, so stop and say so.
       if (source.readyState === EventSource.CLOSED && self.source === source) {
-        self._renewAndReopen(self.backoff);
-        self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
+        self._probe(function (status) {
+          if (self.source !== source || self.closed) return;
+          if (status === 404) {
+            self._off();
+            return;
+          }
+          self._renewAndReopen(self.backoff);
+          self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
+        });
       }
     };
+  };
+
+  // The HTTP status of the stream URL (EventSource does not expose it), or 0
+  // when it cannot be known (no fetch, a network error, a cross-origin answer
+  // without CORS). The body is not read: the request is aborted at once.
+  Stream.prototype._probe = function (done) {
+    if (typeof fetch === "undefined" || typeof AbortController === "undefined") {
+      done(0);
+      return;
+    }
+    var controller = new AbortController();
+    fetch(this._streamUrl(), {
+      credentials: this.withCredentials ? "include" : "same-origin",
+      headers: { Accept: "text/event-stream" },
+      signal: controller.signal,
+    }).then(function (response) {
+      controller.abort();
+      done(response.status);
+    }, function () {
+      done(0);
+    });
+  };
+
+  // No stream at this URL: stop for good, status "off" (here and in the
+  // tabs that follow this one).
+  Stream.prototype._off = function () {
+    this._closeSource();
+    this.closed = true;
+    this._setStatus("off");
+    this._broadcast({ kind: "status", status: "off" });
+    if (typeof console !== "undefined") {
+      console.warn("karaffe-events: " + this.url + " answered 404: live updates are off");
+    }
   };
 
   Stream.prototype._later = function (delay) {
