@@ -26,19 +26,28 @@ from karaffe.auth import (
     MemoryThrottleStore,
     RedisThrottleStore,
     User,
+    UserSession,
     authenticate,
     check_password,
     create_api_token,
+    current_credential,
+    current_session,
     current_user,
+    end_other_sessions,
+    end_session,
     get_user,
     hash_password,
     login_required,
     login_user,
     logout_user,
     revoke_api_token,
+    rotate_session,
+    sessions_of,
     user_changed,
 )
 from karaffe.db import db
+from karaffe.sessions import CookieSessionInterface
+from karaffe.signals import credentials_revoked
 
 PASSWORD = "correct horse battery staple"
 
@@ -87,6 +96,41 @@ def app(tmp_path: Path) -> Iterator[karaffe.App]:
     def logout() -> str:
         logout_user()
         return "logged out"
+
+    @app.post("/password")
+    @login_required
+    def change_password() -> str:
+        current_user.set_password(request.form["password"])
+        rotate_session()
+        db.session.commit()
+        return "changed"
+
+    @app.get("/sessions")
+    @login_required
+    def list_sessions() -> karaffe.ApiResult:
+        mine = current_session()
+        return karaffe.ApiResult(
+            [
+                {"id": s.id, "agent": s.user_agent, "address": s.ip_address,
+                 "current": mine is not None and s.id == mine.id}
+                for s in sessions_of(current_user)
+            ]
+        )  # fmt: skip
+
+    @app.post("/sessions/<int:session_id>/end")
+    @login_required
+    def end_one(session_id: int) -> str:
+        return "ended" if end_session(current_user, session_id) else "none"
+
+    @app.post("/sessions/end-others")
+    @login_required
+    def end_others() -> str:
+        return str(end_other_sessions(current_user))
+
+    @app.get("/api/credential")
+    @login_required
+    def credential() -> str:
+        return str(current_credential())
 
     with app.app_context():
         db.create_all()
@@ -307,6 +351,113 @@ def test_logout_ends_the_session(client: FlaskClient) -> None:
     assert client.get("/api/me").status_code == 401
 
 
+def cookie_of(client: FlaskClient) -> str:
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return cookie.value
+
+
+def browser(app: karaffe.App, cookie: str) -> FlaskClient:
+    """Another client sending ``cookie``, as a copy of it would be sent."""
+    other = app.test_client()
+    other.set_cookie("session", cookie)
+    return other
+
+
+def session_token(app: karaffe.App, cookie: str) -> str:
+    """The login session's token in a session cookie."""
+    serializer = CookieSessionInterface().get_signing_serializer(app)
+    assert serializer is not None
+    return t.cast(str, serializer.loads(cookie)["_login"])
+
+
+def open_sessions(app: karaffe.App) -> list[UserSession]:
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(UserSession).where(UserSession.ended_at.is_(None)).order_by(UserSession.id)
+        ).scalars()
+        found = list(rows)
+        db.session.expunge_all()
+        return found
+
+
+@pytest.fixture
+def revoked(app: karaffe.App) -> Iterator[list[dict[str, t.Any]]]:
+    """What :data:`credentials_revoked` announced during the test."""
+    seen: list[dict[str, t.Any]] = []
+
+    def record(sender: karaffe.App, **kwargs: t.Any) -> None:
+        seen.append(kwargs)
+
+    with credentials_revoked.connected_to(record, sender=app):
+        yield seen
+
+
+def test_a_cookie_kept_from_before_logout_is_refused(client: FlaskClient, app: karaffe.App) -> None:
+    csrf_login(client)
+    kept = cookie_of(client)
+    client.post("/logout", data={"csrf_token": client.get("/login").text})
+    assert browser(app, kept).get("/api/me").status_code == 401
+    assert browser(app, kept).get("/me").status_code == 302
+
+
+def test_logout_ends_the_session_on_every_process(app: karaffe.App, tmp_path: Path) -> None:
+    other_process = build_app(f"sqlite:///{tmp_path}/auth.sqlite", {"LOGIN_VIEW": "login_form"})
+    other_process.add_url_rule("/api/me", view_func=app.view_functions["api_me"])
+    client = app.test_client()
+    csrf_login(client)
+    kept = cookie_of(client)
+    assert browser(other_process, kept).get("/api/me").status_code == 200
+    client.post("/logout", data={"csrf_token": client.get("/login").text})
+    assert browser(other_process, kept).get("/api/me").status_code == 401
+    dispose(other_process)
+
+
+def test_logout_announces_the_session_it_ended(
+    client: FlaskClient, revoked: list[dict[str, t.Any]]
+) -> None:
+    csrf_login(client)
+    credential = client.get("/api/credential").text
+    client.post("/logout", data={"csrf_token": client.get("/login").text})
+    assert revoked == [{"user_id": 1, "credential": credential, "reason": "logout"}]
+
+
+def test_the_session_is_a_server_record_holding_only_a_digest_of_the_token(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    client.environ_base.update(HTTP_USER_AGENT="Firefox/130", REMOTE_ADDR="10.0.0.7")
+    csrf_login(client)
+    token = session_token(app, cookie_of(client))
+    (record,) = open_sessions(app)
+    assert record.user_id == 1
+    assert record.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in (record.token_hash, str(record.id))
+    assert (record.user_agent, record.ip_address) == ("Firefox/130", "10.0.0.7")
+    assert client.get("/api/credential").text == f"session:{record.id}"
+
+
+def test_every_login_gets_a_new_session_id_and_ends_the_browsers_previous_one(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    csrf_login(client)
+    first = cookie_of(client)
+    csrf_login(client)
+    second = cookie_of(client)
+    assert session_token(app, first) != session_token(app, second)
+    assert browser(app, first).get("/api/me").status_code == 401
+    assert client.get("/api/me").status_code == 200
+    assert len(open_sessions(app)) == 1
+
+
+def test_a_cookie_from_before_login_does_not_become_logged_in(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    client.get("/login")  # an anonymous session with a CSRF token
+    planted = cookie_of(client)
+    csrf_login(client)
+    assert browser(app, planted).get("/api/me").status_code == 401
+
+
 def test_changing_the_password_ends_other_sessions(app: karaffe.App, client: FlaskClient) -> None:
     csrf_login(client)
     with app.app_context():
@@ -317,12 +468,141 @@ def test_changing_the_password_ends_other_sessions(app: karaffe.App, client: Fla
     assert client.get("/api/me").status_code == 401
 
 
+def test_a_password_changed_in_a_request_ends_the_other_sessions_and_the_old_id(
+    app: karaffe.App, client: FlaskClient, revoked: list[dict[str, t.Any]]
+) -> None:
+    phone = app.test_client()
+    csrf_login(phone)
+    csrf_login(client)
+    before = cookie_of(client)
+    token = client.get("/login").text
+    assert client.post("/password", data={"password": "new one", "csrf_token": token}).text == (
+        "changed"
+    )
+    assert phone.get("/api/me").status_code == 401
+    assert client.get("/api/me").status_code == 200
+    assert browser(app, before).get("/api/me").status_code == 401
+    assert len(open_sessions(app)) == 1
+    assert {"user_id": 1, "credential": None, "reason": "password-changed"} in revoked
+
+
+def test_a_password_change_rolled_back_ends_nothing(
+    app: karaffe.App, client: FlaskClient, revoked: list[dict[str, t.Any]]
+) -> None:
+    csrf_login(client)
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        assert alice is not None
+        alice.set_password("a new one")
+        db.session.flush()
+        db.session.rollback()
+    assert client.get("/api/me").status_code == 200
+    assert revoked == []
+
+
+def test_a_hash_upgraded_at_login_ends_no_session(app: karaffe.App, client: FlaskClient) -> None:
+    phone = app.test_client()
+    csrf_login(phone)
+    with app.app_context():
+        db.session.execute(
+            sa.update(User).values(password_hash=hash_password(PASSWORD, "scrypt:2048:8:1"))
+        )
+        db.session.commit()
+    csrf_login(client)
+    assert phone.get("/api/me").status_code == 200
+
+
+def test_sessions_are_listed_and_one_can_be_ended_from_another(
+    app: karaffe.App, client: FlaskClient, revoked: list[dict[str, t.Any]]
+) -> None:
+    phone = app.test_client()
+    phone.environ_base.update(HTTP_USER_AGENT="Phone", REMOTE_ADDR="10.0.0.9")
+    csrf_login(phone)
+    client.environ_base.update(HTTP_USER_AGENT="Laptop")
+    csrf_login(client)
+    listed = client.get("/sessions").json
+    assert [(s["agent"], s["current"]) for s in listed] == [("Laptop", True), ("Phone", False)]
+    assert listed[1]["address"] == "10.0.0.9"
+    token = client.get("/login").text
+    phone_id = listed[1]["id"]
+    assert client.post(f"/sessions/{phone_id}/end", data={"csrf_token": token}).text == "ended"
+    assert phone.get("/api/me").status_code == 401
+    assert client.get("/api/me").status_code == 200
+    assert revoked == [
+        {"user_id": 1, "credential": f"session:{phone_id}", "reason": "session-ended"}
+    ]
+    again = client.post(f"/sessions/{phone_id}/end", data={"csrf_token": token})
+    assert again.text == "none"
+
+
+def test_a_user_cannot_end_someone_elses_session(app: karaffe.App, client: FlaskClient) -> None:
+    with app.app_context():
+        db.session.execute(sa.update(User).values(is_active=True))
+        db.session.commit()
+    other = app.test_client()
+    csrf_login(other, email="bob@example.org")
+    (bobs,) = open_sessions(app)
+    csrf_login(client)
+    token = client.get("/login").text
+    assert client.post(f"/sessions/{bobs.id}/end", data={"csrf_token": token}).text == "none"
+    assert other.get("/api/me").status_code == 200
+
+
+def test_ending_all_other_sessions_keeps_this_one(app: karaffe.App, client: FlaskClient) -> None:
+    others = [app.test_client() for _ in range(2)]
+    for other in others:
+        csrf_login(other)
+    csrf_login(client)
+    token = client.get("/login").text
+    assert client.post("/sessions/end-others", data={"csrf_token": token}).text == "2"
+    assert [o.get("/api/me").status_code for o in others] == [401, 401]
+    assert client.get("/api/me").status_code == 200
+
+
+def test_a_session_unused_for_the_idle_timeout_ends(app: karaffe.App, client: FlaskClient) -> None:
+    csrf_login(client)
+    with app.app_context():
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=31)
+        db.session.execute(sa.update(UserSession).values(last_seen_at=long_ago))
+        db.session.commit()
+    assert client.get("/api/me").status_code == 401
+    assert open_sessions(app) == []
+
+
+def test_last_seen_is_written_at_most_once_per_interval(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    csrf_login(client)
+    (record,) = open_sessions(app)
+    client.get("/api/me")
+    assert open_sessions(app)[0].last_seen_at == record.last_seen_at
+    with app.app_context():
+        earlier = record.last_seen_at - dt.timedelta(minutes=5)
+        db.session.execute(sa.update(UserSession).values(last_seen_at=earlier))
+        db.session.commit()
+    client.get("/api/me")
+    assert open_sessions(app)[0].last_seen_at > record.last_seen_at
+
+
 def test_deactivated_user_is_logged_out(app: karaffe.App, client: FlaskClient) -> None:
     csrf_login(client)
     with app.app_context():
         db.session.execute(sa.update(User).values(is_active=False))
         db.session.commit()
     assert client.get("/api/me").status_code == 401
+
+
+def test_deactivating_an_account_ends_its_sessions_and_announces_it(
+    app: karaffe.App, client: FlaskClient, revoked: list[dict[str, t.Any]]
+) -> None:
+    csrf_login(client)
+    with app.app_context():
+        alice = db.session.get(User, 1)
+        assert alice is not None
+        alice.is_active = False
+        db.session.commit()
+    assert open_sessions(app) == []
+    assert revoked == [{"user_id": 1, "credential": None, "reason": "deactivated"}]
 
 
 def test_session_cookie_is_httponly_and_samesite_lax(client: FlaskClient) -> None:
@@ -343,6 +623,36 @@ def test_session_cookie_is_secure_when_configured(tmp_path: Path) -> None:
 
     assert "Secure" in app.test_client().get("/set").headers["Set-Cookie"]
     dispose(app)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"SESSION_HTTPS": True}, {"PREFERRED_URL_SCHEME": "https"}],
+    ids=["setting", "scheme"],
+)
+def test_session_cookie_for_https_is_secure_with_the_host_prefix(
+    tmp_path: Path, config: dict[str, t.Any]
+) -> None:
+    app = build_app(f"sqlite:///{tmp_path}/s.sqlite", config)
+
+    @app.get("/set")
+    def set_something() -> str:
+        session["x"] = 1
+        return "ok"
+
+    cookie = app.test_client().get("/set", base_url="https://localhost").headers["Set-Cookie"]
+    assert cookie.startswith("__Host-session=")
+    assert "; Secure" in cookie and "; Path=/" in cookie and "Domain" not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    dispose(app)
+
+
+def test_https_session_cookie_refuses_a_domain(tmp_path: Path) -> None:
+    with pytest.raises(karaffe.ConfigError, match="SESSION_COOKIE_DOMAIN cannot be used"):
+        build_app(
+            f"sqlite:///{tmp_path}/s.sqlite",
+            {"SESSION_HTTPS": True, "SESSION_COOKIE_DOMAIN": "example.org"},
+        )
 
 
 def test_get_user_loads_once_per_request(app: karaffe.App) -> None:
@@ -430,6 +740,30 @@ def test_api_token_is_random_shown_once_and_stored_hashed(app: karaffe.App) -> N
         assert plaintext not in (token.token_hash, token.prefix)
         assert plaintext.startswith(token.prefix) and len(token.prefix) == 11
         assert token.name == "ci" and token.last_used_at is None
+
+
+def test_revoking_a_token_announces_it_once_committed(
+    app: karaffe.App, revoked: list[dict[str, t.Any]]
+) -> None:
+    token_id, _ = new_token(app)
+    with app.app_context():
+        token = db.session.get(ApiToken, token_id)
+        assert token is not None
+        revoke_api_token(token)
+        db.session.flush()
+        assert revoked == []
+        db.session.commit()
+    assert revoked == [
+        {"user_id": 1, "credential": f"api-token:{token_id}", "reason": "api-token-revoked"}
+    ]
+
+
+def test_a_token_request_names_its_token_as_credential(
+    app: karaffe.App, client: FlaskClient
+) -> None:
+    token_id, plaintext = new_token(app)
+    rv = client.get("/api/credential", headers={"Authorization": f"Bearer {plaintext}"})
+    assert rv.text == f"api-token:{token_id}"
 
 
 def test_bearer_token_authenticates_api_requests(app: karaffe.App, client: FlaskClient) -> None:

@@ -339,3 +339,79 @@ def test_flask_db_upgrade_builds_the_schema(app: karaffe.App, tmp_path: Path) ->
         db.session.remove()
         with db.engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+
+# -- after commit ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def schema(app: karaffe.App) -> Iterator[None]:
+    with app.app_context():
+        db.create_all()
+    yield
+    with app.app_context():
+        db.drop_all()
+
+
+def test_after_commit_runs_once_the_transaction_commits(app: karaffe.App, schema: None) -> None:
+    calls: list[str] = []
+    with app.app_context():
+        db.session.add(Note(text="x"))
+        kdb.after_commit(lambda: calls.append("committed"))
+        db.session.flush()
+        assert calls == []
+        db.session.commit()
+        assert calls == ["committed"]
+        db.session.add(Note(text="y"))
+        db.session.commit()
+    assert calls == ["committed"]
+
+
+def test_after_commit_never_runs_for_a_rollback(app: karaffe.App, schema: None) -> None:
+    calls: list[str] = []
+    with app.app_context():
+        db.session.add(Note(text="x"))
+        kdb.after_commit(lambda: calls.append("rolled back"))
+        db.session.rollback()
+        db.session.commit()
+    with app.app_context():
+        db.session.add(Note(text="x"))
+        kdb.after_commit(lambda: calls.append("left uncommitted"))
+    assert calls == []
+
+
+def test_after_commit_drops_what_a_rolled_back_savepoint_registered(
+    app: karaffe.App, schema: None
+) -> None:
+    calls: list[str] = []
+    with app.app_context():
+        db.session.add(Note(text="x"))
+        with db.session.begin_nested() as kept:
+            kdb.after_commit(lambda: calls.append("kept"))
+        assert kept is not None
+        savepoint = db.session.begin_nested()
+        kdb.after_commit(lambda: calls.append("dropped"))
+        savepoint.rollback()
+        db.session.commit()
+    assert calls == ["kept"]
+
+
+def test_after_commit_outside_a_transaction_runs_at_once(app: karaffe.App, schema: None) -> None:
+    calls: list[str] = []
+    with app.app_context():
+        kdb.after_commit(lambda: calls.append("now"))
+        assert calls == ["now"]
+
+
+def test_a_failing_after_commit_callback_is_logged_and_the_commit_stays(
+    app: karaffe.App, schema: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail() -> None:
+        raise RuntimeError("receiver broke")
+
+    with app.app_context():
+        db.session.add(Note(text="kept"))
+        kdb.after_commit(fail)
+        db.session.commit()
+    assert note_count(app) == 1
+    assert "a callback after commit failed" in caplog.text

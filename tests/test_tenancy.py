@@ -17,19 +17,23 @@ from flask.testing import FlaskClient
 import karaffe
 from karaffe.auth import User, create_api_token, login_user, logout_user
 from karaffe.db import db
+from karaffe.signals import membership_changed
 from karaffe.tenancy import (
     CrossOrgWrite,
     Membership,
     Organization,
     UnscopedQueryError,
     acting_as,
+    add_member,
     available_organization_ids,
+    change_role,
     create_organization,
     current_org,
     current_role,
     for_organization,
     get_current_org,
     get_or_404,
+    remove_member,
     require_role,
     unscoped,
 )
@@ -609,3 +613,109 @@ def test_raw_sql_policy_off_says_nothing(tmp_path: Path, caplog: pytest.LogCaptu
 def test_unknown_raw_sql_policy_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(karaffe.ConfigError, match="TENANCY_RAW_SQL"):
         build_app(f"sqlite:///{tmp_path}/x.sqlite", {"TENANCY_RAW_SQL": "sometimes"})
+
+
+# -- membership changes ---------------------------------------------------------------
+
+
+@pytest.fixture
+def changes(app: karaffe.App) -> Iterator[list[tuple[int, int, str | None, str | None]]]:
+    """(user, organization, old role, new role) of each membership_changed."""
+    seen: list[tuple[int, int, str | None, str | None]] = []
+
+    def record(sender: karaffe.App, **kw: t.Any) -> None:
+        seen.append((kw["user_id"], kw["organization_id"], kw["old_role"], kw["new_role"]))
+
+    with membership_changed.connected_to(record, sender=app):
+        yield seen
+
+
+def membership(world: World, user: str, org: str) -> Membership:
+    return db.session.execute(
+        sa.select(Membership).where(
+            Membership.user_id == world.users[user], Membership.organization_id == world.orgs[org]
+        )
+    ).scalar_one()
+
+
+def test_removing_a_member_is_announced_once_committed(
+    app: karaffe.App, world: World, changes: list[t.Any]
+) -> None:
+    with app.app_context(), for_organization(world.orgs["acme"]):
+        remove_member(membership(world, "bob", "acme"))
+        db.session.flush()
+        assert changes == []
+        db.session.commit()
+    assert changes == [(world.users["bob"], world.orgs["acme"], "member", None)]
+
+
+def test_a_role_change_is_announced_with_the_role_before(
+    app: karaffe.App, world: World, changes: list[t.Any]
+) -> None:
+    with app.app_context(), for_organization(world.orgs["acme"]):
+        change_role(membership(world, "bob", "acme"), "admin")
+        db.session.commit()
+        # Set while expired by the commit: the role before is still known.
+        change_role(membership(world, "bob", "acme"), "member")
+        db.session.commit()
+    bob, acme = world.users["bob"], world.orgs["acme"]
+    assert changes == [(bob, acme, "member", "admin"), (bob, acme, "admin", "member")]
+
+
+def test_an_unknown_role_is_refused(app: karaffe.App, world: World) -> None:
+    with (
+        app.app_context(),
+        for_organization(world.orgs["acme"]),
+        pytest.raises(ValueError, match="unknown role 'boss'"),
+    ):
+        change_role(membership(world, "bob", "acme"), "boss")
+
+
+def test_adding_a_member_is_announced(app: karaffe.App, world: World, changes: list[t.Any]) -> None:
+    with app.app_context(), for_organization(world.orgs["globex"]):
+        alice = db.session.get(User, world.users["alice"])
+        org = db.session.get(Organization, world.orgs["globex"])
+        assert alice is not None and org is not None
+        add_member(org, alice, "admin")
+        db.session.commit()
+    assert changes == [(world.users["alice"], world.orgs["globex"], None, "admin")]
+
+
+def test_a_change_rolled_back_is_not_announced(
+    app: karaffe.App, world: World, changes: list[t.Any]
+) -> None:
+    with app.app_context(), for_organization(world.orgs["acme"]):
+        remove_member(membership(world, "bob", "acme"))
+        db.session.flush()
+        db.session.rollback()
+    assert changes == []
+
+
+def test_a_change_whose_flush_failed_is_not_announced_later(
+    app: karaffe.App, world: World, changes: list[t.Any]
+) -> None:
+    with app.app_context(), for_organization(world.orgs["acme"]):
+        remove_member(membership(world, "bob", "acme"))
+        db.session.add(Membership(user_id=world.users["alice"], organization_id=world.orgs["acme"]))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.flush()
+        db.session.rollback()
+        db.session.add(Crate(label="unrelated", organization_id=world.orgs["acme"]))
+        db.session.commit()
+    assert changes == []
+
+
+def test_deleting_an_organization_announces_every_membership_it_ends(
+    app: karaffe.App, world: World, changes: list[t.Any]
+) -> None:
+    with app.app_context(), for_organization(world.orgs["globex"]):
+        org = db.session.get(Organization, world.orgs["globex"])
+        db.session.delete(org)
+        db.session.commit()
+    globex = world.orgs["globex"]
+    assert sorted(changes) == sorted(
+        [
+            (world.users["bob"], globex, "owner", None),
+            (world.users["carol"], globex, "member", None),
+        ]
+    )

@@ -9,12 +9,20 @@ request carries one (API clients), else from the session cookie (browsers)::
     def me() -> ApiResult:
         return ApiResult({"email": current_user.email})
 
-Passwords are hashed with scrypt and compared in constant time. API tokens
+Passwords are hashed with scrypt and compared in constant time. A login
+session is a row on the server (:class:`UserSession`) that the signed session
+cookie names by a random token: logging out ends it at once for every process,
+and changing the password ends every other session of the user. API tokens
 are random, shown once, stored as a SHA-256 digest, named, revocable, with a
 last-used time, an optional expiry and scopes (a read-only token is refused,
 403, on every POST, PUT, PATCH and DELETE). :class:`Auth` installs CSRF protection
 for forms (Flask-WTF; requests with a bearer token are exempt, they carry no
 ambient credential), safe cookie settings, and a throttle on failed logins.
+
+Ending a credential (a logout, an ended session, a changed password, a revoked
+API token, a deactivated account) sends :data:`karaffe.signals.credentials_revoked`
+once committed; :mod:`karaffe.events` listens and cuts the live streams
+opened with it.
 """
 
 from __future__ import annotations
@@ -30,8 +38,18 @@ import typing as t
 from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
-from blinker import Namespace
-from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from flask import (
+    Flask,
+    abort,
+    current_app,
+    g,
+    has_app_context,
+    has_request_context,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask import Response as FlaskResponse
 from flask.sessions import (
     SecureCookieSession,
@@ -40,7 +58,8 @@ from flask.sessions import (
     SessionMixin,
 )
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 from werkzeug.local import LocalProxy
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -52,8 +71,9 @@ from ._throttle import (
     ThrottleStore,
 )
 from .api.errors import Forbidden, Unauthorized
-from .config import PositiveInt, RedisUrl, Settings
-from .db import Model, UTCDateTime, current_outage, db
+from .config import ConfigError, PositiveInt, RedisUrl, Settings
+from .db import Model, UTCDateTime, after_commit, current_outage, db
+from .signals import credentials_revoked, user_changed
 
 __all__ = [
     "TOKEN_SCOPES",
@@ -66,10 +86,15 @@ __all__ = [
     "RedisThrottleStore",
     "ThrottleStore",
     "User",
+    "UserSession",
     "authenticate",
     "check_password",
     "create_api_token",
+    "current_credential",
+    "current_session",
     "current_user",
+    "end_other_sessions",
+    "end_session",
     "get_user",
     "hash_password",
     "init_app",
@@ -79,8 +104,10 @@ __all__ = [
     "require_user",
     "requires_login",
     "revoke_api_token",
+    "rotate_session",
     "safe_next_url",
     "session_values_for",
+    "sessions_of",
     "user_changed",
 ]
 
@@ -120,6 +147,17 @@ class AuthSettings(Settings):
     login_throttle_window: PositiveInt = 900
     """Seconds failed logins are counted for; the most a client is told to wait."""
 
+    session_https: bool | None = None
+    """The site is served over HTTPS: the session cookie is `Secure` and named
+    with the `__Host-` prefix (no subdomain can set or read it). Default: when
+    PREFERRED_URL_SCHEME is https."""
+
+    session_idle_timeout: PositiveInt = 30 * 24 * 3600
+    """Seconds a login session may go unused before it ends."""
+
+    session_touch_interval: PositiveInt = 60
+    """Seconds between two updates of a login session's last-seen time and address."""
+
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (what every timestamp column stores)."""
@@ -145,14 +183,22 @@ class User(Model):
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+    sessions: Mapped[list[UserSession]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @validates("email")
     def _normalize_email(self, key: str, value: str) -> str:
         return normalize_email(value)
 
     def set_password(self, password: str) -> None:
-        """Hash ``password`` with the app's current method and store it."""
+        """Hash ``password`` with the app's current method and store it.
+
+        When the change commits, every login session of the user ends but the
+        current request's own (call :func:`rotate_session` to give that one a
+        new id too), and :data:`~karaffe.signals.credentials_revoked` is sent."""
         self.password_hash = hash_password(password)
+        sa.inspect(self).info.pop(_REHASHED, None)
 
     def check_password(self, password: str) -> bool:
         """Whether ``password`` is this user's, in constant time."""
@@ -227,6 +273,45 @@ class ApiToken(Model):
         return f"<ApiToken {self.id} {self.name!r} {self.prefix}...>"
 
 
+class UserSession(Model):
+    """A login session: what a browser's session cookie refers to.
+
+    The cookie holds a random token; only its SHA-256 digest is stored, so the
+    table does not hold anything a cookie could be made from. A session ends
+    (``ended_at``, ``end_reason``) at logout, when the user ends it from
+    another session, when the password changes, when the account is
+    deactivated, or after ``SESSION_IDLE_TIMEOUT`` seconds unused; an ended
+    session is refused on the next request of every process."""
+
+    __tablename__ = "user_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    user_agent: Mapped[str] = mapped_column(sa.String(300), default="")
+    ip_address: Mapped[str] = mapped_column(sa.String(64), default="")
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    end_reason: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def credential(self) -> str:
+        """How :data:`~karaffe.signals.credentials_revoked` names this session."""
+        return f"session:{self.id}"
+
+    def __repr__(self) -> str:
+        return f"<UserSession {self.id} user={self.user_id}>"
+
+
 def normalize_email(email: str) -> str:
     """The form emails are stored and looked up in: trimmed, lower-case."""
     return email.strip().lower()
@@ -285,7 +370,9 @@ def authenticate(email: str, password: str) -> User | None:
         return None
     method = AuthSettings.of().password_hash_method
     if not user.password_hash.startswith(method + "$"):
-        user.set_password(password)
+        # The same password, hashed anew: not a change that ends sessions.
+        user.password_hash = hash_password(password, method)
+        sa.inspect(user).info[_REHASHED] = True
     return user
 
 
@@ -336,7 +423,8 @@ def create_api_token(
 
 def revoke_api_token(token: ApiToken) -> None:
     """Revoke ``token`` from now on (commit to keep it). Revoking twice keeps
-    the first time."""
+    the first time. Once committed, :data:`~karaffe.signals.credentials_revoked`
+    is sent for it."""
     if token.revoked_at is None:
         token.revoked_at = utcnow()
 
@@ -400,30 +488,224 @@ def _touch(token: ApiToken) -> None:
     db.session.expire(token, ["last_used_at"])
 
 
-# -- the current user ------------------------------------------------------------
+# -- login sessions -------------------------------------------------------------
 
-_SESSION_USER = "_user_id"
-_SESSION_CHECK = "_user_check"
+#: The key of the login session's token in the session cookie.
+_SESSION_TOKEN = "_login"
+_SESSION_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{40,64}$")
 _UNSET = object()
+#: ``InstanceState.info`` key marking a hash upgraded on login (same password).
+_REHASHED = "karaffe.auth.rehashed"
 
 
-def _session_check(user: User) -> str:
-    """Ties a login session to the password it was opened with: changing the
-    password logs out every other session."""
-    key = str(current_app.secret_key or "").encode()
-    return hmac.new(key, (user.password_hash or "").encode(), hashlib.sha256).hexdigest()[:20]
+def _sessions_table() -> sa.Table:
+    return t.cast(sa.Table, UserSession.__table__)
+
+
+def _client_details() -> dict[str, str]:
+    """The user agent and address a session shows in lists."""
+    if not has_request_context():
+        return {"user_agent": "", "ip_address": ""}
+    agent = request.headers.get("User-Agent", "")
+    return {"user_agent": agent[:300], "ip_address": (request.remote_addr or "")[:64]}
+
+
+def _open_session(user: User) -> tuple[int, str]:
+    """A new login session of ``user``, written at once on its own
+    transaction: (its id, the token for the cookie)."""
+    if user.id is None:
+        raise ValueError("a login session needs a user with an id: flush or commit it first")
+    token = secrets.token_urlsafe(_TOKEN_SECRET_BYTES)
+    now = utcnow()
+    table = _sessions_table()
+    with db.engine.begin() as connection:
+        result = connection.execute(
+            table.insert().values(
+                user_id=user.id,
+                token_hash=_token_digest(token),
+                created_at=now,
+                last_seen_at=now,
+                **_client_details(),
+            )
+        )
+    (session_id,) = t.cast(tuple[int], result.inserted_primary_key)
+    return session_id, token
+
+
+def _end_sessions(where: sa.ColumnElement[bool], reason: str) -> list[tuple[int, int]]:
+    """End the open sessions matching ``where`` at once, on their own
+    transaction; [(session id, user id)] of those ended."""
+    table = _sessions_table()
+    condition = sa.and_(where, table.c.ended_at.is_(None))
+    with db.engine.begin() as connection:
+        ended = [
+            (row.id, row.user_id)
+            for row in connection.execute(sa.select(table.c.id, table.c.user_id).where(condition))
+        ]
+        if ended:
+            connection.execute(
+                table.update()
+                .where(table.c.id.in_([session_id for session_id, _ in ended]))
+                .values(ended_at=utcnow(), end_reason=reason)
+            )
+    return ended
+
+
+def _announce_ended(ended: list[tuple[int, int]], reason: str) -> None:
+    """:data:`~karaffe.signals.credentials_revoked` for each ended session."""
+    if not has_app_context():
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for session_id, user_id in ended:
+        credentials_revoked.send(
+            app, user_id=user_id, credential=f"session:{session_id}", reason=reason
+        )
+
+
+def current_session() -> UserSession | None:
+    """The :class:`UserSession` of the current request, ``None`` when it
+    was not authenticated by a login session (nobody, or an API token)."""
+    if get_user() is None:
+        return None
+    record = g.get("_karaffe_login_session")
+    if record is None and g.get("_karaffe_session_id") is not None:
+        record = g._karaffe_login_session = db.session.get(UserSession, g._karaffe_session_id)
+    return t.cast("UserSession | None", record)
+
+
+def current_credential() -> str | None:
+    """How the current request authenticated, as
+    :data:`~karaffe.signals.credentials_revoked` names credentials:
+    ``"session:<id>"``, ``"api-token:<id>"``, or ``None`` for nobody. Live
+    events bind the channel tokens a request hands out to it."""
+    if get_user() is None:
+        return None
+    token = g.get("_karaffe_api_token")
+    if token is not None:
+        return f"api-token:{token.id}"
+    session_id = g.get("_karaffe_session_id")
+    return f"session:{session_id}" if session_id is not None else None
+
+
+def sessions_of(user: User) -> list[UserSession]:
+    """The open login sessions of ``user``, most recently seen first."""
+    return list(
+        db.session.execute(
+            sa.select(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+            .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
+        ).scalars()
+    )
+
+
+def end_session(user: User, session_id: int) -> bool:
+    """End ``user``'s login session ``session_id`` at once (for a "log out
+    that device" button); False when the user has no such open session.
+    Ending the current request's own session logs it out."""
+    table = _sessions_table()
+    ended = _end_sessions(sa.and_(table.c.id == session_id, table.c.user_id == user.id), "ended")
+    if ended and g.get("_karaffe_session_id") == session_id and has_request_context():
+        _forget_login()
+    _announce_ended(ended, "session-ended")
+    return bool(ended)
+
+
+def end_other_sessions(user: User) -> int:
+    """End every login session of ``user`` but the current request's, at
+    once; how many were ended."""
+    table = _sessions_table()
+    where = table.c.user_id == user.id
+    current = g.get("_karaffe_session_id") if has_request_context() else None
+    if current is not None:
+        where = sa.and_(where, table.c.id != current)
+    ended = _end_sessions(where, "ended")
+    _announce_ended(ended, "session-ended")
+    return len(ended)
+
+
+def rotate_session() -> None:
+    """Give the current login session a new id and token (the old ones end):
+    call it when the user's privileges change, such as a new password, so
+    that a copy of the cookie taken before is worth nothing after."""
+    user = get_user()
+    current = g.get("_karaffe_session_id")
+    if user is None or current is None:
+        raise RuntimeError("rotate_session() in a request without a login session")
+    _start_login(user, ended_reason="rotated")
+
+
+def _start_login(user: User, ended_reason: str) -> None:
+    current = g.get("_karaffe_session_id")
+    if current is not None:
+        ended = _end_sessions(_sessions_table().c.id == current, ended_reason)
+        _announce_ended(ended, "session-ended")
+    session_id, token = _open_session(user)
+    session.clear()
+    session[_SESSION_TOKEN] = token
+    g._karaffe_user = user
+    g._karaffe_session_id = session_id
+    g.pop("_karaffe_login_session", None)
+    user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
+
+
+def _forget_login() -> None:
+    session.clear()
+    g._karaffe_user = None
+    g.pop("_karaffe_session_id", None)
+    g.pop("_karaffe_login_session", None)
+    user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
 
 
 def _load_from_session() -> User | None:
-    user_id = session.get(_SESSION_USER)
-    if not isinstance(user_id, int):
+    token = session.get(_SESSION_TOKEN)
+    if not isinstance(token, str) or not _SESSION_TOKEN_SHAPE.match(token):
         return None
-    user = db.session.get(User, user_id)
-    if user is None or not user.is_active:
+    digest = _token_digest(token)
+    # One query for the session and its user: the check costs no more than
+    # loading the user did.
+    row = db.session.execute(
+        sa.select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_hash == digest)
+    ).one_or_none()
+    if row is None:
         return None
-    if not hmac.compare_digest(str(session.get(_SESSION_CHECK, "")), _session_check(user)):
+    record, user = row
+    if record.ended_at is not None or not user.is_active:
         return None
+    settings = AuthSettings.of()
+    now = utcnow()
+    idle = (now - record.last_seen_at).total_seconds()
+    if idle > settings.session_idle_timeout:
+        ended = _end_sessions(_sessions_table().c.id == record.id, "idle")
+        _announce_ended(ended, "session-ended")
+        return None
+    if idle >= settings.session_touch_interval:
+        _touch_session(record, now)
+    g._karaffe_session_id = record.id
+    g._karaffe_login_session = record
     return user
+
+
+def _touch_session(record: UserSession, now: dt.datetime) -> None:
+    """Record the session's use and address, at most once per
+    ``SESSION_TOUCH_INTERVAL``, on its own transaction (like API tokens)."""
+    table = _sessions_table()
+    details = _client_details()
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(
+                table.update()
+                .where(table.c.id == record.id)
+                .values(last_seen_at=now, ip_address=details["ip_address"])
+            )
+    except sa.exc.OperationalError:
+        log.warning("could not record the use of login session %s", record.id, exc_info=True)
+        return
+    db.session.expire(record, ["last_seen_at", "ip_address"])
+
+
+# -- the current user ------------------------------------------------------------
 
 
 def is_token_request() -> bool:
@@ -452,11 +734,19 @@ def get_user() -> User | None:
     if user is _UNSET:
         if current_outage() is not None:
             return None  # the 503 page of a database outage: nobody can be loaded
-        user = (
-            _load_from_token(request.headers["Authorization"])
-            if is_token_request()
-            else _load_from_session()
-        )
+        # The queries that load the user run before anyone's organizations
+        # are known: the tenancy layer does not try to load the user again
+        # for them (which would run them twice).
+        loading = g.get("_karaffe_scope_loading", False)
+        g._karaffe_scope_loading = True
+        try:
+            user = (
+                _load_from_token(request.headers["Authorization"])
+                if is_token_request()
+                else _load_from_session()
+            )
+        finally:
+            g._karaffe_scope_loading = loading
         g._karaffe_user = user
     return t.cast("User | None", user)
 
@@ -466,38 +756,29 @@ def get_user() -> User | None:
 current_user: User = t.cast(User, LocalProxy(get_user))
 
 
-_signals = Namespace()
-
-#: Sent by :func:`login_user` and :func:`logout_user` when the user of the
-#: current request changes, with the app as sender and ``user`` (``None``
-#: after a logout). Whatever was derived from the previous user for this
-#: request (such as the organizations it may see) is to be forgotten::
-#:
-#:     @user_changed.connect
-#:     def forget(app, user):
-#:         g.pop("_myapp_permissions", None)
-user_changed = _signals.signal("karaffe.user-changed")
-
-
 def login_user(user: User) -> None:
-    """Open a login session for ``user`` in the session cookie. The session
-    is cleared first, so nothing from before the login survives it.
-    Sends :data:`user_changed`."""
+    """Open a new login session for ``user`` (a :class:`UserSession`, written
+    at once) and put its token in the session cookie. The cookie is cleared
+    first, so nothing from before the login survives it, and a login
+    session the browser had already ends: every login gets a new id.
+    Sends :data:`~karaffe.signals.user_changed`."""
     if is_token_request():
         raise RuntimeError("login_user() in a request authenticated by an API token")
-    session.clear()
-    session[_SESSION_USER] = user.id
-    session[_SESSION_CHECK] = _session_check(user)
-    g._karaffe_user = user
-    user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
+    get_user()  # the browser's current login session, if any, is ended below
+    _start_login(user, ended_reason="replaced")
 
 
 def logout_user() -> None:
-    """End the login session (the whole session is cleared). Sends
-    :data:`user_changed` with ``user=None``."""
-    session.clear()
-    g._karaffe_user = None
-    user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
+    """End the login session at once, for every process (its record is
+    marked ended), and clear the session cookie; sends
+    :data:`~karaffe.signals.credentials_revoked` for it, and
+    :data:`~karaffe.signals.user_changed` with ``user=None``."""
+    get_user()
+    current = g.get("_karaffe_session_id")
+    if current is not None:
+        ended = _end_sessions(_sessions_table().c.id == current, "logout")
+        _announce_ended(ended, "logout")
+    _forget_login()
 
 
 def _unauthorized() -> t.NoReturn:
@@ -670,10 +951,7 @@ class Auth:
 
     def init_app(self, app: Flask) -> None:
         settings = AuthSettings.of(app)
-        app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-        if app.config.get("SESSION_COOKIE_SAMESITE") is None:
-            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-        app.config.setdefault("SESSION_COOKIE_SECURE", False)
+        self.configure_cookie(app, settings)
         if self.throttle is None:
             redis_url = settings.login_throttle_redis_url
             store: ThrottleStore = (
@@ -693,6 +971,39 @@ class Auth:
         app.extensions["karaffe.auth"] = self
         app.before_request(self._load_token_user)
         app.context_processor(lambda: {"current_user": get_user()})
+
+    def configure_cookie(self, app: Flask, settings: AuthSettings) -> None:
+        """The session cookie's attributes: ``HttpOnly``, ``SameSite=Lax``
+        unless configured otherwise, and with ``SESSION_HTTPS`` (by default
+        when ``PREFERRED_URL_SCHEME`` is https) ``Secure`` and a name with the
+        ``__Host-`` prefix, which browsers accept only from a secure origin,
+        for the whole site, without ``Domain``: no subdomain can plant or
+        read it."""
+        app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+        if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        https = settings.session_https
+        if https is None:
+            https = app.config.get("PREFERRED_URL_SCHEME") == "https"
+        if not https:
+            app.config.setdefault("SESSION_COOKIE_SECURE", False)
+            return
+        if app.config.get("SESSION_COOKIE_DOMAIN"):
+            raise ConfigError(
+                "setting SESSION_COOKIE_DOMAIN cannot be used with SESSION_HTTPS: a __Host- "
+                "cookie has no Domain (set SESSION_HTTPS=false and SESSION_COOKIE_SECURE=true "
+                "to share the cookie with subdomains)"
+            )
+        if app.config.get("SESSION_COOKIE_PATH") not in (None, "/"):
+            raise ConfigError(
+                "setting SESSION_COOKIE_PATH must be / with SESSION_HTTPS: a __Host- cookie "
+                "is for the whole site"
+            )
+        name = app.config.get("SESSION_COOKIE_NAME") or "session"
+        if not name.startswith("__Host-"):
+            app.config["SESSION_COOKIE_NAME"] = "__Host-" + name
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_PATH"] = "/"
 
     def _load_token_user(self) -> None:
         # Authenticate token requests before the view runs, so the token's
@@ -733,6 +1044,63 @@ def init_app(app: Flask, *, throttle: LoginThrottle | None = None) -> Auth:
 
 
 def session_values_for(user: User) -> dict[str, t.Any]:
-    """The session entries of a login of ``user`` (what :func:`login_user`
-    stores), for test clients: ``client.session_transaction()``."""
-    return {_SESSION_USER: user.id, _SESSION_CHECK: _session_check(user)}
+    """The session entries of a new login of ``user`` (what :func:`login_user`
+    stores), for test clients: ``client.session_transaction()``. It opens a
+    :class:`UserSession` for it, written at once."""
+    return {_SESSION_TOKEN: _open_session(user)[1]}
+
+
+# -- credentials that end with a change ---------------------------------------------
+
+
+@event.listens_for(Session, "after_flush")
+def _credentials_changed(db_session: Session, flush_context: t.Any) -> None:
+    """End what a committed change withdraws: a new password or a
+    deactivated account ends the user's sessions (the current request's own
+    excepted for a password it changed); a revoked API token and a deleted
+    user (whose sessions the database deletes) are announced.
+    The sessions end in the flush's own transaction, the signal goes out
+    when it commits."""
+    changes: list[tuple[int, str | None, str]] = []
+    for obj in db_session.dirty:
+        if isinstance(obj, User) and obj.id is not None:
+            # ``added``, not ``deleted``: the value before is unknown when
+            # the attribute was expired (after a commit) when it was set.
+            state = sa.inspect(obj)
+            if state.attrs.password_hash.history.added and not state.info.pop(_REHASHED, False):
+                _end_in_flush(db_session, obj.id, "password-changed", keep_current=True)
+                changes.append((obj.id, None, "password-changed"))
+            if state.attrs.is_active.history.added and not obj.is_active:
+                _end_in_flush(db_session, obj.id, "deactivated", keep_current=False)
+                changes.append((obj.id, None, "deactivated"))
+        elif (
+            isinstance(obj, ApiToken)
+            and obj.revoked_at is not None
+            and sa.inspect(obj).attrs.revoked_at.history.added
+        ):
+            changes.append((obj.user_id, f"api-token:{obj.id}", "api-token-revoked"))
+    changes.extend(
+        (obj.id, None, "deleted")
+        for obj in db_session.deleted
+        if isinstance(obj, User) and obj.id is not None
+    )
+    if not changes or not has_app_context():
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def announce() -> None:
+        for user_id, credential, reason in changes:
+            credentials_revoked.send(app, user_id=user_id, credential=credential, reason=reason)
+
+    after_commit(announce, db_session)
+
+
+def _end_in_flush(db_session: Session, user_id: int, reason: str, *, keep_current: bool) -> None:
+    table = _sessions_table()
+    where = sa.and_(table.c.user_id == user_id, table.c.ended_at.is_(None))
+    current = g.get("_karaffe_session_id") if has_request_context() else None
+    if keep_current and current is not None:
+        where = sa.and_(where, table.c.id != current)
+    db_session.connection().execute(
+        table.update().where(where).values(ended_at=utcnow(), end_reason=reason)
+    )

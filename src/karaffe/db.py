@@ -40,7 +40,7 @@ import datetime as dt
 import logging
 import os
 import typing as t
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, has_request_context
@@ -49,7 +49,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
 from pydantic import AfterValidator
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, SessionTransaction
 from werkzeug.exceptions import ServiceUnavailable
 
 from ._outage import OutageLog, describe
@@ -64,6 +64,7 @@ __all__ = [
     "Model",
     "Session",
     "UTCDateTime",
+    "after_commit",
     "current_outage",
     "db",
     "init_app",
@@ -499,3 +500,77 @@ def transaction() -> Iterator[sa.orm.Session]:
         raise
     else:
         session.commit()
+
+
+# -- after commit ------------------------------------------------------------------
+
+_AFTER_COMMIT = "karaffe.db.after-commit"
+_RELEASED = "karaffe.db.savepoint-released"
+
+
+def after_commit(callback: Callable[[], None], session: sa.orm.Session | None = None) -> None:
+    """Call ``callback`` once the current transaction of ``session`` (the
+    app's ``db.session`` by default) commits, and never if it rolls back; at
+    once when no transaction is open. A rolled-back savepoint drops the
+    callbacks registered inside it.
+
+    This is how karaffe's signals about committed changes are sent
+    (:data:`karaffe.signals.membership_changed`...): a receiver sees data that
+    is visible to every process. A callback that raises is logged; the
+    commit has happened and stays."""
+    if session is None:
+        session = db.session()
+    if not session.in_transaction():
+        _call(callback)
+        return
+    trans = session.get_nested_transaction() or session.get_transaction()
+    assert trans is not None
+    pending = session.info.setdefault(_AFTER_COMMIT, {})
+    pending.setdefault(trans, []).append(callback)
+    _install_after_commit_hooks()
+
+
+def _call(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("karaffe.db: a callback after commit failed: %r", callback)
+
+
+_after_commit_hooks = False
+
+
+def _install_after_commit_hooks() -> None:
+    global _after_commit_hooks
+    if not _after_commit_hooks:
+        sa.event.listen(sa.orm.Session, "after_commit", _run_after_commit)
+        sa.event.listen(sa.orm.Session, "after_transaction_end", _end_transaction)
+        _after_commit_hooks = True
+
+
+def _run_after_commit(session: sa.orm.Session) -> None:
+    pending: dict[SessionTransaction, list[Callable[[], None]]] | None = session.info.get(
+        _AFTER_COMMIT
+    )
+    if not pending:
+        return
+    if session.in_nested_transaction():
+        # A savepoint was released: its callbacks join the enclosing
+        # transaction when it ends (just after this).
+        session.info[_RELEASED] = True
+        return
+    callbacks = [c for trans in list(pending) for c in pending.pop(trans)]
+    for callback in callbacks:
+        _call(callback)
+
+
+def _end_transaction(session: sa.orm.Session, trans: SessionTransaction) -> None:
+    pending = session.info.get(_AFTER_COMMIT)
+    released = session.info.pop(_RELEASED, False)
+    if not pending or trans not in pending:
+        return
+    callbacks = pending.pop(trans)
+    # Only a released savepoint hands its callbacks on; a rolled-back one, or
+    # an outermost transaction ending without a commit, drops them.
+    if trans.nested and released and trans.parent is not None:
+        pending.setdefault(trans.parent, []).extend(callbacks)

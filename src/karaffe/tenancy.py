@@ -28,6 +28,11 @@ Reads are filtered by a ``do_orm_execute`` hook adding
 eager loads, joins, counts, bulk UPDATE and DELETE); writes are checked in
 ``before_flush`` and for ORM bulk INSERT/UPDATE; SQL that bypasses the ORM on
 org-owned tables is refused (tests, debug) or logged (production).
+
+Memberships change through :func:`add_member`, :func:`change_role` and
+:func:`remove_member` (or the ORM's unit of work): once a change commits,
+:data:`karaffe.signals.membership_changed` announces it, and
+:mod:`karaffe.events` cuts the live streams of whoever lost access.
 """
 
 from __future__ import annotations
@@ -42,7 +47,16 @@ from ._tenancy.context import (
     for_organization,
     unscoped,
 )
-from ._tenancy.models import ROLES, Membership, Organization, OrgOwned, create_organization
+from ._tenancy.models import (
+    ROLES,
+    Membership,
+    Organization,
+    OrgOwned,
+    add_member,
+    change_role,
+    create_organization,
+    remove_member,
+)
 from ._tenancy.web import (
     Tenancy,
     TenancySettings,
@@ -65,7 +79,9 @@ __all__ = [
     "TenancySettings",
     "UnscopedQueryError",
     "acting_as",
+    "add_member",
     "available_organization_ids",
+    "change_role",
     "create_organization",
     "current_org",
     "current_role",
@@ -74,6 +90,7 @@ __all__ = [
     "get_current_org",
     "get_or_404",
     "init_app",
+    "remove_member",
     "require_role",
     "unscoped",
 ]

@@ -56,6 +56,16 @@ def test_revocation_refuses_tokens_issued_before_it() -> None:
         ticket.check_revocation(time.time() + 1)
 
 
+def test_a_revoked_credential_refuses_the_tokens_bound_to_it_issued_before() -> None:
+    token = SIGNER.sign("u1", ["a"], credential="session:3", now=time.time() - 5)
+    ticket = Admission(SIGNER).check(StreamRequest(token, [], ""))
+    assert ticket.credential == "session:3"
+    ticket.check_revocation(None, None)
+    ticket.check_revocation(time.time() - 10, time.time() - 10)
+    with pytest.raises(RevokedToken):
+        ticket.check_revocation(None, time.time())
+
+
 def test_verified_tokens_are_cached_until_they_expire() -> None:
     calls = []
 

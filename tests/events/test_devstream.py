@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -128,6 +129,37 @@ def test_revocation_ends_the_stream(
     ]
     refused = client.get(f"{base_url}/events/stream", params={"token": token})
     assert refused.json()["type"] == "urn:karaffe:problem:revoked-token"
+
+
+def test_revoking_a_credential_ends_only_its_streams(
+    dev_app: karaffe.App, base_url: str, client: httpx.Client
+) -> None:
+    with dev_app.app_context():
+        laptop = channel_token("u7", ["project:1"], credential="session:1")
+        phone = channel_token("u7", ["project:1"], credential="session:2")
+    ended = Stream(client, f"{base_url}/events/stream", params={"token": laptop})
+    kept = Stream(client, f"{base_url}/events/stream", params={"token": phone})
+    with dev_app.app_context():
+        revoke("u7", credential="session:1")
+        publish("project:1", "issue.created", {"n": 1})
+    assert [m.event for m in ended.read_until_end()] == ["auth-expired"]
+    assert orjson.loads(kept.read(1)[0].data)["data"] == {"n": 1}
+    ended.close()
+    kept.close()
+    refused = client.get(f"{base_url}/events/stream", params={"token": laptop})
+    assert refused.json()["type"] == "urn:karaffe:problem:revoked-token"
+
+
+def test_a_token_issued_after_a_revocation_is_accepted(
+    dev_app: karaffe.App, base_url: str, client: httpx.Client
+) -> None:
+    with dev_app.app_context():
+        revoke("u7")
+    time.sleep(0.01)  # tokens carry their issue time to the millisecond
+    fresh = token_for(dev_app, user="u7")
+    stream = Stream(client, f"{base_url}/events/stream", params={"token": fresh})
+    assert stream.response.status_code == 200
+    stream.close()
 
 
 def test_js_client_is_served(base_url: str, client: httpx.Client) -> None:

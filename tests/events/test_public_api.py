@@ -46,7 +46,11 @@ def test_publishing_signatures_are_stable() -> None:
         "(channel: 'str', type: 'str', data: 't.Any' = None) -> 'None'"
     )
     assert str(inspect.signature(events.channel_token)) == (
-        "(user: 't.Any', channels: 'Iterable[str]', *, max_age: 'int | None' = None) -> 'str'"
+        "(user: 't.Any', channels: 'Iterable[str]', *, max_age: 'int | None' = None, "
+        "credential: 'str | None' = 'current') -> 'str'"
+    )
+    assert str(inspect.signature(events.revoke)) == (
+        "(user: 't.Any', at: 'float | None' = None, *, credential: 'str | None' = None) -> 'None'"
     )
 
 

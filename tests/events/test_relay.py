@@ -401,6 +401,29 @@ def test_revocation_cuts_open_streams_and_refuses_old_tokens(
     assert problem(response)["type"] == "urn:karaffe:problem:revoked-token"
 
 
+def test_revoking_a_credential_cuts_only_the_streams_bound_to_it(
+    open_stream: Callable[..., Stream],
+    client: httpx.Client,
+    broker: RedisBroker,
+    relay: RelayThread,
+) -> None:
+    signer = TokenSigner(SECRET)
+    laptop = signer.sign("u9", ["project:1"], credential="session:1")
+    phone = signer.sign("u9", ["project:1"], credential="session:2")
+    ended, kept = open_stream({"token": laptop}), open_stream({"token": phone})
+    wait_for_subscribers(relay, 1)
+    time.sleep(0.01)
+    broker.revoke("u9", time.time(), "session:1")
+    assert [m.event for m in ended.read_until_end(timeout=2)] == ["auth-expired"]
+    event = broker.publish("project:1", "still", b"1")
+    assert data(kept.read(1)[0])["id"] == event.id  # type: ignore[index]
+    response = client.get(f"{relay.url}/events/stream", params={"token": laptop})
+    assert problem(response)["type"] == "urn:karaffe:problem:revoked-token"
+    time.sleep(0.01)  # tokens carry their issue time to the millisecond
+    fresh = signer.sign("u9", ["project:1"], credential="session:1")
+    open_stream({"token": fresh})
+
+
 # -- operations ----------------------------------------------------------------------
 
 

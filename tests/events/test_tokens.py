@@ -38,6 +38,12 @@ def test_valid_token_grants_its_channels(signer: TokenSigner) -> None:
     assert grant.expires_at == NOW + 600
 
 
+def test_a_token_bound_to_a_credential_names_it(signer: TokenSigner) -> None:
+    token = signer.sign(42, ["project:1"], now=NOW, credential="session:7")
+    assert signer.verify(token, now=NOW).credential == "session:7"
+    assert signer.verify(signer.sign(42, ["project:1"], now=NOW), now=NOW).credential is None
+
+
 def test_token_is_url_safe(signer: TokenSigner) -> None:
     token = signer.sign("u", ["project:1"])
     assert all(c.isalnum() or c in "-_." for c in token)

@@ -19,7 +19,7 @@ from tracker import jobs as tracker_jobs
 from tracker.models import Comment, Invitation, Issue, Project
 
 import karaffe
-from karaffe.auth import ApiToken, User, utcnow
+from karaffe.auth import ApiToken, User, UserSession, utcnow
 from karaffe.cli import ScriptGroup
 from karaffe.db import db as database
 from karaffe.events import Events
@@ -181,6 +181,28 @@ def test_purging_deletes_tokens_expired_or_revoked_long_enough_ago(
     assert left == ["expired-yesterday", "forever", "valid"]
 
 
+def test_purging_deletes_sessions_ended_or_idle_long_enough_ago(
+    app: Flask, activity: dict[str, int]
+) -> None:
+    now = utcnow()
+    with app.app_context():
+        for name, seen, ended in [
+            ("ended-long-ago", now - dt.timedelta(days=9), now - dt.timedelta(days=8)),
+            ("idle-long-ago", now - dt.timedelta(days=38), None),
+            ("ended-yesterday", now - dt.timedelta(days=1), now - dt.timedelta(days=1)),
+            ("idle-for-a-while", now - dt.timedelta(days=31), None),
+            ("in-use", now, None),
+        ]:
+            database.session.add(UserSession(user_id=activity["alice"], token_hash=name,
+                                             user_agent=name, last_seen_at=seen, ended_at=ended))  # fmt: skip
+        database.session.commit()
+    result = JobRunner(app).run(get_job(tracker_jobs.purge_ended_sessions))  # type: ignore[arg-type]
+    assert result.ok and result.value == 2
+    with app.app_context():
+        left = sorted(database.session.scalars(sa.select(UserSession.user_agent)))
+    assert left == ["ended-yesterday", "idle-for-a-while", "in-use"]
+
+
 def test_purging_deletes_unaccepted_invitations_of_every_organization(
     app: Flask, activity: dict[str, int]
 ) -> None:
@@ -262,6 +284,7 @@ def test_karaffe_jobs_lists_the_tracker_jobs(
     assert result.exit_code == 0, result.output
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
     assert names == [
+        "tracker.jobs.purge_ended_sessions",
         "tracker.jobs.purge_expired_invitations",
         "tracker.jobs.purge_expired_tokens",
         "tracker.jobs.send_daily_digest",

@@ -124,6 +124,23 @@ def test_member_leaves(api, world, count):
     assert api("dave").get("/api/v1/orgs/acme").status_code == 404
 
 
+def test_admin_removes_a_member(api, world, count):
+    rv = api("bob").delete(f"/api/v1/orgs/acme/members/{world.users['dave']}")
+    assert rv.status_code == 204
+    assert count(Membership, Membership.user_id == world.users["dave"]) == 0
+    assert api("dave").get("/api/v1/orgs/acme").status_code == 404
+
+
+def test_removing_an_owner_or_oneself_is_refused(api, world, count):
+    rv = api("bob").delete(f"/api/v1/orgs/acme/members/{world.users['alice']}")
+    assert problem(rv, 403, "forbidden")["detail"] == "Only an owner can remove an owner."
+    rv = api("bob").delete(f"/api/v1/orgs/acme/members/{world.users['bob']}")
+    assert problem(rv, 409, "conflict")["detail"] == "To leave the organization, use Leave."
+    rv = api("dave").delete(f"/api/v1/orgs/acme/members/{world.users['bob']}")
+    assert rv.status_code == 403
+    assert count(Membership) == 4
+
+
 def test_unknown_role_is_refused(api, world):
     rv = api("alice").put(
         f"/api/v1/orgs/acme/members/{world.users['dave']}/role", json={"role": "king"}

@@ -198,6 +198,51 @@ def test_api_token_shown_once_survives_a_reload_and_is_revoked_after_confirming(
     assert page.request.get(live_url + "/api/v1/me", headers=headers).status == 401
 
 
+def _log_in(page: t.Any, live_url: str, password: str = seed.DEMO_PASSWORD) -> None:
+    page.goto(live_url + "/login")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", password)
+    page.click("main button[type=submit]")
+
+
+def test_end_a_session_from_the_settings_page_then_change_the_password(
+    live_url: str, page: t.Any
+) -> None:
+    phone = page.context.browser.new_context(
+        user_agent="Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/129.0 Mobile"
+    ).new_page()
+    phone.set_default_timeout(10_000)
+    tablet = page.context.browser.new_context().new_page()
+    tablet.set_default_timeout(10_000)
+    for device in (phone, tablet, page):
+        _log_in(device, live_url)
+
+    page.click(".topbar .me a")
+    page.click("main >> text=Sessions and password")
+    rows = page.locator("#sessions tbody tr")
+    assert rows.count() == 3
+    assert "this session" in rows.nth(0).inner_text()
+    assert "Chrome on Android" in page.locator("#sessions").inner_text()
+    shoot(page, "sessions")
+    page.locator("#sessions tr", has_text="Chrome on Android").locator("button").click()
+    assert "Session ended" in page.locator(".flashes").inner_text()
+    assert page.locator("#sessions tbody tr").count() == 2
+    phone.goto(live_url + "/settings/sessions")
+    assert "/login?next=" in phone.url
+
+    page.fill("#f-current_password", seed.DEMO_PASSWORD)
+    page.fill("#f-password", "a brand new password")
+    page.click("#password button[type=submit]")
+    assert "Password changed" in page.locator(".flashes").inner_text()
+    assert page.locator("#sessions tbody tr").count() == 1
+    tablet.goto(live_url + "/settings/sessions")
+    assert "/login?next=" in tablet.url
+    _log_in(tablet, live_url, "a brand new password")
+    assert "Welcome back" in tablet.locator(".flashes").inner_text()
+    phone.context.close()
+    tablet.context.close()
+
+
 @pytest.fixture
 def docs_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A small tracker (CSRF on, as in production) and an API token of the demo user."""

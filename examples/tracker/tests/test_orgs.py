@@ -1,5 +1,5 @@
 """Organization pages: create, members and roles, invitation links, labels,
-leaving."""
+removing members, leaving."""
 
 from __future__ import annotations
 
@@ -85,6 +85,27 @@ def test_refused_role_change_explains_why(login, world, count, who, role, messag
     assert message in rv.data
     assert count(Membership, Membership.role.in_(["emperor"])) == 0
     assert count(Membership, Membership.user_id == world.users["alice"], Membership.role == "owner")
+
+
+def test_admin_removes_a_member(login, world, count):
+    page = login("bob").get("/o/acme/members")
+    assert f"/o/acme/members/{world.users['dave']}/remove".encode() in page.data
+    assert f"/o/acme/members/{world.users['alice']}/remove".encode() not in page.data
+    rv = login("bob").post(f"/o/acme/members/{world.users['dave']}/remove", follow_redirects=True)
+    assert b"Dave is no longer a member." in rv.data
+    assert count(Membership, Membership.user_id == world.users["dave"]) == 0
+    assert login("dave").get("/o/acme/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("who", "whom", "status"),
+    [("dave", "bob", 403), ("bob", "alice", 403), ("carol", "dave", 404), ("bob", "carol", 404)],
+    ids=["member", "admin-removes-owner", "other-org", "not-a-member"],
+)
+def test_removing_a_member_is_refused(login, world, count, who, whom, status):
+    rv = login(who).post(f"/o/acme/members/{world.users[whom]}/remove")
+    assert rv.status_code == status
+    assert count(Membership) == 4
 
 
 def _invite(login, who="bob", role="member"):

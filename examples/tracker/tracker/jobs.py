@@ -29,7 +29,7 @@ from flask import Flask, current_app
 from werkzeug.utils import import_string
 
 from karaffe import tenancy
-from karaffe.auth import ApiToken, User, utcnow
+from karaffe.auth import ApiToken, AuthSettings, User, UserSession, utcnow
 from karaffe.db import db
 from karaffe.jobs import ActingAs, current_run, job, progress
 
@@ -41,6 +41,7 @@ __all__ = [
     "FileMail",
     "MailBackend",
     "mail_backend",
+    "purge_ended_sessions",
     "purge_expired_invitations",
     "purge_expired_tokens",
     "send_daily_digest",
@@ -210,6 +211,24 @@ def purge_expired_tokens() -> int:
     db.session.commit()
     count = int(getattr(deleted, "rowcount", 0) or 0)
     log.info("purged %d expired or revoked API token(s)", count)
+    return count
+
+
+@job(schedule="29 3 * * *")
+def purge_ended_sessions() -> int:
+    """Delete login sessions that ended ``PURGE_AFTER_DAYS`` ago, or that went
+    unused that long past ``SESSION_IDLE_TIMEOUT`` (they ended then). Like
+    API tokens, sessions belong to users: no tenant context."""
+    cutoff = _cutoff()
+    idle = dt.timedelta(seconds=AuthSettings.of().session_idle_timeout)
+    deleted = db.session.execute(
+        sa.delete(UserSession).where(
+            sa.or_(UserSession.ended_at <= cutoff, UserSession.last_seen_at <= cutoff - idle)
+        )
+    )
+    db.session.commit()
+    count = int(getattr(deleted, "rowcount", 0) or 0)
+    log.info("purged %d ended login session(s)", count)
     return count
 
 

@@ -121,6 +121,11 @@ class LoginIn(_In):
     password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+class PasswordChangeIn(_In):
+    current_password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    password: Password
+
+
 class UserRef(_Out):
     """A user as others see them."""
 

@@ -26,6 +26,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
 from werkzeug.exceptions import Conflict, Forbidden, NotFound
 
+from karaffe import tenancy
 from karaffe.auth import User, utcnow
 from karaffe.db import db
 from karaffe.signing import signer_for
@@ -178,6 +179,10 @@ def _owners(org_id: int) -> int:
     ).scalar_one()
 
 
+# Memberships change through karaffe.tenancy, which announces each change once
+# committed: whoever loses access loses their live streams too.
+
+
 def change_role(org_id: int, actor: User, user_id: int, role: str) -> Membership:
     """Give member ``user_id`` the ``role``. Admins manage members and admins;
     only owners make or unmake owners; the last owner stays an owner."""
@@ -189,7 +194,20 @@ def change_role(org_id: int, actor: User, user_id: int, role: str) -> Membership
         raise Forbidden("Only an owner can make or unmake owners.")
     if membership.role == "owner" and role != "owner" and _owners(org_id) <= 1:
         raise Conflict("An organization needs an owner: make someone else owner first.")
-    membership.role = role
+    tenancy.change_role(membership, role)
+    return membership
+
+
+def remove_member(org_id: int, actor: User, user_id: int) -> Membership:
+    """Remove member ``user_id`` (admins; only owners remove owners). Leaving
+    is :func:`leave`."""
+    actor_role = require_role(org_id, actor, "admin")
+    if user_id == actor.id:
+        raise Conflict("To leave the organization, use Leave.")
+    membership = get_membership(org_id, user_id)
+    if membership.role == "owner" and actor_role != "owner":
+        raise Forbidden("Only an owner can remove an owner.")
+    tenancy.remove_member(membership)
     return membership
 
 
@@ -198,11 +216,7 @@ def leave(org_id: int, user: User) -> None:
     role = require_member(org_id, user)
     if role == "owner" and _owners(org_id) <= 1:
         raise Conflict("You are the last owner: make someone else owner before leaving.")
-    db.session.execute(
-        sa.delete(Membership).where(
-            Membership.organization_id == org_id, Membership.user_id == user.id
-        )
-    )
+    tenancy.remove_member(get_membership(org_id, user.id))
 
 
 # -- invitations ----------------------------------------------------------------------
@@ -264,9 +278,7 @@ def accept_invitation(token: str, user: User) -> Organization:
     with unscoped("joining the organization of a signed invitation"):
         org = invitation.organization
         if role_in(org.id, user.id) is None:
-            db.session.add(
-                Membership(organization_id=org.id, user_id=user.id, role=invitation.role)
-            )
+            tenancy.add_member(org, user, invitation.role)
         invitation.accepted_by_id = user.id
         invitation.accepted_at = utcnow()
         db.session.flush()

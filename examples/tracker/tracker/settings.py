@@ -30,7 +30,8 @@ class TrackerSettings(Settings):
     """Sender of the tracker's mail."""
 
     purge_after_days: t.Annotated[int, Field(ge=0)] = 7
-    """Days expired or revoked API tokens and expired invitations stay visible before purging."""
+    """Days expired or revoked API tokens, expired invitations and ended login sessions
+    stay before purging."""
 
     event_history_days: t.Annotated[int, Field(ge=0)] = 7
     """Days of live-update history kept for clients that reconnect."""

@@ -13,8 +13,9 @@ asynchronously by the relay, or later, while Redis does not answer:
    tokens are cached, so a reconnect storm does not verify each again),
    checks the channels against it and parses the cursor. It raises the
    :class:`~karaffe.ApiException` to answer with.
-2. :meth:`Ticket.check_revocation` is given when the user's access was last
-   revoked (the caller asks its broker) and refuses tokens issued before.
+2. :meth:`Ticket.check_revocation` is given when the user's access, and the
+   credential the token is bound to, were last revoked (the caller asks its
+   broker) and refuses tokens issued before.
 
 Every refusal is an :class:`~karaffe.ApiException` (a
 :class:`~karaffe.events.tokens.ChannelTokenError` or
@@ -37,10 +38,15 @@ from .tokens import ChannelGrant, RevokedToken, TokenSigner
 __all__ = ["Admission", "StreamRequest", "Ticket", "is_revoked"]
 
 
-def is_revoked(grant: ChannelGrant, revoked_at: float | None) -> bool:
+def is_revoked(
+    grant: ChannelGrant, revoked_at: float | None, credential_revoked_at: float | None = None
+) -> bool:
     """Whether a token of ``grant`` is void because its user's access was
-    revoked (at ``revoked_at``, ``None`` when never) after it was issued."""
-    return revoked_at is not None and revoked_at >= grant.issued_at
+    revoked (at ``revoked_at``, ``None`` when never), or the credential it is
+    bound to was (at ``credential_revoked_at``), after it was issued."""
+    return any(
+        at is not None and at >= grant.issued_at for at in (revoked_at, credential_revoked_at)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +103,19 @@ class Ticket:
         """Whose revocation mark to look up."""
         return self.grant.user
 
-    def check_revocation(self, revoked_at: float | None) -> None:
+    @property
+    def credential(self) -> str | None:
+        """The credential the token is bound to, whose revocation mark to look
+        up too (``None``: none)."""
+        return self.grant.credential
+
+    def check_revocation(
+        self, revoked_at: float | None, credential_revoked_at: float | None = None
+    ) -> None:
         """Raise :class:`~karaffe.events.tokens.RevokedToken` when the user's
-        access was revoked (at ``revoked_at``) after the token was issued."""
-        if is_revoked(self.grant, revoked_at):
+        access (at ``revoked_at``) or the token's credential (at
+        ``credential_revoked_at``) was revoked after the token was issued."""
+        if is_revoked(self.grant, revoked_at, credential_revoked_at):
             raise RevokedToken()
 
 

@@ -32,7 +32,19 @@ from .protocol import (
 if t.TYPE_CHECKING:
     pass
 
-__all__ = ["Broker", "History", "MemoryBroker", "RedisBroker", "RedisKeys"]
+#: Seconds a revocation is remembered: longer than any channel token lives.
+REVOCATION_TTL = 7 * 24 * 3600
+
+__all__ = [
+    "REVOCATION_TTL",
+    "Broker",
+    "History",
+    "MemoryBroker",
+    "RedisBroker",
+    "RedisKeys",
+    "pack_revocation",
+    "unpack_revocation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +85,9 @@ class Broker(abc.ABC):
         """At most ``limit`` entries of ``channel`` after ``after``."""
 
     @abc.abstractmethod
-    def revoke(self, user: str, at: float) -> None:
-        """Cut ``user``'s open streams and refuse tokens issued before ``at``."""
+    def revoke(self, user: str, at: float, credential: str | None = None) -> None:
+        """Cut ``user``'s open streams and refuse their tokens issued before
+        ``at``; with ``credential``, only those bound to that credential."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -106,7 +119,8 @@ class MemoryBroker(Broker):
         self._lock = threading.Lock()
         self._channels: dict[str, _MemoryChannel] = {}
         self._listeners: dict[str, set[queue.SimpleQueue[tuple[str, bytes]]]] = {}
-        self._revoked: dict[str, float] = {}
+        self._revoked: dict[tuple[str, str | None], float] = {}
+        self._next_sweep = 1000
         self._revocation_listeners: set[queue.SimpleQueue[tuple[str, bytes]]] = set()
 
     def _next_id(self, last: StreamId) -> StreamId:
@@ -155,7 +169,7 @@ class MemoryBroker(Broker):
 
     def listen(self, channels: Iterable[str]) -> queue.SimpleQueue[tuple[str, bytes]]:
         """A queue receiving every event published on ``channels`` from now on,
-        and ``("", user)`` items for revocations; :meth:`unlisten` it."""
+        and ``("", revocation)`` items (:func:`pack_revocation`); :meth:`unlisten` it."""
         q: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         with self._lock:
             for channel in channels:
@@ -169,16 +183,24 @@ class MemoryBroker(Broker):
                 listeners.discard(q)
             self._revocation_listeners.discard(q)
 
-    def revoke(self, user: str, at: float) -> None:
+    def revoke(self, user: str, at: float, credential: str | None = None) -> None:
+        key = (user, credential)
         with self._lock:
-            self._revoked[user] = max(at, self._revoked.get(user, 0.0))
+            if len(self._revoked) >= self._next_sweep:
+                # One entry per logout: forget those older than any token.
+                cutoff = time.time() - REVOCATION_TTL
+                self._revoked = {k: v for k, v in self._revoked.items() if v > cutoff}
+                self._next_sweep = max(1000, 2 * len(self._revoked))
+            self._revoked[key] = max(at, self._revoked.get(key, 0.0))
             listeners = list(self._revocation_listeners)
+        payload = pack_revocation(user, at, credential)
         for q in listeners:
-            q.put(("", user.encode("utf-8")))
+            q.put(("", payload))
 
-    def revoked_at(self, user: str) -> float | None:
+    def revoked_at(self, user: str, credential: str | None = None) -> float | None:
+        """When ``user``'s access (or, given, their ``credential``) was last revoked."""
         with self._lock:
-            return self._revoked.get(user)
+            return self._revoked.get((user, credential))
 
 
 # -- redis -------------------------------------------------------------------------
@@ -223,8 +245,29 @@ class RedisKeys:
         """The pub/sub channel announcing revoked users to every relay."""
         return f"{self.prefix}revoke"
 
-    def revoked(self, user: str) -> str:
-        return f"{self.prefix}revoked:{user}"
+    def revoked(self, user: str, credential: str | None = None) -> str:
+        """The key holding when ``user``'s access (or one credential) was revoked."""
+        if credential is None:
+            return f"{self.prefix}revoked:{user}"
+        return f"{self.prefix}revoked:{user}:{credential}"
+
+
+def pack_revocation(user: str, at: float, credential: str | None = None) -> bytes:
+    """What announces a revocation to every stream: ``user``, ``at`` and
+    ``credential`` (when only one credential is revoked), one per line."""
+    lines = [user, repr(at)] if credential is None else [user, repr(at), credential]
+    return "\n".join(lines).encode("utf-8")
+
+
+def unpack_revocation(payload: bytes) -> tuple[str, float, str | None] | None:
+    """(user, at, credential) of :func:`pack_revocation`, ``None`` if malformed."""
+    user, _, rest = payload.decode("utf-8").partition("\n")
+    at_raw, _, credential = rest.partition("\n")
+    try:
+        at = float(at_raw)
+    except ValueError:
+        return None
+    return user, at, credential or None
 
 
 #: Appends to the stream, trims it, and publishes, atomically. The epoch is
@@ -393,11 +436,11 @@ class RedisBroker(Broker):
     def history(self, channel: str, after: StreamId, limit: int) -> History:
         return self._read_many([(channel, after, limit)])[0]
 
-    def revoke(self, user: str, at: float) -> None:
+    def revoke(self, user: str, at: float, credential: str | None = None) -> None:
         # Two slots on a cluster: the mark first, so a relay that hears the
         # announcement and looks the user up finds it.
-        self.client.set(self.keys.revoked(user), repr(at), ex=7 * 24 * 3600)
-        self.client.publish(self.keys.revocations, f"{user}\n{at!r}")
+        self.client.set(self.keys.revoked(user, credential), repr(at), ex=REVOCATION_TTL)
+        self.client.publish(self.keys.revocations, pack_revocation(user, at, credential))
 
     def close(self) -> None:
         self.client.close()

@@ -17,12 +17,12 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request
 
 from ..api.errors import ApiException, NotFound, ProblemFormatter, exception_for_status
-from .admission import Admission, StreamRequest
-from .brokers import Broker, MemoryBroker
+from .admission import Admission, StreamRequest, is_revoked
+from .brokers import Broker, MemoryBroker, unpack_revocation
 from .protocol import comment, unpack_message
 from .session import StreamSession, control
 from .settings import EventsSettings
-from .tokens import ChannelGrant, TokenSigner
+from .tokens import ChannelGrant, RevokedToken, TokenSigner
 
 __all__ = ["StreamSource", "make_blueprint"]
 
@@ -83,11 +83,15 @@ def stream(source: StreamSource) -> Response:
     )
     try:
         ticket = Admission(source.signer, cache_size=0).check(asked)
-        ticket.check_revocation(broker.revoked_at(ticket.user))
+        ticket.check_revocation(*_revocations(broker, ticket.grant))
     except ApiException as exc:
         return _refuse(exc)
     channels = ticket.channels
     listener = broker.listen(channels)
+    if is_revoked(ticket.grant, *_revocations(broker, ticket.grant)):
+        # Revoked between the check and listening: no announcement will come.
+        broker.unlisten(listener)
+        return _refuse(RevokedToken())
     session = StreamSession(channels, ticket.cursor, broker.positions(channels))
     body = _generate(
         broker,
@@ -138,7 +142,7 @@ def _generate(
                 yield comment()
                 continue
             if channel == "":
-                if payload.decode("utf-8") == grant.user:
+                if _revokes(payload, grant):
                     yield control("auth-expired", {"reason": "revoked"})
                     return
                 continue
@@ -148,3 +152,21 @@ def _generate(
                 yield out
     finally:
         broker.unlisten(listener)
+
+
+def _revocations(broker: MemoryBroker, grant: ChannelGrant) -> tuple[float | None, float | None]:
+    """When ``grant``'s user's access, and the credential it is bound to, were
+    last revoked (``None``: never)."""
+    credential_at = broker.revoked_at(grant.user, grant.credential) if grant.credential else None
+    return broker.revoked_at(grant.user), credential_at
+
+
+def _revokes(payload: bytes, grant: ChannelGrant) -> bool:
+    """Whether the revocation in ``payload`` ends the stream of ``grant``."""
+    revocation = unpack_revocation(payload)
+    if revocation is None:
+        return False
+    user, at, credential = revocation
+    if user != grant.user or (credential is not None and credential != grant.credential):
+        return False
+    return is_revoked(grant, at)

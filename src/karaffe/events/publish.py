@@ -13,6 +13,12 @@ it); outside a transaction the event goes out at once::
     db.session.commit()     # the event is sent now, after the data is visible
 
 :class:`Events` is the extension: ``Events(app)`` or ``events.init_app(app)``.
+
+Access ends by itself: the extension listens to
+:data:`karaffe.signals.membership_changed` and
+:data:`karaffe.signals.credentials_revoked` and :func:`revoke` what a change
+withdrew, so that open streams end on every relay within a second and the
+old channel tokens are refused.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from flask import Blueprint, Flask, current_app, has_app_context
 from sqlalchemy.orm import Session, SessionTransaction
 
 from ..config import ConfigError, CoreSettings
+from ..signals import credentials_revoked, membership_changed
 from . import devstream
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .cli import init_app as add_commands
@@ -122,6 +129,7 @@ class Events:
             state.broker  # noqa: B018
             self.check_wiring(state)
         _install_session_hooks()
+        _install_signal_receivers()
         app.register_blueprint(self.make_blueprint(app))
         app.add_template_global(channel_token, "channel_token")
         app.add_template_global(cursor, "events_cursor")
@@ -191,6 +199,40 @@ class Events:
                         "karaffe.events: %d committed event(s) could not be published: %s",
                         len(items),
                         ", ".join(f"{channel} {type}" for channel, type, _ in items),
+                    )
+                    return
+                time.sleep(0.05 * (attempt + 1))
+
+    def on_membership_changed(
+        self, app: Flask, user_id: int, old_role: str | None, new_role: str | None
+    ) -> None:
+        """A membership changed (and committed): cut what it withdrew. karaffe
+        knows no app's channels, so a removed membership or a lower role
+        revokes every channel token of the user issued until now; pages
+        rendered from now on hand out tokens for what the user still sees.
+        Override for a finer rule."""
+        if old_role is not None and (new_role is None or _is_lower(new_role, old_role)):
+            self.revoke_after_change(app, user_id, None)
+
+    def on_credentials_revoked(self, app: Flask, user_id: int, credential: str | None) -> None:
+        """A credential ended (``None``: all of the user's): revoke the channel
+        tokens bound to it."""
+        self.revoke_after_change(app, user_id, credential)
+
+    def revoke_after_change(self, app: Flask, user_id: int, credential: str | None) -> None:
+        """:func:`revoke` for a committed change; a broker failure is logged,
+        not raised (the tokens still expire after ``EVENTS_TOKEN_MAX_AGE``)."""
+        state = state_for(app)
+        for attempt in range(self.after_commit_attempts):
+            try:
+                state.broker.revoke(str(user_id), time.time(), credential)
+                return
+            except Exception:
+                if attempt + 1 == self.after_commit_attempts:
+                    log.exception(
+                        "karaffe.events: could not revoke the channel tokens of user %s (%s)",
+                        user_id,
+                        credential or "all credentials",
                     )
                     return
                 time.sleep(0.05 * (attempt + 1))
@@ -299,14 +341,86 @@ def _after_transaction_end(session: Session, trans: SessionTransaction) -> None:
         pending.setdefault(trans.parent, []).extend(items)
 
 
+# -- access that ends ----------------------------------------------------------------
+
+
+def _is_lower(role: str, than: str) -> bool:
+    """Whether ``role`` ranks below ``than`` (an unknown role counts as lower)."""
+    from .._tenancy.models import role_rank
+
+    try:
+        return role_rank(role) < role_rank(than)
+    except ValueError:
+        return True
+
+
+_receivers_installed = False
+
+
+def _install_signal_receivers() -> None:
+    """Listen to karaffe's access signals (once per process); each app with
+    the extension acts on those it sends."""
+    global _receivers_installed
+    if _receivers_installed:
+        return
+    membership_changed.connect(_receive_membership_changed)
+    credentials_revoked.connect(_receive_credentials_revoked)
+    _receivers_installed = True
+
+
+def _receive_membership_changed(sender: Flask, **kwargs: t.Any) -> None:
+    state = sender.extensions.get(Events.extension_key)
+    if isinstance(state, EventsState):
+        state.ext.on_membership_changed(
+            sender, kwargs["user_id"], kwargs.get("old_role"), kwargs.get("new_role")
+        )
+
+
+def _receive_credentials_revoked(sender: Flask, **kwargs: t.Any) -> None:
+    state = sender.extensions.get(Events.extension_key)
+    if isinstance(state, EventsState):
+        state.ext.on_credentials_revoked(sender, kwargs["user_id"], kwargs.get("credential"))
+
+
 # -- tokens and cursors for pages ----------------------------------------------------
 
+#: Bind a channel token to the request's credential (see :func:`channel_token`).
+CURRENT_CREDENTIAL: t.Final = "current"
 
-def channel_token(user: t.Any, channels: Iterable[str], *, max_age: int | None = None) -> str:
+
+def channel_token(
+    user: t.Any,
+    channels: Iterable[str],
+    *,
+    max_age: int | None = None,
+    credential: str | None = CURRENT_CREDENTIAL,
+) -> str:
     """A signed token letting ``user`` (an object with ``id``, or an id)
-    subscribe to ``channels``; the app decides which channels a user gets."""
+    subscribe to ``channels``; the app decides which channels a user gets.
+
+    The token is bound to ``credential``: by default the one that
+    authenticated the current request for that user (its login session or
+    API token, :func:`karaffe.auth.current_credential`), so that logging out
+    or revoking the token ends the streams it opened; ``None`` binds it to
+    none (revoking all of the user's access still ends it)."""
     user_id = getattr(user, "id", user)
-    return state_for().signer.sign(user_id, channels, max_age=max_age)
+    if credential == CURRENT_CREDENTIAL:
+        credential = _request_credential(user_id)
+    return state_for().signer.sign(user_id, channels, max_age=max_age, credential=credential)
+
+
+def _request_credential(user_id: t.Any) -> str | None:
+    """The current request's credential, if it authenticated ``user_id``."""
+    from flask import has_request_context
+
+    if not has_request_context() or "karaffe.auth" not in current_app.extensions:
+        return None
+    from ..auth import current_credential, get_user
+
+    user = get_user()
+    if user is None or str(user.id) != str(user_id):
+        return None
+    return current_credential()
 
 
 def cursor(channels: Iterable[str]) -> str:
@@ -317,11 +431,13 @@ def cursor(channels: Iterable[str]) -> str:
     return encode_cursor(state_for().broker.positions(chans))
 
 
-def revoke(user: t.Any, at: float | None = None) -> None:
+def revoke(user: t.Any, at: float | None = None, *, credential: str | None = None) -> None:
     """Cut ``user``'s open streams on every relay and refuse their tokens
-    issued before now (call it when a membership is removed)."""
+    issued before ``at`` (now by default); with ``credential``, only those
+    bound to it. karaffe calls it when access ends (see the module's
+    docstring): call it yourself for access your app withdraws otherwise."""
     user_id = str(getattr(user, "id", user))
-    state_for().broker.revoke(user_id, time.time() if at is None else at)
+    state_for().broker.revoke(user_id, time.time() if at is None else at, credential)
 
 
 def stream_url() -> str:

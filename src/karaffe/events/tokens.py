@@ -15,7 +15,7 @@ the same problem document as any API error, its ``type`` ending in the slug::
     ├── TamperedToken            401 tampered-token    (our key, bad signature)
     ├── ForeignToken             401 foreign-token     (signed by another secret)
     ├── ExpiredToken             401 expired-token
-    ├── RevokedToken             401 revoked-token     (user's access revoked after issue)
+    ├── RevokedToken             401 revoked-token     (access or credential revoked since)
     └── ChannelForbidden         403 channel-forbidden (valid, but not for that channel)
 """
 
@@ -107,12 +107,15 @@ class ChannelForbidden(ChannelTokenError):
 @dataclass(frozen=True, slots=True)
 class ChannelGrant:
     """What a valid token allows: ``user`` may follow ``channels`` until
-    ``expires_at`` (Unix seconds); it was issued at ``issued_at``."""
+    ``expires_at`` (Unix seconds); it was issued at ``issued_at``, to a
+    request authenticated by ``credential`` (such as ``"session:12"``; ``None``
+    when not bound to one), whose revocation ends it too."""
 
     user: str
     channels: tuple[str, ...]
     issued_at: float
     expires_at: float
+    credential: str | None = None
 
     def check_channels(self, requested: Iterable[str]) -> tuple[str, ...]:
         """The requested channels if the grant covers them all, else
@@ -164,8 +167,10 @@ class TokenSigner:
         *,
         max_age: int | None = None,
         now: float | None = None,
+        credential: str | None = None,
     ) -> str:
-        """A token letting ``user`` follow ``channels`` for ``max_age`` seconds."""
+        """A token letting ``user`` follow ``channels`` for ``max_age`` seconds,
+        bound to ``credential`` when given (revoking it ends the token)."""
         issued = time.time() if now is None else now
         chans = list(dict.fromkeys(validate_channel(c) for c in channels))
         if not chans:
@@ -178,6 +183,8 @@ class TokenSigner:
             "e": round(issued + lifetime, 3),
             "k": self.key_id,
         }
+        if credential is not None:
+            payload["a"] = credential
         return self.signer.dumps(payload)
 
     def verify(self, token: str | None, *, now: float | None = None) -> ChannelGrant:
@@ -207,12 +214,14 @@ class TokenSigner:
             raise MalformedToken()
         user, channels = payload.get("u"), payload.get("c")
         issued, expires = payload.get("i"), payload.get("e")
+        credential = payload.get("a")
         if (
             not isinstance(user, str)
             or not isinstance(channels, list)
             or not channels
             or not all(isinstance(i, int | float) for i in (issued, expires))
             or not isinstance(payload.get("k"), str)
+            or not isinstance(credential, str | None)
         ):
             raise MalformedToken()
         try:
@@ -220,5 +229,5 @@ class TokenSigner:
         except ProtocolError:
             raise MalformedToken() from None
         return ChannelGrant(
-            user, chans, float(t.cast(float, issued)), float(t.cast(float, expires))
+            user, chans, float(t.cast(float, issued)), float(t.cast(float, expires)), credential
         )

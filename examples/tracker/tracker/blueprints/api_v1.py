@@ -162,6 +162,16 @@ def change_role(user_id: int, body: RoleIn) -> t.Any:
     return out
 
 
+@blueprint.delete("/orgs/<org_slug>/members/<id:user_id>")
+@returns(None, status=204, errors={**_WRITE_ERRORS, 409: "To leave, use members/me"})
+def remove_member(user_id: int) -> t.Any:
+    """Remove a member (admins; only owners remove owners): their live
+    streams end at once."""
+    services.remove_member(current_org.id, viewer(), user_id)
+    db.session.commit()
+    return ApiResult(None, status=204)
+
+
 @blueprint.delete("/orgs/<org_slug>/members/me")
 @returns(None, status=204, errors={**_NOT_FOUND, 409: "The last owner cannot leave"})
 def leave_org() -> t.Any:

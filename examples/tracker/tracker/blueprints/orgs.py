@@ -1,5 +1,5 @@
 """Organizations: create one, its projects, members and roles, invitation
-links, labels, and leaving it.
+links, labels, removing members and leaving it.
 
 Pages under ``/o/<org_slug>/`` get the organization from karaffe's tenancy
 layer (:data:`karaffe.tenancy.current_org`): an organization the viewer is
@@ -67,6 +67,7 @@ def _members_page(form: Form, status: int = 200, **extra: object) -> ResponseRet
         org=current_org,
         memberships=services.members_of(current_org.id),
         can_manage=_can_manage(),
+        viewer_role=current_role(),
         roles=ROLES,
         form=form,
         invite_days=services.invitation_days(),
@@ -96,6 +97,20 @@ def change_role(user_id: int) -> ResponseReturnValue:
     message = f"{membership.user.name} is now {membership.role}."
     db.session.commit()
     flash(message, "success")
+    return redirect(url_for("orgs.members"))
+
+
+@blueprint.post("/o/<org_slug>/members/<id:user_id>/remove")
+@login_required
+def remove_member(user_id: int) -> ResponseReturnValue:
+    try:
+        membership = services.remove_member(current_org.id, viewer(), user_id)
+    except Conflict as exc:
+        flash(str(exc.description), "error")
+        return redirect(url_for("orgs.members")), 303
+    name = membership.user.name
+    db.session.commit()
+    flash(f"{name} is no longer a member.", "success")
     return redirect(url_for("orgs.members"))
 
 

@@ -1,4 +1,5 @@
-"""The viewer's settings: API tokens (create, list, revoke).
+"""The viewer's settings: API tokens (create, list, revoke); login sessions
+(list, end one or all others) and the password.
 
 Creating a token is POST-redirect-GET: the POST stores the new secret in the
 session, the page the redirect leads to shows it once and forgets it, so a
@@ -9,6 +10,8 @@ appears in a URL). Revoking goes through a confirmation page.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import typing as t
 
 import sqlalchemy as sa
 from flask import (
@@ -24,11 +27,12 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from karaffe import auth
 from karaffe.auth import ApiToken, create_api_token, login_required, revoke_api_token, utcnow
 from karaffe.db import db
 
 from ..forms import Form
-from ..schemas import TokenIn
+from ..schemas import PasswordChangeIn, TokenIn
 from ..web import viewer
 
 blueprint = Blueprint("settings", __name__, url_prefix="/settings")
@@ -111,3 +115,86 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash(f"Token “{name}” revoked.", "success")
     return redirect(url_for("settings.tokens"))
+
+
+# -- sessions and password -------------------------------------------------------------
+
+_BROWSERS = [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
+             ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]  # fmt: skip
+_SYSTEMS = [("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"),
+            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux")]  # fmt: skip
+
+
+def browser_name(user_agent: str) -> str:
+    """A short name for a ``User-Agent``: "Firefox on Linux"."""
+    browser = next((name for token, name in _BROWSERS if token in user_agent), None)
+    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    if browser or system:
+        return browser or t.cast(str, system)
+    first = re.split(r"[\s/(]", user_agent.strip(), maxsplit=1)[0]
+    return first or "Unknown browser"
+
+
+def _sessions_page(form: Form, status: int = 200) -> ResponseReturnValue:
+    current = auth.current_session()
+    page = render_template(
+        "settings/sessions.html",
+        sessions=[
+            (
+                record,
+                browser_name(record.user_agent),
+                current is not None and record.id == current.id,
+            )
+            for record in auth.sessions_of(viewer())
+        ],
+        form=form,
+    )
+    return page, status
+
+
+@blueprint.get("/sessions")
+@login_required
+def sessions() -> ResponseReturnValue:
+    return _sessions_page(Form())
+
+
+@blueprint.post("/sessions/<id:session_id>/end")
+@login_required
+def end_session(session_id: int) -> ResponseReturnValue:
+    current = auth.current_session()
+    if not auth.end_session(viewer(), session_id):
+        abort(404)
+    if current is not None and current.id == session_id:
+        flash("You are logged out.", "info")
+        return redirect(url_for("accounts.login"))
+    flash("Session ended: that browser is logged out.", "success")
+    return redirect(url_for("settings.sessions"))
+
+
+@blueprint.post("/sessions/end-others")
+@login_required
+def end_other_sessions() -> ResponseReturnValue:
+    count = auth.end_other_sessions(viewer())
+    flash(f"{count} other session{'s' if count != 1 else ''} ended.", "success")
+    return redirect(url_for("settings.sessions"))
+
+
+@blueprint.post("/password")
+@login_required
+def change_password() -> ResponseReturnValue:
+    form = Form.from_request(PasswordChangeIn)
+    data = form.validate(PasswordChangeIn)
+    if data is None:
+        return _sessions_page(form, 422)
+    user = viewer()
+    if not user.check_password(data.current_password):
+        form.errors["current_password"] = "This is not your current password."
+        return _sessions_page(form, 422)
+    user.set_password(data.password)
+    # A new session id for this browser; every other session ends on commit.
+    auth.rotate_session()
+    db.session.commit()
+    flash("Password changed: your other sessions are logged out.", "success")
+    return redirect(url_for("settings.sessions"))

@@ -204,7 +204,7 @@ class Relay:
         try:
             ticket = self.admission.check(StreamRequest.from_asgi(scope, self.config.cookie_name))
             try:
-                ticket.check_revocation(await self.hub.revoked_at(ticket.user))
+                ticket.check_revocation(*await self.hub.revocations(ticket.grant))
                 checked = True
             except RedisUnavailable:
                 checked = False
@@ -252,6 +252,12 @@ class Relay:
         session = conn.session
         conn.write(b"retry: %d\n\n" % self.config.retry_ms)
         hub.add(conn)
+        if hub.revoked_in_cache(conn.grant):
+            # Revoked after open() checked and before add(), when no
+            # announcement could find this connection.
+            conn.write(control("auth-expired", {"reason": "revoked"}))
+            conn.finish("revoked")
+            return
         #: Channels with a position (the cursor's, or live from the first
         #: attempt on: events that come after it are kept for the client).
         placed = set(session.positions_set)
@@ -261,7 +267,7 @@ class Relay:
                 return
             try:
                 if conn in self._unchecked:
-                    if is_revoked(conn.grant, await hub.revoked_at(conn.grant.user)):
+                    if is_revoked(conn.grant, *await hub.revocations(conn.grant)):
                         conn.write(control("auth-expired", {"reason": "revoked"}))
                         conn.finish("revoked")
                         return

@@ -29,7 +29,14 @@ import typing as t
 from collections.abc import Awaitable, Callable, Iterable
 
 from ..admission import is_revoked
-from ..brokers import READ_SCRIPT, History, RedisKeys, history_from_reply, read_args
+from ..brokers import (
+    READ_SCRIPT,
+    History,
+    RedisKeys,
+    history_from_reply,
+    read_args,
+    unpack_revocation,
+)
 from ..protocol import (
     START,
     ZERO,
@@ -42,6 +49,7 @@ from ..protocol import (
     unpack_message,
 )
 from ..session import control
+from ..tokens import ChannelGrant
 from .config import RelayConfig
 from .connection import NO_EARLY, Connection, chunk
 from .health import RedisHealth
@@ -390,30 +398,49 @@ class Hub:
         """The current position of each channel (for connections without cursor)."""
         return {c: (await self.history(c, ZERO, 0)).head for c in channels}
 
-    def cached_revocation(self, user: str) -> tuple[bool, float | None]:
+    def cached_revocation(
+        self, user: str, credential: str | None = None
+    ) -> tuple[bool, float | None]:
         """``(known, revoked_at)`` from the cache, without I/O."""
-        cached = self._revoked.get(user)
+        cached = self._revoked.get(self.keys.revoked(user, credential))
         if cached is not None and cached[1] > time.monotonic():
             return True, cached[0]
         return False, None
 
-    async def revoked_at(self, user: str) -> float | None:
-        """When ``user``'s access was last revoked, or
-        :class:`RedisUnavailable`. Cached: the revocation channel keeps the
-        cache current while the hub listens, and it is emptied (and open
-        streams are checked again) whenever the hub reconnects."""
-        known, at = self.cached_revocation(user)
+    async def revoked_at(self, user: str, credential: str | None = None) -> float | None:
+        """When ``user``'s access (or, given, their ``credential``) was last
+        revoked, or :class:`RedisUnavailable`. Cached: the revocation channel
+        keeps the cache current while the hub listens, and it is emptied (and
+        open streams are checked again) whenever the hub reconnects."""
+        known, at = self.cached_revocation(user, credential)
         if known:
             return at
-        raw = await self._call(lambda: self.redis.get(self.keys.revoked(user)))
+        key = self.keys.revoked(user, credential)
+        raw = await self._call(lambda: self.redis.get(key))
         at = float(raw) if raw is not None else None
-        self._remember_revocation(user, at)
+        self._remember_revocation(key, at)
         return at
 
-    def _remember_revocation(self, user: str, at: float | None) -> None:
+    async def revocations(self, grant: ChannelGrant) -> tuple[float | None, float | None]:
+        """When ``grant``'s user's access, and the credential it is bound to,
+        were last revoked (see :meth:`revoked_at`)."""
+        user_at = await self.revoked_at(grant.user)
+        credential_at = None
+        if grant.credential is not None:
+            credential_at = await self.revoked_at(grant.user, grant.credential)
+        return user_at, credential_at
+
+    def revoked_in_cache(self, grant: ChannelGrant) -> bool:
+        """Whether the cache already says that ``grant`` was revoked."""
+        ats = [self.cached_revocation(grant.user)[1]]
+        if grant.credential is not None:
+            ats.append(self.cached_revocation(grant.user, grant.credential)[1])
+        return is_revoked(grant, *ats)
+
+    def _remember_revocation(self, key: str, at: float | None) -> None:
         if len(self._revoked) > self.cache_size:
             self._revoked.clear()
-        self._revoked[user] = (at, time.monotonic() + self.revocation_cache_ttl)
+        self._revoked[key] = (at, time.monotonic() + self.revocation_cache_ttl)
 
     # -- the subscription ----------------------------------------------------------
 
@@ -651,38 +678,50 @@ class Hub:
     # -- revocation --------------------------------------------------------------------
 
     def _revoke(self, payload: bytes) -> None:
-        user, _, at_raw = payload.decode("utf-8").partition("\n")
-        try:
-            at = float(at_raw)
-        except ValueError:
+        revocation = unpack_revocation(payload)
+        if revocation is None:
             return
-        previous = self._revoked.get(user, (None, 0.0))[0]
-        self._revoked[user] = (max(at, previous or 0.0), time.monotonic() + 3600)
-        self._cut_revoked(user, at)
+        user, at, credential = revocation
+        key = self.keys.revoked(user, credential)
+        previous = self._revoked.get(key, (None, 0.0))[0]
+        self._revoked[key] = (max(at, previous or 0.0), time.monotonic() + 3600)
+        self._cut_revoked(user, at, credential)
 
-    def _cut_revoked(self, user: str, at: float | None) -> None:
+    def _cut_revoked(self, user: str, at: float | None, credential: str | None = None) -> None:
+        """End ``user``'s streams revoked at ``at``: all of them, or with
+        ``credential`` those bound to it."""
         for conn in list(self.by_user.get(user, ())):
+            if credential is not None and conn.grant.credential != credential:
+                continue
             if is_revoked(conn.grant, at):
                 conn.write(control("auth-expired", {"reason": "revoked"}))
                 conn.finish("revoked")
 
     async def _recheck_revocations(self) -> None:
         """Once subscribed to revocations again, look up every user with an
-        open stream: a revocation announced while the hub was away was missed."""
-        users = list(self.by_user)
-        for start in range(0, len(users), 500):
-            batch = users[start : start + 500]
+        open stream, and every credential their streams are bound to: a
+        revocation announced while the hub was away was missed."""
+        marks: list[tuple[str, str | None]] = [(user, None) for user in self.by_user]
+        marks += sorted(
+            {
+                (user, conn.grant.credential)
+                for user, conns in self.by_user.items()
+                for conn in conns
+                if conn.grant.credential is not None
+            }
+        )
+        for start in range(0, len(marks), 500):
+            batch = marks[start : start + 500]
+            keys = [self.keys.revoked(user, credential) for user, credential in batch]
             async with asyncio.timeout(self.redis_timeout):
                 if self.config.cluster:
-                    raws = await asyncio.gather(
-                        *(self.redis.get(self.keys.revoked(u)) for u in batch)
-                    )
+                    raws = await asyncio.gather(*(self.redis.get(key) for key in keys))
                 else:
-                    raws = await self.redis.mget([self.keys.revoked(u) for u in batch])
-            for user, raw in zip(batch, raws, strict=True):
+                    raws = await self.redis.mget(keys)
+            for (user, credential), key, raw in zip(batch, keys, raws, strict=True):
                 at = float(raw) if raw is not None else None
-                self._remember_revocation(user, at)
-                self._cut_revoked(user, at)
+                self._remember_revocation(key, at)
+                self._cut_revoked(user, at, credential)
 
     # -- token deadlines and heartbeats ----------------------------------------------------
 
