@@ -72,7 +72,7 @@ from ._throttle import (
 )
 from .api.errors import Forbidden, Unauthorized
 from .config import ConfigError, PositiveInt, RedisUrl, Settings
-from .db import Model, UTCDateTime, after_commit, current_outage, db
+from .db import Model, UTCDateTime, after_commit, current_outage, db, is_uncommitted
 from .signals import credentials_revoked, user_changed
 
 __all__ = [
@@ -511,25 +511,33 @@ def _client_details() -> dict[str, str]:
 
 
 def _open_session(user: User) -> tuple[int, str]:
-    """A new login session of ``user``, written at once on its own
-    transaction: (its id, the token for the cookie)."""
+    """A new login session of ``user``: (its id, the token for the cookie).
+    It is written at once on its own transaction; but for a user not
+    committed yet (a sign-up), in the request's transaction, so that it
+    commits with the user: on its own it would miss the user's row (or wait
+    for its lock, on SQLite)."""
     if user.id is None:
         raise ValueError("a login session needs a user with an id: flush or commit it first")
     token = secrets.token_urlsafe(_TOKEN_SECRET_BYTES)
     now = utcnow()
-    table = _sessions_table()
-    with db.engine.begin() as connection:
-        result = connection.execute(
-            table.insert().values(
-                user_id=user.id,
-                token_hash=_token_digest(token),
-                created_at=now,
-                last_seen_at=now,
-                **_client_details(),
-            )
+    insert = (
+        _sessions_table()
+        .insert()
+        .values(
+            user_id=user.id,
+            token_hash=_token_digest(token),
+            created_at=now,
+            last_seen_at=now,
+            **_client_details(),
         )
-    (session_id,) = t.cast(tuple[int], result.inserted_primary_key)
-    return session_id, token
+    )
+    if is_uncommitted(user):
+        result = db.session.execute(insert)
+    else:
+        with db.engine.begin() as connection:
+            result = connection.execute(insert)
+    (session_id,) = t.cast("sa.CursorResult[t.Any]", result).inserted_primary_key or (0,)
+    return int(session_id), token
 
 
 def _end_sessions(where: sa.ColumnElement[bool], reason: str) -> list[tuple[int, int]]:

@@ -40,6 +40,7 @@ import datetime as dt
 import logging
 import os
 import typing as t
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
@@ -70,6 +71,7 @@ __all__ = [
     "init_app",
     "is_flushing",
     "is_unavailable",
+    "is_uncommitted",
     "normalize_database_url",
     "render_migration_item",
     "transaction",
@@ -180,10 +182,31 @@ class Session(FlaskSession):
 
     def flush(self, objects: Sequence[t.Any] | None = None) -> None:
         token = _flushing.set(True)
+        new = list(self.new)
         try:
             super().flush(objects)
+            if new:
+                self.info.setdefault(_INSERTED, weakref.WeakSet()).update(new)
         finally:
             _flushing.reset(token)
+
+
+_INSERTED = "karaffe.inserted"
+
+
+@sa.event.listens_for(Session, "after_transaction_end")
+def _forget_inserted(session: sa.orm.Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_INSERTED, None)
+
+
+def is_uncommitted(obj: t.Any, session: sa.orm.Session | None = None) -> bool:
+    """Whether ``obj`` was added in the current transaction of ``session``
+    (``db.session`` by default) and is not committed yet: pending, or
+    flushed but not committed (its row is invisible to other connections)."""
+    if session is None:
+        session = db.session()
+    return obj in session.new or obj in session.info.get(_INSERTED, ())
 
 
 def normalize_database_url(url: str) -> str:

@@ -51,6 +51,18 @@ def _invitation_path(c: Clients) -> str:
     return "/invitations/" + url.rsplit("/invitations/", 1)[1]
 
 
+def _other_session(c: Clients) -> int:
+    """The id of another login session of bob's."""
+    from karaffe.auth import UserSession
+
+    c.login("bob")
+    with c.app.app_context():
+        stmt = sa.select(sa.func.max(UserSession.id)).where(
+            UserSession.user_id == c.world.users["bob"]
+        )
+        return int(database.session.execute(stmt).scalar_one())
+
+
 def _comment(c: Clients) -> int:
     rv = c.api("bob").post(f"/api/v1/issues/{c.world.issues['first']}/comments", json={"body": "x"})
     assert rv.status_code == 201, rv.data
@@ -93,6 +105,11 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("issues.delete", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/delete"), 302),
     ("issues.comment", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/comments", data={"body": "Same here."}), 302),
     ("settings.tokens", lambda c: c.login("bob").post("/settings/tokens", data={"name": "laptop"}), 303),
+    ("settings.end_session", lambda c: c.login("bob").post(f"/settings/sessions/{_other_session(c)}/end"), 302),
+    ("settings.end_other_sessions", lambda c: c.login("bob").post("/settings/sessions/end-others"), 302),
+    ("settings.change_password", lambda c: c.login("bob").post("/settings/password", data={"current_password": PASSWORD, "password": "a brand new password"}), 302),
+    ("orgs.remove_member", lambda c: c.login("alice").post(f"/o/acme/members/{c.world.users['dave']}/remove"), 302),
+    ("api_v1.remove_member", lambda c: c.api("alice").delete(f"/api/v1/orgs/acme/members/{c.world.users['dave']}"), 204),
     ("settings.revoke_token", lambda c: c.login("bob").post(f"/settings/tokens/{c.token_of('bob')}/revoke"), 302),
 ]
 # fmt: on
