@@ -46,6 +46,7 @@ from .tokens import TokenSigner
 __all__ = [
     "Events",
     "EventsState",
+    "announce",
     "channel_token",
     "cursor",
     "event_published",
@@ -275,12 +276,16 @@ def publish(channel: str, type: str, data: t.Any = None) -> None:
     _send(state, [item])
 
 
-def _send(state: EventsState, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
-    events = state.broker.publish_many(items)
+def _send(state: EventsState, items: Sequence[tuple[str, str, bytes]]) -> None:
+    announce(state.app, state.broker.append_many(items), items)
+
+
+def announce(app: Flask, ids: Sequence[str], items: Sequence[tuple[str, str, bytes]]) -> None:
+    """Send :data:`event_published` for events the broker took (their data is
+    decoded only when a receiver reads it)."""
     if event_published.receivers:
-        for event in events:
-            event_published.send(state.app, event=event)
-    return events
+        for id, (channel, type, data_json) in zip(ids, items, strict=True):
+            event_published.send(app, event=Event.from_json(id, channel, type, data_json))
 
 
 def _current_session(app: Flask) -> Session | None:
