@@ -384,6 +384,53 @@ def test_giving_up_resets_the_channel_so_no_reader_misses_it_silently(
     assert [e.type for e in stream(app, "fine")] == ["kept"]
 
 
+class BlockingBroker(FlakyBroker):
+    """Holds every call until released: a sweeper stuck on a hung broker."""
+
+    def __init__(self, inner: Broker) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def append_many(self, items: t.Any, **kwargs: t.Any) -> list[str]:
+        self.entered.set()
+        assert self.release.wait(30)
+        return super().append_many(items, **kwargs)
+
+
+@pytest.mark.redis
+def test_a_request_does_not_wait_for_a_channel_a_stuck_sweeper_holds(
+    make: MakeApp, redis_url: str
+) -> None:
+    app, db = make({"REDIS_URL": redis_url})
+    state = state_for(app)
+    state.dispatcher._skip_until = float("inf")
+    write(app, db, "held", ("c", "held", 0))
+    state.dispatcher._skip_until = 0.0
+    stuck = BlockingBroker(state.broker)
+    sweeper = Dispatcher(app, stuck)
+
+    def sweep() -> None:
+        with app.app_context():
+            sweeper.sweep()
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    try:
+        assert stuck.entered.wait(10)
+        # The sweeper holds c's lock while it waits for the broker: the
+        # request tries for its budget, then leaves its event to the sweeper.
+        write(app, db, "next", ("c", "next", 1))
+        assert [ty for _, ty, _, _ in held(app, db)] == ["held", "next"]
+        assert state.dispatcher._skip_until > time.monotonic()
+    finally:
+        stuck.release.set()
+        thread.join(10)
+    with app.app_context():
+        state.dispatcher.drain()
+    assert [e.type for e in stream(app, "c")] == ["held", "next"]
+
+
 # -- several dispatchers at once ----------------------------------------------------------------------
 
 

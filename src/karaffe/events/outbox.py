@@ -24,9 +24,10 @@ request or in a sweeper, sends a channel's events only while it holds that
 channel's dispatch lock, starting from the oldest pending row, and deletes
 them in the same critical section once the broker took them:
 
-* PostgreSQL: a transaction-scoped advisory lock per channel. A request waits
-  for it (``lock_timeout``); a sweeper takes only the channels nobody holds
-  (``pg_try_advisory_xact_lock``), so several sweepers share the work.
+* PostgreSQL: a transaction-scoped advisory lock per channel. A request
+  tries it until its budget runs out; a sweeper takes only the channels
+  nobody holds (``pg_try_advisory_xact_lock``), so several sweepers share
+  the work.
 * SQLite: one writer machine, so one lock for the database, a ``flock`` on
   ``<database>-outbox.lock`` (a thread lock for an in-memory database), taken
   outside SQLite's own transactions, so that a broker that hangs never holds
@@ -251,6 +252,21 @@ class _SqliteHeld(_Held):
         with self.connection.begin():
             yield self.connection
 
+    def settle(self, sent: list[int], failed: list[tuple[list[int], str]]) -> None:
+        if not sent and not failed:
+            return
+        # No fsync for this commit: if a power loss undid it, the rows would
+        # be sent again, as possibly sent, found by origin in the broker.
+        connection = self.connection
+        previous = int(connection.exec_driver_sql("PRAGMA synchronous").scalar() or 2)
+        connection.exec_driver_sql("PRAGMA synchronous = NORMAL")
+        connection.commit()
+        try:
+            super().settle(sent, failed)
+        finally:
+            connection.exec_driver_sql(f"PRAGMA synchronous = {previous}")
+            connection.commit()
+
 
 class _Locks:
     """How dispatchers of one database exclude each other."""
@@ -276,7 +292,17 @@ def _advisory_key(channel: str) -> int:
 class _PostgresLocks(_Locks):
     """Advisory locks per channel, held by one transaction that reads, sends
     and settles (waiting for the broker in a transaction blocks no writer:
-    writers only insert new rows)."""
+    writers only insert new rows).
+
+    Locks are only ever tried (``pg_try_advisory_xact_lock``); a request that
+    finds one taken tries again every 2 ms until its budget runs out. Each
+    try also turns off ``synchronous_commit`` for the transaction: if a crash
+    undid its commit, the rows would be sent again, as possibly sent, and
+    found by origin in the broker. One statement, the first of the
+    transaction: nothing is waited for before the lock is held."""
+
+    #: Seconds between two tries of a taken lock.
+    retry = 0.002
 
     @contextlib.contextmanager
     def hold(
@@ -284,7 +310,7 @@ class _PostgresLocks(_Locks):
     ) -> Iterator[_Held | None]:
         with self.engine.connect() as connection, connection.begin():
             if channels is None:
-                candidates = list(
+                wanted = list(
                     connection.execute(
                         sa.select(outbox_table.c.channel)
                         .group_by(outbox_table.c.channel)
@@ -292,31 +318,17 @@ class _PostgresLocks(_Locks):
                         .limit(max_channels)
                     ).scalars()
                 )
-                held = self._try(connection, candidates)
-                yield _Held(connection, held) if held else None
-                return
-            keys = sorted({_advisory_key(c) for c in channels})
-            if wait is None:
-                held = self._try(connection, list(channels))
-                yield _Held(connection, held) if held else None
-                return
-            connection.execute(
-                sa.select(sa.func.set_config("lock_timeout", f"{max(1, int(wait * 1000))}", True))
-            )
-            try:
-                # In key order, so that two requests never wait for each other.
-                connection.execute(
-                    sa.text(
-                        "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k "
-                        "ORDER BY k"
-                    ),
-                    {"keys": keys},
-                )
-            except sa.exc.OperationalError as exc:
-                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-                    raise _Busy() from None
-                raise
-            yield _Held(connection, list(channels))
+            else:
+                wanted = list(dict.fromkeys(channels))
+            held = self._try(connection, wanted)
+            if wait is not None:
+                deadline = time.monotonic() + wait
+                while len(held) < len(wanted):
+                    if time.monotonic() >= deadline:
+                        raise _Busy()
+                    time.sleep(self.retry)
+                    held = self._try(connection, wanted)
+            yield _Held(connection, held) if held else None
 
     @staticmethod
     def _try(connection: sa.Connection, channels: list[str]) -> list[str]:
@@ -325,11 +337,12 @@ class _PostgresLocks(_Locks):
         by_key = {_advisory_key(c): c for c in channels}
         got = connection.execute(
             sa.text(
-                "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k "
-                "WHERE pg_try_advisory_xact_lock(k)"
+                "SELECT set_config('synchronous_commit', 'off', true), "
+                "array(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k "
+                "WHERE pg_try_advisory_xact_lock(k))"
             ),
             {"keys": list(by_key)},
-        ).scalars()
+        ).one()[1]
         return [by_key[k] for k in got]
 
 

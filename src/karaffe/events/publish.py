@@ -73,6 +73,7 @@ _PENDING = "karaffe.events.pending"
 _RELEASED = "karaffe.events.savepoint-released"
 _STATE = "karaffe.events.state"
 _OUTBOXED = "karaffe.events.outboxed"
+_COMMITTED = "karaffe.events.outbox-committed"
 
 
 class EventsState:
@@ -390,21 +391,25 @@ def _after_commit(session: Session) -> None:
             # transaction when it ends (just after this).
             session.info[_RELEASED] = True
         return
-    outboxed = session.info.pop(_OUTBOXED, None)
+    if _OUTBOXED in session.info:
+        # Sent once the transaction has ended and given its connection back.
+        session.info[_COMMITTED] = session.info.pop(_OUTBOXED)
     items = [item for trans in list(pending) for item in pending.pop(trans)] if pending else []
-    if not items and not outboxed:
-        return
-    state: EventsState = session.info.get(_STATE) or state_for()
     if items:
+        state: EventsState = session.info.get(_STATE) or state_for()
         state.ext.send_after_commit(state, items)
-    for engine, channels in (outboxed or {}).items():
-        state.dispatcher.send_committed(engine, channels)
 
 
 def _after_transaction_end(session: Session, trans: SessionTransaction) -> None:
     if trans.parent is None:
-        # Written to the outbox by a transaction that did not commit after all.
+        # Written to the outbox by a transaction that did not commit after
+        # all: nothing to send.
         session.info.pop(_OUTBOXED, None)
+        committed = session.info.pop(_COMMITTED, None)
+        if committed:
+            state: EventsState = session.info.get(_STATE) or state_for()
+            for engine, channels in committed.items():
+                state.dispatcher.send_committed(engine, channels)
     pending = session.info.get(_PENDING)
     released = session.info.pop(_RELEASED, False)
     if not pending or trans not in pending:
