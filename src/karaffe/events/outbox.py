@@ -127,8 +127,7 @@ def write_outbox(
     """Insert ``(channel, type, data_json)`` items into the outbox, in order,
     in ``session``'s current transaction; return the engine written to and
     the channels (for :meth:`Dispatcher.send_committed`)."""
-    insert = outbox_table.insert()
-    connection = session.connection(bind_arguments={"clause": insert})
+    connection = session.connection(bind_arguments={"clause": _INSERT})
     engine = connection.engine
     if engine not in _checked:
         if not sa.inspect(connection).has_table(TABLE_NAME):
@@ -140,7 +139,7 @@ def write_outbox(
         _checked[engine] = True
     now = dt.datetime.now(dt.UTC)
     connection.execute(
-        insert,
+        _INSERT,
         [
             {"channel": channel, "type": type, "data": data, "created_at": now, "attempts": 0}
             for channel, type, data in items
@@ -170,18 +169,21 @@ class OutboxRow:
         return f"{self.id}.{(self.created_at - _EPOCH) // dt.timedelta(microseconds=1)}"
 
 
-def _rows(connection: sa.Connection, where: t.Any, limit: int) -> list[OutboxRow]:
-    c = outbox_table.c
-    query = (
-        sa.select(c.id, c.channel, c.type, c.data, c.created_at, c.attempts)
-        .where(where)
-        .order_by(c.id)
-        .limit(limit)
-    )
-    return [
-        OutboxRow(id, channel, type, bytes(data), created_at, attempts)
-        for id, channel, type, data, created_at, attempts in connection.execute(query)
-    ]
+# The statements of the dispatchers, built once: building a statement costs
+# more than running it on a local database.
+_c = outbox_table.c
+_READ = sa.select(_c.id, _c.channel, _c.type, _c.data, _c.created_at, _c.attempts).order_by(_c.id)
+_READ_ALL = _READ.limit(sa.bindparam("limit"))
+_READ_CHANNELS = _READ.where(_c.channel.in_(sa.bindparam("channels", expanding=True))).limit(
+    sa.bindparam("limit")
+)
+_DELETE = outbox_table.delete().where(_c.id.in_(sa.bindparam("ids", expanding=True)))
+_ATTEMPTED = (
+    outbox_table.update()
+    .where(_c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(attempts=_c.attempts + 1, error=sa.bindparam("last_error"))
+)
+_INSERT = outbox_table.insert()
 
 
 class _Busy(Exception):
@@ -198,7 +200,7 @@ class _Held:
 
     def _where(self, *criteria: t.Any) -> t.Any:
         if self.channels is not None:
-            criteria = (outbox_table.c.channel.in_(self.channels), *criteria)
+            criteria = (_c.channel.in_(self.channels), *criteria)
         return sa.and_(sa.true(), *criteria)
 
     @contextlib.contextmanager
@@ -207,8 +209,18 @@ class _Held:
         yield self.connection
 
     def read(self, limit: int) -> list[OutboxRow]:
+        """The oldest pending events of the channels held, in id order."""
         with self._step() as connection:
-            return _rows(connection, self._where(), limit)
+            if self.channels is None:
+                rows = connection.execute(_READ_ALL, {"limit": limit})
+            else:
+                rows = connection.execute(
+                    _READ_CHANNELS, {"limit": limit, "channels": self.channels}
+                )
+            return [
+                OutboxRow(id, channel, type, bytes(data), created_at, attempts)
+                for id, channel, type, data, created_at, attempts in rows
+            ]
 
     def expired(self, before: dt.datetime) -> list[str]:
         """The channels with events created before ``before``."""
@@ -235,13 +247,9 @@ class _Held:
             return
         with self._step() as connection:
             if sent:
-                connection.execute(outbox_table.delete().where(outbox_table.c.id.in_(sent)))
+                connection.execute(_DELETE, {"ids": sent})
             for ids, error in failed:
-                connection.execute(
-                    outbox_table.update()
-                    .where(outbox_table.c.id.in_(ids))
-                    .values(attempts=outbox_table.c.attempts + 1, error=error[:1000])
-                )
+                connection.execute(_ATTEMPTED, {"ids": ids, "last_error": error[:1000]})
 
 
 class _SqliteHeld(_Held):
@@ -289,6 +297,18 @@ def _advisory_key(channel: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+#: Tries the locks of channels (by key), turning ``synchronous_commit`` off.
+_TRY_LOCKS = sa.text(
+    "SELECT set_config('synchronous_commit', 'off', true), "
+    "array(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k "
+    "WHERE pg_try_advisory_xact_lock(k))"
+)
+#: The channels with pending events, oldest first.
+_OLDEST_CHANNELS = (
+    sa.select(_c.channel).group_by(_c.channel).order_by(sa.func.min(_c.id)).limit(sa.bindparam("n"))
+)
+
+
 class _PostgresLocks(_Locks):
     """Advisory locks per channel, held by one transaction that reads, sends
     and settles (waiting for the broker in a transaction blocks no writer:
@@ -310,14 +330,7 @@ class _PostgresLocks(_Locks):
     ) -> Iterator[_Held | None]:
         with self.engine.connect() as connection, connection.begin():
             if channels is None:
-                wanted = list(
-                    connection.execute(
-                        sa.select(outbox_table.c.channel)
-                        .group_by(outbox_table.c.channel)
-                        .order_by(sa.func.min(outbox_table.c.id))
-                        .limit(max_channels)
-                    ).scalars()
-                )
+                wanted = list(connection.execute(_OLDEST_CHANNELS, {"n": max_channels}).scalars())
             else:
                 wanted = list(dict.fromkeys(channels))
             held = self._try(connection, wanted)
@@ -335,14 +348,7 @@ class _PostgresLocks(_Locks):
         if not channels:
             return []
         by_key = {_advisory_key(c): c for c in channels}
-        got = connection.execute(
-            sa.text(
-                "SELECT set_config('synchronous_commit', 'off', true), "
-                "array(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k "
-                "WHERE pg_try_advisory_xact_lock(k))"
-            ),
-            {"keys": list(by_key)},
-        ).one()[1]
+        got = connection.execute(_TRY_LOCKS, {"keys": list(by_key)}).one()[1]
         return [by_key[k] for k in got]
 
 
