@@ -55,12 +55,12 @@ def test_each_part_adds_its_own_commands() -> None:
 
     events_only = karaffe.App("events_only")
     Events(events_only)
-    assert commands(events_only) == ["relay"]
+    assert commands(events_only) == ["dispatch", "relay"]
 
     both = karaffe.App("both")
     Events(both)
     karaffe.jobs.init_app(both)
-    assert commands(both) == ["jobs", "relay", "run-job", "scheduler"]
+    assert commands(both) == ["dispatch", "jobs", "relay", "run-job", "scheduler"]
 
 
 def test_command_group_is_created_once_and_takes_the_apps_own_commands() -> None:

@@ -187,7 +187,7 @@ def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process(
         state_for(app).broker.close()
 
         pids = descendants(proc.pid)
-        assert len(pids) >= 6  # redis, postgres, granian, 2 relays, scheduler, nginx
+        assert len(pids) >= 7  # redis, postgres, granian, 2 relays, scheduler, dispatcher, nginx
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         assert proc.returncode == 0

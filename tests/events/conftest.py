@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import karaffe
 from karaffe.events import Events
+from karaffe.events.outbox import outbox_table
 
 
 class Base(DeclarativeBase):
@@ -50,6 +51,8 @@ def make_events_app() -> Callable[..., tuple[karaffe.App, SQLAlchemy]]:
         db.init_app(app)
         with app.app_context():
             db.create_all()
+            # The outbox is on with Redis: its table, as a migration makes it.
+            outbox_table.create(db.engine)
         return app, db
 
     return make

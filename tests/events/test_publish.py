@@ -183,7 +183,10 @@ def test_redis_broker_appends_and_publishes_after_commit(
     entry_id = entry[0].decode()
     epoch = int(client.get("test-publish:{project:1}:epoch"))  # type: ignore[arg-type]
     assert message["data"] == f"{entry_id}\n{epoch}\nnote.created\n".encode() + b'{"n":1}'
-    assert entry[1] == {b"t": b"note.created", b"d": b'{"n":1}'}
+    # The entry names its origin: the outbox row it was sent from.
+    assert entry[1].keys() == {b"t", b"d", b"o"}
+    assert (entry[1][b"t"], entry[1][b"d"]) == (b"note.created", b'{"n":1}')
+    assert entry[1][b"o"].startswith(b"1.")
     assert pubsub.get_message(timeout=0.2) is None
     pubsub.close()
     client.close()
@@ -234,10 +237,13 @@ def test_captured_events_sees_only_committed_events(
     ]
 
 
-def test_broker_failure_after_commit_is_logged_not_raised(
+def test_broker_failure_after_commit_holds_the_event_in_the_outbox(
     make_events_app: Callable[..., App], Note: t.Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import sqlalchemy as sa
+
     from karaffe._servers import free_port
+    from karaffe.events.outbox import outbox_table
 
     app, db = make_events_app({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     with app.app_context():
@@ -245,9 +251,11 @@ def test_broker_failure_after_commit_is_logged_not_raised(
         publish("project:1", "note.created", {})
         db.session.commit()
         assert db.session.query(Note).count() == 1
-    [record] = [r for r in caplog.records if r.name == "karaffe.events"]
-    assert record.levelname == "ERROR"
-    assert "1 committed event(s) could not be published: project:1 note.created" in record.message
+        held = db.session.execute(sa.select(outbox_table.c.channel, outbox_table.c.type)).all()
+    assert held == [("project:1", "note.created")]
+    [record] = [r for r in caplog.records if r.name == "karaffe.events.outbox"]
+    assert record.levelname == "WARNING"
+    assert "held in the outbox" in record.message
 
 
 def test_works_with_karaffe_db_sessions(tmp_path: t.Any) -> None:

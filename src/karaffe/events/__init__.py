@@ -1,6 +1,7 @@
-"""Live updates (slides 58-60): Flask publishes events after commit to a
-broker; the relay (``karaffe relay``) streams them to browsers over
-Server-Sent Events; signed channel tokens say who may follow what.
+"""Live updates (slides 58-60): Flask publishes events of committed data to a
+broker (through a transactional outbox with Redis, sent after the commit and
+by ``karaffe dispatch``); the relay (``karaffe relay``) streams them to
+browsers over Server-Sent Events; signed channel tokens say who may follow what.
 
 See ``docs/events.md``. The public API::
 

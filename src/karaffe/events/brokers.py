@@ -7,6 +7,9 @@
   appended to a bounded per-channel Redis Stream and published for live
   fan-out by one Lua script, so both happen or neither; the stream entry id
   is the event id. The relay (:mod:`karaffe.events.relay`) reads the same keys.
+
+A broker takes the event data as the JSON bytes :func:`karaffe.events.publish`
+encoded, and passes them through: nothing is decoded on the way to Redis.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 import time
 import typing as t
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .protocol import (
@@ -67,13 +70,56 @@ class Broker(abc.ABC):
     """Where :func:`karaffe.events.publish` sends events."""
 
     @abc.abstractmethod
-    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
+    def append_many(
+        self,
+        items: Sequence[tuple[str, str, bytes]],
+        *,
+        origins: Sequence[str] | None = None,
+        resent_since: Mapping[str, float] | None = None,
+    ) -> list[str]:
         """Append and fan out ``(channel, type, data_json)`` items, in order,
-        and return the events with their ids (their data decoded only when
-        read, see :meth:`Event.from_json <karaffe.events.Event.from_json>`)."""
+        and return their ids. ``data_json`` is stored and sent as it is.
+
+        The transactional outbox names where each item comes from: ``origins``
+        (one string per item, unique for all time), and, for the channels whose
+        items may have reached the broker already (an earlier attempt that
+        timed out may have run after all), ``resent_since``: the time (the
+        caller's ``time.time()``) of the first of those attempts. An item whose
+        origin the broker has since then is not appended twice: its existing
+        id is returned. A broker that cannot receive an item without
+        acknowledging it (the memory broker) may ignore both.
+        """
+
+    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
+        """:meth:`append_many`, returning the events (for tests and tools):
+        their data is decoded only when read, see
+        :meth:`Event.from_json <karaffe.events.Event.from_json>`."""
+        ids = self.append_many(items)
+        return [
+            Event.from_json(id, channel, type, data_json)
+            for id, (channel, type, data_json) in zip(ids, items, strict=True)
+        ]
 
     def publish(self, channel: str, type: str, data_json: bytes) -> Event:
         return self.publish_many([(channel, type, data_json)])[0]
+
+    @abc.abstractmethod
+    def reset(self, channels: Iterable[str]) -> None:
+        """Start a new history (epoch) on each of ``channels``: every reader
+        that had a position in the old one gets ``reset``. Called when events
+        of a channel are given up on, so that no reader misses them silently."""
+
+    def is_unavailable(self, exc: Exception) -> bool:
+        """Whether ``exc``, raised by this broker, means it cannot be reached
+        (rather than that it refused these events): a dispatcher then stops
+        trying other channels until later."""
+        return False
+
+    def with_timeout(self, seconds: float) -> Broker:
+        """A broker with the same configuration that waits at most
+        ``seconds`` for each reply and never retries by itself (the outbox's
+        dispatcher decides what happens next). This one when it never waits."""
+        return self
 
     @abc.abstractmethod
     def positions(self, channels: Iterable[str]) -> dict[str, Position]:
@@ -127,8 +173,16 @@ class MemoryBroker(Broker):
         ms = int(time.time() * 1000)
         return StreamId(ms, 0) if ms > last.ms else StreamId(last.ms, last.seq + 1)
 
-    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
-        events = []
+    def append_many(
+        self,
+        items: Sequence[tuple[str, str, bytes]],
+        *,
+        origins: Sequence[str] | None = None,
+        resent_since: Mapping[str, float] | None = None,
+    ) -> list[str]:
+        # In the process: an item is never received without being acknowledged,
+        # so origins need no checking.
+        ids = []
         deliveries: list[tuple[queue.SimpleQueue[tuple[str, bytes]], str, bytes]] = []
         with self._lock:
             for channel, type, data_json in items:
@@ -142,12 +196,21 @@ class MemoryBroker(Broker):
                     state.max_deleted = state.entries[0][0]
                 state.entries.append((id, type, data_json))
                 state.last = id
-                events.append(Event.from_json(str(id), channel, type, data_json))
+                ids.append(str(id))
                 payload = pack_message(str(id), state.epoch, type, data_json)
                 deliveries.extend((q, channel, payload) for q in self._listeners.get(channel, ()))
         for q, channel, payload in deliveries:
             q.put((channel, payload))
-        return events
+        return ids
+
+    def reset(self, channels: Iterable[str]) -> None:
+        with self._lock:
+            for channel in channels:
+                state = self._channels.get(channel)
+                if state is None:
+                    state = self._channels[channel] = _MemoryChannel(0, self.history_size)
+                state.epoch = max(time.time_ns() // 1000, state.epoch + 1)
+                state.max_deleted = state.last
 
     def positions(self, channels: Iterable[str]) -> dict[str, Position]:
         with self._lock:
@@ -229,6 +292,11 @@ class RedisKeys:
         """The newest id trimmed from the channel's stream."""
         return f"{self.prefix}{{{channel}}}:trimmed"
 
+    def resent(self, channel: str) -> str:
+        """The origins of the channel's events that the outbox sent again,
+        with their ids (a hash, kept for an hour after the last resend)."""
+        return f"{self.prefix}{{{channel}}}:resent"
+
     def pubsub(self, channel: str) -> str:
         if self.sharded:
             return self.stream(channel)
@@ -270,11 +338,23 @@ def unpack_revocation(payload: bytes) -> tuple[str, float, str | None] | None:
     return user, at, credential or None
 
 
-#: Appends to the stream, trims it, and publishes, atomically. The epoch is
-#: created with the first event (and again after Redis lost its data).
-#: Trimming is done here rather than by ``XADD MAXLEN``, in batches of a
-#: tenth of the history, because the relay must know exactly which ids are
-#: gone: the newest trimmed id is kept in the ``trimmed`` key.
+#: Appends events of one channel to its stream, trims it, and publishes them,
+#: atomically. The epoch is created with the first event (and again after
+#: Redis lost its data). Trimming is done here rather than by ``XADD MAXLEN``,
+#: in batches of a tenth of the history, because the relay must know exactly
+#: which ids are gone: the newest trimmed id is kept in the ``trimmed`` key.
+#:
+#: An event from the outbox carries its origin (field ``o`` of the entry).
+#: ``ARGV[4]`` is empty for events sent for the first time; for events that
+#: may have been appended already (an attempt timed out, but Redis may have
+#: run it, even later than the retry), it is the stream id from which to look
+#: for their origins: those found are not appended again, and every origin
+#: resent is remembered in the ``resent`` hash, so that the late run of an
+#: earlier attempt finds them too.
+#:
+#: KEYS: stream, epoch, trimmed, resent. ARGV: pub/sub channel, history size,
+#: ``1`` to SPUBLISH, resent-since id or empty, then type, data and origin
+#: (or empty) of each event. Returns the epoch and the ids.
 PUBLISH_SCRIPT = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -283,8 +363,43 @@ if not epoch then
   redis.call('SET', KEYS[2], epoch)
   redis.call('DEL', KEYS[3])
 end
-local id = redis.call('XADD', KEYS[1], '*', 't', ARGV[2], 'd', ARGV[3])
-local size = tonumber(ARGV[4])
+local since = ARGV[4]
+local seen = {}
+if since ~= '' then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], since, '+')) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'o' then seen[fields[i + 1]] = entry[1] end
+    end
+  end
+end
+local resent = since ~= '' or redis.call('EXISTS', KEYS[4]) == 1
+local command = 'PUBLISH'
+if ARGV[3] == '1' then command = 'SPUBLISH' end
+local ids = {}
+for i = 5, #ARGV, 3 do
+  local kind, data, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local id = false
+  if origin ~= '' and resent then
+    id = seen[origin] or redis.call('HGET', KEYS[4], origin)
+  end
+  if not id then
+    if origin == '' then
+      id = redis.call('XADD', KEYS[1], '*', 't', kind, 'd', data)
+    else
+      id = redis.call('XADD', KEYS[1], '*', 't', kind, 'd', data, 'o', origin)
+    end
+    redis.call(command, ARGV[1], id .. '\\n' .. epoch .. '\\n' .. kind .. '\\n' .. data)
+  end
+  if since ~= '' and origin ~= '' then
+    redis.call('HSET', KEYS[4], origin, id)
+  end
+  ids[#ids + 1] = id
+end
+if since ~= '' then
+  redis.call('EXPIRE', KEYS[4], 3600)
+end
+local size = tonumber(ARGV[2])
 local excess = redis.call('XLEN', KEYS[1]) - size
 if excess > math.max(1, math.floor(size / 10)) then
   local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
@@ -293,13 +408,25 @@ if excess > math.max(1, math.floor(size / 10)) then
   redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   redis.call('SET', KEYS[3], last)
 end
-local payload = id .. '\\n' .. epoch .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3]
-if ARGV[5] == '1' then
-  redis.call('SPUBLISH', ARGV[1], payload)
-else
-  redis.call('PUBLISH', ARGV[1], payload)
+return {epoch, ids}
+"""
+
+#: Starts a new epoch on a channel, marking everything before as gone, so
+#: that every reader with a position in the old history gets ``reset``.
+#: KEYS: stream, epoch, trimmed. Returns the new epoch.
+RESET_SCRIPT = """
+local now = redis.call('TIME')
+local epoch = now[1] .. string.format('%06d', tonumber(now[2]))
+local old = redis.call('GET', KEYS[2])
+if old and tonumber(old) >= tonumber(epoch) then
+  epoch = string.format('%d', tonumber(old) + 1)
 end
-return {id, epoch}
+redis.call('SET', KEYS[2], epoch)
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  redis.call('SET', KEYS[3], last[1][1])
+end
+return epoch
 """
 
 #: Reads a channel's epoch, trim mark, head and the entries after an id, in
@@ -363,10 +490,15 @@ class RedisBroker(Broker):
     :param prefix: prefix of every key and pub/sub channel.
     :param cluster: ``REDIS_URL`` is a Redis Cluster: use the cluster client
         and sharded pub/sub.
+    :param timeout: seconds to wait for Redis (to connect, and for each
+        reply), with no retry; ``None``: redis-py's defaults.
     """
 
     #: The key naming scheme; the relay must use the same.
     keys_class = RedisKeys
+    #: Seconds by which this machine's clock and Redis' may disagree: an
+    #: event resent is looked for from that much before its first attempt.
+    clock_skew = 5.0
 
     def __init__(
         self,
@@ -374,49 +506,113 @@ class RedisBroker(Broker):
         history_size: int = 1000,
         prefix: str = "karaffe:events:",
         cluster: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> None:
         import redis
+        from redis.backoff import NoBackoff
         from redis.cluster import RedisCluster
+        from redis.retry import Retry
 
+        self.url = url
         self.cluster = cluster
-        self.client: t.Any = RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+        self.timeout = timeout
+        options: dict[str, t.Any] = {}
+        if timeout is not None:
+            options = {
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "retry": Retry(NoBackoff(), 0),
+            }
+        factory = RedisCluster.from_url if cluster else redis.Redis.from_url
+        self.client: t.Any = factory(url, **options)
         self.history_size = history_size
         self.keys = self.keys_class(prefix, sharded=cluster)
         self._publish = self.client.register_script(PUBLISH_SCRIPT)
+        self._reset = self.client.register_script(RESET_SCRIPT)
         self._read = self.client.register_script(READ_SCRIPT)
+
+    def with_timeout(self, seconds: float) -> RedisBroker:
+        return type(self)(
+            self.url, self.history_size, self.keys.prefix, self.cluster, timeout=seconds
+        )
+
+    def is_unavailable(self, exc: Exception) -> bool:
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        return isinstance(exc, (ConnectionError, TimeoutError, OSError))
 
     def _pipeline(self) -> t.Any:
         """A pipeline, or the client itself on a cluster (where scripts
         cannot be pipelined): calls then run one by one."""
         return self.client if self.cluster else self.client.pipeline(transaction=False)
 
-    def publish_many(self, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
-        pipe = self._pipeline()
-        results = []
-        for channel, type, data_json in items:
-            results.append(
-                self._publish(
-                    keys=[
-                        self.keys.stream(channel),
-                        self.keys.epoch(channel),
-                        self.keys.trimmed(channel),
-                    ],
-                    args=[
-                        self.keys.pubsub(channel),
-                        type,
-                        data_json,
-                        self.history_size,
-                        "1" if self.cluster else "0",
-                    ],
-                    client=pipe,
-                )
-            )
-        if not self.cluster:
-            results = pipe.execute()
-        return [
-            Event.from_json(_text(raw_id) or "", channel, type, data_json)
-            for (raw_id, _epoch), (channel, type, data_json) in zip(results, items, strict=True)
+    def _run(self, script: t.Any, calls: Sequence[tuple[list[str], list[t.Any]]]) -> list[t.Any]:
+        """Run ``script`` once per ``(keys, args)``: one call is one round
+        trip (``EVALSHA``, loading the script if Redis lost it); several are
+        pipelined, except on a cluster."""
+        if len(calls) == 1 or self.cluster:
+            return [script(keys=keys, args=args) for keys, args in calls]
+        from redis.exceptions import NoScriptError
+
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return t.cast(list[t.Any], pipe.execute())
+            except NoScriptError:
+                # Not run: Redis lost its scripts (a restart). Load and redo.
+                if attempt:
+                    raise
+                self.client.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    def append_many(
+        self,
+        items: Sequence[tuple[str, str, bytes]],
+        *,
+        origins: Sequence[str] | None = None,
+        resent_since: Mapping[str, float] | None = None,
+    ) -> list[str]:
+        if origins is not None and len(origins) != len(items):
+            raise ValueError("append_many: one origin per item")
+        by_channel: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            by_channel.setdefault(item[0], []).append(index)
+        calls = []
+        for channel, indexes in by_channel.items():
+            since = (resent_since or {}).get(channel)
+            args: list[t.Any] = [
+                self.keys.pubsub(channel),
+                self.history_size,
+                "1" if self.cluster else "0",
+                "" if since is None else f"{max(0, int((since - self.clock_skew) * 1000))}-0",
+            ]
+            for index in indexes:
+                _, type, data_json = items[index]
+                args += [type, data_json, origins[index] if origins is not None else ""]
+            keys = [
+                self.keys.stream(channel),
+                self.keys.epoch(channel),
+                self.keys.trimmed(channel),
+                self.keys.resent(channel),
+            ]
+            calls.append((keys, args))
+        replies = self._run(self._publish, calls)
+        ids = [""] * len(items)
+        for indexes, (_epoch, raw_ids) in zip(by_channel.values(), replies, strict=True):
+            for index, raw_id in zip(indexes, raw_ids, strict=True):
+                ids[index] = _text(raw_id) or ""
+        return ids
+
+    def reset(self, channels: Iterable[str]) -> None:
+        calls: list[tuple[list[str], list[t.Any]]] = [
+            ([self.keys.stream(c), self.keys.epoch(c), self.keys.trimmed(c)], [])
+            for c in dict.fromkeys(channels)
         ]
+        if calls:
+            self._run(self._reset, calls)
 
     def _read_many(self, reads: Sequence[tuple[str, StreamId, int]]) -> list[History]:
         pipe = self._pipeline()

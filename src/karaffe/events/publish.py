@@ -1,4 +1,4 @@
-"""Publishing from Flask: events go out only for committed data.
+"""Publishing from Flask: an event exists exactly when its data committed.
 
 :func:`publish` inside a SQLAlchemy transaction (the app's Flask-SQLAlchemy
 ``db.session``) holds the event until the transaction commits, and drops it
@@ -11,6 +11,12 @@ it); outside a transaction the event goes out at once::
     db.session.add(issue)
     events.publish(f"project:{project.id}", "issue.created", {"id": issue.id})
     db.session.commit()     # the event is sent now, after the data is visible
+
+With a broker outside the process (Redis), the events of a transaction are
+written to the outbox table in that transaction, then sent right after the
+commit, or later by ``flask karaffe dispatch`` when the broker is down
+(:mod:`karaffe.events.outbox`). With the in-process broker they are sent
+after the commit.
 
 :class:`Events` is the extension: ``Events(app)`` or ``events.init_app(app)``.
 
@@ -39,6 +45,7 @@ from ..signals import credentials_revoked, membership_changed
 from . import devstream
 from .brokers import Broker, MemoryBroker, RedisBroker
 from .cli import init_app as add_commands
+from .outbox import Dispatcher, write_outbox
 from .protocol import Event, dump_data, encode_cursor, validate_channel, validate_type
 from .settings import EventsSettings
 from .tokens import TokenSigner
@@ -46,6 +53,7 @@ from .tokens import TokenSigner
 __all__ = [
     "Events",
     "EventsState",
+    "announce",
     "channel_token",
     "cursor",
     "event_published",
@@ -63,6 +71,9 @@ event_published = _signals.signal("karaffe.event-published")
 
 _PENDING = "karaffe.events.pending"
 _RELEASED = "karaffe.events.savepoint-released"
+_STATE = "karaffe.events.state"
+_OUTBOXED = "karaffe.events.outboxed"
+_COMMITTED = "karaffe.events.outbox-committed"
 
 
 class EventsState:
@@ -75,7 +86,10 @@ class EventsState:
         self.ext = ext
         self._broker: Broker | None = None
         self._signer: TokenSigner | None = None
-        self._lock = threading.Lock()
+        self._dispatcher: Dispatcher | None = None
+        self._outbox: bool | None = None
+        # Reentrant: building the dispatcher builds the broker.
+        self._lock = threading.RLock()
 
     @property
     def broker(self) -> Broker:
@@ -84,6 +98,26 @@ class EventsState:
                 if self._broker is None:
                     self._broker = self.ext.make_broker(self.app)
         return self._broker
+
+    @property
+    def outbox(self) -> bool:
+        """Whether events published in a transaction go through the outbox
+        table (``EVENTS_OUTBOX``; ``auto``: unless the broker is in-process)."""
+        if self._outbox is None:
+            setting = EventsSettings.of(self.app).events_outbox
+            self._outbox = (
+                not isinstance(self.broker, MemoryBroker) if setting == "auto" else setting
+            )
+        return self._outbox
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Sends the outbox's events (see :mod:`karaffe.events.outbox`)."""
+        if self._dispatcher is None:
+            with self._lock:
+                if self._dispatcher is None:
+                    self._dispatcher = self.ext.make_dispatcher(self.app)
+        return self._dispatcher
 
     @property
     def signer(self) -> TokenSigner:
@@ -111,6 +145,8 @@ class Events:
 
     #: Broker classes by ``EVENTS_BROKER`` name.
     broker_classes: dict[str, type[Broker]] = {"memory": MemoryBroker, "redis": RedisBroker}
+    #: Sends the transactional outbox's events to the broker.
+    dispatcher_class = Dispatcher
     #: Signs channel tokens; replace to change the token format.
     signer_class = TokenSigner
     #: Key in ``app.extensions``.
@@ -171,6 +207,17 @@ class Events:
             )
         return MemoryBroker(size)
 
+    def make_dispatcher(self, app: Flask) -> Dispatcher:
+        """The outbox's dispatcher, with the ``EVENTS_OUTBOX_*`` settings."""
+        settings = EventsSettings.of(app)
+        return self.dispatcher_class(
+            app,
+            state_for(app).broker,
+            timeout=settings.events_outbox_timeout,
+            sweep_timeout=settings.events_outbox_sweep_timeout,
+            give_up=settings.events_outbox_give_up,
+        )
+
     def make_signer(self, app: Flask) -> TokenSigner:
         core = CoreSettings.of(app)
         return self.signer_class(
@@ -185,10 +232,10 @@ class Events:
     def send_after_commit(
         self, state: EventsState, items: Sequence[tuple[str, str, bytes]]
     ) -> None:
-        """Send the events of a committed transaction. The data is committed
-        already, so a broker failure must not turn the request into an
-        error: retry briefly, then log the lost events (override to keep
-        them elsewhere)."""
+        """Send the events of a committed transaction without the outbox
+        (the in-process broker, or ``EVENTS_OUTBOX=false``). The data is
+        committed already, so a broker failure must not turn the request into
+        an error: retry briefly, then log the lost events."""
         for attempt in range(self.after_commit_attempts):
             try:
                 _send(state, items)
@@ -271,16 +318,21 @@ def publish(channel: str, type: str, data: t.Any = None) -> None:
         trans = session.get_nested_transaction() or session.get_transaction()
         assert trans is not None
         _pending(session).setdefault(trans, []).append(item)
+        session.info[_STATE] = state
         return
     _send(state, [item])
 
 
-def _send(state: EventsState, items: Sequence[tuple[str, str, bytes]]) -> list[Event]:
-    events = state.broker.publish_many(items)
+def _send(state: EventsState, items: Sequence[tuple[str, str, bytes]]) -> None:
+    announce(state.app, state.broker.append_many(items), items)
+
+
+def announce(app: Flask, ids: Sequence[str], items: Sequence[tuple[str, str, bytes]]) -> None:
+    """Send :data:`event_published` for events the broker took (their data is
+    decoded only when a receiver reads it)."""
     if event_published.receivers:
-        for event in events:
-            event_published.send(state.app, event=event)
-    return events
+        for id, (channel, type, data_json) in zip(ids, items, strict=True):
+            event_published.send(app, event=Event.from_json(id, channel, type, data_json))
 
 
 def _current_session(app: Flask) -> Session | None:
@@ -309,27 +361,55 @@ def _install_session_hooks() -> None:
     global _hooks_installed
     if _hooks_installed:
         return
+    sa.event.listen(Session, "before_commit", _before_commit)
     sa.event.listen(Session, "after_commit", _after_commit)
     sa.event.listen(Session, "after_transaction_end", _after_transaction_end)
     _hooks_installed = True
 
 
-def _after_commit(session: Session) -> None:
+def _before_commit(session: Session) -> None:
+    """The outermost transaction is about to commit: write its events to the
+    outbox, in it, when the outbox is on."""
     pending = session.info.get(_PENDING)
-    if not pending:
+    if not pending or session.in_nested_transaction():
         return
-    if session.in_nested_transaction():
-        # A savepoint was released: its events join the enclosing
-        # transaction when it ends (just after this).
-        session.info[_RELEASED] = True
+    state: EventsState | None = session.info.get(_STATE)
+    if state is None or not state.outbox:
         return
     items = [item for trans in list(pending) for item in pending.pop(trans)]
     if items:
-        state = state_for()
+        engine, channels = write_outbox(session, items)
+        outboxed = session.info.setdefault(_OUTBOXED, {})
+        outboxed.setdefault(engine, []).extend(c for c in channels if c not in outboxed[engine])
+
+
+def _after_commit(session: Session) -> None:
+    pending = session.info.get(_PENDING)
+    if session.in_nested_transaction():
+        if pending:
+            # A savepoint was released: its events join the enclosing
+            # transaction when it ends (just after this).
+            session.info[_RELEASED] = True
+        return
+    if _OUTBOXED in session.info:
+        # Sent once the transaction has ended and given its connection back.
+        session.info[_COMMITTED] = session.info.pop(_OUTBOXED)
+    items = [item for trans in list(pending) for item in pending.pop(trans)] if pending else []
+    if items:
+        state: EventsState = session.info.get(_STATE) or state_for()
         state.ext.send_after_commit(state, items)
 
 
 def _after_transaction_end(session: Session, trans: SessionTransaction) -> None:
+    if trans.parent is None:
+        # Written to the outbox by a transaction that did not commit after
+        # all: nothing to send.
+        session.info.pop(_OUTBOXED, None)
+        committed = session.info.pop(_COMMITTED, None)
+        if committed:
+            state: EventsState = session.info.get(_STATE) or state_for()
+            for engine, channels in committed.items():
+                state.dispatcher.send_committed(engine, channels)
     pending = session.info.get(_PENDING)
     released = session.info.pop(_RELEASED, False)
     if not pending or trans not in pending:

@@ -64,3 +64,21 @@ class EventsSettings(Settings):
 
     events_relay_port: t.Annotated[int, Field(gt=0, lt=65536)] = 8001
     """Port `karaffe relay` listens on."""
+
+    events_outbox: t.Literal["auto"] | bool = "auto"
+    """Write the events published in a transaction to the `karaffe_event_outbox` table,
+    in that transaction (a transactional outbox): `auto` with any broker but memory."""
+
+    events_outbox_timeout: PositiveFloat = 0.2
+    """Seconds a request waits after its commit for the outbox lock, and for the broker,
+    to send its events; what it cannot send, `flask karaffe dispatch` sends."""
+
+    events_outbox_poll: PositiveFloat = 1.0
+    """Seconds between two looks of `flask karaffe dispatch` at an empty outbox."""
+
+    events_outbox_sweep_timeout: PositiveFloat = 5.0
+    """Seconds `flask karaffe dispatch` waits for the broker to take a batch of events."""
+
+    events_outbox_give_up: PositiveFloat | None = None
+    """Seconds after which an event the broker has still not taken is dropped and its
+    channel reset (its readers get `reset`). Default: never give up."""
