@@ -21,7 +21,7 @@ import pytest
 
 import karaffe
 from karaffe._servers import free_port
-from karaffe.events import Events, channel_token
+from karaffe.events import Events, channel_token, cursor
 from karaffe.events.publish import state_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,8 +126,14 @@ def test_make_prod_serves_pages_api_docs_and_streams_then_stops_every_process(
         )
         with app.app_context():
             token = channel_token("1", ["project:1"])
+            # From the current position, as a page does: an event published
+            # while the relay is still subscribing comes from the history.
+            position = cursor(["project:1"])
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", f"/events/stream?channel=project:1&token={quote(token)}")
+        conn.request(
+            "GET",
+            f"/events/stream?channel=project:1&token={quote(token)}&cursor={quote(position)}",
+        )
         rv = conn.getresponse()
         assert rv.status == 200, rv.read()
         assert rv.getheader("Content-Type", "").startswith("text/event-stream")
