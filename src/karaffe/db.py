@@ -98,6 +98,15 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+@sa.event.listens_for(sa.Table, "after_parent_attach")
+def _ids_never_reused(table: sa.Table, parent: t.Any) -> None:
+    """On SQLite, the tables of karaffe's models are ``AUTOINCREMENT``: a
+    deleted row's id is never given to a new row (as PostgreSQL's sequences
+    never do), so the URL of a deleted object never names another one."""
+    if parent is Base.metadata:
+        table.dialect_options["sqlite"]["autoincrement"] = True
+
+
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
     """A timestamp column that stores UTC and always reads back an aware UTC
     datetime, on SQLite as on PostgreSQL::
