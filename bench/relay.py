@@ -342,6 +342,9 @@ class Row:
     max_ms: float
     rss_per_conn_kib: float
     cpu_pct: float
+    #: Deliveries per CPU-second of the server's processes: on a shared
+    #: machine, compare these rather than latencies.
+    per_cpu_s: float
 
 
 def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[Row]:
@@ -375,7 +378,8 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
                 if parent.recv() >= expected:
                     break
                 time.sleep(0.2)
-            cpu = (cpu_seconds(server.pids()) - cpu0) / (time.monotonic() - wall0) * 100
+            cpu_used = cpu_seconds(server.pids()) - cpu0
+            cpu = cpu_used / (time.monotonic() - wall0) * 100
             parent.send(("stats", None))
             stats = parent.recv()
             rss = rss_bytes(server.pids())
@@ -390,6 +394,7 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
                 max_ms=stats["latencies"]["max"] * 1000,
                 rss_per_conn_kib=(rss - base_rss) / max(1, held) / 1024,
                 cpu_pct=cpu,
+                per_cpu_s=stats["delivered"] / cpu_used if cpu_used > 0 else float("nan"),
             )
             yield row
             if held < 0.9 * step or stats["delivered"] < 0.9 * expected:
@@ -405,13 +410,13 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
 
 def table(rows: list[Row]) -> str:
     head = ("| server | clients | held | delivered / expected | p50 ms | p99 ms | max ms "
-            "| RSS/conn KiB | server CPU % |")  # fmt: skip
-    lines = [head, "|" + "---|" * 9]
+            "| RSS/conn KiB | server CPU % | deliveries/CPU-s |")  # fmt: skip
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append(
             f"| {r.server} | {r.clients:,} | {r.held:,} | {r.delivered:,} / {r.expected:,} "
             f"({100 * r.delivered / max(1, r.expected):.1f}%) | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
-            f"| {r.max_ms:.1f} | {r.rss_per_conn_kib:.1f} | {r.cpu_pct:.0f} |"
+            f"| {r.max_ms:.1f} | {r.rss_per_conn_kib:.1f} | {r.cpu_pct:.0f} | {r.per_cpu_s:,.0f} |"
         )
     return "\n".join(lines)
 
@@ -460,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"{args.events} events per step at {args.rate:g}/s; server on core 0, client on 1")
     print(table(rows))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1, 5, 15 min): {load}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
 
