@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import multiprocessing as mp
 import os
+import pstats
 import re
 import resource
 import signal
@@ -121,14 +123,20 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of ``pids``."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+            user += int(fields[11]) / ticks
+            system += int(fields[12]) / ticks
+    return user, system
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_times(pids))
 
 
 # -- servers ---------------------------------------------------------------------------
@@ -145,7 +153,9 @@ class Server:
         return process_tree(self.proc.pid)
 
 
-def start_server(name: str, redis_url: str, port: int, prefix: str) -> Server:
+def start_server(
+    name: str, redis_url: str, port: int, prefix: str, profile: Path | None = None
+) -> Server:
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -158,6 +168,8 @@ def start_server(name: str, redis_url: str, port: int, prefix: str) -> Server:
 
         cmd = [PYTHON, "-m", "bench.relay", "serve-karaffe", "--port", str(port),
                "--redis-url", redis_url, "--prefix", prefix]  # fmt: skip
+        if profile is not None:
+            cmd += ["--profile", str(profile)]
         token = TokenSigner(SECRET).sign("bench", [CHANNEL], max_age=3600)
         path = f"/events/stream?channel={CHANNEL}&token={token}"
         broker = RedisBroker(redis_url, history_size=1000, prefix=prefix)
@@ -194,10 +206,16 @@ def serve_karaffe(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--prefix", required=True)
+    parser.add_argument("--profile", type=Path, help="write cProfile stats here at exit")
     args = parser.parse_args(argv)
     from karaffe.events.relay import Relay, RelayConfig, serve
 
     config = RelayConfig(secret_key=SECRET, redis_url=args.redis_url, prefix=args.prefix)
+    if args.profile:
+        # Written on SIGUSR1, while serving: a slow shutdown may end in SIGKILL.
+        profiler = cProfile.Profile()
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.dump_stats(args.profile))
+        profiler.enable()
     serve(Relay(config), "127.0.0.1", args.port, loop="uvloop", http="httptools",
           log_level="warning")  # fmt: skip
 
@@ -345,11 +363,14 @@ class Row:
     #: Deliveries per CPU-second of the server's processes: on a shared
     #: machine, compare these rather than latencies.
     per_cpu_s: float
+    #: The share of the server's CPU spent in the kernel (sending, mostly).
+    kernel_pct: float
 
 
 def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[Row]:
     port = free_port()
-    server = start_server(name, redis_url, port, prefix=f"bench{port}:")
+    profile = args.profile if name == "karaffe" else None
+    server = start_server(name, redis_url, port, prefix=f"bench{port}:", profile=profile)
     parent, child = mp.Pipe()
     client = mp.get_context("fork").Process(target=client_main, args=(child, port, server.path))
     client.start()
@@ -362,7 +383,7 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
             time.sleep(1.0)
             parent.send(("reset", None))
             parent.recv()
-            cpu0, wall0 = cpu_seconds(server.pids()), time.monotonic()
+            (user0, sys0), wall0 = cpu_times(server.pids()), time.monotonic()
             interval = 1.0 / args.rate
             start = time.monotonic()
             for n in range(args.events):
@@ -378,7 +399,8 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
                 if parent.recv() >= expected:
                     break
                 time.sleep(0.2)
-            cpu_used = cpu_seconds(server.pids()) - cpu0
+            user1, sys1 = cpu_times(server.pids())
+            cpu_used = user1 - user0 + sys1 - sys0
             cpu = cpu_used / (time.monotonic() - wall0) * 100
             parent.send(("stats", None))
             stats = parent.recv()
@@ -395,11 +417,14 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
                 rss_per_conn_kib=(rss - base_rss) / max(1, held) / 1024,
                 cpu_pct=cpu,
                 per_cpu_s=stats["delivered"] / cpu_used if cpu_used > 0 else float("nan"),
+                kernel_pct=(sys1 - sys0) / cpu_used * 100 if cpu_used > 0 else float("nan"),
             )
             yield row
             if held < 0.9 * step or stats["delivered"] < 0.9 * expected:
                 break
     finally:
+        if profile is not None:
+            dump_profile(server.proc, profile)
         with contextlib.suppress(Exception):
             parent.send(("quit", None))
             parent.poll(10) and parent.recv()
@@ -408,15 +433,27 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
         stop(server.proc)
 
 
+def dump_profile(proc: subprocess.Popen[bytes], path: Path) -> None:
+    """Have the relay write its cProfile stats to ``path`` (SIGUSR1)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    os.kill(proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
 def table(rows: list[Row]) -> str:
     head = ("| server | clients | held | delivered / expected | p50 ms | p99 ms | max ms "
-            "| RSS/conn KiB | server CPU % | deliveries/CPU-s |")  # fmt: skip
-    lines = [head, "|" + "---|" * 10]
+            "| RSS/conn KiB | server CPU % | kernel % | deliveries/CPU-s |")  # fmt: skip
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
             f"| {r.server} | {r.clients:,} | {r.held:,} | {r.delivered:,} / {r.expected:,} "
             f"({100 * r.delivered / max(1, r.expected):.1f}%) | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
-            f"| {r.max_ms:.1f} | {r.rss_per_conn_kib:.1f} | {r.cpu_pct:.0f} | {r.per_cpu_s:,.0f} |"
+            f"| {r.max_ms:.1f} | {r.rss_per_conn_kib:.1f} | {r.cpu_pct:.0f} | {r.kernel_pct:.0f} "
+            f"| {r.per_cpu_s:,.0f} |"
         )
     return "\n".join(lines)
 
@@ -438,6 +475,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="after the steps, keep adding this many clients while the "
                         "server holds up and file descriptors last (0: stop)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--profile", type=Path,
+                        help="run karaffe's relay under cProfile, write its stats here and "
+                        "print where its Python time goes")  # fmt: skip
     args = parser.parse_args(argv)
     args.steps = [int(s) for s in args.steps.split(",")]
     raise_fd_limit()
@@ -467,6 +507,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average (1, 5, 15 min): {load}")
+    if args.profile and args.profile.exists():
+        print()
+        pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(25)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
 
