@@ -7,8 +7,16 @@ the clients on one channel (500, 2,000, 5,000, 10,000 by default) and, at each
 step, a publisher sends ``--events`` events at ``--rate`` per second, each
 stamped with its publish time. Reported per step: connections held, events
 delivered vs expected, publish-to-receive latency p50/p99/max, resident memory
-per connection, server CPU. A server that holds less than 90% of the clients
-or delivers less than 90% of the events stops the ramp.
+per connection, server CPU (and its kernel share), the load client's CPU,
+deliveries per second (first publish to last delivery) and per CPU-second of
+the server. A server that holds less than 90% of the clients or delivers less
+than 90% of the events stops the ramp.
+
+``--processes 1,2`` runs each server as that many processes in turn (process
+k pinned to core k, all following the channel through the same Redis), with
+one load client process per core, unpinned, spreading the clients over the
+processes in turn as a proxy's round robin would, and prints deliveries per
+second side by side for each number of processes.
 
 Every process is started here and stopped by its PID.
 """
@@ -154,7 +162,12 @@ class Server:
 
 
 def start_server(
-    name: str, redis_url: str, port: int, prefix: str, profile: Path | None = None
+    name: str,
+    redis_url: str,
+    port: int,
+    prefix: str,
+    profile: Path | None = None,
+    core: int = 0,
 ) -> Server:
     import redis
 
@@ -196,7 +209,7 @@ def start_server(
 
     else:
         raise SystemExit(f"unknown server {name}")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin(0))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin(core))
     wait_port(port, proc)
     return Server(name, path, proc, publish)
 
@@ -250,6 +263,7 @@ class SSEClient(asyncio.Protocol):
         self.rest = data[cut + 2 :]
         for ts in TS_RE.findall(data, 0, cut):
             self.stats.latencies.append(now - float(ts))
+        self.stats.last = now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -262,16 +276,20 @@ class Stats:
     def __init__(self) -> None:
         self.latencies = array("d")
         self.lost = 0
+        #: When the last event arrived (``time.time()``).
+        self.last = 0.0
 
 
-async def load_client(pipe: Connection, port: int, path: str) -> None:
+async def load_client(pipe: Connection, ports: list[int], path: str, offset: int) -> None:
+    """Holds the clients, spread over ``ports`` in turn from ``offset`` (as a
+    proxy's round robin spreads them over relay processes)."""
     loop = asyncio.get_running_loop()
     stats = Stats()
     clients: list[SSEClient] = []
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
     raw = request.encode()
 
-    async def one() -> SSEClient | None:
+    async def one(port: int) -> SSEClient | None:
         try:
             transport, proto = await loop.create_connection(
                 lambda: SSEClient(stats), "127.0.0.1", port
@@ -296,7 +314,10 @@ async def load_client(pipe: Connection, port: int, path: str) -> None:
             failed = 0
             while len(clients) < arg and failed < arg:
                 batch = min(500, arg - len(clients))
-                made = await asyncio.gather(*(one() for _ in range(batch)))
+                first = len(clients) + failed + offset
+                made = await asyncio.gather(
+                    *(one(ports[(first + i) % len(ports)]) for i in range(batch))
+                )
                 for proto in made:
                     if proto is None:
                         failed += 1
@@ -309,11 +330,12 @@ async def load_client(pipe: Connection, port: int, path: str) -> None:
         elif command == "reset":
             stats.latencies = array("d")
             stats.lost = 0
+            stats.last = 0.0
             pipe.send(True)
         elif command == "stats":
             held = sum(1 for c in clients if c.open)
             lat = sorted(stats.latencies)
-            pipe.send({"held": held, "delivered": len(lat), "latencies": _summary(lat)})
+            pipe.send({"held": held, "latencies": array("d", lat).tobytes(), "last": stats.last})
         elif command == "count":
             pipe.send(len(stats.latencies))
         elif command == "quit":
@@ -334,15 +356,74 @@ def _summary(lat: list[float]) -> dict[str, float]:
     }
 
 
-def client_main(pipe: Connection, port: int, path: str) -> None:
+def client_main(
+    pipe: Connection, ports: list[int], path: str, core: int | None, offset: int
+) -> None:
     raise_fd_limit()
-    os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
+    if core is not None:
+        os.sched_setaffinity(0, {core % (os.cpu_count() or 1)})
     try:
         import uvloop
 
-        uvloop.run(load_client(pipe, port, path))
+        uvloop.run(load_client(pipe, ports, path, offset))
     except ImportError:
-        asyncio.run(load_client(pipe, port, path))
+        asyncio.run(load_client(pipe, ports, path, offset))
+
+
+class LoadClients:
+    """``count`` load client processes (on ``core``, or unpinned), each
+    holding its share of the clients; asked together, answers summed."""
+
+    def __init__(self, count: int, ports: list[int], path: str, core: int | None) -> None:
+        self.pipes: list[Connection] = []
+        self.procs: list[mp.Process] = []
+        for k in range(count):
+            parent, child = mp.Pipe()
+            proc = mp.get_context("fork").Process(
+                target=client_main, args=(child, ports, path, core, k)
+            )
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.pid is not None]
+
+    def ask(self, command: str, args: list[t.Any] | None = None) -> list[t.Any]:
+        for k, pipe in enumerate(self.pipes):
+            pipe.send((command, args[k] if args else None))
+        return [pipe.recv() for pipe in self.pipes]
+
+    def connect(self, total: int) -> int:
+        n = len(self.pipes)
+        return sum(self.ask("connect", [total // n + (k < total % n) for k in range(n)]))
+
+    def count(self) -> int:
+        return sum(self.ask("count"))
+
+    def stats(self) -> dict[str, t.Any]:
+        answers = self.ask("stats")
+        lat = array("d")
+        for answer in answers:
+            lat.frombytes(answer["latencies"])
+        ordered = sorted(lat)
+        return {
+            "held": sum(a["held"] for a in answers),
+            "delivered": len(ordered),
+            "latencies": _summary(ordered),
+            "last": max(a["last"] for a in answers),
+        }
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(Exception):
+                pipe.send(("quit", None))
+        for pipe in self.pipes:
+            with contextlib.suppress(Exception):
+                pipe.poll(10) and pipe.recv()
+        for proc in self.procs:
+            stop(proc)
+            proc.join(5)
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -351,6 +432,7 @@ def client_main(pipe: Connection, port: int, path: str) -> None:
 @dataclass
 class Row:
     server: str
+    processes: int
     clients: int
     held: int
     delivered: int
@@ -360,6 +442,10 @@ class Row:
     max_ms: float
     rss_per_conn_kib: float
     cpu_pct: float
+    #: CPU of the load client processes (100 = one core).
+    client_cpu_pct: float
+    #: Deliveries per second, from the first publish to the last delivery.
+    per_s: float
     #: Deliveries per CPU-second of the server's processes: on a shared
     #: machine, compare these rather than latencies.
     per_cpu_s: float
@@ -367,25 +453,46 @@ class Row:
     kernel_pct: float
 
 
-def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[Row]:
-    port = free_port()
+def run_server(
+    name: str, redis_url: str, args: argparse.Namespace, processes: int = 1
+) -> Iterator[Row]:
+    """Ramp the clients on ``processes`` processes of server ``name``, the
+    k-th pinned to core k (mod the cores), all following the same channel."""
+    ports = [free_port() for _ in range(processes)]
     profile = args.profile if name == "karaffe" else None
-    server = start_server(name, redis_url, port, prefix=f"bench{port}:", profile=profile)
-    parent, child = mp.Pipe()
-    client = mp.get_context("fork").Process(target=client_main, args=(child, port, server.path))
-    client.start()
+    servers: list[Server] = []
+    # The client on core 1, away from a single server; unpinned when
+    # servers are on every core (``--processes``), in every run alike.
+    client_core = None if args.processes else 1
+    clients: LoadClients | None = None
     try:
+        for k, port in enumerate(ports):
+            servers.append(
+                start_server(
+                    name,
+                    redis_url,
+                    port,
+                    prefix=f"bench{ports[0]}:",
+                    profile=profile if k == 0 else None,
+                    core=k,
+                )
+            )
+        server = servers[0]
+        clients = LoadClients(args.client_processes, ports, server.path, client_core)
+
+        def pids() -> list[int]:
+            return [pid for each in servers for pid in each.pids()]
+
         time.sleep(0.5)
-        base_rss = rss_bytes(server.pids())
+        base_rss = rss_bytes(pids())
         for step in args.steps:
-            parent.send(("connect", step))
-            held = parent.recv()
+            held = clients.connect(step)
             time.sleep(1.0)
-            parent.send(("reset", None))
-            parent.recv()
-            (user0, sys0), wall0 = cpu_times(server.pids()), time.monotonic()
+            clients.ask("reset")
+            (user0, sys0), wall0 = cpu_times(pids()), time.monotonic()
+            client0 = cpu_seconds(clients.pids())
             interval = 1.0 / args.rate
-            start = time.monotonic()
+            start, start_wall = time.monotonic(), time.time()
             for n in range(args.events):
                 target = start + n * interval
                 delay = target - time.monotonic()
@@ -395,18 +502,20 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
             expected = args.events * held
             deadline = time.monotonic() + args.drain
             while time.monotonic() < deadline:
-                parent.send(("count", None))
-                if parent.recv() >= expected:
+                if clients.count() >= expected:
                     break
                 time.sleep(0.2)
-            user1, sys1 = cpu_times(server.pids())
+            user1, sys1 = cpu_times(pids())
             cpu_used = user1 - user0 + sys1 - sys0
-            cpu = cpu_used / (time.monotonic() - wall0) * 100
-            parent.send(("stats", None))
-            stats = parent.recv()
-            rss = rss_bytes(server.pids())
+            wall = time.monotonic() - wall0
+            cpu = cpu_used / wall * 100
+            client_cpu = (cpu_seconds(clients.pids()) - client0) / wall * 100
+            stats = clients.stats()
+            rss = rss_bytes(pids())
+            span = stats["last"] - start_wall
             row = Row(
                 server=name,
+                processes=processes,
                 clients=step,
                 held=stats["held"],
                 delivered=stats["delivered"],
@@ -416,6 +525,8 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
                 max_ms=stats["latencies"]["max"] * 1000,
                 rss_per_conn_kib=(rss - base_rss) / max(1, held) / 1024,
                 cpu_pct=cpu,
+                client_cpu_pct=client_cpu,
+                per_s=stats["delivered"] / span if span > 0 else 0.0,
                 per_cpu_s=stats["delivered"] / cpu_used if cpu_used > 0 else float("nan"),
                 kernel_pct=(sys1 - sys0) / cpu_used * 100 if cpu_used > 0 else float("nan"),
             )
@@ -423,14 +534,12 @@ def run_server(name: str, redis_url: str, args: argparse.Namespace) -> Iterator[
             if held < 0.9 * step or stats["delivered"] < 0.9 * expected:
                 break
     finally:
-        if profile is not None:
-            dump_profile(server.proc, profile)
-        with contextlib.suppress(Exception):
-            parent.send(("quit", None))
-            parent.poll(10) and parent.recv()
-        stop(client)
-        client.join(5)
-        stop(server.proc)
+        if profile is not None and servers:
+            dump_profile(servers[0].proc, profile)
+        if clients is not None:
+            clients.close()
+        for each in servers:
+            stop(each.proc)
 
 
 def dump_profile(proc: subprocess.Popen[bytes], path: Path) -> None:
@@ -445,16 +554,34 @@ def dump_profile(proc: subprocess.Popen[bytes], path: Path) -> None:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| server | clients | held | delivered / expected | p50 ms | p99 ms | max ms "
-            "| RSS/conn KiB | server CPU % | kernel % | deliveries/CPU-s |")  # fmt: skip
-    lines = [head, "|" + "---|" * 11]
+    head = ("| server | processes | clients | held | delivered / expected | p50 ms | p99 ms "
+            "| max ms | RSS/conn KiB | server CPU % | kernel % | client CPU % | deliveries/s "
+            "| deliveries/CPU-s |")  # fmt: skip
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
-            f"| {r.server} | {r.clients:,} | {r.held:,} | {r.delivered:,} / {r.expected:,} "
+            f"| {r.server} | {r.processes} | {r.clients:,} | {r.held:,} "
+            f"| {r.delivered:,} / {r.expected:,} "
             f"({100 * r.delivered / max(1, r.expected):.1f}%) | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
             f"| {r.max_ms:.1f} | {r.rss_per_conn_kib:.1f} | {r.cpu_pct:.0f} | {r.kernel_pct:.0f} "
-            f"| {r.per_cpu_s:,.0f} |"
+            f"| {r.client_cpu_pct:.0f} | {r.per_s:,.0f} | {r.per_cpu_s:,.0f} |"
         )
+    return "\n".join(lines)
+
+
+def scaling(rows: list[Row], counts: list[int]) -> str:
+    """Deliveries per second of each server and client count, side by side
+    for each number of processes."""
+    cols = " | ".join(f"{n} process{'es' if n > 1 else ''}" for n in counts)
+    lines = [f"| server | clients | deliveries/s: {cols} | {counts[-1]} vs {counts[0]} |"]
+    lines.append("|" + "---|" * (len(counts) + 3))
+    by_key = {(r.server, r.clients, r.processes): r for r in rows}
+    for server, clients in dict.fromkeys((r.server, r.clients) for r in rows):
+        found = [by_key.get((server, clients, n)) for n in counts]
+        cells = " | ".join(f"{r.per_s:,.0f}" if r else "-" for r in found)
+        first, last = found[0], found[-1]
+        ratio = f"{last.per_s / first.per_s:.2f}x" if first and last and first.per_s else "-"
+        lines.append(f"| {server} | {clients:,} | {cells} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -474,12 +601,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beyond", type=int, default=0,
                         help="after the steps, keep adding this many clients while the "
                         "server holds up and file descriptors last (0: stop)")  # fmt: skip
+    parser.add_argument("--processes",
+                        help="run each server as this many processes in turn (comma-separated, "
+                        "e.g. 1,2), one per core, the clients spread over them in turn, and "
+                        "compare deliveries per second")  # fmt: skip
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        help="load client processes (1, or one per core with --processes)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--profile", type=Path,
                         help="run karaffe's relay under cProfile, write its stats here and "
                         "print where its Python time goes")  # fmt: skip
     args = parser.parse_args(argv)
     args.steps = [int(s) for s in args.steps.split(",")]
+    counts = [int(n) for n in args.processes.split(",")] if args.processes else [1]
+    if args.client_processes is None:
+        args.client_processes = (os.cpu_count() or 1) if args.processes else 1
     raise_fd_limit()
     if args.beyond > 0:
         ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 1000
@@ -497,14 +636,22 @@ def main(argv: list[str] | None = None) -> None:
             with redis.Redis.from_url(redis_url) as r, contextlib.suppress(redis.ResponseError):
                 r.config_set("maxclients", 19000)
             for name in args.servers.split(","):
-                for row in run_server(name, redis_url, args):
-                    rows.append(row)
-                    print(table([row]).splitlines()[-1], flush=True)
+                for processes in counts:
+                    for row in run_server(name, redis_url, args, processes):
+                        rows.append(row)
+                        print(table([row]).splitlines()[-1], flush=True)
         finally:
             _servers.stop(proc)
     print()
-    print(f"{args.events} events per step at {args.rate:g}/s; server on core 0, client on 1")
+    if args.processes:
+        where = f"server process k on core k, {args.client_processes} client process(es) unpinned"
+    else:
+        where = "server on core 0, client on 1"
+    print(f"{args.events} events per step at {args.rate:g}/s; {where}")
     print(table(rows))
+    if len(counts) > 1:
+        print()
+        print(scaling(rows, counts))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average (1, 5, 15 min): {load}")
     if args.profile and args.profile.exists():

@@ -51,7 +51,7 @@ from ..protocol import (
 from ..session import control
 from ..tokens import ChannelGrant
 from .config import RelayConfig
-from .connection import NO_EARLY, Connection, chunk
+from .connection import NO_EARLY, Connection, chunk, write_all
 from .health import RedisHealth
 from .metrics import Metrics
 
@@ -722,9 +722,7 @@ class Hub:
             return
         feed.pending = []
         data = frames[0] if len(frames) == 1 else b"".join(frames)
-        chunked = chunk(data)
-        for conn in feed.fast:
-            conn.write(data, chunked)
+        write_all(feed.fast, data, chunk(data))
 
     # -- revocation --------------------------------------------------------------------
 
