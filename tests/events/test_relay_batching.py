@@ -233,7 +233,38 @@ def test_several_channels_batch_independently() -> None:
         await next_turn()
         assert on_c.ids() == ["2", "3"] and len(on_c.writes) == 1
         assert on_d.ids() == ["2"] and len(on_d.writes) == 1
-        # Following two channels, it has its own id lines, written at once.
-        assert both.ids() == ["2", "2", "3"]
+        # Following two channels, it has its own id lines: in one write too.
+        assert both.ids() == ["2", "2", "3"] and len(both.writes) == 1
+
+    run(test)
+
+
+def test_a_connection_of_several_channels_gets_its_frames_before_a_reset() -> None:
+    async def test(hub: Hub) -> None:
+        feed_at(hub, "c", 1)
+        feed_at(hub, "d", 1)
+        both = connect(hub, ("c", "d"), None)
+        publish(hub, "c", 2)
+        publish(hub, "d", 2)
+        hub.reset_feed(hub.feeds["c"], Position(EPOCH + 1, StreamId(9, 0)), "test")
+        publish(hub, "d", 3)
+        await next_turn()
+        assert both.ids() == ["2", "2", "reset", "3"]
+
+    run(test)
+
+
+def test_a_connection_promoted_and_demoted_in_one_turn_keeps_its_order() -> None:
+    async def test(hub: Hub) -> None:
+        feed_at(hub, "c", 1)
+        live = connect(hub, ("c",), None)
+        behind = connect(hub, ("c",), Position(EPOCH, StreamId(0, 1)))
+        publish(hub, "c", 2)  # behind: its own frame, then the fast path
+        publish(hub, "c", 3)  # shared
+        publish(hub, "c", 1, epoch=EPOCH + 1)  # a new history: everyone resets
+        publish(hub, "c", 2, epoch=EPOCH + 1)
+        await next_turn()
+        assert behind.ids() == ["2", "3", "reset", "2"]
+        assert live.ids() == ["2", "3", "reset", "2"]
 
     run(test)

@@ -80,6 +80,7 @@ class Connection:
         "grant",
         "max_buffer",
         "metrics",
+        "pending",
         "send",
         "session",
         "transport",
@@ -106,6 +107,9 @@ class Connection:
         #: event ``(channel, id, epoch, tail)``, or a reset of the channel's
         #: feed ``(channel, id, epoch, b"")`` (see ``Hub.reset_feed``).
         self.early: list[tuple[str, StreamId, int, bytes]] = []
+        #: Frames of its own (an ``id:`` line for each of its channels)
+        #: that the hub writes at the end of the event loop's turn.
+        self.pending: list[bytes] | None = None
         self._buffer: list[bytes] | None = None
         self._buffered = 0
         self._sending = False

@@ -191,8 +191,10 @@ class Hub:
         self._revoked: dict[str, tuple[float | None, float]] = {}
         self._subscribing = asyncio.Lock()
         self._changed: asyncio.Future[None] | None = None
-        #: Feeds with ``pending`` frames, and the call that writes them.
+        #: Feeds with ``pending`` frames, connections with their own
+        #: ``pending`` frames, and the call that writes them (see flush).
         self._dirty: list[ChannelFeed] = []
+        self._dirty_conns: list[Connection] = []
         self._flush_handle: asyncio.Handle | None = None
         self.started = False
 
@@ -624,7 +626,7 @@ class Hub:
         """Tell every connection of ``feed`` to reload the channel
         (``reset``), and go on from ``position``."""
         log.warning("relay resets %d stream(s) of %s: %s", len(feed), feed.name, why)
-        self._flush_feed(feed)
+        self.flush()
         channel = feed.name
         for group in (feed.fast, feed.slow):
             for conn in group:
@@ -671,21 +673,28 @@ class Hub:
             shared = b"id: " + Position(epoch, sid).segment(channel).encode("ascii") + b"\n" + tail
             if not feed.pending:
                 self._dirty.append(feed)
-                if self._flush_handle is None:
-                    self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+                self._flush_later()
             feed.pending.append(shared)
         promote = []
         for conn in feed.slow:
             data = conn.session.live_encoded(channel, sid, epoch, tail)
             if data:
-                conn.write(data)
+                # Its own id line; written with its other frames of this turn.
+                pending = conn.pending
+                if pending is None:
+                    conn.pending = [data]
+                    self._dirty_conns.append(conn)
+                    self._flush_later()
+                else:
+                    pending.append(data)
                 # In step with the feed now (not when this was a duplicate:
                 # the connection may be ahead of the feed after a resync).
                 if conn.channel is not None:
                     promote.append(conn)
         if promote:
-            # The pending frames are not for them: they had this one already.
-            self._flush_feed(feed)
+            # The feed's pending frames are not for them: they had this one
+            # already (in their own pending frames, written first).
+            self.flush()
             for conn in promote:
                 feed.slow.discard(conn)
                 feed.fast.add(conn)
@@ -696,7 +705,7 @@ class Hub:
     def _demote(self, feed: ChannelFeed) -> None:
         """Move ``feed``'s fast connections to the slow path, giving each its
         position (the feed's), which the fast path does not keep up to date."""
-        self._flush_feed(feed)
+        self.flush()
         if feed.fast and feed.epoch is not None and feed.last is not None:
             position = Position(feed.epoch, feed.last)
             for conn in feed.fast:
@@ -704,17 +713,32 @@ class Hub:
         feed.slow.update(feed.fast)
         feed.fast.clear()
 
-    def flush(self) -> None:
-        """Write every feed's pending frames to its fast connections: one
-        write per connection for all the events of one turn of the event
-        loop (the hub calls it at the end of each turn it dispatched in, and
-        before anything else is written to those connections)."""
+    def _flush_later(self) -> None:
+        """Flush at the end of this turn of the event loop."""
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
         self._flush_handle = None
-        if not self._dirty:
-            return
-        dirty, self._dirty = self._dirty, []
-        for feed in dirty:
-            self._flush_feed(feed)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the fan-out collected: each connection's own frames,
+        then every feed's shared frames to its fast connections. One write
+        per connection for all the events of one turn of the event loop (the
+        hub calls it at the end of each turn it dispatched in, and before
+        anything else is written to those connections or they change paths)."""
+        if self._dirty_conns:
+            conns, self._dirty_conns = self._dirty_conns, []
+            for conn in conns:
+                frames = conn.pending
+                conn.pending = None
+                if frames:
+                    conn.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for feed in dirty:
+                self._flush_feed(feed)
 
     def _flush_feed(self, feed: ChannelFeed) -> None:
         frames = feed.pending
