@@ -546,6 +546,8 @@ def dump_profile(proc: subprocess.Popen[bytes], path: Path) -> None:
     """Have the relay write its cProfile stats to ``path`` (SIGUSR1)."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    if proc.poll() is not None:
+        return
     os.kill(proc.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not path.exists():
