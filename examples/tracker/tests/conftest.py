@@ -37,7 +37,18 @@ def karaffe_config(tmp_path: t.Any) -> dict[str, t.Any]:
         # Fast hashes: these tests are about the app, not scrypt.
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         "SERVER_NAME": "tracker.test",
+        # Flask-Mailman keeps the mail in a list: the ``outbox`` fixture.
+        "MAIL_BACKEND": "locmem",
     }
+
+
+@pytest.fixture
+def outbox(app: Flask) -> list[t.Any]:
+    """The mail the tracker sent during the test (Flask-Mailman ``EmailMessage``
+    objects: ``.to``, ``.subject``, ``.body``), oldest first."""
+    state = app.extensions["mailman"]
+    state.outbox = []
+    return t.cast(list[t.Any], state.outbox)
 
 
 @dataclass
