@@ -23,6 +23,8 @@ from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
 
+from .labels import COLOR_PATTERN, normalize_color
+
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
 #: regex engine (Python's, JavaScript's, Rust's) reads the class the same way.
 SPACE = (
@@ -61,6 +63,21 @@ LabelName = t.Annotated[
     str, StringConstraints(max_length=50), AfterValidator(_not_blank), _line_schema(50)
 ]
 Text = t.Annotated[str, StringConstraints(max_length=20_000)]
+
+
+def _color(value: str) -> str:
+    try:
+        return normalize_color(value)
+    except ValueError as exc:
+        raise PydanticCustomError("color", str(exc)) from None
+
+
+#: A label's colour: ``#`` and six hex digits, stored lower-case.
+Color = t.Annotated[
+    str,
+    AfterValidator(_color),
+    WithJsonSchema({"type": "string", "pattern": COLOR_PATTERN, "examples": ["#d73a4a"]}),
+]
 CommentText = t.Annotated[
     str, StringConstraints(max_length=10_000), AfterValidator(_not_blank), _line_schema(10_000)
 ]
@@ -190,11 +207,24 @@ class InvitationOut(_Out):
 
 class LabelIn(_In):
     name: LabelName
+    color: Color | None = Field(
+        None, description="Its background, `#rrggbb`; one from a palette when left out."
+    )
+
+
+class LabelPatch(_In):
+    name: LabelName | None = _omittable()
+    color: Color | None = _omittable()
 
 
 class LabelOut(_Out):
     id: int
     name: str
+    color: str = Field(description="The background, `#rrggbb`.")
+    text_color: str = Field(
+        description="`#000000` or `#ffffff`, whichever contrasts more with `color` "
+        "(at least 4.5:1, WCAG AA)."
+    )
 
 
 # -- projects, issues, comments -----------------------------------------------------

@@ -38,6 +38,7 @@ from ..schemas import (
     IssueQuery,
     LabelIn,
     LabelOut,
+    LabelPatch,
     MemberOut,
     OrganizationIn,
     OrganizationOut,
@@ -214,7 +215,19 @@ def list_labels() -> t.Any:
     links={"label_id": "id"},
 )
 def create_label(body: LabelIn) -> t.Any:
-    label = services.create_label(current_org.id, viewer(), body.name)
+    """A new label (admins), with a colour (one from a palette when left out)."""
+    label = services.create_label(current_org.id, viewer(), body.name, body.color)
+    out = LabelOut.model_validate(label)
+    db.session.commit()
+    return out
+
+
+@blueprint.patch("/labels/<id:label_id>")
+@validate(body=LabelPatch)
+@returns(LabelOut, errors={**_WRITE_ERRORS, 409: "The organization has another label of that name"})
+def update_label(label: Label, body: LabelPatch) -> t.Any:
+    """Rename or recolour a label (admins)."""
+    services.update_label(label, viewer(), body)
     out = LabelOut.model_validate(label)
     db.session.commit()
     return out
