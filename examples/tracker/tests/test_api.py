@@ -44,6 +44,7 @@ def test_me(api, world):
         "id": world.users["alice"],
         "name": "Alice",
         "email": "alice@example.com",
+        "email_verified": False,
     }
 
 

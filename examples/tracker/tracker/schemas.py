@@ -138,9 +138,54 @@ class LoginIn(_In):
     password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+CurrentPassword = t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class PasswordChangeIn(_In):
-    current_password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    current_password: CurrentPassword
     password: Password
+
+
+class PasswordForgottenIn(_In):
+    email: Email
+
+
+class PasswordResetIn(_In):
+    """The new password, on the page a reset link opens."""
+
+    password: Password
+
+
+class PasswordResetConfirmIn(_In):
+    """A reset link's token and the new password (the API's form of the page)."""
+
+    token: t.Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="The `token` of the link mailed: `/password/reset/<token>`."
+    )
+    password: Password
+
+
+class EmailVerificationIn(_In):
+    token: t.Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="The `token` of the link mailed: `/verify-email/<token>`."
+    )
+
+
+class ProfileIn(_In):
+    name: Name
+
+
+class EmailChangeIn(_In):
+    """A new login address (it becomes the login once its link is followed)."""
+
+    email: Email
+    current_password: CurrentPassword
+
+
+class Accepted(_Out):
+    """An action accepted, whose result arrives later (by mail)."""
+
+    detail: str
 
 
 class UserRef(_Out):
