@@ -73,9 +73,7 @@ class InvalidLink(FieldError):
     """A link that was changed, used already, or superseded (a 404 page, or a
     422 at the ``token`` field of the API)."""
 
-    def __init__(
-        self, message: str = "This link is not valid: it was used already or changed."
-    ) -> None:
+    def __init__(self, message: str = _INVALID) -> None:
         super().__init__("token", message, "invalid")
 
 
