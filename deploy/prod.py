@@ -125,6 +125,10 @@ def main() -> int:
             WEB_CONCURRENCY=str(int(env.get("WEB_CONCURRENCY", cores))),
             APP_PORT=str(free_port()),
             RUN_DIR=str(run_dir),
+            # No mail server on this machine: mail (password resets, email
+            # verification, digests) goes to the processes' output unless
+            # TRACKER_MAIL_BACKEND=smtp and the MAIL_* settings name one.
+            TRACKER_MAIL_BACKEND=env.get("TRACKER_MAIL_BACKEND") or "console",
         )
         env.pop("FLASK_DEBUG", None)
         # Read here; the app would refuse it as an unknown TRACKER_ setting.
@@ -139,7 +143,7 @@ def main() -> int:
             )
         )
         keys = ["KARAFFE_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "KARAFFE_EVENTS_RELAY_URL",
-                "WEB_CONCURRENCY", "APP_PORT", "RUN_DIR"]  # fmt: skip
+                "WEB_CONCURRENCY", "APP_PORT", "RUN_DIR", "TRACKER_MAIL_BACKEND"]  # fmt: skip
         (run_dir / "env").write_text("".join(f"{k}={shlex.quote(env[k])}\n" for k in keys))
         (run_dir / "env").chmod(0o600)
         say(f"settings in {run_dir / 'env'}")

@@ -44,6 +44,7 @@ def test_me(api, world):
         "id": world.users["alice"],
         "name": "Alice",
         "email": "alice@example.com",
+        "email_verified": False,
     }
 
 
@@ -225,7 +226,9 @@ def test_create_issue(api, world, count):
     assert body["status"] == "open"
     assert body["assignee"] == {"id": world.users["bob"], "name": "Bob"}
     assert body["author"] == {"id": world.users["dave"], "name": "Dave"}
-    assert body["labels"] == [{"id": world.labels["bug"], "name": "bug"}]
+    assert body["labels"] == [
+        {"id": world.labels["bug"], "name": "bug", "color": "#d73a4a", "text_color": "#000000"}
+    ]
     assert body["created_at"].endswith("Z")
     assert rv.headers["Location"].endswith(f"/api/v1/issues/{body['id']}")
     assert count(Issue, Issue.title == "Crash on save") == 1

@@ -23,6 +23,8 @@ from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
 
+from .labels import COLOR_PATTERN, normalize_color
+
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
 #: regex engine (Python's, JavaScript's, Rust's) reads the class the same way.
 SPACE = (
@@ -61,6 +63,21 @@ LabelName = t.Annotated[
     str, StringConstraints(max_length=50), AfterValidator(_not_blank), _line_schema(50)
 ]
 Text = t.Annotated[str, StringConstraints(max_length=20_000)]
+
+
+def _color(value: str) -> str:
+    try:
+        return normalize_color(value)
+    except ValueError as exc:
+        raise PydanticCustomError("color", str(exc)) from None
+
+
+#: A label's colour: ``#`` and six hex digits, stored lower-case.
+Color = t.Annotated[
+    str,
+    AfterValidator(_color),
+    WithJsonSchema({"type": "string", "pattern": COLOR_PATTERN, "examples": ["#d73a4a"]}),
+]
 CommentText = t.Annotated[
     str, StringConstraints(max_length=10_000), AfterValidator(_not_blank), _line_schema(10_000)
 ]
@@ -121,9 +138,54 @@ class LoginIn(_In):
     password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+CurrentPassword = t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class PasswordChangeIn(_In):
-    current_password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    current_password: CurrentPassword
     password: Password
+
+
+class PasswordForgottenIn(_In):
+    email: Email
+
+
+class PasswordResetIn(_In):
+    """The new password, on the page a reset link opens."""
+
+    password: Password
+
+
+class PasswordResetConfirmIn(_In):
+    """A reset link's token and the new password (the API's form of the page)."""
+
+    token: t.Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="The `token` of the link mailed: `/password/reset/<token>`."
+    )
+    password: Password
+
+
+class EmailVerificationIn(_In):
+    token: t.Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="The `token` of the link mailed: `/verify-email/<token>`."
+    )
+
+
+class ProfileIn(_In):
+    name: Name
+
+
+class EmailChangeIn(_In):
+    """A new login address (it becomes the login once its link is followed)."""
+
+    email: Email
+    current_password: CurrentPassword
+
+
+class Accepted(_Out):
+    """An action accepted, whose result arrives later (by mail)."""
+
+    detail: str
 
 
 class UserRef(_Out):
@@ -190,11 +252,24 @@ class InvitationOut(_Out):
 
 class LabelIn(_In):
     name: LabelName
+    color: Color | None = Field(
+        None, description="Its background, `#rrggbb`; one from a palette when left out."
+    )
+
+
+class LabelPatch(_In):
+    name: LabelName | None = _omittable()
+    color: Color | None = _omittable()
 
 
 class LabelOut(_Out):
     id: int
     name: str
+    color: str = Field(description="The background, `#rrggbb`.")
+    text_color: str = Field(
+        description="`#000000` or `#ffffff`, whichever contrasts more with `color` "
+        "(at least 4.5:1, WCAG AA)."
+    )
 
 
 # -- projects, issues, comments -----------------------------------------------------

@@ -43,8 +43,9 @@ from karaffe.tenancy import (
 
 from . import live
 from .forms import FieldError
+from .labels import DEFAULT_LABELS, color_for
 from .models import Comment, Invitation, Issue, Label, Project, issue_labels
-from .schemas import IssueIn, IssuePatch, IssueQuery, ProjectIn, ProjectPatch
+from .schemas import IssueIn, IssuePatch, IssueQuery, LabelPatch, ProjectIn, ProjectPatch
 from .settings import TrackerSettings
 
 #: What invitation links are signed for (see karaffe.signing).
@@ -141,9 +142,10 @@ def unique_slug(name: str) -> str:
 
 
 def create_org(name: str, owner: User) -> Organization:
-    """A new organization owned by ``owner``."""
+    """A new organization owned by ``owner``, with the default labels."""
     org = create_organization(name, unique_slug(name), owner=owner)
     db.session.flush()
+    add_default_labels(org.id)
     return org
 
 
@@ -340,17 +342,50 @@ def labels_of(org_id: int) -> list[Label]:
     )
 
 
-def create_label(org_id: int, actor: User, name: str) -> Label:
-    require_role(org_id, actor, "admin")
-    exists = db.session.execute(
-        sa.select(Label.id).where(Label.organization_id == org_id, Label.name == name)
-    ).first()
-    if exists:
+def all_labels() -> list[Label]:
+    """The labels of every organization the current scope may see."""
+    return list(db.session.execute(sa.select(Label).order_by(Label.id)).scalars())
+
+
+def _check_label_name(org_id: int, name: str, label_id: int | None = None) -> None:
+    stmt = sa.select(Label.id).where(Label.organization_id == org_id, Label.name == name)
+    if label_id is not None:
+        stmt = stmt.where(Label.id != label_id)
+    if db.session.execute(stmt).first():
         raise FieldError("name", "This organization already has a label with that name.", "taken")
-    label = Label(organization_id=org_id, name=name)
+
+
+def create_label(org_id: int, actor: User, name: str, color: str | None = None) -> Label:
+    """A new label (admins); without ``color``, one of the palette's."""
+    require_role(org_id, actor, "admin")
+    _check_label_name(org_id, name)
+    label = Label(organization_id=org_id, name=name, color=color or color_for(name))
     db.session.add(label)
     db.session.flush()
     return label
+
+
+def update_label(label: Label, actor: User, data: LabelPatch) -> Label:
+    """Rename or recolour a label (admins)."""
+    require_role(label.organization_id, actor, "admin")
+    for name in ("name", "color"):
+        if name in data.model_fields_set and getattr(data, name) is None:
+            raise FieldError(name, "This field cannot be null.", "null")
+    if data.name is not None:
+        _check_label_name(label.organization_id, data.name, label.id)
+        label.name = data.name
+    if data.color is not None:
+        label.color = data.color
+    db.session.flush()
+    return label
+
+
+def add_default_labels(org_id: int) -> list[Label]:
+    """The labels a new organization starts with (:data:`tracker.labels.DEFAULT_LABELS`)."""
+    labels = [Label(organization_id=org_id, name=n, color=c) for n, c in DEFAULT_LABELS]
+    db.session.add_all(labels)
+    db.session.flush()
+    return labels
 
 
 def delete_label(label: Label, actor: User) -> None:

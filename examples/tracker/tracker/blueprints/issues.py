@@ -20,7 +20,7 @@ blueprint = Blueprint("issues", __name__, url_prefix="/o/<org_slug>")
 # Every write reads what its answer needs (ids, names) before the commit and
 # no model after it: see tracker.blueprints.api_v1.
 
-#: Fields of the issue form; ``label_ids`` is a multiple select.
+#: Fields of the issue form; ``label_ids`` is a group of checkboxes.
 _MULTI = {"label_ids"}
 
 
@@ -42,7 +42,7 @@ def _form_page(
         project=project,
         issue=issue,
         assignee_options=[(m.user_id, m.user.name) for m in members],
-        label_options=[(label.id, label.name) for label in labels],
+        label_options=labels,
     )
     return page, status
 
