@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from flask import request
+from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 M = t.TypeVar("M", bound=BaseModel)
@@ -51,6 +52,8 @@ class Form:
 
     data: dict[str, t.Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: The rendered Markdown of a field, when Preview submitted the form.
+    preview: Markup | None = None
 
     @classmethod
     def from_request(cls, model: type[BaseModel], *, multi: Iterable[str] = ()) -> Form:

@@ -18,10 +18,13 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    computed_field,
 )
 from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
+
+from . import markdown
 
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
 #: regex engine (Python's, JavaScript's, Rust's) reads the class the same way.
@@ -237,13 +240,18 @@ class IssueOut(_Out):
     id: int
     project_id: int
     title: str
-    description: str
+    description: str = Field(description="Markdown, as written.")
     status: Status
     assignee: UserRef | None
     author: UserRef | None
     labels: list[LabelOut]
     created_at: Timestamp
     updated_at: Timestamp
+
+    @computed_field(description="`description` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
+    @property
+    def description_html(self) -> str:
+        return str(markdown.render(self.description))
 
 
 class IssueQuery(BaseModel):
@@ -259,11 +267,32 @@ class IssueQuery(BaseModel):
 
 class CommentIn(_In):
     body: CommentText
+    status: Status | None = Field(
+        None, description="Also close or reopen the issue, in the same write."
+    )
+
+
+class CommentPatch(_In):
+    body: CommentText
 
 
 class CommentOut(_Out):
     id: int
     issue_id: int
     author: UserRef | None
-    body: str
+    body: str = Field(description="Markdown, as written.")
     created_at: Timestamp
+    edited_at: Timestamp | None = Field(description="When its text last changed, if ever.")
+
+    @computed_field(description="`body` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
+    @property
+    def body_html(self) -> str:
+        return str(markdown.render(self.body))
+
+
+class MarkdownIn(_In):
+    text: Text
+
+
+class MarkdownOut(_Out):
+    html: str = Field(description="`text` rendered to sanitized HTML, as the pages show it.")

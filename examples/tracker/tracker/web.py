@@ -18,7 +18,7 @@ from karaffe.auth import User, get_user, require_user
 from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
-from . import services
+from . import dates, markdown, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -96,4 +96,6 @@ def init_app(app: karaffe.App) -> None:
     app.context_processor(template_context)
     app.add_template_global(csrf_field)
     app.add_template_global(live_script)
+    app.add_template_filter(markdown.render, "markdown")
+    app.add_template_global(dates.time_tag)
     app.html_errorhandler(error_page)

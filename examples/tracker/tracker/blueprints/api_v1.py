@@ -24,12 +24,13 @@ from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import services
+from .. import markdown, services
 from ..forms import FieldError
 from ..models import Comment, Issue, Label, Project
 from ..schemas import (
     CommentIn,
     CommentOut,
+    CommentPatch,
     InvitationIn,
     InvitationOut,
     IssueIn,
@@ -38,6 +39,8 @@ from ..schemas import (
     IssueQuery,
     LabelIn,
     LabelOut,
+    MarkdownIn,
+    MarkdownOut,
     MemberOut,
     OrganizationIn,
     OrganizationOut,
@@ -340,7 +343,26 @@ def list_comments(issue: Issue) -> t.Any:
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS, links={"comment_id": "id"})
 def create_comment(issue: Issue, body: CommentIn) -> t.Any:
-    comment = services.add_comment(issue, viewer(), body.body)
+    """Comment on an issue; ``"status": "closed"`` (or ``"open"``) also
+    closes (or reopens) it, in the same write."""
+    comment = services.add_comment(issue, viewer(), body.body, body.status)
+    out = CommentOut.model_validate(comment)
+    db.session.commit()
+    return out
+
+
+@blueprint.get("/comments/<id:comment_id>")
+@returns(CommentOut, errors=_NOT_FOUND)
+def get_comment(comment: Comment) -> t.Any:
+    return comment
+
+
+@blueprint.patch("/comments/<id:comment_id>")
+@validate(body=CommentPatch)
+@returns(CommentOut, errors=_WRITE_ERRORS)
+def update_comment(comment: Comment, body: CommentPatch) -> t.Any:
+    """Change a comment's text (its author or an admin)."""
+    services.edit_comment(comment, viewer(), body.body)
     out = CommentOut.model_validate(comment)
     db.session.commit()
     return out
@@ -353,3 +375,15 @@ def delete_comment(comment: Comment) -> t.Any:
     services.delete_comment(comment, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+@blueprint.post("/markdown")
+@validate(body=MarkdownIn)
+@returns(MarkdownOut)
+def render_markdown(body: MarkdownIn) -> t.Any:
+    """Render Markdown as descriptions and comments are shown (the forms'
+    Preview). Nothing is stored."""
+    return MarkdownOut(html=markdown.render(body.text))
