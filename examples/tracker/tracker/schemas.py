@@ -96,6 +96,9 @@ def _omittable(**kwargs: t.Any) -> t.Any:
 
 
 Status = t.Literal["open", "closed"]
+#: A list's status filter: the pages link to ``status=all``, and the API
+#: takes what they link to.
+StatusFilter = t.Literal["open", "closed", "all"]
 Role = t.Literal["owner", "admin", "member"]
 InviteRole = t.Literal["admin", "member"]
 
@@ -257,7 +260,9 @@ class IssueOut(_Out):
 class IssueQuery(BaseModel):
     """Filters of an issue list; ``cursor`` and ``limit`` page through it."""
 
-    status: Status | None = None
+    status: StatusFilter | None = Field(
+        None, description="`open`, `closed`, or `all` (the default here; the page's is `open`)."
+    )
     assignee: Id | None = Field(None, description="A user id.")
     label: Id | None = Field(None, description="A label id.")
     q: t.Annotated[str, StringConstraints(max_length=200), AfterValidator(str.strip)] | None = (

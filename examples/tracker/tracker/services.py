@@ -140,8 +140,23 @@ def unique_slug(name: str) -> str:
     return slug
 
 
+def _same_name(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
 def create_org(name: str, owner: User) -> Organization:
-    """A new organization owned by ``owner``."""
+    """A new organization owned by ``owner``. Names need not be unique across
+    the site (two companies may both be "Acme"; the slug tells them apart),
+    but one person is refused a second organization of a name they already
+    belong to (letter case and spacing aside): that is a double submit or a
+    mix-up, and would put two identical entries in their top bar."""
+    for org, _role in organizations_of(owner):
+        if _same_name(org.name) == _same_name(name):
+            raise FieldError(
+                "name",
+                f"You already belong to an organization named “{org.name}”: choose another name.",
+                "taken",
+            )
     org = create_organization(name, unique_slug(name), owner=owner)
     db.session.flush()
     return org
@@ -449,7 +464,7 @@ def issue_list(project: Project, filters: IssueQuery) -> sa.Select[Issue]:
     """The select of a project's issues matching ``filters`` (unordered:
     pagination orders it)."""
     stmt = sa.select(Issue).where(Issue.project_id == project.id)
-    if filters.status is not None:
+    if filters.status not in (None, "all"):
         stmt = stmt.where(Issue.status == filters.status)
     if filters.assignee is not None:
         stmt = stmt.where(Issue.assignee_id == filters.assignee)

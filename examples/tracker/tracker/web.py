@@ -75,6 +75,13 @@ def template_context() -> dict[str, t.Any]:
             {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
             for org, role in services.organizations_of(user)
         ]
+        # Two organizations of one name (joined by invitation: creating one
+        # is refused) are told apart by their slugs.
+        names = [" ".join(org["name"].casefold().split()) for org in orgs]
+        for org, name in zip(orgs, names, strict=True):
+            org["label"] = (
+                f"{org['name']} ({org['slug']})" if names.count(name) > 1 else org["name"]
+            )
     return {"viewer": user, "viewer_orgs": orgs}
 
 

@@ -10,7 +10,7 @@ from karaffe import ApiException
 from karaffe.auth import User, get_auth, get_user, login_user, logout_user, safe_next_url
 from karaffe.db import db
 
-from ..forms import Form
+from ..forms import Form, refusal_message
 from ..schemas import LoginIn, SignupIn
 
 blueprint = Blueprint("accounts", __name__)
@@ -63,7 +63,9 @@ def login() -> ResponseReturnValue:
             except ApiException as exc:
                 # A wrong password and an unknown email read the same (401);
                 # too many failures answer 429 with Retry-After.
-                form.errors["__all__"] = exc.message
+                form.errors["__all__"] = refusal_message(
+                    exc.slug, exc.message, exc.headers.get("Retry-After")
+                )
                 status = exc.status
                 template = render_template(
                     "auth/login.html", form=form, next_url=request.args.get("next")

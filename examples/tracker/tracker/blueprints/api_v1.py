@@ -130,9 +130,15 @@ def list_orgs() -> t.Any:
 
 @blueprint.post("/orgs")
 @validate(body=OrganizationIn)
-@returns(OrganizationOut, status=201, links={"org_slug": "slug"})
+@returns(
+    OrganizationOut,
+    status=201,
+    errors={409: "The caller belongs to an organization of that name already"},
+    links={"org_slug": "slug"},
+)
 def create_org(body: OrganizationIn) -> t.Any:
-    """A new organization, owned by the caller."""
+    """A new organization, owned by the caller. Names are not unique across
+    the site (the slug is), but nobody gets two organizations of one name."""
     org = services.create_org(body.name, viewer())
     out = OrganizationOut(id=org.id, name=org.name, slug=org.slug, role="owner")
     db.session.commit()
