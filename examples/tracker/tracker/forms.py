@@ -32,7 +32,7 @@ MESSAGES: dict[str, str] = {
     "string_too_short": "{label} must be at least {min_length} characters.",
     "string_too_long": "{label} must be at most {max_length} characters.",
     "too_long": "Choose at most {max_length}.",
-    "string_pattern_mismatch": "{label} is not in a form this field accepts.",
+    "string_pattern_mismatch": "{label} is not valid here.",
     "string_type": "{label} must be text.",
     "int_parsing": "Choose a valid option.",
     "literal_error": "Choose a valid option.",
