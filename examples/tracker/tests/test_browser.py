@@ -387,6 +387,14 @@ def test_markdown_preview_close_with_comment_edit_and_delete(live_url: str, page
     relative = mine.locator("time").first
     assert relative.inner_text() == "just now"
     assert relative.get_attribute("title").endswith(" UTC")
+    # A reader in another time zone also sees their own time in the tooltip.
+    elsewhere = page.context.browser.new_context(timezone_id="America/New_York")
+    elsewhere.add_cookies(page.context.cookies())
+    reader = elsewhere.new_page()
+    reader.goto(issue_url)
+    title = reader.locator(".comment time").last.get_attribute("title")
+    assert "EST" in title.split(" · ")[0] and title.endswith(" UTC"), title
+    elsewhere.close()
 
     count = page.locator(".comment").count()
     mine.locator("text=Delete…").click()

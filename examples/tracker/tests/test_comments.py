@@ -306,3 +306,12 @@ def test_preview_without_javascript_saves_nothing(login, world, count):
     assert rv.status_code == 200
     assert "<h1>Heading</h1>" in rv.get_data(as_text=True)
     assert count(Issue, Issue.title == "Draft") == 0
+
+
+def test_a_bad_status_from_the_comment_form_is_shown(login, world, count):
+    rv = login("dave").post(
+        f"/o/acme/issues/{world.issues['first']}/comments", data={"body": "x", "status": "done"}
+    )
+    assert rv.status_code == 422
+    assert '<div class="error" role="alert">Choose a valid option.</div>' in rv.get_data(True)
+    assert count(Comment) == 0

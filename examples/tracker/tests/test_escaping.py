@@ -172,11 +172,11 @@ MARKDOWN_CASES = {
     "image becomes a link": (
         '![a cat](https://img.example/cat.png "Cat")',
         '<a href="https://img.example/cat.png" title="Cat" target="_blank" '
-        'rel="nofollow noopener">🖼 a cat</a>',
+        'rel="nofollow noopener">Image: a cat</a>',
         "<img",
     ),
     "image with a javascript source": ("![x](javascript:alert(1))", "![x](javascript:", "<a"),
-    "image with a data source": ("![pixel](data:image/gif;base64,R0lGOD)", "🖼 pixel", "data:"),
+    "image with a data source": ("![pixel](data:image/gif;base64,R0lGOD)", "Image: pixel", "data:"),
     "autolink": (
         "<https://example.com/a?b=1&c=2>",
         '<a href="https://example.com/a?b=1&amp;c=2" target="_blank" rel="nofollow noopener">'

@@ -68,7 +68,7 @@ def _image_as_link(tokens: Sequence[Token], idx: int, options: OptionsDict, env:
     alt = "".join(child.content for child in token.children or ()) or "image"
     title = token.attrGet("title")
     title_attr = f' title="{escape(title)}"' if title else ""
-    return f'<a href="{escape(src)}"{title_attr}>🖼 {escape(alt)}</a>'
+    return f'<a href="{escape(src)}"{title_attr}>Image: {escape(alt)}</a>'
 
 
 def _parser() -> MarkdownIt:

@@ -35,6 +35,23 @@
       });
   }
 
+  // Dates: the server says "3 hours ago" with the UTC time in the tooltip;
+  // the reader's own time zone is added in front of it.
+  function localTimes(root) {
+    if (!window.Intl) return;
+    var format = new Intl.DateTimeFormat(undefined, {
+      year: "numeric", month: "short", day: "numeric",
+      hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+    });
+    var nodes = root.querySelectorAll("time[datetime][title]:not([data-local])");
+    for (var i = 0; i < nodes.length; i++) {
+      var when = new Date(nodes[i].getAttribute("datetime"));
+      if (isNaN(when.getTime()) || new Date().getTimezoneOffset() === 0) continue;
+      nodes[i].setAttribute("data-local", "");
+      nodes[i].title = format.format(when) + " · " + nodes[i].title;
+    }
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest(".md-preview-button");
     if (!button || !window.fetch) return;
@@ -44,4 +61,10 @@
     event.preventDefault();
     preview(field, button);
   });
+
+  try {
+    localTimes(document);
+  } catch (error) {
+    // An old browser's Intl: the UTC tooltip stays.
+  }
 })();
