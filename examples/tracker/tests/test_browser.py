@@ -125,7 +125,7 @@ def test_log_in_create_project_and_issue_then_close_it(live_url: str, page: t.An
     page.click(".crumbs >> text=Browser test")
     assert page.locator(".issues li").count() == 0  # open issues only
     page.select_option("#status", "closed")
-    page.click("text=Filter")
+    page.click("button:text-is('Filter')")
     assert page.locator(".issues .title").all_inner_texts() == [
         "Checkout button does nothing on mobile"
     ]
@@ -144,7 +144,7 @@ def test_issue_list_and_phone_layout(live_url: str, page: t.Any) -> None:
     assert page.locator(".issues li").count() > 0
     page.fill("#q", "login")
     page.select_option("#status", "all")
-    page.click("text=Filter")
+    page.click("button:text-is('Filter')")
     titles = page.locator(".issues .title").all_inner_texts()
     assert titles and all("login" in title.lower() for title in titles)
 
@@ -521,3 +521,91 @@ def test_a_new_account_sees_the_verification_banner_until_it_verifies(
     page.goto(link)
     assert "vera@example.com is verified" in page.locator(".flashes").inner_text()
     assert page.locator(".verify-banner").count() == 0
+
+
+def test_markdown_preview_close_with_comment_edit_and_delete(live_url: str, page: t.Any) -> None:
+    _log_in(page, live_url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    page.click(".issues .title >> nth=0")
+    issue_url = page.url
+    assert page.locator("link[rel=icon]").get_attribute("href").endswith("/favicon.svg")
+    icon = page.request.get(live_url + page.locator("link[rel=icon]").get_attribute("href"))
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+    # Preview in place: rendered by the server, sanitized, nothing submitted.
+    text = "**Fixed** in [the release](https://example.com/r) <script>window.pwned = 1</script>"
+    page.fill("#f-body", text)
+    page.click("button:text-is('Preview')")
+    preview = page.locator(".md-preview")
+    preview.locator("strong").wait_for()
+    assert preview.locator("strong").inner_text() == "Fixed"
+    link = preview.locator("a")
+    assert link.get_attribute("rel") == "nofollow noopener"
+    assert link.get_attribute("target") == "_blank"
+    assert "<script>window.pwned = 1</script>" in preview.inner_text()  # shown as text
+    assert page.evaluate("window.pwned") is None
+    assert page.url == issue_url and page.locator(".flashes").count() == 0
+    shoot(page, "comment-preview")
+
+    # Close with the comment: one submit.
+    page.click("button:text-is('Close with comment')")
+    assert "closed." in page.locator(".flashes").inner_text()
+    assert page.locator("aside .badge").inner_text() == "Closed"
+    mine = page.locator(".comment").last
+    assert mine.locator(".text strong").inner_text() == "Fixed"
+    assert page.locator("button:text-is('Reopen with comment')").count() == 1
+
+    mine.locator("text=Edit").click()
+    page.fill("#f-body", "Fixed in _2.1_")
+    page.click("main button:text-is('Save')")
+    mine = page.locator(".comment").last
+    assert mine.locator(".text em").inner_text() == "2.1"
+    assert "edited" in mine.inner_text()
+    relative = mine.locator("time").first
+    assert relative.inner_text() == "just now"
+    assert relative.get_attribute("title").endswith(" UTC")
+    # A reader in another time zone also sees their own time in the tooltip.
+    elsewhere = page.context.browser.new_context(timezone_id="America/New_York")
+    elsewhere.add_cookies(page.context.cookies())
+    reader = elsewhere.new_page()
+    reader.goto(issue_url)
+    title = reader.locator(".comment time").last.get_attribute("title")
+    assert "EST" in title.split(" · ")[0] and title.endswith(" UTC"), title
+    elsewhere.close()
+
+    count = page.locator(".comment").count()
+    mine.locator("text=Delete…").click()
+    page.click("main button.danger")
+    assert "Comment deleted." in page.locator(".flashes").inner_text()
+    assert page.locator(".comment").count() == count - 1
+
+
+def test_phone_header_is_one_row_and_filters_start_folded(live_url: str, page: t.Any) -> None:
+    _log_in(page, live_url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    project_url = page.url
+    # Desktop: navigation and filters shown as they are, no menu button.
+    assert page.locator(".menu > summary").is_hidden()
+    assert page.locator("#q").is_visible()
+    assert "opened" in page.locator(".issues .meta").first.inner_text()
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(project_url)
+    header = page.locator(".topbar").bounding_box()
+    brand = page.locator(".brand").bounding_box()
+    menu = page.locator(".menu > summary").bounding_box()
+    assert header["height"] < 64, header  # one row
+    assert abs((brand["y"] + brand["height"] / 2) - (menu["y"] + menu["height"] / 2)) < 4
+    assert page.locator(".topbar nav").is_hidden()
+    assert page.locator("#q").is_hidden()  # the filter card is folded
+    assert page.locator(".issues li").first.bounding_box()["y"] < 844  # issues on screen one
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "phone-issue-list")
+    page.click(".filter-card > summary")
+    assert page.locator("#q").is_visible()
+    page.click(".menu > summary")
+    assert page.locator(".topbar nav >> text=Acme Robotics").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "phone-menu")

@@ -58,7 +58,7 @@ BAD_ISSUES = [
     pytest.param(
         {"title": "x" * 10_000},
         "title",
-        b"String should have at most 200 characters",
+        b"Title must be at most 200 characters.",
         id="10000-char title",
     ),
     pytest.param(
@@ -82,7 +82,7 @@ BAD_ISSUES = [
     pytest.param(
         {"title": "ok", "description": "d" * 20_001},
         "description",
-        b"String should have at most 20000 characters",
+        b"Description must be at most 20000 characters.",
         id="description too long",
     ),
 ]

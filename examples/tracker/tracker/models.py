@@ -118,6 +118,8 @@ class Comment(OrgOwned, Model):
     )
     body: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When its text last changed, ``None`` if never.
+    edited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     author: Mapped[User | None] = relationship(lazy="joined")
 

@@ -18,11 +18,13 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    computed_field,
 )
 from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
 
+from . import markdown
 from .labels import COLOR_PATTERN, normalize_color
 
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
@@ -110,6 +112,9 @@ def _omittable(**kwargs: t.Any) -> t.Any:
 
 
 Status = t.Literal["open", "closed"]
+#: A list's status filter: the pages link to ``status=all``, and the API
+#: takes what they link to.
+StatusFilter = t.Literal["open", "closed", "all"]
 Role = t.Literal["owner", "admin", "member"]
 InviteRole = t.Literal["admin", "member"]
 
@@ -312,7 +317,7 @@ class IssueOut(_Out):
     id: int
     project_id: int
     title: str
-    description: str
+    description: str = Field(description="Markdown, as written.")
     status: Status
     assignee: UserRef | None
     author: UserRef | None
@@ -320,11 +325,18 @@ class IssueOut(_Out):
     created_at: Timestamp
     updated_at: Timestamp
 
+    @computed_field(description="`description` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
+    @property
+    def description_html(self) -> str:
+        return str(markdown.render(self.description))
+
 
 class IssueQuery(BaseModel):
     """Filters of an issue list; ``cursor`` and ``limit`` page through it."""
 
-    status: Status | None = None
+    status: StatusFilter | None = Field(
+        None, description="`open`, `closed`, or `all` (the default here; the page's is `open`)."
+    )
     assignee: Id | None = Field(None, description="A user id.")
     label: Id | None = Field(None, description="A label id.")
     q: t.Annotated[str, StringConstraints(max_length=200), AfterValidator(str.strip)] | None = (
@@ -334,11 +346,32 @@ class IssueQuery(BaseModel):
 
 class CommentIn(_In):
     body: CommentText
+    status: Status | None = Field(
+        None, description="Also close or reopen the issue, in the same write."
+    )
+
+
+class CommentPatch(_In):
+    body: CommentText
 
 
 class CommentOut(_Out):
     id: int
     issue_id: int
     author: UserRef | None
-    body: str
+    body: str = Field(description="Markdown, as written.")
     created_at: Timestamp
+    edited_at: Timestamp | None = Field(description="When its text last changed, if ever.")
+
+    @computed_field(description="`body` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
+    @property
+    def body_html(self) -> str:
+        return str(markdown.render(self.body))
+
+
+class MarkdownIn(_In):
+    text: Text
+
+
+class MarkdownOut(_Out):
+    html: str = Field(description="`text` rendered to sanitized HTML, as the pages show it.")

@@ -45,7 +45,7 @@ from . import live
 from .forms import FieldError
 from .labels import DEFAULT_LABELS, color_for
 from .models import Comment, Invitation, Issue, Label, Project, issue_labels
-from .schemas import IssueIn, IssuePatch, IssueQuery, LabelPatch, ProjectIn, ProjectPatch
+from .schemas import IssueIn, IssuePatch, IssueQuery, LabelPatch, ProjectIn, ProjectPatch, Status
 from .settings import TrackerSettings
 
 #: What invitation links are signed for (see karaffe.signing).
@@ -141,8 +141,24 @@ def unique_slug(name: str) -> str:
     return slug
 
 
+def _same_name(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
 def create_org(name: str, owner: User) -> Organization:
-    """A new organization owned by ``owner``, with the default labels."""
+    """A new organization owned by ``owner``, with the default labels. Names
+    need not be unique across the site (two companies may both be "Acme"; the
+    slug tells them apart),
+    but one person is refused a second organization of a name they already
+    belong to (letter case and spacing aside): that is a double submit or a
+    mix-up, and would put two identical entries in their top bar."""
+    for org, _role in organizations_of(owner):
+        if _same_name(org.name) == _same_name(name):
+            raise FieldError(
+                "name",
+                f"You already belong to an organization named “{org.name}”: choose another name.",
+                "taken",
+            )
     org = create_organization(name, unique_slug(name), owner=owner)
     db.session.flush()
     add_default_labels(org.id)
@@ -469,7 +485,7 @@ def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
 def delete_issue(issue: Issue, actor: User) -> None:
     """Its author or an admin may delete an issue."""
     role = require_member(issue.organization_id, actor)
-    if issue.author_id != actor.id and _rank(role) < _rank("admin"):
+    if not may_change(issue.author_id, actor, role):
         raise Forbidden("Only the issue's author or an organization admin can delete it.")
     live.issue_changed("deleted", issue)
     db.session.delete(issue)
@@ -484,7 +500,7 @@ def issue_list(project: Project, filters: IssueQuery) -> sa.Select[Issue]:
     """The select of a project's issues matching ``filters`` (unordered:
     pagination orders it)."""
     stmt = sa.select(Issue).where(Issue.project_id == project.id)
-    if filters.status is not None:
+    if filters.status not in (None, "all"):
         stmt = stmt.where(Issue.status == filters.status)
     if filters.assignee is not None:
         stmt = stmt.where(Issue.assignee_id == filters.assignee)
@@ -527,21 +543,53 @@ def comments_of(issue: Issue) -> list[Comment]:
     )
 
 
-def add_comment(issue: Issue, actor: User, body: str) -> Comment:
+def add_comment(issue: Issue, actor: User, body: str, status: Status | None = None) -> Comment:
+    """A comment on ``issue``; with ``status``, the issue is closed or
+    reopened by the same write, announced as one ``issue.updated`` event
+    that names the comment (a status it has already is left as it is)."""
     require_member(issue.organization_id, actor)
     comment = Comment(
         organization_id=issue.organization_id, issue_id=issue.id, author_id=actor.id, body=body
     )
     db.session.add(comment)
     issue.updated_at = utcnow()
+    changes_status = status is not None and status != issue.status
+    if changes_status:
+        issue.status = t.cast(str, status)
     db.session.flush()
-    live.comment_added(comment, issue)
+    if changes_status:
+        live.issue_changed("updated", issue, comment_id=comment.id)
+    else:
+        live.comment_added(comment, issue)
+    return comment
+
+
+def may_change(author_id: int | None, actor: User, role: str | None) -> bool:
+    """Whether ``actor`` (with ``role`` in the organization) may edit or
+    delete what ``author_id`` wrote: their own, or anything as an admin. The
+    pages offer only what this allows; the services enforce it."""
+    return author_id == actor.id or _rank(role) >= _rank("admin")
+
+
+def _require_change(comment: Comment, actor: User, verb: str) -> None:
+    role = require_member(comment.organization_id, actor)
+    if not may_change(comment.author_id, actor, role):
+        raise Forbidden(f"Only the comment's author or an organization admin can {verb} it.")
+
+
+def edit_comment(comment: Comment, actor: User, body: str) -> Comment:
+    """Replace the text of a comment (its author or an admin)."""
+    _require_change(comment, actor, "edit")
+    if body != comment.body:
+        comment.body = body
+        comment.edited_at = utcnow()
+        db.session.flush()
+        live.comment_changed("updated", comment)
     return comment
 
 
 def delete_comment(comment: Comment, actor: User) -> None:
-    role = require_member(comment.organization_id, actor)
-    if comment.author_id != actor.id and _rank(role) < _rank("admin"):
-        raise Forbidden("Only the comment's author or an organization admin can delete it.")
+    _require_change(comment, actor, "delete")
+    live.comment_changed("deleted", comment)
     db.session.delete(comment)
     db.session.flush()

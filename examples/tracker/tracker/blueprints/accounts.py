@@ -21,7 +21,7 @@ from karaffe.auth import (
 from karaffe.db import db
 
 from .. import accounts, mail
-from ..forms import Form
+from ..forms import Form, refusal_message
 from ..schemas import LoginIn, PasswordForgottenIn, PasswordResetIn, SignupIn
 from ..settings import TrackerSettings
 
@@ -80,7 +80,9 @@ def login() -> ResponseReturnValue:
             except ApiException as exc:
                 # A wrong password and an unknown email read the same (401);
                 # too many failures answer 429 with Retry-After.
-                form.errors["__all__"] = exc.message
+                form.errors["__all__"] = refusal_message(
+                    exc.slug, exc.message, exc.headers.get("Retry-After")
+                )
                 status = exc.status
                 template = render_template(
                     "auth/login.html", form=form, next_url=request.args.get("next")

@@ -34,13 +34,14 @@ from karaffe.auth import User, login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, mail, services
+from .. import accounts, mail, markdown, services
 from ..forms import FieldError
 from ..models import Comment, Issue, Label, Project
 from ..schemas import (
     Accepted,
     CommentIn,
     CommentOut,
+    CommentPatch,
     EmailChangeIn,
     InvitationIn,
     InvitationOut,
@@ -51,6 +52,8 @@ from ..schemas import (
     LabelIn,
     LabelOut,
     LabelPatch,
+    MarkdownIn,
+    MarkdownOut,
     MemberOut,
     OrganizationIn,
     OrganizationOut,
@@ -223,9 +226,15 @@ def list_orgs() -> t.Any:
 
 @blueprint.post("/orgs")
 @validate(body=OrganizationIn)
-@returns(OrganizationOut, status=201, links={"org_slug": "slug"})
+@returns(
+    OrganizationOut,
+    status=201,
+    errors={409: "The caller belongs to an organization of that name already"},
+    links={"org_slug": "slug"},
+)
 def create_org(body: OrganizationIn) -> t.Any:
-    """A new organization, owned by the caller."""
+    """A new organization, owned by the caller. Names are not unique across
+    the site (the slug is), but nobody gets two organizations of one name."""
     org = services.create_org(body.name, viewer())
     out = OrganizationOut(id=org.id, name=org.name, slug=org.slug, role="owner")
     db.session.commit()
@@ -448,7 +457,26 @@ def list_comments(issue: Issue) -> t.Any:
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS, links={"comment_id": "id"})
 def create_comment(issue: Issue, body: CommentIn) -> t.Any:
-    comment = services.add_comment(issue, viewer(), body.body)
+    """Comment on an issue; ``"status": "closed"`` (or ``"open"``) also
+    closes (or reopens) it, in the same write."""
+    comment = services.add_comment(issue, viewer(), body.body, body.status)
+    out = CommentOut.model_validate(comment)
+    db.session.commit()
+    return out
+
+
+@blueprint.get("/comments/<id:comment_id>")
+@returns(CommentOut, errors=_NOT_FOUND)
+def get_comment(comment: Comment) -> t.Any:
+    return comment
+
+
+@blueprint.patch("/comments/<id:comment_id>")
+@validate(body=CommentPatch)
+@returns(CommentOut, errors=_WRITE_ERRORS)
+def update_comment(comment: Comment, body: CommentPatch) -> t.Any:
+    """Change a comment's text (its author or an admin)."""
+    services.edit_comment(comment, viewer(), body.body)
     out = CommentOut.model_validate(comment)
     db.session.commit()
     return out
@@ -461,3 +489,15 @@ def delete_comment(comment: Comment) -> t.Any:
     services.delete_comment(comment, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+@blueprint.post("/markdown")
+@validate(body=MarkdownIn)
+@returns(MarkdownOut)
+def render_markdown(body: MarkdownIn) -> t.Any:
+    """Render Markdown as descriptions and comments are shown (the forms'
+    Preview). Nothing is stored."""
+    return MarkdownOut(html=markdown.render(body.text))

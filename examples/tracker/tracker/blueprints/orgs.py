@@ -42,7 +42,11 @@ def new() -> ResponseReturnValue:
         data = form.validate(OrganizationIn)
         if data is None:
             return render_template("orgs/new.html", form=form), 422
-        org = services.create_org(data.name, viewer())
+        try:
+            org = services.create_org(data.name, viewer())
+        except FieldError as exc:
+            form.add_error(exc)
+            return render_template("orgs/new.html", form=form), 422
         name, slug = org.name, org.slug
         db.session.commit()
         flash(f"Organization “{name}” created. Next: a project.", "success")
