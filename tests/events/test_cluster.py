@@ -70,3 +70,17 @@ def test_revocation_reaches_the_relay_on_a_cluster(redis_cluster_url: str) -> No
         stream.close()
     assert [m.event for m in messages] == ["auth-expired"]
     broker.close()
+
+
+def test_a_fresh_relay_on_a_cluster_subscribes_before_any_stream_opens(
+    redis_cluster_url: str,
+) -> None:
+    # The cluster client learns its slots on its first command; the relay's
+    # first is the revocations subscription, which must not fail for it.
+    config = RelayConfig(secret_key=SECRET, redis_url=redis_cluster_url, prefix="f:", cluster=True)
+    with httpx.Client(timeout=5.0) as client, running_relay(config) as relay:
+        deadline = time.monotonic() + 5
+        while client.get(f"{relay.url}/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "the relay never subscribed"
+            time.sleep(0.05)
+        assert relay.relay.metrics.redis_reconnects == 0
