@@ -219,6 +219,7 @@ def test_two_apps_two_relays_and_two_schedulers_behind_nginx_on_a_redis_cluster(
     began = time.monotonic()
     topology: Topology | None = None
     broker = RedisBroker(redis_cluster_url, cluster=True)
+    clients = contextlib.ExitStack()
     try:
         ticks_file = run_dir / "ticks"
         ticks_file.touch()
@@ -273,10 +274,12 @@ def test_two_apps_two_relays_and_two_schedulers_behind_nginx_on_a_redis_cluster(
 
         started = time.monotonic() - began
         apps = {
-            name: httpx.Client(
-                base_url=f"http://127.0.0.1:{p}",
-                headers={"Authorization": f"Bearer {api_token}"},
-                timeout=30,
+            name: clients.enter_context(
+                httpx.Client(
+                    base_url=f"http://127.0.0.1:{p}",
+                    headers={"Authorization": f"Bearer {api_token}"},
+                    timeout=30,
+                )
             )
             for name, p in web.items()
         }
@@ -289,7 +292,9 @@ def test_two_apps_two_relays_and_two_schedulers_behind_nginx_on_a_redis_cluster(
         # A stream through nginx, from the position a page would render.
         token = TokenSigner(SECRET).sign(user_id, [channel])
         position = encode_cursor(broker.positions([channel]))
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
+        client = clients.enter_context(
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
+        )
         url = f"/events/stream?token={quote(token)}"
         first = Stream(client, f"{url}&cursor={quote(position)}", {})
         assert first.response.headers["server"] == "nginx"
@@ -368,10 +373,8 @@ def test_two_apps_two_relays_and_two_schedulers_behind_nginx_on_a_redis_cluster(
         assert len(ran) >= 3, topology.logs()
         assert max(ran.values()) == 1, [tick for tick, n in ran.items() if n > 1]
         assert set(ran) == claimed
-        for each in apps.values():
-            each.close()
-        client.close()
     finally:
+        clients.close()
         broker.close()
         if topology is not None:
             topology.stop_all()
