@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
@@ -77,6 +78,20 @@ def procfile(path: Path) -> list[tuple[str, str]]:
 
 def expand(command: str, env: dict[str, str]) -> list[str]:
     return shlex.split(Template(command).substitute(env))
+
+
+def nginx_conf(listen: str, apps: Sequence[str], relays: Sequence[str], run_dir: Path) -> str:
+    """``docs/deploy/nginx.conf`` rendered: listening on ``listen``, sending
+    ``/events/stream`` to the ``relays`` and the rest to the ``apps``
+    (``host:port`` each, one upstream server line per process), its pid file,
+    logs and temporary files in ``run_dir``."""
+
+    def servers(addresses: Sequence[str]) -> str:
+        return "\n".join(f"        server {address};" for address in addresses)
+
+    return Template((CONF / "nginx.conf").read_text()).safe_substitute(
+        LISTEN=listen, APPS=servers(apps), RELAYS=servers(relays), RUN_DIR=str(run_dir)
+    )
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
@@ -135,11 +150,11 @@ def main() -> int:
         issues = int(env.pop("TRACKER_DEMO_ISSUES", "3000"))
         relay_ports = [free_port() for _ in range(relays)]
         (run_dir / "nginx.conf").write_text(
-            Template((CONF / "nginx.conf").read_text()).safe_substitute(
-                LISTEN=f"127.0.0.1:{port}",
-                APP=f"127.0.0.1:{env['APP_PORT']}",
-                RELAYS="\n".join(f"        server 127.0.0.1:{p};" for p in relay_ports),
-                RUN_DIR=str(run_dir),
+            nginx_conf(
+                f"127.0.0.1:{port}",
+                [f"127.0.0.1:{env['APP_PORT']}"],
+                [f"127.0.0.1:{p}" for p in relay_ports],
+                run_dir,
             )
         )
         keys = ["KARAFFE_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "KARAFFE_EVENTS_RELAY_URL",

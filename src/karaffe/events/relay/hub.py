@@ -496,6 +496,11 @@ class Hub:
         revocations = self.redis.pubsub() if self.config.cluster else pubsub
         try:
             async with asyncio.timeout(self.redis_timeout):
+                if self.config.cluster:
+                    # The cluster client learns the slots on its first
+                    # command; a pub/sub subscription is none, and fails
+                    # with a KeyError (the slot) until something else ran.
+                    await self.redis.initialize()
                 await revocations.subscribe(self.keys.revocations)
             async with self._subscribing:
                 for feed in self.feeds.values():
