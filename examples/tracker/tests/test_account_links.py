@@ -85,7 +85,10 @@ def test_a_deactivated_account_gets_no_reset_mail(app, client, world, outbox):
 
 @pytest.mark.parametrize(
     ("email", "message"),
-    [("", b"This field is required."), ("not-an-email", b"Enter a valid value.")],
+    [
+        ("", b"This field is required."),
+        ("not-an-email", b"Enter an email address, such as name@example.com."),
+    ],
 )
 def test_a_bad_email_is_refused_next_to_the_field(client, world, outbox, email, message):
     rv = client.post("/password/forgot", data={"email": email})
@@ -191,7 +194,7 @@ def test_a_short_new_password_is_refused_and_the_link_still_works(app, client, w
     path = reset_link(app, client, outbox, "bob@example.com")
     rv = client.post(path, data={"password": "short"})
     assert rv.status_code == 422
-    assert b'id="e-password">String should have at least 8 characters' in rv.data
+    assert b'id="e-password">Password must be at least 8 characters.' in rv.data
     assert client.post(path, data={"password": NEW_PASSWORD}).status_code == 302
 
 
@@ -422,7 +425,8 @@ def test_an_address_taken_meanwhile_is_not_taken_over(app, client, login, world,
          b"This is your email already."),
         ({"email": "new@example.org", "current_password": "a guess"}, "current_password",
          b"This is not your current password."),
-        ({"email": "nope", "current_password": PASSWORD}, "email", b"Enter a valid value."),
+        ({"email": "nope", "current_password": PASSWORD}, "email",
+         b"Enter an email address, such as name@example.com."),
         ({"email": "new@example.org"}, "current_password", b"This field is required."),
     ],
 )  # fmt: skip
