@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import typing as t
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +36,9 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
-import sqlalchemy as sa
 
 from deploy.prod import CONF, expand, nginx_conf, procfile
-from karaffe._servers import free_port, stop
-from karaffe.db import normalize_database_url
+from karaffe._servers import free_port, fresh_database, stop
 from karaffe.events import RedisBroker, TokenSigner
 from karaffe.events.protocol import SSEMessage, SSEParser, encode_cursor
 from karaffe.jobs import RedisBackend
@@ -190,15 +187,8 @@ def app_events(messages: list[SSEMessage]) -> list[dict[str, t.Any]]:
 def database_url(postgres_url: str) -> Iterator[str]:
     """A database of the test's own on the session's private PostgreSQL
     (other tests create and drop tables in the shared one)."""
-    name = f"scaleout_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(postgres_url, "scaleout") as url:
+        yield url
 
 
 @pytest.fixture

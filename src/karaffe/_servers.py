@@ -413,3 +413,29 @@ def postgres(workdir: Path) -> Iterator[str]:
     finally:
         stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``,
+    dropped (its connections closed) on exit: for a test whose tables must not
+    meet the ones other tests create and drop in the shared database."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from .db import normalize_database_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    server = sa.make_url(normalize_database_url(server_url))
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

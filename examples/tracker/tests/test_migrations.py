@@ -4,8 +4,6 @@ nothing left to do."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -13,7 +11,8 @@ from alembic.migration import MigrationContext
 from flask_migrate import upgrade
 from tracker import MIGRATIONS, create_app
 
-from karaffe.db import Model, db, normalize_database_url
+from karaffe._servers import fresh_database
+from karaffe.db import Model, db
 from karaffe.tenancy import unscoped
 
 
@@ -57,17 +56,8 @@ def test_migrations_match_the_models_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_migrations_match_the_models_on_postgresql(postgres_url):
     # A database of its own: other tests create and drop tables in the shared one.
-    name = f"tracker_migrations_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
-        assert upgrade_and_compare(url.render_as_string(hide_password=False)) == []
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(postgres_url, "tracker_migrations") as url:
+        assert upgrade_and_compare(url) == []
 
 
 def test_the_accounts_and_labels_revision_goes_down_and_up_keeping_the_rows(tmp_path):
