@@ -249,9 +249,9 @@ class App(Flask):
         response (slide 36), and an HTTP error into :meth:`http_error_response`;
         everything else as Flask does."""
         if isinstance(rv, ApiResult):
-            return rv.to_response()
+            return rv.to_response(self)
         if isinstance(rv, BaseModel):
-            return ApiResult(rv).to_response()
+            return ApiResult(rv).to_response(self)
         if isinstance(rv, HTTPException) and has_request_context():
             rv = self.http_error_response(rv)
         return super().make_response(rv)
