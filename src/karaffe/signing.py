@@ -260,7 +260,20 @@ def _secret_keys(app: Flask) -> tuple[bytes, ...]:
     # Flask's own keys, read live from app.config as Flask's sessions read
     # them; configure() has parsed them (a list from the environment), and
     # secret_keys() refuses a string put there since.
-    return secret_keys(app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
+    fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
+    if isinstance(fallbacks, list):
+        fallbacks = tuple(fallbacks)
+    try:
+        hash((app.secret_key, fallbacks))
+    except TypeError:
+        return secret_keys(app.secret_key, fallbacks)  # raises, naming the key
+    return _checked_keys(app.secret_key, fallbacks)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_keys(current: t.Any, fallbacks: t.Any) -> tuple[bytes, ...]:
+    """:func:`secret_keys`, checked once per value of the settings."""
+    return secret_keys(current, fallbacks)
 
 
 @functools.lru_cache(maxsize=64)

@@ -260,6 +260,7 @@ class _ListRequest:
     """What :func:`paginate` reads of the current request, read once."""
 
     app: Flask
+    request: Request
     #: What a cursor is bound to, but the sort order (:meth:`binding`).
     identity: list[t.Any]
     #: The query arguments the links keep (:attr:`Page.query`).
@@ -274,6 +275,7 @@ class _ListRequest:
         filters = sorted((name, value) for name, value in args if name not in _PAGING_ARGS)
         return cls(
             app,
+            req,
             [req.endpoint, req.path, _current_org_id(app), filters],
             urlencode([(name, value) for name, value in args if name != "cursor"]),
         )
@@ -320,7 +322,7 @@ def paginate(
     :param session: the session to run a select on; Flask-SQLAlchemy's by default.
     """
     current = _ListRequest.current()
-    limit, token = _page_args(current.app, request, limit)
+    limit, token = _page_args(current.app, current.request, limit)
     if order_by is not None:
         return _paginate_select(
             current, t.cast("Select[t.Any]", source), order_by, limit, token, with_total, session
