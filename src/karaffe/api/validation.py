@@ -160,10 +160,11 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     (raised by Werkzeug while reading), 400 when it is not well-formed JSON,
     422 when it does not fit the model.
     """
-    if not _is_json(request.mimetype):
-        got = request.mimetype or "no Content-Type"
+    req = t.cast(t.Any, request)._get_current_object()
+    if not _is_json(req.mimetype):
+        got = req.mimetype or "no Content-Type"
         raise UnsupportedMediaType(f"Expected a JSON body (application/json), got {got}.")
-    data = request.get_data(cache=True)
+    data = req.get_data(cache=True)
     try:
         return model.model_validate_json(data)
     except PydanticValidationError as exc:
