@@ -217,7 +217,10 @@ def _page_args(app: Flask, req: Request, default_limit: int | None) -> tuple[int
     settings = CoreSettings.of(app)
     maximum = settings.pagination_max_limit
     limit = default_limit or settings.pagination_default_limit
-    raw = req.args.get("limit")
+    args = req.args
+    # ``in`` first: Werkzeug's MultiDict.get builds (and catches) an HTTP
+    # exception for a missing key, which costs more than the rest of this.
+    raw = args["limit"] if "limit" in args else None
     if raw is not None:
         try:
             limit = int(raw)
@@ -235,7 +238,7 @@ def _page_args(app: Flask, req: Request, default_limit: int | None) -> tuple[int
                     )
                 ]
             )
-    return limit, req.args.get("cursor") or None
+    return limit, (args["cursor"] if "cursor" in args else None) or None
 
 
 #: Query arguments that page through a list without changing which list it is.
