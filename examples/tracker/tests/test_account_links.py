@@ -126,7 +126,7 @@ def test_the_link_sets_a_new_password_once_and_logs_every_browser_out(
     form = client.get(path)
     assert form.status_code == 200
     assert form.headers["Cache-Control"] == "no-store"
-    assert form.headers["Referrer-Policy"] == "no-referrer"
+    assert form.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
     assert b"For alice@example.com." in form.data
 
     rv = client.post(path, data={"password": NEW_PASSWORD})
