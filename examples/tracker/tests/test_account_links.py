@@ -514,3 +514,13 @@ def test_a_sign_up_whose_mail_fails_still_signs_up_and_says_so(app, client, db, 
     assert rv.status_code == 200
     assert b"The mail to zed@example.com could not be sent: ask for a new link." in rv.data
     assert b"Please verify your email" in rv.data
+
+
+def test_new_verification_links_are_throttled_like_resets(api, login, world, outbox):
+    for _ in range(3):
+        assert api("dave").post("/api/v1/me/email/verification").status_code == 202
+    rv = api("dave").post("/api/v1/me/email/verification")
+    assert problem(rv, 429, "too-many-mails")["detail"].startswith("Too many mails asked for.")
+    page = login("dave").post("/verify-email/resend", follow_redirects=True)
+    assert b"Too many mails asked for. Try again in 15 minutes." in page.data
+    assert len(outbox) == 3
