@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from tracker.labels import DEFAULT_LABELS
 from tracker.models import Comment, Issue, Label, Project
 from tracker.seed import DEMO_LOGIN, DEMO_PASSWORD
 
@@ -18,7 +19,7 @@ def test_seed_loads_organizations_users_projects_and_issues(app, count):
     assert "2 organizations, 10 users, 4 projects, 1200 issues" in result.output
     assert f"log in as {DEMO_LOGIN} / {DEMO_PASSWORD}" in result.output
     assert (count(Organization), count(Project), count(Issue)) == (2, 4, 1200)
-    assert count(Label) == 14
+    assert count(Label) == 2 * len(DEFAULT_LABELS)  # the default set, coloured
     assert 0 < count(Comment) < 1200
     # Every issue is in its project's organization, assigned (if at all) to a member.
     project_org = sa.select(Project.organization_id).where(Project.id == Issue.project_id)
