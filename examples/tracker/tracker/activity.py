@@ -162,7 +162,7 @@ def unread_count(user: User) -> int:
     )
 
 
-def inbox(user: User, unread_only: bool = False) -> sa.Select[tuple[Notification]]:
+def inbox(user: User, unread_only: bool = False) -> sa.Select[Notification]:
     """The select of ``user``'s notifications (unordered: pagination orders
     it newest first); each row comes with its activity, actor and issue."""
     stmt = sa.select(Notification).where(Notification.user_id == user.id)
@@ -233,6 +233,43 @@ def timeline(issue: Issue) -> list[Activity]:
     )
 
 
-def activity_of(issue: Issue) -> sa.Select[tuple[Activity]]:
+def activity_of(issue: Issue) -> sa.Select[Activity]:
     """The select of ``issue``'s activity (pagination orders it)."""
     return sa.select(Activity).where(Activity.issue_id == issue.id)
+
+
+def _names(names: t.Iterable[str]) -> str:
+    return ", ".join(names)
+
+
+def describe(row: Activity) -> str:
+    """What ``row`` did, as the timeline, the inbox and the digest say it
+    after the actor's name: ``"closed the issue"``."""
+    d = row.detail or {}
+    if row.kind == "created":
+        return "opened the issue"
+    if row.kind == "title":
+        return f"changed the title from “{d.get('from', '')}” to “{d.get('to', '')}”"
+    if row.kind == "description":
+        return "edited the description"
+    if row.kind == "status":
+        return "closed the issue" if d.get("to") == "closed" else "reopened the issue"
+    if row.kind == "assignee":
+        new, old = d.get("to"), d.get("from")
+        if new is None:
+            return f"unassigned {old['name'] if old else 'the issue'}"
+        return f"assigned {new['name']}" + (f" instead of {old['name']}" if old else "")
+    if row.kind == "labels":
+        parts = []
+        if d.get("added"):
+            parts.append(f"added {_names(d['added'])}")
+        if d.get("removed"):
+            parts.append(f"removed {_names(d['removed'])}")
+        return " and ".join(parts) or "changed the labels"
+    if row.kind == "comment":
+        return "commented"
+    return row.kind
+
+
+#: Why a notification came, as the inbox says it.
+REASONS = {"mentioned": "mentioned you", "assigned": "assigned to you", "watching": "watching"}

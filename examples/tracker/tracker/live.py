@@ -78,3 +78,26 @@ def script(live: dict[str, int] | None) -> Markup:
         '<script id="live-config" type="application/json">{}</script>\n'
         '<script src="{}"></script>\n<script src="{}"></script>'
     ).format(Markup(dumps(config)), client, page)
+
+
+def inbox_script() -> Markup:
+    """The tags that keep the header's unread count live: the viewer's own
+    channel ``user:<id>``, renewed from ``/notifications/token``."""
+    user = get_user()
+    if user is None or not enabled():
+        return Markup("")
+    channels = [f"user:{user.id}"]
+    config = {
+        "url": stream_url(),
+        "channels": channels,
+        "token": channel_token(user, channels),
+        "cursor": cursor(channels),
+        "renew": url_for("notifications.token"),
+    }
+    page = url_for("static", filename="inbox.js")
+    return Markup(
+        '<script id="inbox-config" type="application/json">{}</script>\n'
+        '<script src="{}"></script>\n<script src="{}"></script>'
+    ).format(
+        Markup(dumps(config)), url_for("karaffe_events.static", filename="karaffe-events.js"), page
+    )
