@@ -72,7 +72,7 @@ def test_the_activity_list_pages_with_cursors(api, world):
     seen = [r["id"] for r in first.get_json()]
     next_url = first.headers["Link"].split(";")[0].strip("<>")
     second = alice.get(next_url)
-    assert [r["id"] for r in second.get_json()][0] > seen[-1]
+    assert second.get_json()[0]["id"] > seen[-1]
 
 
 def test_another_organizations_issue_activity_is_not_found(api, world):
