@@ -4,8 +4,10 @@ it for the people mentioned, assigned, or watching, never the actor."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 
+import pytest
 import sqlalchemy as sa
 from tracker import mentions
 from tracker.models import Activity, Notification, Watch
@@ -309,3 +311,58 @@ def test_the_watch_button_watches_and_unwatches(login, world, app):
 def test_the_members_page_shows_handles(login, world):
     page = login("alice").get("/o/acme/members").get_data(as_text=True)
     assert f'id="member-{world.users["dave"]}"' in page and "@dave" in page
+
+
+# -- the live unread count ----------------------------------------------------------------
+
+
+def test_a_mention_publishes_the_new_unread_count_on_the_users_own_channel(
+    api, world, captured_events
+):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@bob and @dave"})
+    counts = [(e.channel, e.data) for e in captured_events if e.type == "notifications.unread"]
+    assert sorted(counts) == sorted(
+        [
+            (f"user:{world.users['bob']}", {"unread": 1}),
+            (f"user:{world.users['dave']}", {"unread": 1}),
+        ]
+    )
+    captured_events.clear()
+    assert api("bob").post("/api/v1/notifications/read").status_code == 200
+    assert [(e.channel, e.type, e.data) for e in captured_events] == [
+        (f"user:{world.users['bob']}", "notifications.unread", {"unread": 0})
+    ]
+
+
+def test_nothing_is_published_when_nothing_was_unread(api, world, captured_events):
+    assert api("bob").post("/api/v1/notifications/read").get_json() == {"marked": 0}
+    assert captured_events == []
+
+
+def test_the_channel_token_grants_only_the_viewers_own_channel(login, world, app):
+    from karaffe.events import ChannelForbidden
+    from karaffe.events.publish import state_for
+
+    response = login("bob").get("/notifications/token")
+    assert response.status_code == 200
+    with app.app_context():
+        grant = state_for().signer.verify(response.get_json()["token"])
+    assert grant.channels == (f"user:{world.users['bob']}",)
+    assert grant.user == str(world.users["bob"])
+    with pytest.raises(ChannelForbidden):
+        grant.check_channels([f"user:{world.users['alice']}"])
+
+
+def test_the_channel_token_needs_a_login(app, world):
+    response = app.test_client().get("/notifications/token")
+    assert response.status_code == 302
+    assert "/login" in response.headers["Location"]
+
+
+def test_every_page_follows_the_viewers_channel_for_the_count(login, world):
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    config = page.split('<script id="inbox-config" type="application/json">')[1].split("</script>")[
+        0
+    ]
+    assert json.loads(config)["channels"] == [f"user:{world.users['dave']}"]
+    assert json.loads(config)["renew"] == "/notifications/token"
