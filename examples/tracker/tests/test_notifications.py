@@ -366,3 +366,49 @@ def test_every_page_follows_the_viewers_channel_for_the_count(login, world):
     ]
     assert json.loads(config)["channels"] == [f"user:{world.users['dave']}"]
     assert json.loads(config)["renew"] == "/notifications/token"
+
+
+# -- queries per page ----------------------------------------------------------------------
+
+
+def queries_of(app, client, path: str) -> int:
+    """How many SQL statements a GET of ``path`` runs."""
+    statements: list[str] = []
+
+    def executed(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = database.engine
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+    return len(statements)
+
+
+def test_the_issue_page_costs_the_same_queries_with_a_long_timeline(api, login, world, app):
+    url, page = _issue_url(world), f"/o/acme/issues/{world.issues['first']}"
+    bob = login("bob")
+    bob.get(page)  # warm: the login session's first use
+    short = queries_of(app, bob, page)
+    for n in range(12):
+        api(("alice", "dave")[n % 2]).post(f"{url}/comments", json={"body": f"@bob note {n}"})
+        api("alice").patch(url, json={"status": ("closed", "open")[n % 2]})
+    api("alice").patch(url, json={"assignee_id": world.users["alice"]})
+    assert queries_of(app, bob, page) == short
+
+
+def test_the_inbox_costs_the_same_queries_for_two_or_twenty_notifications(api, login, world, app):
+    url = _issue_url(world)
+    for n in range(2):
+        api("alice").post(f"{url}/comments", json={"body": f"@bob {n}"})
+    bob = login("bob")
+    bob.get("/notifications")
+    few = queries_of(app, bob, "/notifications")
+    for n in range(18):
+        api(("alice", "dave")[n % 2]).post(
+            f"{_issue_url(world, ('first', 'second')[n % 2])}/comments", json={"body": f"@bob {n}"}
+        )
+    assert queries_of(app, bob, "/notifications") == few
