@@ -654,6 +654,7 @@ def test_mention_with_the_keyboard_and_the_mentioned_count_goes_up_live(
     mention = page.locator(".comment .text a.mention").last
     assert mention.inner_text() == "@bob"
     assert "/members#member-" in mention.get_attribute("href")
+    shoot(page, "issue-timeline", full=True)
 
     # Bob's header counts it without a reload.
     bob.wait_for_function(
@@ -662,6 +663,7 @@ def test_mention_with_the_keyboard_and_the_mentioned_count_goes_up_live(
     assert badge.is_visible()
     bob.reload()
     assert "commented" in bob.locator(".notification").first.inner_text()
+    shoot(bob, "inbox")
     bob.click("text=Mark all read")
     assert bob.locator("#unread-count").is_hidden()
     bob.context.close()
