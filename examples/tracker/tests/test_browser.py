@@ -217,7 +217,7 @@ def test_end_a_session_from_the_settings_page_then_change_the_password(
     for device in (phone, tablet, page):
         _log_in(device, live_url)
 
-    page.click(".topbar .me a")
+    page.click(".topbar .me a[title=Settings]")
     assert page.locator("h1").inner_text() == "Profile"
     page.click("main nav >> text=Sessions")
     page.wait_for_url("**/settings/sessions")

@@ -4,8 +4,9 @@ is published when, and the script tag that follows.
 Channels: ``project:<id>`` (its issue list), ``issue:<id>`` (its page) and
 ``user:<id>`` (one user's own: their unread count, see :mod:`tracker.activity`).
 A member of an organization may follow the channels of its projects and
-issues, and everyone their own user channel and no other; a page renders a token for exactly the channels it shows, with the
-cursor of its render time, so nothing published in between is missed.
+issues, and everyone their own user channel and no other; a page renders a
+token for exactly the channels it shows, with the cursor of its render time,
+so nothing published in between is missed.
 
 The pages work without JavaScript; with it, a banner offers to reload when
 something changed (``static/live.js``).
