@@ -412,3 +412,22 @@ def test_the_inbox_costs_the_same_queries_for_two_or_twenty_notifications(api, l
             f"{_issue_url(world, ('first', 'second')[n % 2])}/comments", json={"body": f"@bob {n}"}
         )
     assert queries_of(app, bob, "/notifications") == few
+
+
+def test_a_bad_activity_limit_is_a_422(api, world):
+    response = api("alice").get(f"{_issue_url(world)}/activity?limit=0")
+    assert response.status_code == 422
+    (error,) = response.get_json()["errors"]
+    assert error["loc"] == ["query", "limit"]
+
+
+def test_titles_and_names_are_inert_in_the_timeline_and_the_inbox(api, login, world):
+    url = _issue_url(world)
+    api("alice").patch(url, json={"title": "<script>alert(1)</script>"})
+    api("alice").post(f"{url}/comments", json={"body": "@bob <img src=x onerror=alert(1)>"})
+    issue_page = login("bob").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
+    inbox = login("bob").get("/notifications").get_data(as_text=True)
+    for html in (issue_page, inbox):
+        assert "<script>alert(1)</script>" not in html
+        assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in inbox
