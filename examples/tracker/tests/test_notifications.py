@@ -431,3 +431,18 @@ def test_titles_and_names_are_inert_in_the_timeline_and_the_inbox(api, login, wo
         assert "<script>alert(1)</script>" not in html
         assert "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in inbox
+
+
+def test_editing_a_comment_notifies_only_the_newly_mentioned(api, world, app):
+    url = _issue_url(world)
+    api("dave").post(f"{url}/comments", json={"body": "watching this"})
+    comment = api("alice").post(f"{url}/comments", json={"body": "@bob look"}).get_json()
+    before = notifications_of(app, world.users["dave"])
+    edited = api("alice").patch(
+        f"/api/v1/comments/{comment['id']}", json={"body": "@bob @dave look"}
+    )
+    assert edited.status_code == 200
+    assert notifications_of(app, world.users["bob"]) == [("mentioned", "comment")]
+    assert notifications_of(app, world.users["dave"]) == [*before, ("mentioned", "comment")]
+    (last,) = api("dave").get("/api/v1/notifications?limit=1").get_json()
+    assert last["activity"]["detail"]["edited"] is True

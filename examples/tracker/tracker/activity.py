@@ -85,7 +85,7 @@ def record(
         if user_id != actor.id and _STRENGTH[reason] > _STRENGTH.get(reasons.get(user_id, ""), 0):
             reasons[user_id] = reason
 
-    if kind in WATCHED_KINDS:
+    if kind in WATCHED_KINDS and not activity.detail.get("edited"):
         for user_id, watch in watches.items():
             if watch.watching:
                 give(user_id, "watching")
@@ -267,7 +267,7 @@ def describe(row: Activity) -> str:
             parts.append(f"removed {_names(d['removed'])}")
         return " and ".join(parts) or "changed the labels"
     if row.kind == "comment":
-        return "commented"
+        return "edited a comment" if d.get("edited") else "commented"
     return row.kind
 
 

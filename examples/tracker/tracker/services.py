@@ -642,9 +642,23 @@ def edit_comment(comment: Comment, actor: User, body: str) -> Comment:
     """Replace the text of a comment (its author or an admin)."""
     _require_change(comment, actor, "edit")
     if body != comment.body:
+        handles = mentions.ids(comment.organization_id)
+        added = set(mentions.mentioned(body, handles)) - set(
+            mentions.mentioned(comment.body, handles)
+        )
         comment.body = body
         comment.edited_at = utcnow()
         db.session.flush()
+        if added:
+            # Only the newly mentioned hear of an edit, not the watchers.
+            issue = get_or_404(Issue, comment.issue_id)
+            activity.record(
+                issue,
+                actor,
+                "comment",
+                {"comment_id": comment.id, "edited": True},
+                mentions=sorted(added),
+            )
         live.comment_changed("updated", comment)
     return comment
 
