@@ -217,7 +217,7 @@ def test_end_a_session_from_the_settings_page_then_change_the_password(
     for device in (phone, tablet, page):
         _log_in(device, live_url)
 
-    page.click(".topbar .me a")
+    page.click(".topbar .me a[title=Settings]")
     assert page.locator("h1").inner_text() == "Profile"
     page.click("main nav >> text=Sessions")
     page.wait_for_url("**/settings/sessions")
@@ -609,3 +609,61 @@ def test_phone_header_is_one_row_and_filters_start_folded(live_url: str, page: t
     assert page.locator(".topbar nav >> text=Acme Robotics").is_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shoot(page, "phone-menu")
+
+
+def test_mention_with_the_keyboard_and_the_mentioned_count_goes_up_live(
+    live_url: str, page: t.Any
+) -> None:
+    # Bob reads his inbox in a browser of his own.
+    bob = page.context.browser.new_context().new_page()
+    bob.set_default_timeout(10_000)
+    bob.goto(live_url + "/login")
+    bob.fill("#f-email", "bob@example.com")
+    bob.fill("#f-password", seed.DEMO_PASSWORD)
+    bob.click("main button[type=submit]")
+    bob.goto(live_url + "/notifications")
+    badge = bob.locator("#unread-count")
+    before = int(badge.inner_text() or 0)
+    bob.wait_for_timeout(500)  # let its stream connect (it resumes from the cursor anyway)
+
+    _log_in(page, live_url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    page.click(".issues .title >> nth=0")
+    box = page.locator("#f-body")
+    box.click()
+    box.press_sequentially("Thanks @bo")
+    options = page.locator(".mention-list [role=option]")
+    options.first.wait_for()
+    assert box.get_attribute("aria-expanded") == "true"
+    assert options.first.get_attribute("aria-selected") == "true"
+    assert "@bob" in options.first.inner_text()
+    shoot(page, "mention-autocomplete")
+    box.press("Enter")  # inserts the handle; the form is not submitted
+    assert box.input_value() == "Thanks @bob "
+    assert page.locator(".mention-list").is_hidden()
+    box.press_sequentially("and @")  # every member, by when they joined
+    options.nth(1).wait_for()
+    box.press("ArrowDown")
+    assert options.nth(1).get_attribute("aria-selected") == "true"
+    assert box.get_attribute("aria-activedescendant") == options.nth(1).get_attribute("id")
+    box.press("Escape")  # closes the list, leaves the text as typed
+    assert page.locator(".mention-list").is_hidden()
+    assert box.input_value() == "Thanks @bob and @"
+    page.click("button:text-is('Comment')")
+    mention = page.locator(".comment .text a.mention").last
+    assert mention.inner_text() == "@bob"
+    assert "/members#member-" in mention.get_attribute("href")
+    shoot(page, "issue-timeline", full=True)
+
+    # Bob's header counts it without a reload.
+    bob.wait_for_function(
+        "n => document.getElementById('unread-count').textContent === String(n)", arg=before + 1
+    )
+    assert badge.is_visible()
+    bob.reload()
+    assert "commented" in bob.locator(".notification").first.inner_text()
+    shoot(bob, "inbox")
+    bob.click("text=Mark all read")
+    assert bob.locator("#unread-count").is_hidden()
+    bob.context.close()

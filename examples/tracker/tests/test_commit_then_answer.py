@@ -84,6 +84,14 @@ def _comment(c: Clients) -> int:
     return int(rv.get_json()["id"])
 
 
+def _notification(c: Clients) -> int:
+    """The id of a notification of bob's (alice mentions him)."""
+    _mention = {"body": "@bob have a look"}
+    rv = c.api("alice").post(f"/api/v1/issues/{c.world.issues['first']}/comments", json=_mention)
+    assert rv.status_code == 201, rv.data
+    return int(c.api("bob").get("/api/v1/notifications").get_json()[0]["id"])
+
+
 #: One successful call of each write route: (endpoint, call, expected status).
 # fmt: off
 CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
@@ -143,6 +151,13 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("accounts.resend_verification", lambda c: c.login("bob").post("/verify-email/resend"), 302),
     ("settings.change_name", lambda c: c.login("bob").post("/settings/profile", data={"name": "Robert"}), 302),
     ("settings.change_email", lambda c: c.login("bob").post("/settings/email", data={"email": "rob@example.com", "current_password": PASSWORD}), 302),
+    ("api_v1.watch", lambda c: c.api("dave").put(f"/api/v1/issues/{c.world.issues['first']}/watch"), 200),
+    ("api_v1.unwatch", lambda c: c.api("dave").delete(f"/api/v1/issues/{c.world.issues['first']}/watch"), 200),
+    ("api_v1.mark_read", lambda c: c.api("bob").post(f"/api/v1/notifications/{_notification(c)}/read"), 200),
+    ("api_v1.mark_all_read", lambda c: c.api("bob").post("/api/v1/notifications/read") if _notification(c) else None, 200),
+    ("notifications.watch", lambda c: c.login("dave").post(f"/o/acme/issues/{c.world.issues['first']}/watch", data={"watching": "1"}), 303),
+    ("notifications.mark_read", lambda c: c.login("bob").post(f"/notifications/{_notification(c)}/read", data={"open": "1"}), 303),
+    ("notifications.mark_all_read", lambda c: c.login("bob").post("/notifications/read") if _notification(c) else None, 303),
     ("settings.revoke_token", lambda c: c.login("bob").post(f"/settings/tokens/{c.token_of('bob')}/revoke"), 302),
 ]
 # fmt: on

@@ -222,6 +222,7 @@ def url_of(rule, world) -> str:
         "label_id": world.labels["bug"],
         "comment_id": 1,
         "user_id": world.users["dave"],
+        "notification_id": 1,
     }
     path = rule.rule
     for name in rule.arguments:

@@ -5,7 +5,8 @@
     flask --app tracker karaffe run-job tracker.jobs.send_daily_digest
 
 Each job names whose data it acts on: the digest acts as each user in turn
-(seeing exactly what that user sees in the web app), purging invitations is
+(seeing exactly what that user sees in the web app) and mails their unread
+notifications of the day (:mod:`tracker.activity`), purging invitations is
 explicitly unscoped, and purging API tokens touches no organization's data.
 
 Mail goes through :mod:`tracker.mail` (Flask-Mailman, ``MAIL_BACKEND``).
@@ -14,6 +15,7 @@ Mail goes through :mod:`tracker.mail` (Flask-Mailman, ``MAIL_BACKEND``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Iterable
 
@@ -26,8 +28,8 @@ from karaffe.auth import ApiToken, AuthSettings, User, UserSession, utcnow
 from karaffe.db import db
 from karaffe.jobs import ActingAs, current_run, job, progress
 
-from . import mail
-from .models import Comment, Invitation, Issue, Project
+from . import activity, mail
+from .models import Invitation, Notification, Project
 from .settings import TrackerSettings
 
 __all__ = [
@@ -57,64 +59,54 @@ def _window_end() -> dt.datetime:
 
 
 def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage | None:
-    """The digest of what happened in ``user``'s organizations between
-    ``start`` and ``end``, or ``None`` when nothing did. Called acting as
-    ``user``: the queries see only their organizations."""
-    created = list(
+    """The digest of ``user``'s notifications of the day (``start`` to
+    ``end``) still unread when it is built, or ``None`` when there are none:
+    what they read in the app is not mailed again. Called acting as
+    ``user``: the queries see only their organizations (a notification of
+    one they left is not sent)."""
+    unread = list(
         db.session.scalars(
-            sa.select(Issue)
-            .where(Issue.created_at > start, Issue.created_at <= end)
-            .order_by(Issue.project_id, Issue.id)
+            sa.select(Notification)
+            .where(
+                Notification.user_id == user.id,
+                Notification.read_at.is_(None),
+                Notification.created_at > start,
+                Notification.created_at <= end,
+            )
+            .order_by(Notification.id)
         )
     )
-    updated = list(
-        db.session.scalars(
-            sa.select(Issue)
-            .where(Issue.updated_at > start, Issue.updated_at <= end, Issue.created_at <= start)
-            .order_by(Issue.project_id, Issue.id)
-        )
-    )
-    comments: list[tuple[Comment, Issue]] = [
-        (comment, issue)
-        for comment, issue in db.session.execute(
-            sa.select(Comment, Issue)
-            .join(Issue, Issue.id == Comment.issue_id)
-            .where(Comment.created_at > start, Comment.created_at <= end)
-            .where(sa.or_(Comment.author_id.is_(None), Comment.author_id != user.id))
-            .order_by(Issue.project_id, Issue.id, Comment.id)
-        )
-    ]
-    if not (created or updated or comments):
+    if not unread:
         return None
-    project_ids = {i.project_id for i in created + updated} | {i.project_id for _, i in comments}
+    project_ids = {n.issue.project_id for n in unread}
     projects = {
         p.id: p.name
         for p in db.session.scalars(sa.select(Project).where(Project.id.in_(project_ids)))
     }
-    lines = [f"Hello {user.name or user.email},", "", f"activity until {end:%Y-%m-%d %H:%M} UTC:"]
-    for title, issues in (("New issues", created), ("Updated issues", updated)):
-        if issues:
-            lines += ["", f"{title}:"]
-            lines += [
-                f"  [{projects.get(i.project_id, '?')}] #{i.id} {i.title} ({i.status})"
-                for i in issues
-            ]
-    if comments:
-        lines += ["", "New comments:"]
-        for comment, issue in comments:
-            author = comment.author.email if comment.author else "someone"
-            lines.append(f"  [{projects.get(issue.project_id, '?')}] #{issue.id} {author}:")
+    count = len(unread)
+    plural = "s" if count != 1 else ""
+    lines = [
+        f"Hello {user.name or user.email},",
+        "",
+        f"{count} unread notification{plural} until {end:%Y-%m-%d %H:%M} UTC:",
+    ]
+    for issue_id, group in itertools.groupby(unread, key=lambda n: n.issue_id):
+        items = list(group)
+        issue = items[0].issue
+        lines += ["", f"[{projects.get(issue.project_id, '?')}] #{issue_id} {issue.title}"]
+        for n in items:
+            actor = n.activity.actor.name if n.activity.actor else "someone"
             lines.append(
-                f"    {comment.body.strip().splitlines()[0][:200] if comment.body else ''}"
+                f"  {actor} {activity.describe(n.activity)} ({activity.REASONS[n.reason]})"
             )
-    count = len(created) + len(updated) + len(comments)
-    subject = f"tracker: {count} update{'s' if count != 1 else ''} in your projects"
+    lines += ["", "Read them in your inbox: the digest leaves out what you have read."]
+    subject = f"tracker: {count} unread notification{plural}"
     return mail.message(user.email, subject, "\n".join(lines) + "\n")
 
 
 @job(schedule="0 7 * * *", missed="catch_up", context=ActingAs(_active_users))
 def send_daily_digest() -> bool:
-    """Mail each user the issue activity of the last day in their organizations."""
+    """Mail each user their notifications of the last day they have not read."""
     user_id = tenancy.current_scope().user_id
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None:

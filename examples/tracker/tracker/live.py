@@ -1,10 +1,12 @@
 """Live pages with :mod:`karaffe.events`: who may follow which channel, what
 is published when, and the script tag that follows.
 
-Channels: ``project:<id>`` (its issue list) and ``issue:<id>`` (its page).
+Channels: ``project:<id>`` (its issue list), ``issue:<id>`` (its page) and
+``user:<id>`` (one user's own: their unread count, see :mod:`tracker.activity`).
 A member of an organization may follow the channels of its projects and
-issues; a page renders a token for exactly the channels it shows, with the
-cursor of its render time, so nothing published in between is missed.
+issues, and everyone their own user channel and no other; a page renders a
+token for exactly the channels it shows, with the cursor of its render time,
+so nothing published in between is missed.
 
 The pages work without JavaScript; with it, a banner offers to reload when
 something changed (``static/live.js``).
@@ -78,3 +80,26 @@ def script(live: dict[str, int] | None) -> Markup:
         '<script id="live-config" type="application/json">{}</script>\n'
         '<script src="{}"></script>\n<script src="{}"></script>'
     ).format(Markup(dumps(config)), client, page)
+
+
+def inbox_script() -> Markup:
+    """The tags that keep the header's unread count live: the viewer's own
+    channel ``user:<id>``, renewed from ``/notifications/token``."""
+    user = get_user()
+    if user is None or not enabled():
+        return Markup("")
+    channels = [f"user:{user.id}"]
+    config = {
+        "url": stream_url(),
+        "channels": channels,
+        "token": channel_token(user, channels),
+        "cursor": cursor(channels),
+        "renew": url_for("notifications.token"),
+    }
+    page = url_for("static", filename="inbox.js")
+    return Markup(
+        '<script id="inbox-config" type="application/json">{}</script>\n'
+        '<script src="{}"></script>\n<script src="{}"></script>'
+    ).format(
+        Markup(dumps(config)), url_for("karaffe_events.static", filename="karaffe-events.js"), page
+    )

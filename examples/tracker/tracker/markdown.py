@@ -20,6 +20,11 @@ it. Links get ``rel="nofollow noopener"`` (no search-engine credit for spam,
 no ``window.opener`` for the target) and open in a new tab, so a half-written
 comment is not lost by following one.
 
+``@handle`` mentions a member (see :mod:`tracker.mentions`): given the
+organization's handles, the parser turns a known one into a link to the
+member (``<a class="mention">``); an unknown one, or one inside code, stays
+text. The same parse tells the services whom a text mentions.
+
 The rendered HTML of a text is cached (the same description is rendered for
 every reader); the cache is bounded.
 """
@@ -27,7 +32,9 @@ every reader); the cache is bounded.
 from __future__ import annotations
 
 import functools
+import re
 import typing as t
+from collections.abc import Mapping
 
 import nh3
 from markdown_it import MarkdownIt
@@ -37,10 +44,11 @@ if t.TYPE_CHECKING:
     from collections.abc import Sequence
 
     from markdown_it.renderer import RendererHTML
+    from markdown_it.rules_inline import StateInline
     from markdown_it.token import Token
     from markdown_it.utils import EnvType, OptionsDict
 
-__all__ = ["render"]
+__all__ = ["mentions", "render"]
 
 #: What the rendered HTML may contain, and nothing else.
 TAGS = {
@@ -58,6 +66,10 @@ URL_SCHEMES = {"http", "https", "mailto"}
 #: Alignment of table columns is the only style markdown-it writes.
 STYLE_PROPERTIES = {"text-align"}
 LINK_REL = "nofollow noopener"
+#: A handle after ``@``: letters, digits, ``.``, ``_``, ``-``, not ending in punctuation.
+HANDLE = re.compile(r"@([a-z0-9](?:[a-z0-9._-]*[a-z0-9])?)", re.IGNORECASE)
+#: A mention starts a word: ``bob@acme.com`` mentions nobody.
+_WORD = re.compile(r"[a-z0-9._+-]", re.IGNORECASE)
 
 
 def _image_as_link(tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
@@ -71,11 +83,38 @@ def _image_as_link(tokens: Sequence[Token], idx: int, options: OptionsDict, env:
     return f'<a href="{escape(src)}"{title_attr}>Image: {escape(alt)}</a>'
 
 
+def _mention(state: StateInline, silent: bool) -> bool:
+    """``@handle`` of a member (``env["mentions"]`` has it) becomes a
+    ``mention`` token."""
+    if state.src[state.pos] != "@":
+        return False
+    if state.pos > 0 and _WORD.match(state.src[state.pos - 1]):
+        return False
+    match = HANDLE.match(state.src, state.pos)
+    known = state.env.get("mentions") if isinstance(state.env, dict) else None
+    if match is None or not known or match.group(1).lower() not in known:
+        return False
+    if not silent:
+        token = state.push("mention", "", 0)
+        token.meta = {"handle": match.group(1).lower()}
+        token.content = match.group(0)
+    state.pos = match.end()
+    return True
+
+
+def _render_mention(tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+    handle = tokens[idx].meta["handle"]
+    href = env["mentions"][handle]
+    return f'<a class="mention" href="{escape(href)}">@{escape(handle)}</a>'
+
+
 def _parser() -> MarkdownIt:
     options = {"html": False, "breaks": True}
     md = MarkdownIt("commonmark", options).enable(["table", "strikethrough"])
     renderer = t.cast("RendererHTML", md.renderer)
     renderer.rules["image"] = _image_as_link  # type: ignore[assignment]
+    renderer.rules["mention"] = _render_mention  # type: ignore[assignment]
+    md.inline.ruler.before("emphasis", "mention", _mention)
     return md
 
 
@@ -83,12 +122,13 @@ _MD = _parser()
 
 
 @functools.lru_cache(maxsize=2048)
-def _render(text: str) -> str:
-    html = _MD.render(text)
+def _render(text: str, links: tuple[tuple[str, str], ...] = ()) -> str:
+    html = _MD.render(text, {"mentions": dict(links)} if links else {})
     return nh3.clean(
         html,
         tags=TAGS,
         attributes=ATTRIBUTES,
+        allowed_classes={"a": {"mention"}},
         url_schemes=URL_SCHEMES,
         link_rel=LINK_REL,
         set_tag_attribute_values={"a": {"target": "_blank"}},
@@ -97,6 +137,32 @@ def _render(text: str) -> str:
     ).strip()
 
 
-def render(text: str | None) -> Markup:
-    """``text`` (Markdown) as safe HTML, ready for a template."""
-    return Markup(_render(text or ""))
+def _known(text: str, handles: Mapping[str, t.Any]) -> list[str]:
+    return sorted({h.lower() for h in HANDLE.findall(text)} & set(handles))
+
+
+def render(text: str | None, mentions: Mapping[str, str] | None = None) -> Markup:
+    """``text`` (Markdown) as safe HTML, ready for a template; ``mentions``
+    (``{handle: url}``) links the ``@handle`` of members."""
+    text = text or ""
+    links = tuple((h, (mentions or {})[h]) for h in _known(text, mentions or {}))
+    return Markup(_render(text, links))
+
+
+def mentions(text: str, handles: Mapping[str, t.Any]) -> list[str]:
+    """The handles among ``handles`` that ``text`` mentions, in order (a
+    handle in code or in an email address is not a mention)."""
+    known = _known(text, handles)
+    if not known:
+        return []
+    found: list[str] = []
+
+    def walk(tokens: Sequence[Token]) -> None:
+        for token in tokens:
+            if token.type == "mention":
+                found.append(token.meta["handle"])
+            if token.children:
+                walk(token.children)
+
+    walk(_MD.parse(text, {"mentions": dict.fromkeys(known, "")}))
+    return found

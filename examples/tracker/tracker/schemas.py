@@ -375,3 +375,80 @@ class MarkdownIn(_In):
 
 class MarkdownOut(_Out):
     html: str = Field(description="`text` rendered to sanitized HTML, as the pages show it.")
+
+
+# -- activity, notifications, mentions (see tracker.activity) ------------------------
+
+ActivityKind = t.Literal[
+    "created", "title", "description", "status", "assignee", "labels", "comment"
+]
+Reason = t.Literal["mentioned", "assigned", "watching"]
+
+
+class ActivityOut(_Out):
+    """One change to an issue."""
+
+    id: int
+    issue_id: int
+    kind: ActivityKind
+    actor: UserRef | None
+    detail: dict[str, t.Any] = Field(
+        description='By kind: `{"from", "to"}` for `title` and `status`; `{"from", "to"}` '
+        "users (`{id, name}` or null) for `assignee`; `{added, removed}` label names for "
+        '`labels`; `{"comment_id"}` for `comment`; `mentions`: ids of the members it mentioned.'
+    )
+    created_at: Timestamp
+
+
+class IssueRef(_Out):
+    id: int
+    project_id: int
+    title: str
+    status: Status
+
+
+class NotificationOut(_Out):
+    """An activity that concerns the caller, and why."""
+
+    id: int
+    reason: Reason = Field(
+        description="`mentioned`, `assigned`, or `watching` (a comment or a status change "
+        "on an issue the caller watches)."
+    )
+    read: bool
+    created_at: Timestamp
+    read_at: Timestamp | None
+    issue: IssueRef
+    activity: ActivityOut
+
+
+class NotificationQuery(BaseModel):
+    """Which notifications; ``cursor`` and ``limit`` page through them."""
+
+    unread: bool = Field(False, description="Only the unread ones.")
+
+
+class UnreadOut(_Out):
+    unread: int = Field(description="How many notifications the caller has not read.")
+
+
+class MarkedOut(_Out):
+    marked: int = Field(description="How many notifications were unread and now are read.")
+
+
+class WatchOut(_Out):
+    watching: bool
+
+
+class MentionQuery(BaseModel):
+    q: t.Annotated[str, StringConstraints(max_length=60)] = Field(
+        "", description="The start of a handle or of a name (`@` optional)."
+    )
+
+
+class MentionableOut(_Out):
+    """A member that ``@handle`` mentions."""
+
+    id: int
+    name: str
+    handle: str

@@ -41,7 +41,7 @@ from karaffe.tenancy import (
     unscoped,
 )
 
-from . import live
+from . import activity, live, mentions
 from .forms import FieldError
 from .labels import DEFAULT_LABELS, color_for
 from .models import Comment, Invitation, Issue, Label, Project, issue_labels
@@ -453,14 +453,63 @@ def create_issue(project: Project, actor: User, data: IssueIn) -> Issue:
     )
     db.session.add(issue)
     db.session.flush()
+    activity.record(
+        issue,
+        actor,
+        "created",
+        mentions=mentions.mentioned(issue.description, mentions.ids(issue.organization_id)),
+        assigned=issue.assignee_id,
+        watchers=[actor.id],
+    )
     live.issue_changed("created", issue)
     return issue
+
+
+def _person(user_id: int | None) -> dict[str, t.Any] | None:
+    if user_id is None:
+        return None
+    user = db.session.get(User, user_id)
+    return {"id": user_id, "name": user.name if user else ""}
+
+
+def _record_changes(
+    issue: Issue, actor: User, before: dict[str, t.Any], labels_before: list[str] | None
+) -> None:
+    """One activity row per field ``update_issue`` changed."""
+    for field in ("title", "status"):
+        if before[field] != getattr(issue, field):
+            activity.record(
+                issue, actor, field, {"from": before[field], "to": getattr(issue, field)}
+            )
+    if before["description"] != issue.description:
+        handles = mentions.ids(issue.organization_id)
+        new = set(mentions.mentioned(issue.description, handles))
+        old = set(mentions.mentioned(before["description"], handles))
+        activity.record(issue, actor, "description", mentions=sorted(new - old))
+    if before["assignee_id"] != issue.assignee_id:
+        activity.record(
+            issue,
+            actor,
+            "assignee",
+            {"from": _person(before["assignee_id"]), "to": _person(issue.assignee_id)},
+            assigned=issue.assignee_id,
+        )
+    if labels_before is not None:
+        after = [label.name for label in issue.labels]
+        added = [n for n in after if n not in labels_before]
+        removed = [n for n in labels_before if n not in after]
+        if added or removed:
+            activity.record(issue, actor, "labels", {"added": added, "removed": removed})
 
 
 def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
     """Change the fields ``data`` was given (``assignee_id: null`` unassigns)."""
     require_member(issue.organization_id, actor)
     fields = data.model_fields_set
+    before = {
+        name: getattr(issue, name) for name in ("title", "description", "status", "assignee_id")
+    }
+    labels_before = [label.name for label in issue.labels] if "label_ids" in fields else None
     for name in ("title", "description", "status"):
         value = getattr(data, name)
         if name in fields and value is None:
@@ -478,6 +527,7 @@ def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
         issue.updated_at = utcnow()
     db.session.flush()
     db.session.refresh(issue)
+    _record_changes(issue, actor, before, labels_before)
     live.issue_changed("updated", issue)
     return issue
 
@@ -554,9 +604,20 @@ def add_comment(issue: Issue, actor: User, body: str, status: Status | None = No
     db.session.add(comment)
     issue.updated_at = utcnow()
     changes_status = status is not None and status != issue.status
+    old_status = issue.status
     if changes_status:
         issue.status = t.cast(str, status)
     db.session.flush()
+    activity.record(
+        issue,
+        actor,
+        "comment",
+        {"comment_id": comment.id},
+        mentions=mentions.mentioned(body, mentions.ids(issue.organization_id)),
+        watchers=[actor.id],
+    )
+    if changes_status:
+        activity.record(issue, actor, "status", {"from": old_status, "to": issue.status})
     if changes_status:
         live.issue_changed("updated", issue, comment_id=comment.id)
     else:
@@ -581,9 +642,23 @@ def edit_comment(comment: Comment, actor: User, body: str) -> Comment:
     """Replace the text of a comment (its author or an admin)."""
     _require_change(comment, actor, "edit")
     if body != comment.body:
+        handles = mentions.ids(comment.organization_id)
+        added = set(mentions.mentioned(body, handles)) - set(
+            mentions.mentioned(comment.body, handles)
+        )
         comment.body = body
         comment.edited_at = utcnow()
         db.session.flush()
+        if added:
+            # Only the newly mentioned hear of an edit, not the watchers.
+            issue = get_or_404(Issue, comment.issue_id)
+            activity.record(
+                issue,
+                actor,
+                "comment",
+                {"comment_id": comment.id, "edited": True},
+                mentions=sorted(added),
+            )
         live.comment_changed("updated", comment)
     return comment
 

@@ -18,7 +18,7 @@ from karaffe.auth import User, get_user, require_user
 from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
-from . import dates, markdown, services
+from . import activity, dates, markdown, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -64,10 +64,17 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
     return live_updates.script(live)
 
 
+def inbox_script() -> Markup:
+    """The script that keeps the header's unread count live."""
+    from . import live as live_updates
+
+    return live_updates.inbox_script()
+
+
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": []}
+        return {"viewer": None, "viewer_orgs": [], "unread": 0}
     user = get_user()
     orgs: list[dict[str, t.Any]] = []
     if user is not None:
@@ -82,7 +89,8 @@ def template_context() -> dict[str, t.Any]:
             org["label"] = (
                 f"{org['name']} ({org['slug']})" if names.count(name) > 1 else org["name"]
             )
-    return {"viewer": user, "viewer_orgs": orgs}
+    unread = activity.unread_count(user) if user is not None else 0
+    return {"viewer": user, "viewer_orgs": orgs, "unread": unread}
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:
@@ -103,6 +111,7 @@ def init_app(app: karaffe.App) -> None:
     app.context_processor(template_context)
     app.add_template_global(csrf_field)
     app.add_template_global(live_script)
+    app.add_template_global(inbox_script)
     app.add_template_filter(markdown.render, "markdown")
     app.add_template_global(dates.time_tag)
     app.html_errorhandler(error_page)

@@ -23,6 +23,7 @@ from pydantic import Field
 from karaffe import (
     ApiResult,
     Conflict,
+    NotFound,
     ServiceUnavailable,
     ValidationFailed,
     auth,
@@ -34,11 +35,12 @@ from karaffe.auth import User, login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, mail, markdown, services
+from .. import accounts, activity, mail, markdown, mentions, services
 from ..forms import FieldError
-from ..models import Comment, Issue, Label, Project
+from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
     Accepted,
+    ActivityOut,
     CommentIn,
     CommentOut,
     CommentPatch,
@@ -54,7 +56,12 @@ from ..schemas import (
     LabelPatch,
     MarkdownIn,
     MarkdownOut,
+    MarkedOut,
     MemberOut,
+    MentionableOut,
+    MentionQuery,
+    NotificationOut,
+    NotificationQuery,
     OrganizationIn,
     OrganizationOut,
     PasswordChangeIn,
@@ -63,7 +70,9 @@ from ..schemas import (
     ProjectOut,
     ProjectPatch,
     RoleIn,
+    UnreadOut,
     UserRef,
+    WatchOut,
 )
 from ..web import viewer
 
@@ -501,3 +510,96 @@ def render_markdown(body: MarkdownIn) -> t.Any:
     """Render Markdown as descriptions and comments are shown (the forms'
     Preview). Nothing is stored."""
     return MarkdownOut(html=markdown.render(body.text))
+
+
+# -- activity, watching, notifications, mentions ----------------------------------------
+
+
+@blueprint.get("/issues/<id:issue_id>/activity")
+@returns(list[ActivityOut], paginated=True, errors=_NOT_FOUND)
+def list_activity(issue: Issue) -> t.Any:
+    """An issue's activity (created, title, description, status, assignee,
+    labels, comment), oldest first."""
+    page = paginate(activity.activity_of(issue), order_by=[Activity.id.asc()])
+    return ApiResult(page=page)
+
+
+@blueprint.get("/issues/<id:issue_id>/watch")
+@returns(WatchOut, errors=_NOT_FOUND)
+def get_watch(issue: Issue) -> t.Any:
+    """Whether the caller watches the issue (is notified of its comments and
+    status changes)."""
+    return WatchOut(watching=activity.watching(issue, viewer()))
+
+
+@blueprint.put("/issues/<id:issue_id>/watch")
+@returns(WatchOut, errors=_NOT_FOUND)
+def watch(issue: Issue) -> t.Any:
+    """Watch the issue."""
+    activity.set_watching(issue, viewer(), True)
+    db.session.commit()
+    return WatchOut(watching=True)
+
+
+@blueprint.delete("/issues/<id:issue_id>/watch")
+@returns(WatchOut, errors=_NOT_FOUND)
+def unwatch(issue: Issue) -> t.Any:
+    """Stop watching the issue; commenting on it or being mentioned later
+    does not start watching it again (use PUT)."""
+    activity.set_watching(issue, viewer(), False)
+    db.session.commit()
+    return WatchOut(watching=False)
+
+
+@blueprint.get("/notifications")
+@validate(query=NotificationQuery)
+@returns(list[NotificationOut], paginated=True)
+def list_notifications(query: NotificationQuery) -> t.Any:
+    """The caller's notifications in all their organizations, newest first."""
+    stmt = activity.inbox(viewer(), unread_only=query.unread)
+    return ApiResult(page=paginate(stmt, order_by=activity.INBOX_ORDER))
+
+
+@blueprint.get("/notifications/unread")
+@returns(UnreadOut)
+def unread_notifications() -> t.Any:
+    """How many notifications the caller has not read (the header's count)."""
+    return UnreadOut(unread=activity.unread_count(viewer()))
+
+
+@blueprint.post("/notifications/read")
+@returns(MarkedOut)
+def mark_all_read() -> t.Any:
+    """Mark all of the caller's notifications read."""
+    marked = activity.mark_read(viewer())
+    db.session.commit()
+    return MarkedOut(marked=marked)
+
+
+@blueprint.post("/notifications/<id:notification_id>/read")
+@returns(MarkedOut, errors={404: "Not found, or not the caller's"})
+def mark_read(notification_id: int) -> t.Any:
+    """Mark one of the caller's notifications read (`marked` is 0 when it
+    was read already)."""
+    user = viewer()
+    if activity.get_notification(user, notification_id) is None:
+        raise NotFound("The requested resource was not found.")
+    marked = activity.mark_read(user, notification_id)
+    db.session.commit()
+    return MarkedOut(marked=marked)
+
+
+@blueprint.get("/orgs/<org_slug>/mentionable")
+@validate(query=MentionQuery)
+@returns(list[MentionableOut], errors=_NOT_FOUND)
+def mentionable(query: MentionQuery) -> t.Any:
+    """Members of the organization whose handle or name starts with ``q``
+    (at most 8): what ``@`` offers in the text boxes."""
+    wanted = query.q.strip().lstrip("@").casefold()
+    found = [
+        MentionableOut(id=m.user_id, name=m.name, handle=m.handle)
+        for m in mentions.members(current_org.id)
+        if m.handle.startswith(wanted)
+        or any(part.startswith(wanted) for part in m.name.casefold().split())
+    ]
+    return found[:8]

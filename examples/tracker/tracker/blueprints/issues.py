@@ -8,6 +8,9 @@ saved."""
 
 from __future__ import annotations
 
+import datetime as dt
+import typing as t
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
@@ -16,7 +19,7 @@ from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import markdown, services
+from .. import activity, markdown, mentions, services
 from ..forms import FieldError, Form
 from ..models import Comment, Issue, Project
 from ..schemas import CommentIn, CommentPatch, IssueIn, IssueOut, IssuePatch
@@ -96,14 +99,32 @@ def show(issue_id: int) -> ResponseReturnValue:
     return _show_page(issue, Form())
 
 
+def _timeline(issue: Issue) -> tuple[list[Comment], list[tuple[str, t.Any]]]:
+    """The issue's comments, and its comments and other activity interleaved
+    oldest first (two queries): ``("comment", Comment)`` or ``("event",
+    Activity)``. A comment's own activity row is the comment itself."""
+    comments = services.comments_of(issue)
+    events = [a for a in activity.timeline(issue) if a.kind != "comment"]
+    merged: list[tuple[dt.datetime, int, str, t.Any]] = [
+        (c.created_at, 0, "comment", c) for c in comments
+    ] + [(a.created_at, 1, "event", a) for a in events]
+    merged.sort(key=lambda entry: (entry[0], entry[1], entry[3].id))
+    return comments, [(kind, row) for _, _, kind, row in merged]
+
+
 def _show_page(issue: Issue, form: Form, status: int = 200) -> ResponseReturnValue:
+    comments, timeline = _timeline(issue)
     page = render_template(
         "issues/show.html",
         org=current_org,
         project=issue.project,
         issue=issue,
         issue_json=IssueOut.model_validate(issue).model_dump(mode="json"),
-        comments=services.comments_of(issue),
+        comments=comments,
+        timeline=timeline,
+        describe=activity.describe,
+        mention_links=mentions.links(current_org.slug, current_org.id),
+        watching=activity.watching(issue, viewer()),
         form=form,
         may_change=_may_change,
         live={"issue": issue.id},

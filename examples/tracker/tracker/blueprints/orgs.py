@@ -16,7 +16,7 @@ from karaffe.auth import get_user, login_required
 from karaffe.db import db
 from karaffe.tenancy import ROLES, current_org, current_role
 
-from .. import services
+from .. import mentions, services
 from ..forms import FieldError, Form
 from ..labels import color_for
 from ..models import Label
@@ -76,6 +76,7 @@ def _members_page(form: Form, status: int = 200, **extra: object) -> ResponseRet
         roles=ROLES,
         form=form,
         invite_days=services.invitation_days(),
+        handles={m.user_id: m.handle for m in mentions.members(current_org.id)},
         **extra,
     )
     return page, status
