@@ -24,6 +24,7 @@ import unicodedata
 import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy.orm import contains_eager
 from werkzeug.exceptions import Conflict, Forbidden, NotFound
 
 from karaffe import tenancy
@@ -148,11 +149,12 @@ def create_org(name: str, owner: User) -> Organization:
 
 
 def members_of(org_id: int) -> list[Membership]:
-    """The memberships of an organization, by name."""
+    """The memberships of an organization, by name, with their users."""
     return list(
         db.session.execute(
             sa.select(Membership)
             .join(User, User.id == Membership.user_id)
+            .options(contains_eager(Membership.user))
             .where(Membership.organization_id == org_id)
             .order_by(User.name, User.id)
         ).scalars()

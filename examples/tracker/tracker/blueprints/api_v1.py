@@ -24,7 +24,7 @@ from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import services
+from .. import listing, services
 from ..forms import FieldError
 from ..models import Comment, Issue, Label, Project
 from ..schemas import (
@@ -281,8 +281,9 @@ def delete_project(project: Project) -> t.Any:
 def list_issues(project: Project, query: IssueQuery) -> t.Any:
     """A project's issues, newest first, filtered by ``status``, ``assignee``,
     ``label`` and words of the title (``q``); ``Link`` headers page through."""
-    page = paginate(services.issue_list(project, query), order_by=services.ISSUE_ORDER)
-    return ApiResult(page=page)
+    rows = listing.issue_rows(services.issue_list(project, query))
+    page = paginate(rows, order_by=services.ISSUE_ORDER)
+    return ApiResult(page=listing.issue_documents(page))
 
 
 @blueprint.post("/projects/<id:project_id>/issues")

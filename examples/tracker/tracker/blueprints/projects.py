@@ -11,7 +11,7 @@ from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import services
+from .. import listing, services
 from ..forms import Form
 from ..models import Project
 from ..schemas import IssueQuery, ProjectIn
@@ -69,7 +69,7 @@ def show(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
     filters = _filters()
     page = html_page(
-        services.issue_list(project, filters),
+        listing.issue_rows(services.issue_list(project, filters)),
         services.ISSUE_ORDER,
         TrackerSettings.of().issues_per_page,
     )
@@ -77,7 +77,7 @@ def show(project_id: int) -> ResponseReturnValue:
         "projects/show.html",
         org=current_org,
         project=project,
-        page=page,
+        page=listing.issue_documents(page),
         filters={
             "status": filters.status or "all",
             "assignee": filters.assignee,
