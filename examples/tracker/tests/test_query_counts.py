@@ -176,3 +176,31 @@ def test_an_issue_page_is_seven_statements_whatever_its_comments(
     # organization; the issue with its people; its labels; its project; its
     # comments with their authors; the viewer's organizations.
     assert len(seen) == 7, seen
+
+
+def test_an_issue_list_with_joins_of_its_own_keeps_them(app: Flask, busy: World) -> None:
+    """:func:`tracker.listing.issue_rows` on a select that joins another
+    table selects its rows without losing the join (or its condition)."""
+    from tracker import listing
+    from tracker.models import Project
+
+    from karaffe import paginate
+    from karaffe.tenancy import for_organization
+
+    def titles(stmt: sa.Select[t.Any]) -> list[str]:
+        with app.test_request_context("/?limit=100"):
+            page = listing.issue_documents(paginate(stmt, order_by=[Issue.id.desc()]))
+            return [issue["title"] for issue in page.items]
+
+    with app.app_context(), for_organization(busy.orgs["acme"]):
+        plain = sa.select(Issue).where(Issue.title.like("Issue number 5%"))
+        joined = plain.join(Project, Project.id == Issue.project_id).where(
+            Project.name == "Website"
+        )
+        elsewhere = plain.join(Project, Project.id == Issue.project_id).where(
+            Project.name == "Vault"
+        )
+        expected = [f"Issue number {n}" for n in range(59, 49, -1)] + ["Issue number 5"]
+        assert titles(listing.issue_rows(plain)) == expected
+        assert titles(listing.issue_rows(joined)) == expected
+        assert titles(listing.issue_rows(elsewhere)) == []

@@ -22,12 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from karaffe import Page
+from karaffe.api.result import RawJson
 from karaffe.auth import User
 from karaffe.db import db
 
 from .models import Issue, Label, issue_labels
 
-__all__ = ["issue_documents", "issue_rows"]
+__all__ = ["issue_documents", "issue_rows", "issues_json"]
 
 _ASSIGNEE = aliased(User, name="assignee")
 _AUTHOR = aliased(User, name="author")
@@ -65,16 +66,43 @@ def _labels_column(dialect: str) -> sa.ColumnElement[t.Any]:
     )
 
 
+#: Per dialect: the labels column, and the select of every row without
+#: filters. Built once: building them costs more than running the query.
+_shapes: dict[str, tuple[sa.ColumnElement[t.Any], sa.Select[t.Any]]] = {}
+_ASSIGNEE_ON = _ASSIGNEE.id == Issue.assignee_id
+_AUTHOR_ON = _AUTHOR.id == Issue.author_id
+
+
+def _shape(dialect: str) -> tuple[sa.ColumnElement[t.Any], sa.Select[t.Any]]:
+    found: tuple[sa.ColumnElement[t.Any], sa.Select[t.Any]] | None = _shapes.get(dialect)
+    if found is None:
+        labels = _labels_column(dialect)
+        columns: list[t.Any] = [*_COLUMNS, labels]
+        base: sa.Select[t.Any] = (
+            sa.select(*columns)
+            .select_from(Issue)
+            .outerjoin(_ASSIGNEE, _ASSIGNEE_ON)
+            .outerjoin(_AUTHOR, _AUTHOR_ON)
+        )
+        found = _shapes[dialect] = (labels, base)
+    return found
+
+
 def issue_rows(issues: sa.Select[Issue]) -> sa.Select[t.Any]:
     """The select of the rows of ``issues`` (a select of :class:`Issue`
     with its filters): columns, names and labels, for :func:`issue_documents`."""
-    columns: list[t.Any] = [*_COLUMNS, _labels_column(db.session.get_bind().dialect.name)]
-    return (
-        issues.with_only_columns(*columns, maintain_column_froms=False)
-        .select_from(Issue)
-        .outerjoin(_ASSIGNEE, _ASSIGNEE.id == Issue.assignee_id)
-        .outerjoin(_AUTHOR, _AUTHOR.id == Issue.author_id)
-    )
+    labels, base = _shape(db.session.get_bind().dialect.name)
+    if issues._setup_joins or issues._from_obj or issues._group_by_clauses:
+        # A select with joins of its own: keep them, change what it selects.
+        columns: list[t.Any] = [*_COLUMNS, labels]
+        return (
+            issues.with_only_columns(*columns, maintain_column_froms=False)
+            .select_from(Issue)
+            .outerjoin(_ASSIGNEE, _ASSIGNEE_ON)
+            .outerjoin(_AUTHOR, _AUTHOR_ON)
+        )
+    where = issues.whereclause
+    return base if where is None else base.where(where)
 
 
 def _by_name(labels: t.Any) -> list[dict[str, t.Any]]:
@@ -104,3 +132,9 @@ def issue_documents(page: Page[t.Any]) -> Page[dict[str, t.Any]]:
         for r in page.items
     ]
     return t.cast(Page[dict[str, t.Any]], page)
+
+
+def issues_json(documents: list[dict[str, t.Any]]) -> RawJson:
+    """The documents of :func:`issue_documents` as the API's JSON, straight
+    from the dicts (timestamps in UTC with ``Z``, as pydantic writes them)."""
+    return RawJson(orjson.dumps(documents, option=orjson.OPT_UTC_Z))

@@ -283,7 +283,8 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     ``label`` and words of the title (``q``); ``Link`` headers page through."""
     rows = listing.issue_rows(services.issue_list(project, query))
     page = paginate(rows, order_by=services.ISSUE_ORDER)
-    return ApiResult(page=listing.issue_documents(page))
+    documents = listing.issue_documents(page).items
+    return ApiResult(listing.issues_json(documents), page=page)
 
 
 @blueprint.post("/projects/<id:project_id>/issues")
