@@ -25,10 +25,11 @@ from karaffe import Page
 from karaffe.api.result import RawJson
 from karaffe.auth import User
 from karaffe.db import db
+from karaffe.tenancy import Membership
 
 from .models import Issue, Label, issue_labels
 
-__all__ = ["issue_documents", "issue_rows", "issues_json"]
+__all__ = ["assignee_choices", "issue_documents", "issue_rows", "issues_json", "label_choices"]
 
 _ASSIGNEE = aliased(User, name="assignee")
 _AUTHOR = aliased(User, name="author")
@@ -138,3 +139,28 @@ def issues_json(documents: list[dict[str, t.Any]]) -> RawJson:
     """The documents of :func:`issue_documents` as the API's JSON, straight
     from the dicts (timestamps in UTC with ``Z``, as pydantic writes them)."""
     return RawJson(orjson.dumps(documents, option=orjson.OPT_UTC_Z))
+
+
+def assignee_choices(org_id: int) -> list[sa.Row[tuple[int, str]]]:
+    """The members of an organization as ``(id, name)`` rows, by name: the
+    assignee filter of the list."""
+    return list(
+        db.session.execute(
+            sa.select(User.id, User.name)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.organization_id == org_id)
+            .order_by(User.name, User.id)
+        )
+    )
+
+
+def label_choices(org_id: int) -> list[sa.Row[tuple[int, str]]]:
+    """The labels of an organization as ``(id, name)`` rows, by name: the
+    label filter of the list."""
+    return list(
+        db.session.execute(
+            sa.select(Label.id, Label.name)
+            .where(Label.organization_id == org_id)
+            .order_by(Label.name)
+        )
+    )

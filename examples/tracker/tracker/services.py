@@ -116,6 +116,18 @@ def organizations_of(user: User) -> list[tuple[Organization, str]]:
     return [(org, role) for org, role in rows]
 
 
+def organization_links(user: User) -> list[dict[str, t.Any]]:
+    """``user``'s organizations by name as ``{"id", "name", "slug", "role"}``
+    (what every page's menu shows: columns, no ORM object)."""
+    rows = db.session.execute(
+        sa.select(Organization.id, Organization.name, Organization.slug, Membership.role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Organization.name)
+    )
+    return [row._asdict() for row in rows]
+
+
 def slugify(name: str) -> str:
     """A URL-safe slug for ``name``: ``"Acme Corp."`` -> ``"acme-corp"``."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

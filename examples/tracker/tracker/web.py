@@ -71,10 +71,7 @@ def template_context() -> dict[str, t.Any]:
     user = get_user()
     orgs: list[dict[str, t.Any]] = []
     if user is not None:
-        orgs = [
-            {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
-            for org, role in services.organizations_of(user)
-        ]
+        orgs = services.organization_links(user)
     return {"viewer": user, "viewer_orgs": orgs}
 
 

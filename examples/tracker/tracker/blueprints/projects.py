@@ -84,8 +84,10 @@ def show(project_id: int) -> ResponseReturnValue:
             "label": filters.label,
             "q": filters.q,
         },
-        members=services.members_of(current_org.id),
-        all_labels=services.labels_of(current_org.id),
+        # Every row links to its issue: the URL is made once.
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
+        members=listing.assignee_choices(current_org.id),
+        all_labels=listing.label_choices(current_org.id),
         can_manage=current_role() in ("admin", "owner"),
         live={"project": project.id},
     )
