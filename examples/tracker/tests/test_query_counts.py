@@ -152,7 +152,7 @@ def test_an_api_page_says_what_each_issue_says(
         assert client.get(f"/api/v1/issues/{issue['id']}").get_json() == issue
 
 
-def test_the_html_issue_list_is_eight_statements(
+def test_the_html_issue_list_is_seven_statements(
     login: Callable[[str], FlaskClient], busy: World, counted: t.Any
 ) -> None:
     path = f"/o/acme/projects/{busy.projects['website']}"
@@ -162,9 +162,9 @@ def test_the_html_issue_list_is_eight_statements(
     assert "Issue number 59" in page and "assigned to Alice" in page
     # The login session with its user and their organizations; the
     # organization of the URL; the project; the issues; the members and the
-    # labels (for the filters); the viewer's role here; the viewer's
-    # organizations (for the menu).
-    assert len(seen) == 8, seen
+    # labels (for the filters); the viewer's organizations with their roles
+    # (for the menu, and whether they may manage the project).
+    assert len(seen) == 7, seen
 
 
 def test_an_issue_page_is_seven_statements_whatever_its_comments(
@@ -204,3 +204,14 @@ def test_an_issue_list_with_joins_of_its_own_keeps_them(app: Flask, busy: World)
         assert titles(listing.issue_rows(plain)) == expected
         assert titles(listing.issue_rows(joined)) == expected
         assert titles(listing.issue_rows(elsewhere)) == []
+
+
+def test_only_admins_see_the_delete_link_of_the_list(
+    login: Callable[[str], FlaskClient], busy: World
+) -> None:
+    """Whether the viewer may manage the project comes from the menu's
+    organizations and roles, not a query of its own: still right."""
+    path = f"/o/acme/projects/{busy.projects['website']}"
+    delete = f"/o/acme/projects/{busy.projects['website']}/delete"
+    assert delete in login("bob").get(path).get_data(as_text=True)  # admin
+    assert delete not in login("dave").get(path).get_data(as_text=True)  # member

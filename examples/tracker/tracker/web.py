@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing as t
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, redirect, render_template, request
+from flask import abort, current_app, flash, g, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -64,15 +64,30 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
     return live_updates.script(live)
 
 
+def viewer_orgs() -> list[dict[str, t.Any]]:
+    """The viewer's organizations with their role in each (the menu of
+    every page), loaded once per request and user; none for nobody. Pages
+    render after their writes, so the menu shows what they changed."""
+    user = get_user()
+    if user is None:
+        return []
+    loaded = g.get("_tracker_viewer_orgs")
+    if loaded is None or loaded[0] != user.id:
+        loaded = g._tracker_viewer_orgs = (user.id, services.organization_links(user))
+    return t.cast(list[dict[str, t.Any]], loaded[1])
+
+
+def viewer_role(org_id: int) -> str | None:
+    """The viewer's role in ``org_id``, from :func:`viewer_orgs` (no query
+    of its own on a page that shows the menu anyway)."""
+    return next((org["role"] for org in viewer_orgs() if org["id"] == org_id), None)
+
+
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
         return {"viewer": None, "viewer_orgs": []}
-    user = get_user()
-    orgs: list[dict[str, t.Any]] = []
-    if user is not None:
-        orgs = services.organization_links(user)
-    return {"viewer": user, "viewer_orgs": orgs}
+    return {"viewer": get_user(), "viewer_orgs": viewer_orgs()}
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:

@@ -9,14 +9,14 @@ from pydantic import ValidationError
 
 from karaffe.auth import login_required
 from karaffe.db import db
-from karaffe.tenancy import current_org, current_role
+from karaffe.tenancy import current_org
 
 from .. import listing, services
 from ..forms import Form
 from ..models import Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
-from ..web import html_page, in_current_org, viewer
+from ..web import html_page, in_current_org, viewer, viewer_role
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
@@ -88,7 +88,7 @@ def show(project_id: int) -> ResponseReturnValue:
         issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
         members=listing.assignee_choices(current_org.id),
         all_labels=listing.label_choices(current_org.id),
-        can_manage=current_role() in ("admin", "owner"),
+        can_manage=viewer_role(current_org.id) in ("admin", "owner"),
         live={"project": project.id},
     )
 
