@@ -45,10 +45,12 @@ def _cells(line: str) -> list[str]:
 
 
 def parse_tables(text: str) -> list[Table]:
-    """The Markdown tables of ``text``, in order."""
+    """The Markdown tables of ``text``, in order, each with its caption: the
+    heading above it if there is one since the previous table, else the line
+    of text right above it."""
     lines = text.splitlines()
     tables: list[Table] = []
-    caption = ""
+    caption, heading = "", False
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -61,10 +63,13 @@ def parse_tables(text: str) -> list[Table]:
                 table.rows.append((row + [""] * len(table.headers))[: len(table.headers)])
                 i += 1
             tables.append(table)
-            caption = ""
+            caption, heading = "", False
             continue
-        if line.strip() and not line.lstrip().startswith("|"):
-            caption = line.strip()
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            caption, heading = stripped.lstrip("#").strip(), True
+        elif stripped and not stripped.startswith("|") and not heading:
+            caption = stripped
         i += 1
     return tables
 
@@ -75,8 +80,16 @@ def number(cell: str) -> float | None:
     return float(found.group().replace(",", "")) if found else None
 
 
-def _columns(table: Table) -> tuple[list[int], list[int]]:
-    """(text columns, numeric columns to draw) of ``table``."""
+#: The columns to draw of a results file's tables (by file name), when the
+#: first numeric ones are not those that tell the story.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "foundation": ("req/s", "req/CPU-s", "x Flask (CPU)", "x FastAPI (CPU)"),
+}
+
+
+def _columns(table: Table, wanted: t.Sequence[str] = ()) -> tuple[list[int], list[int]]:
+    """(text columns, numeric columns to draw) of ``table``: those named in
+    ``wanted`` if any is there, else the first numeric ones."""
     text, numeric = [], []
     for i in range(len(table.headers)):
         cells = [row[i] for row in table.rows if row[i] not in _MISSING]
@@ -86,13 +99,16 @@ def _columns(table: Table) -> tuple[list[int], list[int]]:
                 numeric.append(i)
         else:
             text.append(i)
-    return text, numeric[:MAX_PANELS]
+    chosen = [table.headers.index(h) for h in wanted if h in table.headers]
+    chosen = [i for i in chosen if i in numeric]
+    return text, (chosen or numeric)[:MAX_PANELS]
 
 
-def draw(table: Table, path: Path) -> Path | None:
-    """Draw ``table`` as a PNG at ``path``; ``None`` when it has no rows or
-    no numeric column."""
-    text, numeric = _columns(table)
+def draw(table: Table, path: Path, columns: t.Sequence[str] = ()) -> Path | None:
+    """Draw ``table`` as a PNG at ``path`` (its ``columns``, if given and
+    numeric, else its first numeric ones); ``None`` when it has no rows or no
+    numeric column."""
+    text, numeric = _columns(table, columns)
     if not table.rows or not numeric:
         return None
     import matplotlib
@@ -140,7 +156,7 @@ def chart_file(markdown: Path) -> list[Path]:
     written = []
     for n, table in enumerate(parse_tables(markdown.read_text(errors="replace")), start=1):
         name = markdown.stem + ("" if n == 1 else f"-{n}") + ".png"
-        done = draw(table, markdown.with_name(name))
+        done = draw(table, markdown.with_name(name), COLUMNS.get(markdown.stem, ()))
         if done is not None:
             written.append(done)
     return written

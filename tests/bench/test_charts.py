@@ -93,3 +93,14 @@ def test_the_command_charts_the_files_it_is_given(
         str(tmp_path / "foundation.png"),
         str(tmp_path / "foundation-2.png"),
     ]
+
+
+def test_a_heading_above_a_table_is_its_title() -> None:
+    text = "# Foundation benchmark\n\nVersions: a, b.\n\n| app | req/s |\n|---|---:|\n| x | 3 |\n"
+    assert [t.title for t in parse_tables(text)] == ["Foundation benchmark"]
+
+
+def test_the_columns_asked_for_are_drawn(tmp_path: Path) -> None:
+    table = parse_tables(RESULTS)[0]
+    assert draw(table, tmp_path / "a.png", columns=["CPU ms per request"]) is not None
+    assert draw(table, tmp_path / "b.png", columns=["no such column"]) is not None
