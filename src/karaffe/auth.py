@@ -182,6 +182,10 @@ class User(Model):
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When the user proved that ``email`` is theirs (by following a link
+    #: mailed to it); ``None`` until then. An app that lets users change their
+    #: email sets both together, once the new address is proven.
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True

@@ -4,10 +4,8 @@ expired credentials and invitations, trimming live-update history."""
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
 import typing as t
-from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -39,21 +37,24 @@ def karaffe_config(tmp_path: Path) -> dict[str, t.Any]:
         "SECRET_KEY": "tracker-jobs-secret",
         "DATABASE_URL": f"sqlite:///{tmp_path}/tracker.sqlite",
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-        "MAIL_BACKEND": f"file:{tmp_path / 'outbox'}",
+        "MAIL_BACKEND": "locmem",
     }
 
 
 @pytest.fixture
-def outbox(app: Flask, tmp_path: Path) -> Path:
-    """Mail of the tracker goes to files in this folder (``MAIL_BACKEND`` above)."""
-    return tmp_path / "outbox"
+def outbox(app: Flask) -> list[t.Any]:
+    """The tracker's mail: Flask-Mailman's locmem backend keeps it in this list."""
+    state = app.extensions["mailman"]
+    state.outbox = []
+    return t.cast(list[t.Any], state.outbox)
 
 
-def mails(outbox: Path) -> dict[str, Message]:
+def mails(outbox: list[t.Any]) -> dict[str, t.Any]:
+    """The messages sent (Flask-Mailman's ``EmailMessage``), by recipient."""
     found = {}
-    for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
-        message = email.message_from_bytes(path.read_bytes())
-        found[str(message["To"])] = message
+    for sent in outbox:
+        (to,) = sent.to
+        found[to] = sent
     return found
 
 
@@ -122,15 +123,15 @@ def run_scheduled(app: Flask, name: str, now: dt.datetime) -> str:
 
 
 def test_the_digest_mails_each_user_their_organizations_activity_of_the_day(
-    app: Flask, activity: dict[str, int], outbox: Path
+    app: Flask, activity: dict[str, int], outbox: list[t.Any]
 ) -> None:
     assert run_scheduled(app, "send_daily_digest", TICK + dt.timedelta(seconds=5)) == "succeeded"
     sent = mails(outbox)
     assert sorted(sent) == ["alice@example.com", "bob@example.com", "carol@example.com"]
     alice = sent["alice@example.com"]
-    assert alice["Subject"] == "tracker: 3 updates in your projects"
-    assert alice["From"] == "tracker@localhost"
-    body = alice.get_payload()
+    assert alice.subject == "tracker: 3 updates in your projects"
+    assert alice.from_email == "tracker@localhost"
+    body = alice.body
     assert body == (
         "Hello Alice,\n\nactivity until 2026-01-06 07:00 UTC:\n\n"
         f"New issues:\n  [Website] #{activity['fresh']} Logo is blurry (open)\n\n"
@@ -138,8 +139,8 @@ def test_the_digest_mails_each_user_their_organizations_activity_of_the_day(
         f"New comments:\n  [Website] #{activity['old']} bob@example.com:\n    Still happening\n"
     )
     assert "Globex" not in body and "secret" not in body
-    assert "alice's own remark" in sent["bob@example.com"].get_payload()
-    carol = sent["carol@example.com"].get_payload()
+    assert "alice's own remark" in sent["bob@example.com"].body
+    carol = sent["carol@example.com"].body
     assert "Globex secret plan" in carol and "Website" not in carol
 
 
@@ -150,7 +151,9 @@ def test_the_digest_runs_acting_as_each_user(app: Flask) -> None:
     assert (declared.cron, declared.missed.value) == ("0 7 * * *", "catch_up")
 
 
-def test_a_quiet_day_sends_no_digest(app: Flask, activity: dict[str, int], outbox: Path) -> None:
+def test_a_quiet_day_sends_no_digest(
+    app: Flask, activity: dict[str, int], outbox: list[t.Any]
+) -> None:
     quiet = TICK + dt.timedelta(days=2)
     with Scheduler(app, jobs=[get_job(tracker_jobs.send_daily_digest)], backend=MemoryBackend(),  # type: ignore[list-item]
                    clock=Clock(quiet)) as scheduler:  # fmt: skip

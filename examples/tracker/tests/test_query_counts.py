@@ -167,15 +167,16 @@ def test_the_html_issue_list_is_seven_statements(
     assert len(seen) == 7, seen
 
 
-def test_an_issue_page_is_seven_statements_whatever_its_comments(
+def test_an_issue_page_is_eight_statements_whatever_its_comments(
     login: Callable[[str], FlaskClient], busy: World, counted: t.Any
 ) -> None:
     rv, seen = counted(login("alice"), f"/o/acme/issues/{busy.issues['busy-59']}")
     assert rv.get_data(as_text=True).count('class="comment"') == 12
     # The login session with its user and their organizations; the
     # organization; the issue with its people; its labels; its project; its
-    # comments with their authors; the viewer's organizations.
-    assert len(seen) == 7, seen
+    # comments with their authors; the viewer's organizations; the viewer's
+    # role here (what they may edit).
+    assert len(seen) == 8, seen
 
 
 def test_an_issue_list_with_joins_of_its_own_keeps_them(app: Flask, busy: World) -> None:

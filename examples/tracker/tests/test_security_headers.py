@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from tracker import services
+from tracker.models import Comment
 
 from karaffe.auth import ApiToken, User
 from karaffe.db import db as database
@@ -128,10 +129,20 @@ def test_every_get_route_sends_the_security_headers(
         token_id = database.session.execute(
             sa.select(ApiToken.id).where(ApiToken.user_id == world.users["alice"])
         ).scalar_one()
+        comment = Comment(
+            organization_id=world.orgs["acme"],
+            issue_id=world.issues["first"],
+            author_id=world.users["alice"],
+            body="A comment to edit",
+        )
+        database.session.add(comment)
+        database.session.commit()
+        comment_id = comment.id
+    extra = {"token": invitation_token, "token_id": token_id, "comment_id": comment_id}
     queries = {"demo.add_numbers": {"a": 1, "b": 2}, "karaffe_events.stream": stream}
     walked = []
     for rule in get_routes(app):
-        url = url_for_rule(app, rule, world, {"token": invitation_token, "token_id": token_id})
+        url = url_for_rule(app, rule, world, extra)
         rv = client.get(url, query_string=queries.get(rule.endpoint), buffered=False)
         expected = 302 if rule.endpoint in FOR_VISITORS else 200
         assert rv.status_code == expected, (url, rv.status_code, rv.get_data(as_text=True)[:300])

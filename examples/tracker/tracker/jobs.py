@@ -8,39 +8,29 @@ Each job names whose data it acts on: the digest acts as each user in turn
 (seeing exactly what that user sees in the web app), purging invitations is
 explicitly unscoped, and purging API tokens touches no organization's data.
 
-Mail goes to the backend named by ``MAIL_BACKEND``: ``console`` (the default,
-standard output), ``file:DIRECTORY`` (one ``.eml`` file per message), or any
-``module:Class`` with a ``send(message)`` method.
+Mail goes through :mod:`tracker.mail` (Flask-Mailman, ``MAIL_BACKEND``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
-import sys
-import typing as t
 from collections.abc import Iterable
-from email.message import EmailMessage
-from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, current_app
-from werkzeug.utils import import_string
+from flask import current_app
+from flask_mailman import EmailMessage
 
 from karaffe import tenancy
 from karaffe.auth import ApiToken, AuthSettings, User, UserSession, utcnow
 from karaffe.db import db
 from karaffe.jobs import ActingAs, current_run, job, progress
 
+from . import mail
 from .models import Comment, Invitation, Issue, Project
 from .settings import TrackerSettings
 
 __all__ = [
-    "ConsoleMail",
-    "FileMail",
-    "MailBackend",
-    "mail_backend",
     "purge_ended_sessions",
     "purge_expired_invitations",
     "purge_expired_tokens",
@@ -49,52 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tracker.jobs")
-
-# -- mail ------------------------------------------------------------------------
-
-
-class MailBackend(t.Protocol):
-    def send(self, message: EmailMessage) -> None: ...
-
-
-class ConsoleMail:
-    """Writes each message to standard output (development)."""
-
-    def __init__(self, stream: t.TextIO | None = None) -> None:
-        self.stream = stream
-
-    def send(self, message: EmailMessage) -> None:
-        out = self.stream or sys.stdout
-        out.write(f"{message.as_string()}\n{'-' * 72}\n")
-        out.flush()
-
-
-class FileMail:
-    """Writes each message to its own ``.eml`` file in ``directory``."""
-
-    _counter = itertools.count(1)
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-
-    def send(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        path = self.directory / f"{stamp}-{next(self._counter):06d}.eml"
-        path.write_bytes(bytes(message))
-
-
-def mail_backend(app: Flask | None = None) -> MailBackend:
-    """The backend ``MAIL_BACKEND`` names."""
-    spec = TrackerSettings.of(app).mail_backend
-    if spec == "console":
-        return ConsoleMail()
-    if spec.startswith("file:"):
-        return FileMail(spec[len("file:") :])
-    if ":" in spec:
-        return t.cast(MailBackend, import_string(spec.replace(":", "."))())
-    raise ValueError(f"MAIL_BACKEND {spec!r}: use console, file:DIRECTORY or module:Class")
-
 
 # -- the daily digest ----------------------------------------------------------------
 
@@ -164,12 +108,8 @@ def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage
                 f"    {comment.body.strip().splitlines()[0][:200] if comment.body else ''}"
             )
     count = len(created) + len(updated) + len(comments)
-    message = EmailMessage()
-    message["Subject"] = f"tracker: {count} update{'s' if count != 1 else ''} in your projects"
-    message["From"] = TrackerSettings.of().mail_from
-    message["To"] = user.email
-    message.set_content("\n".join(lines) + "\n")
-    return message
+    subject = f"tracker: {count} update{'s' if count != 1 else ''} in your projects"
+    return mail.message(user.email, subject, "\n".join(lines) + "\n")
 
 
 @job(schedule="0 7 * * *", missed="catch_up", context=ActingAs(_active_users))
@@ -183,7 +123,7 @@ def send_daily_digest() -> bool:
     message = digest_for(user, end - dt.timedelta(days=1), end)
     if message is None:
         return False
-    mail_backend().send(message)
+    mail.send(message)
     log.info("digest sent to user %s", user.id)
     return True
 

@@ -27,6 +27,8 @@ from karaffe.auth import User
 from karaffe.db import db
 from karaffe.tenancy import Membership
 
+from . import markdown
+from .labels import text_color
 from .models import Issue, Label, issue_labels
 
 __all__ = ["assignee_choices", "issue_documents", "issue_rows", "issues_json", "label_choices"]
@@ -51,12 +53,13 @@ _COLUMNS = (
 
 
 def _labels_column(dialect: str) -> sa.ColumnElement[t.Any]:
-    """An issue's labels as a JSON array of ``{"id", "name"}`` (a correlated
-    subquery; PostgreSQL's aggregate is NULL for none)."""
+    """An issue's labels as a JSON array of ``{"id", "name", "color"}`` (a
+    correlated subquery; PostgreSQL's aggregate is NULL for none)."""
+    fields = ("id", Label.id, "name", Label.name, "color", Label.color)
     if dialect == "sqlite":
-        value = sa.func.json_group_array(sa.func.json_object("id", Label.id, "name", Label.name))
+        value = sa.func.json_group_array(sa.func.json_object(*fields))
     else:
-        value = sa.func.json_agg(sa.func.json_build_object("id", Label.id, "name", Label.name))
+        value = sa.func.json_agg(sa.func.json_build_object(*fields))
     return (
         sa.select(value)
         .select_from(issue_labels)
@@ -107,14 +110,19 @@ def issue_rows(issues: sa.Select[Issue]) -> sa.Select[t.Any]:
 
 
 def _by_name(labels: t.Any) -> list[dict[str, t.Any]]:
+    """The labels of a row as :class:`~tracker.schemas.LabelOut` dicts, by name."""
     if isinstance(labels, str | bytes):
         labels = orjson.loads(labels)
+    for label in labels or ():
+        label["text_color"] = text_color(label["color"])
     return sorted(labels or (), key=lambda label: t.cast(str, label["name"]))
 
 
-def issue_documents(page: Page[t.Any]) -> Page[dict[str, t.Any]]:
+def issue_documents(page: Page[t.Any], *, description_html: bool = False) -> Page[dict[str, t.Any]]:
     """Turn the rows of a page of :func:`issue_rows` into
-    :class:`~tracker.schemas.IssueOut`-shaped dicts, in place."""
+    :class:`~tracker.schemas.IssueOut`-shaped dicts, in place; with
+    ``description_html`` (the API's), each description rendered too (the
+    HTML list shows none)."""
     page.items = [
         {
             "id": r.id,
@@ -132,6 +140,9 @@ def issue_documents(page: Page[t.Any]) -> Page[dict[str, t.Any]]:
         }
         for r in page.items
     ]
+    if description_html:
+        for document in page.items:
+            document["description_html"] = str(markdown.render(document["description"]))
     return t.cast(Page[dict[str, t.Any]], page)
 
 

@@ -33,12 +33,13 @@ def _issue_data(issue: Issue) -> dict[str, t.Any]:
     return {"id": issue.id, "project_id": issue.project_id, "status": issue.status}
 
 
-def issue_changed(kind: str, issue: Issue) -> None:
+def issue_changed(kind: str, issue: Issue, **extra: t.Any) -> None:
     """Announce ``issue.<kind>`` on its project's and its own channel (sent
-    after commit by karaffe.events; never for a rolled-back change)."""
+    after commit by karaffe.events; never for a rolled-back change).
+    ``extra`` goes into the data (``comment_id`` of a close with comment)."""
     if not enabled():
         return
-    data = _issue_data(issue)
+    data = {**_issue_data(issue), **extra}
     publish(f"project:{issue.project_id}", f"issue.{kind}", data)
     publish(f"issue:{issue.id}", f"issue.{kind}", data)
 
@@ -46,6 +47,16 @@ def issue_changed(kind: str, issue: Issue) -> None:
 def comment_added(comment: Comment, issue: Issue) -> None:
     if enabled():
         publish(f"issue:{issue.id}", "comment.created", {"id": comment.id, "issue_id": issue.id})
+
+
+def comment_changed(kind: str, comment: Comment) -> None:
+    """Announce ``comment.updated`` or ``comment.deleted`` on its issue's channel."""
+    if enabled():
+        publish(
+            f"issue:{comment.issue_id}",
+            f"comment.{kind}",
+            {"id": comment.id, "issue_id": comment.issue_id},
+        )
 
 
 def script(live: dict[str, int] | None) -> Markup:

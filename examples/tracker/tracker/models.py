@@ -20,6 +20,8 @@ from karaffe.auth import User, utcnow
 from karaffe.db import Model, UTCDateTime
 from karaffe.tenancy import OrgOwned
 
+from .labels import text_color
+
 __all__ = ["Comment", "Invitation", "Issue", "Label", "Project", "issue_labels"]
 
 #: Which labels an issue has. Not org-owned itself: it is only ever reached
@@ -55,9 +57,16 @@ class Label(OrgOwned, Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(50))
+    #: The background, ``#rrggbb`` (see :mod:`tracker.labels`).
+    color: Mapped[str] = mapped_column(sa.String(7), default="#6b7280", server_default="#6b7280")
+
+    @property
+    def text_color(self) -> str:
+        """Black or white, whichever reads better on :attr:`color`."""
+        return text_color(self.color)
 
     def __repr__(self) -> str:
-        return f"<Label {self.id} {self.name!r}>"
+        return f"<Label {self.id} {self.name!r} {self.color}>"
 
 
 class Issue(OrgOwned, Model):
@@ -109,6 +118,8 @@ class Comment(OrgOwned, Model):
     )
     body: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When its text last changed, ``None`` if never.
+    edited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     author: Mapped[User | None] = relationship(lazy="joined")
 

@@ -23,6 +23,7 @@ from karaffe.auth import User, hash_password, utcnow
 from karaffe.db import db
 from karaffe.tenancy import Membership, Organization, unscoped
 
+from .labels import DEFAULT_LABELS
 from .models import Comment, Issue, Label, Project, issue_labels
 from .services import unique_slug
 
@@ -42,7 +43,6 @@ _PEOPLE = [
 ]  # fmt: skip
 _ORGS = ["Acme Robotics", "Globex", "Initech", "Umbrella Labs", "Hooli", "Stark Industries"]
 _PROJECTS = ["Website", "Mobile app", "Billing", "Data platform", "Design system", "Infra"]
-_LABELS = ["bug", "feature", "docs", "performance", "security", "ux", "good first issue"]
 _VERBS = ["Fix", "Add", "Remove", "Improve", "Document", "Refactor", "Speed up", "Test", "Review"]
 _THINGS = [
     "login form", "CSV export", "search results", "invoice PDF", "dark mode", "password reset",
@@ -124,8 +124,8 @@ def seed(
                 db.session.add(Membership(organization_id=org.id, user_id=user.id, role=role))
             members[org.id] = [u.id for u in team]
             labels[org.id] = []
-            for label_name in _LABELS:
-                label = Label(organization_id=org.id, name=label_name)
+            for label_name, color in DEFAULT_LABELS:
+                label = Label(organization_id=org.id, name=label_name, color=color)
                 db.session.add(label)
                 labels[org.id].append(label)
             for p in range(projects_per_org):
@@ -245,7 +245,10 @@ def _users(count: int, password_hash: str) -> list[User]:
     for (name, _), email in zip(wanted, emails, strict=True):
         user = existing.get(email)
         if user is None:
-            user = User(name=name, email=email, password_hash=password_hash)
+            # Demo addresses are verified: nobody can follow a link mailed to them.
+            user = User(
+                name=name, email=email, password_hash=password_hash, email_verified_at=utcnow()
+            )
             db.session.add(user)
         users.append(user)
     db.session.flush()

@@ -18,7 +18,7 @@ from karaffe.auth import User, get_user, require_user
 from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
-from . import services
+from . import dates, markdown, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -73,7 +73,15 @@ def viewer_orgs() -> list[dict[str, t.Any]]:
         return []
     loaded = g.get("_tracker_viewer_orgs")
     if loaded is None or loaded[0] != user.id:
-        loaded = g._tracker_viewer_orgs = (user.id, services.organization_links(user))
+        orgs = services.organization_links(user)
+        # Two organizations of one name (joined by invitation: creating one
+        # is refused) are told apart by their slugs.
+        names = [" ".join(org["name"].casefold().split()) for org in orgs]
+        for org, name in zip(orgs, names, strict=True):
+            org["label"] = (
+                f"{org['name']} ({org['slug']})" if names.count(name) > 1 else org["name"]
+            )
+        loaded = g._tracker_viewer_orgs = (user.id, orgs)
     return t.cast(list[dict[str, t.Any]], loaded[1])
 
 
@@ -108,4 +116,6 @@ def init_app(app: karaffe.App) -> None:
     app.context_processor(template_context)
     app.add_template_global(csrf_field)
     app.add_template_global(live_script)
+    app.add_template_filter(markdown.render, "markdown")
+    app.add_template_global(dates.time_tag)
     app.html_errorhandler(error_page)

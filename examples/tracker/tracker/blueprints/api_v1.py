@@ -18,18 +18,31 @@ from __future__ import annotations
 import typing as t
 
 from flask import Blueprint, current_app, request, url_for
+from pydantic import Field
 
-from karaffe import ApiResult, Conflict, ValidationFailed, paginate, returns, validate
-from karaffe.auth import login_required
+from karaffe import (
+    ApiResult,
+    Conflict,
+    ServiceUnavailable,
+    ValidationFailed,
+    auth,
+    paginate,
+    returns,
+    validate,
+)
+from karaffe.auth import User, login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import listing, services
+from .. import accounts, listing, mail, markdown, services
 from ..forms import FieldError
 from ..models import Comment, Issue, Label, Project
 from ..schemas import (
+    Accepted,
     CommentIn,
     CommentOut,
+    CommentPatch,
+    EmailChangeIn,
     InvitationIn,
     InvitationOut,
     IssueIn,
@@ -38,9 +51,14 @@ from ..schemas import (
     IssueQuery,
     LabelIn,
     LabelOut,
+    LabelPatch,
+    MarkdownIn,
+    MarkdownOut,
     MemberOut,
     OrganizationIn,
     OrganizationOut,
+    PasswordChangeIn,
+    ProfileIn,
     ProjectIn,
     ProjectOut,
     ProjectPatch,
@@ -103,13 +121,94 @@ _OBJECTS: dict[str, tuple[str, type[Project | Issue | Label | Comment]]] = {
 
 class Me(UserRef):
     email: str
+    email_verified: bool = Field(
+        description="Whether the user followed the link mailed to `email`."
+    )
+
+    @classmethod
+    def of(cls, user: User) -> Me:
+        return cls(
+            id=user.id,
+            name=user.name,
+            email=user.email,
+            email_verified=user.email_verified_at is not None,
+        )
 
 
 @blueprint.get("/me")
 @returns(Me)
 def me() -> t.Any:
     """The user the request is authenticated as."""
-    return viewer()
+    return Me.of(viewer())
+
+
+@blueprint.patch("/me")
+@validate(body=ProfileIn)
+@returns(Me)
+def update_me(body: ProfileIn) -> t.Any:
+    """Change the caller's name."""
+    user = viewer()
+    user.name = body.name
+    db.session.flush()
+    out = Me.of(user)
+    db.session.commit()
+    return out
+
+
+def _check_current_password(user: User, password: str) -> None:
+    if not user.check_password(password):
+        raise FieldError("current_password", "This is not your current password.", "wrong")
+
+
+_MAIL_DOWN = {503: "The mail could not be sent; nothing changed"}
+
+
+@blueprint.post("/me/email")
+@validate(body=EmailChangeIn)
+@returns(
+    Accepted,
+    status=202,
+    errors={409: "Another account has this email", 422: "Wrong current password", **_MAIL_DOWN},
+)
+def change_email(body: EmailChangeIn) -> t.Any:
+    """Start changing the caller's email: a link goes to the new address,
+    which becomes the login once it is followed (the old one until then)."""
+    user = viewer()
+    _check_current_password(user, body.current_password)
+    message = accounts.change_email(user, body.email)
+    if not mail.send_or_log(message):
+        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
+    return Accepted(
+        detail=f"A link went to {body.email}: it becomes the login once it is followed."
+    )
+
+
+@blueprint.post("/me/email/verification")
+@returns(Accepted, status=202, errors={409: "The email is verified already", 429: "", **_MAIL_DOWN})
+def resend_verification() -> t.Any:
+    """Mail a new verification link to the caller's address."""
+    user = viewer()
+    if user.email_verified_at is not None:
+        raise Conflict(f"{user.email} is verified already.")
+    accounts.check_reset_rate("verify", user.email, request.remote_addr or "unknown")
+    if not mail.send_or_log(accounts.verification_mail(user)):
+        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
+    return Accepted(detail=f"A link went to {user.email}.")
+
+
+@blueprint.put("/me/password")
+@validate(body=PasswordChangeIn)
+@returns(None, status=204, errors={422: "Wrong current password"})
+def change_password(body: PasswordChangeIn) -> t.Any:
+    """Change the caller's password: every login session ends, but the
+    request's own (API tokens stay valid: revoke them on their page)."""
+    user = viewer()
+    _check_current_password(user, body.current_password)
+    user.set_password(body.password)
+    if auth.current_session() is not None:
+        auth.rotate_session()
+    db.session.commit()
+    return ApiResult(None, status=204)
 
 
 # -- organizations -------------------------------------------------------------------
@@ -127,9 +226,15 @@ def list_orgs() -> t.Any:
 
 @blueprint.post("/orgs")
 @validate(body=OrganizationIn)
-@returns(OrganizationOut, status=201, links={"org_slug": "slug"})
+@returns(
+    OrganizationOut,
+    status=201,
+    errors={409: "The caller belongs to an organization of that name already"},
+    links={"org_slug": "slug"},
+)
 def create_org(body: OrganizationIn) -> t.Any:
-    """A new organization, owned by the caller."""
+    """A new organization, owned by the caller. Names are not unique across
+    the site (the slug is), but nobody gets two organizations of one name."""
     org = services.create_org(body.name, viewer())
     out = OrganizationOut(id=org.id, name=org.name, slug=org.slug, role="owner")
     db.session.commit()
@@ -214,7 +319,19 @@ def list_labels() -> t.Any:
     links={"label_id": "id"},
 )
 def create_label(body: LabelIn) -> t.Any:
-    label = services.create_label(current_org.id, viewer(), body.name)
+    """A new label (admins), with a colour (one from a palette when left out)."""
+    label = services.create_label(current_org.id, viewer(), body.name, body.color)
+    out = LabelOut.model_validate(label)
+    db.session.commit()
+    return out
+
+
+@blueprint.patch("/labels/<id:label_id>")
+@validate(body=LabelPatch)
+@returns(LabelOut, errors={**_WRITE_ERRORS, 409: "The organization has another label of that name"})
+def update_label(label: Label, body: LabelPatch) -> t.Any:
+    """Rename or recolour a label (admins)."""
+    services.update_label(label, viewer(), body)
     out = LabelOut.model_validate(label)
     db.session.commit()
     return out
@@ -283,7 +400,7 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     ``label`` and words of the title (``q``); ``Link`` headers page through."""
     rows = listing.issue_rows(services.issue_list(project, query))
     page = paginate(rows, order_by=services.ISSUE_ORDER)
-    documents = listing.issue_documents(page).items
+    documents = listing.issue_documents(page, description_html=True).items
     return ApiResult(listing.issues_json(documents), page=page)
 
 
@@ -342,7 +459,26 @@ def list_comments(issue: Issue) -> t.Any:
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS, links={"comment_id": "id"})
 def create_comment(issue: Issue, body: CommentIn) -> t.Any:
-    comment = services.add_comment(issue, viewer(), body.body)
+    """Comment on an issue; ``"status": "closed"`` (or ``"open"``) also
+    closes (or reopens) it, in the same write."""
+    comment = services.add_comment(issue, viewer(), body.body, body.status)
+    out = CommentOut.model_validate(comment)
+    db.session.commit()
+    return out
+
+
+@blueprint.get("/comments/<id:comment_id>")
+@returns(CommentOut, errors=_NOT_FOUND)
+def get_comment(comment: Comment) -> t.Any:
+    return comment
+
+
+@blueprint.patch("/comments/<id:comment_id>")
+@validate(body=CommentPatch)
+@returns(CommentOut, errors=_WRITE_ERRORS)
+def update_comment(comment: Comment, body: CommentPatch) -> t.Any:
+    """Change a comment's text (its author or an admin)."""
+    services.edit_comment(comment, viewer(), body.body)
     out = CommentOut.model_validate(comment)
     db.session.commit()
     return out
@@ -355,3 +491,15 @@ def delete_comment(comment: Comment) -> t.Any:
     services.delete_comment(comment, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+@blueprint.post("/markdown")
+@validate(body=MarkdownIn)
+@returns(MarkdownOut)
+def render_markdown(body: MarkdownIn) -> t.Any:
+    """Render Markdown as descriptions and comments are shown (the forms'
+    Preview). Nothing is stored."""
+    return MarkdownOut(html=markdown.render(body.text))

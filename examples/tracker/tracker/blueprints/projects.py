@@ -48,19 +48,20 @@ def new() -> ResponseReturnValue:
 
 
 def _filters() -> IssueQuery:
-    """The list's filters from the query string. The HTML list shows open
-    issues by default; ``status=all`` shows every one. A malformed filter
-    (``assignee=abc``) is ignored rather than failing the page."""
+    """The list's filters from the query string, in the API's words. The
+    HTML list shows open issues by default; ``status=all`` shows every one.
+    A malformed filter (``assignee=abc``) is ignored rather than failing the
+    page."""
     raw: dict[str, str | None] = {
         k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v
     }
-    status = raw.get("status", "open")
-    raw["status"] = None if status == "all" else status
+    raw.setdefault("status", "open")
     try:
         return IssueQuery.model_validate(raw)
     except ValidationError as exc:
         bad = {str(e["loc"][0]) for e in exc.errors()}
-        return IssueQuery.model_validate({k: v for k, v in raw.items() if k not in bad})
+        kept = {k: v for k, v in raw.items() if k not in bad}
+        return IssueQuery.model_validate({"status": "open", **kept})
 
 
 @blueprint.get("/<id:project_id>")
@@ -79,7 +80,7 @@ def show(project_id: int) -> ResponseReturnValue:
         project=project,
         page=listing.issue_documents(page),
         filters={
-            "status": filters.status or "all",
+            "status": filters.status or "open",
             "assignee": filters.assignee,
             "label": filters.label,
             "q": filters.q,
