@@ -6,6 +6,7 @@ import typing as t
 
 import pytest
 import sqlalchemy as sa
+from tracker.labels import DEFAULT_LABELS
 from tracker.models import Comment, Issue, Label, Project, issue_labels
 from tracker.seed import DEMO_LOGIN, DEMO_PASSWORD
 
@@ -21,7 +22,7 @@ def test_seed_loads_organizations_users_projects_and_issues(app, count):
     assert "2 organizations, 10 users, 4 projects, 1200 issues" in result.output
     assert f"log in as {DEMO_LOGIN} / {DEMO_PASSWORD}" in result.output
     assert (count(Organization), count(Project), count(Issue)) == (2, 4, 1200)
-    assert count(Label) == 14
+    assert count(Label) == 2 * len(DEFAULT_LABELS)  # the default set, coloured
     assert 0 < count(Comment) < 1200
     # Every issue is in its project's organization, assigned (if at all) to a member.
     project_org = sa.select(Project.organization_id).where(Project.id == Issue.project_id)

@@ -57,8 +57,9 @@ def signup() -> ResponseReturnValue:
                 verification = accounts.verification_mail(user)
                 db.session.commit()
                 flash(f"Welcome to tracker, {name}!", "success")
-                if mail.send_or_log(verification):
-                    flash(f"We sent a link to {email}: open it to verify your email.", "info")
+                # The banner of every page asks for the link from now on.
+                if not mail.send_or_log(verification):
+                    flash(f"The mail to {email} could not be sent: ask for a new link.", "error")
                 return redirect(_next_url())
         return render_template(
             "auth/signup.html", form=form, next_url=request.args.get("next")
@@ -158,7 +159,9 @@ def reset_password(token: str) -> ResponseReturnValue:
             return redirect(url_for("accounts.login", email=email))
         return render_template("auth/reset.html", form=form, email=user.email), 422
     response = render_template("auth/reset.html", form=form, email=user.email)
-    return response, 200, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    # The URL holds the token: no cache keeps the page (the site's referrer
+    # policy already sends other sites the origin only).
+    return response, 200, {"Cache-Control": "no-store"}
 
 
 @blueprint.get("/verify-email/<token>")
