@@ -13,7 +13,7 @@ from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import String, select
+from sqlalchemy import Row, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import karaffe
@@ -384,6 +384,23 @@ def test_select_pagination_with_mixed_directions_on_postgres(make_app, postgres_
             engine = app.extensions["sqlalchemy"].engine
             Base.metadata.drop_all(engine)
             engine.dispose()
+
+
+def test_a_select_of_columns_pages_its_rows(make_app, tmp_path) -> None:
+    app, expected = ticket_app(make_app, f"sqlite:///{tmp_path}/t.db")
+
+    @app.get("/api/ticket-rows")
+    def ticket_rows() -> karaffe.ApiResult:
+        stmt = select(Ticket.id, Ticket.title).where(Ticket.title != "hidden")
+        page = karaffe.paginate(stmt, order_by=[Ticket.id.desc()], limit=20)
+        assert all(isinstance(row, Row) for row in page.items)
+        return karaffe.ApiResult([{"id": r.id, "title": r.title} for r in page.items], page=page)
+
+    client = app.test_client()
+    pages = walk(client, "/api/ticket-rows")
+    assert [i for p in pages for i in p] == sorted(expected, reverse=True)
+    first = client.get("/api/ticket-rows").get_json()[0]
+    assert first == {"id": 99, "title": "t99"}
 
 
 @pytest.mark.parametrize("form", ["links", "before links shared a token"])

@@ -2,9 +2,9 @@
 
 Users, organizations, projects and labels are few and go through the ORM.
 Issues (and their labels and a few comments) are many: they are inserted
-with executemany in batches of :data:`BATCH` rows, ids returned in order
-(SQLAlchemy's "insertmanyvalues"), inside one transaction. 100,000 issues
-take a few seconds on SQLite.
+with executemany in batches of :data:`BATCH` rows, their ids taken first
+(see :func:`_insert_issues`), inside one transaction. ``docs/tracker.md``
+says how long 100,000 issues take.
 
 Every demo account has the password :data:`DEMO_PASSWORD`, hashed once.
 """
@@ -143,7 +143,6 @@ def seed(
         start = now - dt.timedelta(days=365)
         step = dt.timedelta(days=365) / max(issues, 1)
         table = t.cast(sa.Table, Issue.__table__)
-        insert = table.insert().returning(table.c.id, sort_by_parameter_order=True)
         done = 0
         while done < issues:
             count = min(BATCH, issues - done)
@@ -165,7 +164,7 @@ def seed(
                         "updated_at": min(now, created + dt.timedelta(hours=rnd.randrange(72))),
                     }
                 )
-            ids = list(db.session.execute(insert, rows).scalars())
+            ids = _insert_issues(table, rows)
             links = []
             for issue_id, row in zip(ids, rows, strict=True):
                 for label_id in rnd.sample(label_ids[row["organization_id"]], rnd.randrange(0, 3)):
@@ -192,6 +191,44 @@ def seed(
         report.issues = done
         db.session.commit()
     return report
+
+
+def _insert_issues(table: sa.Table, rows: list[dict[str, t.Any]]) -> list[int]:
+    """Insert ``rows`` into the issue table; their ids, in order.
+
+    The ids are taken first, as the database would give them (from the
+    column's sequence on PostgreSQL; after the largest ever used on SQLite,
+    whose write lock the seed's transaction holds), so that the rows go in
+    with a plain executemany: asking for the ids back in order with
+    RETURNING makes SQLite insert one row per statement."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
+        ids = list(
+            db.session.execute(
+                sa.select(sa.func.nextval(sequence)).select_from(
+                    sa.func.generate_series(1, len(rows))
+                )
+            ).scalars()
+        )
+    elif dialect == "sqlite":
+        last = db.session.execute(sa.select(sa.func.max(table.c.id))).scalar_one() or 0
+        if db.session.execute(
+            sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+        ).first():
+            used = db.session.execute(
+                sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table"),
+                {"table": table.name},
+            ).scalar_one_or_none()
+            last = max(last, used or 0)
+        ids = list(range(last + 1, last + 1 + len(rows)))
+    else:
+        insert = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return list(db.session.execute(insert, rows).scalars())
+    for issue_id, row in zip(ids, rows, strict=True):
+        row["id"] = issue_id
+    db.session.execute(table.insert(), rows)
+    return ids
 
 
 def _users(count: int, password_hash: str) -> list[User]:

@@ -24,6 +24,7 @@ import unicodedata
 import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy.orm import contains_eager
 from werkzeug.exceptions import Conflict, Forbidden, NotFound
 
 from karaffe import tenancy
@@ -116,6 +117,18 @@ def organizations_of(user: User) -> list[tuple[Organization, str]]:
     return [(org, role) for org, role in rows]
 
 
+def organization_links(user: User) -> list[dict[str, t.Any]]:
+    """``user``'s organizations by name as ``{"id", "name", "slug", "role"}``
+    (what every page's menu shows: columns, no ORM object)."""
+    rows = db.session.execute(
+        sa.select(Organization.id, Organization.name, Organization.slug, Membership.role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Organization.name)
+    )
+    return [row._asdict() for row in rows]
+
+
 def slugify(name: str) -> str:
     """A URL-safe slug for ``name``: ``"Acme Corp."`` -> ``"acme-corp"``."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
@@ -166,11 +179,12 @@ def create_org(name: str, owner: User) -> Organization:
 
 
 def members_of(org_id: int) -> list[Membership]:
-    """The memberships of an organization, by name."""
+    """The memberships of an organization, by name, with their users."""
     return list(
         db.session.execute(
             sa.select(Membership)
             .join(User, User.id == Membership.user_id)
+            .options(contains_eager(Membership.user))
             .where(Membership.organization_id == org_id)
             .order_by(User.name, User.id)
         ).scalars()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing as t
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, redirect, render_template, request
+from flask import abort, current_app, flash, g, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -71,17 +71,16 @@ def inbox_script() -> Markup:
     return live_updates.inbox_script()
 
 
-def template_context() -> dict[str, t.Any]:
-    if current_outage() is not None:
-        # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": [], "unread": 0}
+def viewer_orgs() -> list[dict[str, t.Any]]:
+    """The viewer's organizations with their role in each (the menu of
+    every page), loaded once per request and user; none for nobody. Pages
+    render after their writes, so the menu shows what they changed."""
     user = get_user()
-    orgs: list[dict[str, t.Any]] = []
-    if user is not None:
-        orgs = [
-            {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
-            for org, role in services.organizations_of(user)
-        ]
+    if user is None:
+        return []
+    loaded = g.get("_tracker_viewer_orgs")
+    if loaded is None or loaded[0] != user.id:
+        orgs = services.organization_links(user)
         # Two organizations of one name (joined by invitation: creating one
         # is refused) are told apart by their slugs.
         names = [" ".join(org["name"].casefold().split()) for org in orgs]
@@ -89,8 +88,23 @@ def template_context() -> dict[str, t.Any]:
             org["label"] = (
                 f"{org['name']} ({org['slug']})" if names.count(name) > 1 else org["name"]
             )
+        loaded = g._tracker_viewer_orgs = (user.id, orgs)
+    return t.cast(list[dict[str, t.Any]], loaded[1])
+
+
+def viewer_role(org_id: int) -> str | None:
+    """The viewer's role in ``org_id``, from :func:`viewer_orgs` (no query
+    of its own on a page that shows the menu anyway)."""
+    return next((org["role"] for org in viewer_orgs() if org["id"] == org_id), None)
+
+
+def template_context() -> dict[str, t.Any]:
+    if current_outage() is not None:
+        # The 503 page of a database outage: nothing that needs the database.
+        return {"viewer": None, "viewer_orgs": [], "unread": 0}
+    user = get_user()
     unread = activity.unread_count(user) if user is not None else 0
-    return {"viewer": user, "viewer_orgs": orgs, "unread": unread}
+    return {"viewer": user, "viewer_orgs": viewer_orgs(), "unread": unread}
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:

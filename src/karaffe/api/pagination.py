@@ -324,7 +324,10 @@ def paginate(
 
     :param source: a SQLAlchemy ``select()`` (then give ``order_by``: columns,
         ``.desc()`` allowed, ending in a unique one such as the primary key) or a
-        sequence already sorted ascending by ``key``.
+        sequence already sorted ascending by ``key``. A select of one model
+        (or column) pages its objects (or values); a select of several
+        columns pages its rows, which must hold the ``order_by`` columns
+        under their names: no ORM object where none is needed.
     :param limit: the default page size for this list (the app's by default).
     :param with_total: also count the rows, for ``X-Total-Count`` and ``rel="last"``.
     :param session: the session to run a select on; Flask-SQLAlchemy's by default.
@@ -435,7 +438,9 @@ def _paginate_select(
     ordering = [(c.asc() if desc == backwards else c.desc()) for c, desc in columns]
     query = query.order_by(None).order_by(*ordering).limit(limit + 1)
 
-    rows = list(session.scalars(query).all())
+    result = session.execute(query)
+    # A select of one entity or column pages its values; of several columns, its rows.
+    rows = list(result.scalars() if len(query.column_descriptions) == 1 else result)
     total = None
     if with_total:
         total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))

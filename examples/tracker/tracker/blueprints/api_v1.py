@@ -35,7 +35,7 @@ from karaffe.auth import User, login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, activity, mail, markdown, mentions, services
+from .. import accounts, activity, listing, mail, markdown, mentions, services
 from ..forms import FieldError
 from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
@@ -407,8 +407,10 @@ def delete_project(project: Project) -> t.Any:
 def list_issues(project: Project, query: IssueQuery) -> t.Any:
     """A project's issues, newest first, filtered by ``status``, ``assignee``,
     ``label`` and words of the title (``q``); ``Link`` headers page through."""
-    page = paginate(services.issue_list(project, query), order_by=services.ISSUE_ORDER)
-    return ApiResult(page=page)
+    rows = listing.issue_rows(services.issue_list(project, query))
+    page = paginate(rows, order_by=services.ISSUE_ORDER)
+    documents = listing.issue_documents(page, description_html=True).items
+    return ApiResult(listing.issues_json(documents), page=page)
 
 
 @blueprint.post("/projects/<id:project_id>/issues")

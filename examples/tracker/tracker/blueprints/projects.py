@@ -9,14 +9,14 @@ from pydantic import ValidationError
 
 from karaffe.auth import login_required
 from karaffe.db import db
-from karaffe.tenancy import current_org, current_role
+from karaffe.tenancy import current_org
 
-from .. import services
+from .. import listing, services
 from ..forms import Form
 from ..models import Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
-from ..web import html_page, in_current_org, viewer
+from ..web import html_page, in_current_org, viewer, viewer_role
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
@@ -70,7 +70,7 @@ def show(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
     filters = _filters()
     page = html_page(
-        services.issue_list(project, filters),
+        listing.issue_rows(services.issue_list(project, filters)),
         services.ISSUE_ORDER,
         TrackerSettings.of().issues_per_page,
     )
@@ -78,16 +78,18 @@ def show(project_id: int) -> ResponseReturnValue:
         "projects/show.html",
         org=current_org,
         project=project,
-        page=page,
+        page=listing.issue_documents(page),
         filters={
             "status": filters.status or "open",
             "assignee": filters.assignee,
             "label": filters.label,
             "q": filters.q,
         },
-        members=services.members_of(current_org.id),
-        all_labels=services.labels_of(current_org.id),
-        can_manage=current_role() in ("admin", "owner"),
+        # Every row links to its issue: the URL is made once.
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
+        members=listing.assignee_choices(current_org.id),
+        all_labels=listing.label_choices(current_org.id),
+        can_manage=viewer_role(current_org.id) in ("admin", "owner"),
         live={"project": project.id},
     )
 
