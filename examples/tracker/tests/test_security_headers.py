@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from tracker import services
+from tracker.models import Comment
 
 from karaffe.auth import ApiToken, User
 from karaffe.db import db as database
@@ -113,6 +114,16 @@ def invitation_token(app: Flask, world: World) -> str:
     return token
 
 
+def _a_comment(app: Flask, world: World) -> int:
+    with app.app_context(), unscoped("test: a comment to show"):
+        comment = Comment(
+            organization_id=world.orgs["acme"], issue_id=world.issues["first"], body="Seen."
+        )
+        database.session.add(comment)
+        database.session.commit()
+        return comment.id
+
+
 def test_every_get_route_sends_the_security_headers(
     app: Flask, world: World, login: t.Any, invitation_token: str
 ) -> None:
@@ -128,7 +139,13 @@ def test_every_get_route_sends_the_security_headers(
         token_id = database.session.execute(
             sa.select(ApiToken.id).where(ApiToken.user_id == world.users["alice"])
         ).scalar_one()
-    queries = {"demo.add_numbers": {"a": 1, "b": 2}, "karaffe_events.stream": stream}
+    queries = {
+        "demo.add_numbers": {"a": 1, "b": 2},
+        "karaffe_events.stream": stream,
+        "projects.row": {"id": world.issues["first"]},
+        "issues.comment_fragment": {"id": _a_comment(app, world)},
+        "api_v1.live_token": {"channel": channels},
+    }
     walked = []
     for rule in get_routes(app):
         url = url_for_rule(app, rule, world, {"token": invitation_token, "token_id": token_id})

@@ -267,3 +267,26 @@ class CommentOut(_Out):
     author: UserRef | None
     body: str
     created_at: Timestamp
+
+
+#: A channel of live updates: ``project:<id>`` or ``issue:<id>``.
+LiveChannel = t.Annotated[
+    str,
+    StringConstraints(pattern=r"^(project|issue):[1-9][0-9]{0,17}$"),
+    Field(examples=["project:3"]),
+]
+
+
+class LiveTokenQuery(BaseModel):
+    """The channels to follow (``channel`` repeated), 1 to 20."""
+
+    channel: t.Annotated[list[LiveChannel], Field(min_length=1, max_length=20)]
+
+
+class LiveTokenOut(BaseModel):
+    """A channel token for the stream of live updates (see docs/events.md)."""
+
+    token: str
+    channels: list[str]
+    expires_in: int = Field(description="Seconds the token is valid.")
+    stream: str = Field(description="The URL of the event stream.")

@@ -508,5 +508,8 @@ def delete_comment(comment: Comment, actor: User) -> None:
     role = require_member(comment.organization_id, actor)
     if comment.author_id != actor.id and _rank(role) < _rank("admin"):
         raise Forbidden("Only the comment's author or an organization admin can delete it.")
+    issue = db.session.get(Issue, comment.issue_id)
+    if issue is not None:
+        live.comment_deleted(comment.id, issue)
     db.session.delete(comment)
     db.session.flush()

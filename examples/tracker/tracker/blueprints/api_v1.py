@@ -18,13 +18,16 @@ from __future__ import annotations
 import typing as t
 
 from flask import Blueprint, current_app, request, url_for
+from werkzeug.exceptions import NotFound
 
 from karaffe import ApiResult, Conflict, ValidationFailed, paginate, returns, validate
 from karaffe.auth import login_required
 from karaffe.db import db
+from karaffe.events import channel_token, stream_url
+from karaffe.events.settings import EventsSettings
 from karaffe.tenancy import current_org, current_role
 
-from .. import services
+from .. import live, services
 from ..forms import FieldError
 from ..models import Comment, Issue, Label, Project
 from ..schemas import (
@@ -38,6 +41,8 @@ from ..schemas import (
     IssueQuery,
     LabelIn,
     LabelOut,
+    LiveTokenOut,
+    LiveTokenQuery,
     MemberOut,
     OrganizationIn,
     OrganizationOut,
@@ -353,3 +358,28 @@ def delete_comment(comment: Comment) -> t.Any:
     services.delete_comment(comment, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
+
+
+# -- live updates ---------------------------------------------------------------------------
+
+
+@blueprint.get("/live/token")
+@validate(query=LiveTokenQuery)
+@returns(LiveTokenOut, errors=_NOT_FOUND)
+def live_token(query: LiveTokenQuery) -> t.Any:
+    """A channel token to follow live updates of projects (``project:<id>``:
+    its issue list) and issues (``issue:<id>``: its page) you can see, on
+    the event stream (``stream``). Pages call it to renew their token before
+    it expires; see docs/events.md for the stream."""
+    channels = list(dict.fromkeys(query.channel))
+    for channel in channels:
+        kind, _, ident = channel.partition(":")
+        services.get_visible(Project if kind == "project" else Issue, int(ident))
+    if not live.enabled():
+        raise NotFound("Live updates are not set up on this server.")
+    return LiveTokenOut(
+        token=channel_token(viewer(), channels),
+        channels=channels,
+        expires_in=EventsSettings.of().events_token_max_age,
+        stream=stream_url(),
+    )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from karaffe.auth import login_required
 from karaffe.db import db
+from karaffe.events.presence import gone as presence_gone
+from karaffe.events.presence import here as presence_here
+from karaffe.ids import MAX_ID
 from karaffe.tenancy import current_org
 
-from .. import services
+from .. import live, services
 from ..forms import FieldError, Form
-from ..models import Issue, Project
+from ..models import Comment, Issue, Project
 from ..schemas import CommentIn, IssueIn, IssueOut, IssuePatch
 from ..web import in_current_org, viewer
 
@@ -89,6 +92,7 @@ def _show_page(issue: Issue, form: Form, status: int = 200) -> ResponseReturnVal
         issue_json=IssueOut.model_validate(issue).model_dump(mode="json"),
         comments=services.comments_of(issue),
         form=form,
+        others=[],
         live={"issue": issue.id},
     )
     return page, status
@@ -167,3 +171,58 @@ def comment(issue_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash("Comment added.", "success")
     return redirect(url_for("issues.show", issue_id=issue_id) + "#comments")
+
+
+# -- fragments of the issue page, fetched by live pages (tracker.live) ---------------------
+
+
+@blueprint.get("/issues/<id:issue_id>/parts")
+@login_required
+def parts(issue_id: int) -> ResponseReturnValue:
+    """The parts of the issue page that change with the issue: its head
+    (title, close or reopen), description and facts (status, assignee,
+    labels), each the page's own template, each with its element id."""
+    issue = _issue(issue_id)
+    return "\n".join(
+        render_template(f"issues/_{name}.html", issue=issue)
+        for name in ("head", "description", "facts")
+    )
+
+
+@blueprint.get("/issues/<id:issue_id>/comment")
+@login_required
+def comment_fragment(issue_id: int) -> ResponseReturnValue:
+    """One comment of the issue, ``?id=<comment id>``, as the page shows it;
+    404 when it is gone or on another issue, 400 without a valid ``id``."""
+    issue = _issue(issue_id)
+    raw = request.args.get("id", "")
+    if not raw.isdigit() or raw.startswith("0") or int(raw) > MAX_ID:
+        abort(400, description="The id parameter must be a comment id.")
+    comment = services.get_visible(Comment, int(raw))
+    if comment.issue_id != issue.id:
+        abort(404)
+    return render_template("issues/_comment.html", comment=comment)
+
+
+@blueprint.post("/issues/<id:issue_id>/presence")
+@login_required
+def presence(issue_id: int) -> ResponseReturnValue:
+    """A live page says it has the issue open (form field ``tab``, a random
+    id of the page) or, with ``leave=1``, that it closed; the answer is the
+    presence line: who else has it open. A malformed ``tab`` is a 422."""
+    issue = _issue(issue_id)
+    if not live.enabled():
+        abort(404)
+    tab = request.form.get("tab", "")
+    update = presence_gone if request.form.get("leave") == "1" else presence_here
+    try:
+        found = update(live.issue_channel(issue.id), viewer(), tab)
+    except ValueError as exc:
+        abort(422, description=str(exc))
+    except Exception:
+        current_app.logger.exception("presence of issue %s could not be recorded", issue.id)
+        abort(503, description="Presence is not available right now.")
+    names = {str(m.user_id): m.user.name for m in services.members_of(issue.organization_id)}
+    me = str(viewer().id)
+    others = [names[u] for u in found.users if u != me and u in names]
+    return render_template("issues/_presence.html", others=others)
