@@ -104,6 +104,8 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("issues.set_status", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/status", data={"status": "closed"}), 302),
     ("issues.delete", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/delete"), 302),
     ("issues.presence", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/presence", data={"tab": "t1"}), 200),
+    ("api_v1.issue_presence", lambda c: c.api("bob").put(f"/api/v1/issues/{c.world.issues['first']}/presence/t1"), 200),
+    ("api_v1.leave_issue_presence", lambda c: c.api("bob").delete(f"/api/v1/issues/{c.world.issues['first']}/presence/t1"), 204),
     ("issues.comment", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/comments", data={"body": "Same here."}), 302),
     ("settings.tokens", lambda c: c.login("bob").post("/settings/tokens", data={"name": "laptop"}), 303),
     ("settings.end_session", lambda c: c.login("bob").post(f"/settings/sessions/{_other_session(c)}/end"), 302),

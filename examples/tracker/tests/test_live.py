@@ -163,6 +163,33 @@ def test_presence_on_another_organizations_issue_is_a_404(login, world):
     assert rv.status_code == 404
 
 
+def test_presence_in_the_api_lists_who_has_the_issue_open(api, world, app):
+    url = f"/api/v1/issues/{world.issues['first']}/presence"
+    assert api("dave").put(url + "/phone-1").get_json() == {
+        "users": [{"id": world.users["dave"], "name": "Dave"}],
+        "ttl": app.config["EVENTS_PRESENCE_TTL"],
+    }
+    body = api("alice").put(url + "/laptop").get_json()
+    assert [u["name"] for u in body["users"]] == ["Alice", "Dave"]
+    assert api("dave").delete(url + "/phone-1").status_code == 204
+    assert [u["name"] for u in api("alice").put(url + "/laptop").get_json()["users"]] == ["Alice"]
+
+
+def test_presence_in_the_api_refuses_a_malformed_tab_and_a_hidden_issue(api, world):
+    url = f"/api/v1/issues/{world.issues['first']}/presence/{'x' * 65}"
+    body = problem(api("dave").put(url), 422, "validation-failed")
+    assert body["errors"] == [
+        {
+            "loc": ["path", "tab"],
+            "msg": "a tab id is 1-64 letters, digits, '_' or '-'",
+            "code": "pattern",
+        }
+    ]
+    hidden = f"/api/v1/issues/{world.issues['hidden']}/presence/t1"
+    problem(api("dave").put(hidden), 404, "not-found")
+    problem(api("dave").delete(hidden), 404, "not-found")
+
+
 # -- the page's configuration and token renewal -------------------------------------------
 
 

@@ -290,3 +290,10 @@ class LiveTokenOut(BaseModel):
     channels: list[str]
     expires_in: int = Field(description="Seconds the token is valid.")
     stream: str = Field(description="The URL of the event stream.")
+
+
+class PresenceOut(BaseModel):
+    """Who has an issue open (heartbeats expire after ``ttl`` seconds)."""
+
+    users: list[UserRef]
+    ttl: float = Field(description="Seconds a heartbeat counts; send one every third of it.")

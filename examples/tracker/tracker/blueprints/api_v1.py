@@ -24,6 +24,8 @@ from karaffe import ApiResult, Conflict, ValidationFailed, paginate, returns, va
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.events import channel_token, stream_url
+from karaffe.events.presence import gone as presence_gone
+from karaffe.events.presence import here as presence_here
 from karaffe.events.settings import EventsSettings
 from karaffe.tenancy import current_org, current_role
 
@@ -43,6 +45,7 @@ from ..schemas import (
     LabelOut,
     LiveTokenOut,
     LiveTokenQuery,
+    PresenceOut,
     MemberOut,
     OrganizationIn,
     OrganizationOut,
@@ -383,3 +386,40 @@ def live_token(query: LiveTokenQuery) -> t.Any:
         expires_in=EventsSettings.of().events_token_max_age,
         stream=stream_url(),
     )
+
+
+def _presence(issue: Issue, tab: str, *, leave: bool) -> list[int]:
+    """The ids of the users who have ``issue`` open after this heartbeat or
+    goodbye; a malformed tab id is a 422 located at the path."""
+    if not live.enabled():
+        raise NotFound("Live updates are not set up on this server.")
+    update = presence_gone if leave else presence_here
+    try:
+        found = update(live.issue_channel(issue.id), viewer(), tab)
+    except ValueError as exc:
+        raise ValidationFailed(errors=[(["path", "tab"], str(exc), "pattern")]) from None
+    return [int(u) for u in found.users if u.isdigit()]
+
+
+@blueprint.put("/issues/<id:issue_id>/presence/<tab>")
+@returns(PresenceOut, errors={**_NOT_FOUND, 422: "The tab id is malformed"})
+def issue_presence(issue: Issue, tab: str) -> t.Any:
+    """A heartbeat: the caller has the issue open in ``tab`` (an id the
+    client picks once: 1-64 letters, digits, ``_`` or ``-``). Send one every
+    third of ``ttl``; answers who has the issue open (the caller included).
+    When that changes, a ``presence`` event goes to the issue's channel."""
+    ids = set(_presence(issue, tab, leave=False))
+    users = [
+        UserRef(id=m.user_id, name=m.user.name)
+        for m in services.members_of(issue.organization_id)
+        if m.user_id in ids
+    ]
+    return PresenceOut(users=users, ttl=EventsSettings.of().events_presence_ttl)
+
+
+@blueprint.delete("/issues/<id:issue_id>/presence/<tab>")
+@returns(None, status=204, errors={**_NOT_FOUND, 422: "The tab id is malformed"})
+def leave_issue_presence(issue: Issue, tab: str) -> t.Any:
+    """A goodbye: ``tab`` closed the issue."""
+    _presence(issue, tab, leave=True)
+    return ApiResult(None, status=204)
