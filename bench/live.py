@@ -6,7 +6,7 @@ is one small POST every ten seconds. This times those requests in-process
 (Flask's test client, no server, no socket) against the pages they spare,
 on SQLite with the tracker's seed data (10,000 issues by default), logged
 in with a session cookie, and prints a Markdown table: median and p99 in
-milliseconds, and the size of the answer.
+milliseconds, the size of the answer, and SQL queries per request.
 
 The numbers are for comparing changes on one machine, not absolute truths.
 """
@@ -87,11 +87,20 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             ),
         ]
         print(f"{args.issues:,} issues, SQLite, {args.requests} requests each, in-process\n")
-        print("| request | p50 ms | p99 ms | bytes |")
-        print("|---|---:|---:|---:|")
+        queries = 0
+
+        def count(*_: t.Any) -> None:
+            nonlocal queries
+            queries += 1
+
+        with app.app_context():
+            sa.event.listen(db.engine, "before_cursor_execute", count)
+        print("| request | p50 ms | p99 ms | bytes | SQL queries |")
+        print("|---|---:|---:|---:|---:|")
         for name, method, url, kwargs in cases:
             times: list[float] = []
             size = 0
+            queries = 0
             for _ in range(args.requests):
                 started = time.perf_counter()
                 rv = client.open(url, method=method, **kwargs)
@@ -101,7 +110,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
                 size = len(rv.get_data())
             print(
                 f"| {name} | {statistics.median(times):.2f} | {percentile(times, 0.99):.2f} "
-                f"| {size:,} |"
+                f"| {size:,} | {queries / args.requests:g} |"
             )
     return 0
 

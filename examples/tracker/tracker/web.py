@@ -4,6 +4,7 @@ templates, the CSRF field, HTML error pages, and small view helpers."""
 from __future__ import annotations
 
 import typing as t
+from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from flask import abort, current_app, flash, redirect, render_template, request
@@ -64,18 +65,45 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
     return live_updates.script(live)
 
 
+class _Lazy(Sequence[t.Any]):
+    """A list loaded when a template first reads it: fragments that live
+    pages fetch (no top bar) then cost no query for it."""
+
+    def __init__(self, load: t.Callable[[], list[t.Any]]) -> None:
+        self._load = load
+        self._items: list[t.Any] | None = None
+
+    def _loaded(self) -> list[t.Any]:
+        if self._items is None:
+            self._items = self._load()
+        return self._items
+
+    @t.overload
+    def __getitem__(self, index: int) -> t.Any: ...
+    @t.overload
+    def __getitem__(self, index: slice) -> list[t.Any]: ...
+    def __getitem__(self, index: int | slice) -> t.Any:
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
         return {"viewer": None, "viewer_orgs": []}
     user = get_user()
-    orgs: list[dict[str, t.Any]] = []
-    if user is not None:
-        orgs = [
+    if user is None:
+        return {"viewer": None, "viewer_orgs": []}
+
+    def orgs() -> list[dict[str, t.Any]]:
+        return [
             {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
             for org, role in services.organizations_of(user)
         ]
-    return {"viewer": user, "viewer_orgs": orgs}
+
+    return {"viewer": user, "viewer_orgs": _Lazy(orgs)}
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:

@@ -182,11 +182,7 @@ def parts(issue_id: int) -> ResponseReturnValue:
     """The parts of the issue page that change with the issue: its head
     (title, close or reopen), description and facts (status, assignee,
     labels), each the page's own template, each with its element id."""
-    issue = _issue(issue_id)
-    return "\n".join(
-        render_template(f"issues/_{name}.html", issue=issue)
-        for name in ("head", "description", "facts")
-    )
+    return render_template("issues/_parts.html", issue=_issue(issue_id))
 
 
 @blueprint.get("/issues/<id:issue_id>/comment")
