@@ -110,6 +110,14 @@ def browser() -> Iterator[t.Any]:
             launched.close()
 
 
+def shoot(page: t.Any, name: str) -> None:
+    """With ``SCREENSHOT_DIR=<dir>``, save what the page shows there."""
+    target = os.environ.get("SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"))
+
+
 def logged_in(browser: t.Any, url: str, email: str) -> t.Any:
     context = browser.new_context(viewport={"width": 1280, "height": 700})
     page = context.new_page()
@@ -193,6 +201,7 @@ def test_changes_in_one_browser_show_in_place_in_the_other(
         "() => [...document.querySelectorAll('#comments .comment .text')]"
         ".some(e => e.innerText === 'Reproduced on Safari 17.')"
     )
+    shoot(bob_issue, "live-issue")
 
     # A new issue: at the top of Bob's list, read from its top.
     new_issue = f"{url}/o/{slug}/projects/{project_id}/issues/new"
@@ -207,6 +216,7 @@ def test_changes_in_one_browser_show_in_place_in_the_other(
     alice.fill("#f-title", "Live: another one")
     alice.click("main button[type=submit]")
     text_is(bob_list, ".live-new", "1 new issue")
+    shoot(bob_list, "live-new-issue")
     assert "Live: another one" not in bob_list.locator("#issue-list .issues").inner_text()
     bob_list.click(".live-new")
     text_is(bob_list, "#issue-list .issues li:first-child .title", "Live: another one")

@@ -148,8 +148,9 @@
           // "Closed", dimmed): rows never vanish under the reader's eyes,
           // except deleted ones.
           if (row) {
+            var changed = row.textContent !== current.textContent;
             current.replaceWith(row);
-            highlight(row);
+            if (changed) highlight(row);
           } else {
             current.remove();
           }
@@ -195,7 +196,14 @@
     var refreshParts = K.refresher(function () {
       return K.fetchFragment(page.parts).then(function (got) {
         if (!got.fragment) return gone();
-        K.swapById(got.fragment).forEach(highlight);
+        var before = {};
+        Array.prototype.forEach.call(got.fragment.children, function (el) {
+          var shown = el.id && document.getElementById(el.id);
+          if (shown) before[el.id] = shown.textContent;
+        });
+        K.swapById(got.fragment).forEach(function (el) {
+          if (before[el.id] !== el.textContent) highlight(el);
+        });
         return undefined;
       });
     });
@@ -247,9 +255,17 @@
     beat("presence");
     timer = setInterval(function () { beat("presence"); }, page.heartbeat * 1000);
     stream.on("presence", function () { beat("presence"); });
+    // A form of this page (close, comment) comes back to this issue: no
+    // goodbye then, or the others would see the viewer leave and come back.
+    var issueUrl = page.parts.replace(/\/parts$/, "/");
+    var returning = false;
+    document.addEventListener("submit", function (event) {
+      var action = event.target.getAttribute("action") || "";
+      returning = action.indexOf(issueUrl) === 0 || action === issueUrl.slice(0, -1);
+    });
     window.addEventListener("pagehide", function () {
       clearInterval(timer);
-      if (!deleted) leave();
+      if (!deleted && !returning) leave();
     });
   }
 
