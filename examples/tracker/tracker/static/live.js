@@ -167,8 +167,17 @@
         }
       });
     });
+    // Only what this page shows, or might show now, is fetched: a list
+    // ordered by id knows from the event alone whether an issue falls on it.
+    var byId = list.getAttribute("data-sort") === "id";
     ["issue.created", "issue.updated", "issue.deleted"].forEach(function (type) {
-      stream.on(type, function (event) { refresh(String(event.data.id)); });
+      stream.on(type, function (event) {
+        var id = String(event.data.id);
+        if (!document.getElementById("issue-" + id) && !held[id]) {
+          if (type === "issue.deleted" || (byId && !place(Number(id)))) return;
+        }
+        refresh(id);
+      });
     });
   }
 
