@@ -237,7 +237,11 @@
     stream.on("issue.updated", function () { refreshParts("parts"); });
     stream.on("issue.deleted", gone);
     stream.on("comment.created", function (event) { refreshComment(String(event.data.id)); });
-    stream.on("comment.deleted", function (event) { refreshComment(String(event.data.id)); });
+    // Any change of a comment ("comment.updated" once comments can be
+    // edited) shows the comment as the server renders it now, or removes it.
+    ["comment.updated", "comment.deleted"].forEach(function (type) {
+      stream.on(type, function (event) { refreshComment(String(event.data.id)); });
+    });
 
     // Presence: a heartbeat every third of the server's lifetime of an
     // entry, and whenever who is here changes; the answer is the line.
