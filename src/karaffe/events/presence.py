@@ -30,12 +30,37 @@ import typing as t
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from werkzeug.routing import UnicodeConverter
+
 from .protocol import dump_data, validate_channel
 
-__all__ = ["TAB_RE", "Presence", "PresenceSet", "entry", "gone", "here", "users_of"]
+__all__ = [
+    "TAB_RE",
+    "Presence",
+    "PresenceSet",
+    "TabConverter",
+    "entry",
+    "gone",
+    "here",
+    "users_of",
+]
 
 #: A tab id: what a page picks at random once (letters, digits, ``_ -``).
 TAB_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+class TabConverter(UnicodeConverter):
+    """``<tab:name>`` in a URL: a tab id (:data:`TAB_RE`); anything else does
+    not match, so the URL is a 404, and the OpenAPI document says the pattern.
+    Register it with ``app.url_map.converters["tab"] = TabConverter``."""
+
+    part_isolating = True
+
+    def __init__(self, map: t.Any, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(map, *args, **kwargs)
+        self.regex = TAB_RE.pattern  # the parent sets its own from lengths
+
+
 #: The event type announcing a change of the users present.
 EVENT_TYPE = "presence"
 

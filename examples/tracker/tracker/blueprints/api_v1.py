@@ -390,22 +390,20 @@ def live_token(query: LiveTokenQuery) -> t.Any:
 
 def _presence(issue: Issue, tab: str, *, leave: bool) -> list[int]:
     """The ids of the users who have ``issue`` open after this heartbeat or
-    goodbye; a malformed tab id is a 422 located at the path."""
+    goodbye (``tab`` matched :class:`~karaffe.events.presence.TabConverter`)."""
     if not live.enabled():
         raise NotFound("Live updates are not set up on this server.")
     update = presence_gone if leave else presence_here
-    try:
-        found = update(live.issue_channel(issue.id), viewer(), tab)
-    except ValueError as exc:
-        raise ValidationFailed(errors=[(["path", "tab"], str(exc), "pattern")]) from None
+    found = update(live.issue_channel(issue.id), viewer(), tab)
     return [int(u) for u in found.users if u.isdigit()]
 
 
-@blueprint.put("/issues/<id:issue_id>/presence/<tab>")
-@returns(PresenceOut, errors={**_NOT_FOUND, 422: "The tab id is malformed"})
+@blueprint.put("/issues/<id:issue_id>/presence/<tab:tab>")
+@returns(PresenceOut, errors=_NOT_FOUND)
 def issue_presence(issue: Issue, tab: str) -> t.Any:
     """A heartbeat: the caller has the issue open in ``tab`` (an id the
-    client picks once: 1-64 letters, digits, ``_`` or ``-``). Send one every
+    client picks once: 1-64 letters, digits, ``_`` or ``-``; anything else is
+    a 404, as for an unknown path). Send one every
     third of ``ttl``; answers who has the issue open (the caller included).
     When that changes, a ``presence`` event goes to the issue's channel."""
     ids = set(_presence(issue, tab, leave=False))
@@ -417,8 +415,8 @@ def issue_presence(issue: Issue, tab: str) -> t.Any:
     return PresenceOut(users=users, ttl=EventsSettings.of().events_presence_ttl)
 
 
-@blueprint.delete("/issues/<id:issue_id>/presence/<tab>")
-@returns(None, status=204, errors={**_NOT_FOUND, 422: "The tab id is malformed"})
+@blueprint.delete("/issues/<id:issue_id>/presence/<tab:tab>")
+@returns(None, status=204, errors=_NOT_FOUND)
 def leave_issue_presence(issue: Issue, tab: str) -> t.Any:
     """A goodbye: ``tab`` closed the issue."""
     _presence(issue, tab, leave=True)
