@@ -16,7 +16,6 @@ import karaffe
 import karaffe.jobs
 from karaffe import auth, db, tenancy
 from karaffe.events import Events
-from karaffe.events.presence import TabConverter
 
 from . import web
 from .settings import TrackerSettings
@@ -44,7 +43,6 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     tenancy.init_app(app)
     karaffe.jobs.init_app(app)
     Events(app)
-    app.url_map.converters["tab"] = TabConverter  # presence: /issues/<id>/presence/<tab:tab>
     app.register_blueprints("tracker.blueprints")
     karaffe.ApiDocs(
         title="tracker API",

@@ -18,12 +18,14 @@ from __future__ import annotations
 import typing as t
 
 from flask import Blueprint, current_app, request, url_for
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import NotFound
 
 from karaffe import ApiResult, Conflict, ValidationFailed, paginate, returns, validate
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.events import channel_token, stream_url
+from karaffe.events.presence import TabConverter
 from karaffe.events.presence import gone as presence_gone
 from karaffe.events.presence import here as presence_here
 from karaffe.events.settings import EventsSettings
@@ -58,6 +60,14 @@ from ..schemas import (
 from ..web import viewer
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+
+@blueprint.record_once
+def _tab_converter(state: BlueprintSetupState) -> None:
+    """``<tab:tab>`` of the presence routes: recorded before them, so the
+    converter exists when they are added to the app."""
+    state.app.url_map.converters.setdefault("tab", TabConverter)
+
 
 _NOT_FOUND = {404: "Not found, or not in one of your organizations"}
 _WRITE_ERRORS = {**_NOT_FOUND, 403: "Your role does not allow it"}
