@@ -223,6 +223,7 @@ def url_of(rule, world) -> str:
         "comment_id": 1,
         "user_id": world.users["dave"],
         "tab": "t1",
+        "notification_id": 1,
     }
     path = rule.rule
     for name in rule.arguments:
@@ -250,6 +251,12 @@ def test_read_only_token_reads_every_api_route(app, world, read_only, client):
     rules = api_rules(app, {"GET"})
     assert len(rules) >= 10
     queries = {"/api/v1/live/token": {"channel": f"project:{world.projects['website']}"}}
+    comment = client.post(
+        f"/api/v1/issues/{world.issues['first']}/comments",
+        headers=bearer(world.tokens["alice"]),
+        json={"body": "Something to read"},
+    )
+    assert comment.get_json()["id"] == 1  # the comment_id url_of uses
     for rule, method in rules:
         rv = client.open(
             url_of(rule, world),

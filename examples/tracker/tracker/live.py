@@ -1,11 +1,13 @@
 """Live pages with :mod:`karaffe.events`: who may follow which channel, what
 is published when, and the script tag that follows.
 
-Channels: ``project:<id>`` (its issue list) and ``issue:<id>`` (its page).
+Channels: ``project:<id>`` (its issue list), ``issue:<id>`` (its page) and
+``user:<id>`` (one user's own: their unread count, see :mod:`tracker.activity`).
 A member of an organization may follow the channels of its projects and
-issues; a page renders a token for exactly the channels it shows, with the
-cursor of its render time, so nothing published in between is missed, and
-renews it at ``/api/v1/live/token`` before it expires.
+issues, and everyone their own user channel and no other; a page renders a
+token for exactly the channels it shows, with the cursor of its render time,
+so nothing published in between is missed, and renews it at
+``/api/v1/live/token`` before it expires.
 
 Events carry ids, never HTML: a page that hears ``issue.updated`` fetches the
 fragment it shows (a list row, the issue's head and facts, a comment), which
@@ -53,29 +55,23 @@ def _issue_data(issue: Issue) -> dict[str, t.Any]:
     return {"id": issue.id, "project_id": issue.project_id, "status": issue.status}
 
 
-def issue_changed(kind: str, issue: Issue) -> None:
+def issue_changed(kind: str, issue: Issue, **extra: t.Any) -> None:
     """Announce ``issue.<kind>`` on its project's and its own channel (sent
-    after commit by karaffe.events; never for a rolled-back change)."""
+    after commit by karaffe.events; never for a rolled-back change).
+    ``extra`` goes into the data (``comment_id`` of a close with comment)."""
     if not enabled():
         return
-    data = _issue_data(issue)
+    data = {**_issue_data(issue), **extra}
     publish(project_channel(issue.project_id), f"issue.{kind}", data)
     publish(issue_channel(issue.id), f"issue.{kind}", data)
 
 
 def comment_added(comment: Comment, issue: Issue) -> None:
-    """``comment.created`` on the issue's page; its list row changes too
-    (its "updated" time)."""
+    """``comment.created`` on the issue's page (its list row, which shows
+    when the issue was opened, does not change)."""
     if enabled():
         data = {"id": comment.id, "issue_id": issue.id}
         publish(issue_channel(issue.id), "comment.created", data)
-        publish(project_channel(issue.project_id), "issue.updated", _issue_data(issue))
-
-
-def comment_deleted(comment_id: int, issue: Issue) -> None:
-    if enabled():
-        data = {"id": comment_id, "issue_id": issue.id}
-        publish(issue_channel(issue.id), "comment.deleted", data)
 
 
 def _list_args() -> dict[str, list[str]]:
@@ -99,6 +95,16 @@ def _page_config(live: dict[str, int]) -> dict[str, t.Any]:
     }
 
 
+def comment_changed(kind: str, comment: Comment) -> None:
+    """Announce ``comment.updated`` or ``comment.deleted`` on its issue's channel."""
+    if enabled():
+        publish(
+            issue_channel(comment.issue_id),
+            f"comment.{kind}",
+            {"id": comment.id, "issue_id": comment.issue_id},
+        )
+
+
 def script(live: dict[str, int] | None) -> Markup:
     """The tags that keep a page live; ``live`` is ``{"project": 3}`` or
     ``{"issue": 7}``, already checked to be the viewer's."""
@@ -120,3 +126,26 @@ def script(live: dict[str, int] | None) -> Markup:
         '<script id="live-config" type="application/json">{}</script>\n'
         '<script src="{}"></script>\n<script src="{}"></script>'
     ).format(Markup(dumps(config)), client, page)
+
+
+def inbox_script() -> Markup:
+    """The tags that keep the header's unread count live: the viewer's own
+    channel ``user:<id>``, renewed from ``/notifications/token``."""
+    user = get_user()
+    if user is None or not enabled():
+        return Markup("")
+    channels = [f"user:{user.id}"]
+    config = {
+        "url": stream_url(),
+        "channels": channels,
+        "token": channel_token(user, channels),
+        "cursor": cursor(channels),
+        "renew": url_for("notifications.token"),
+    }
+    page = url_for("static", filename="inbox.js")
+    return Markup(
+        '<script id="inbox-config" type="application/json">{}</script>\n'
+        '<script src="{}"></script>\n<script src="{}"></script>'
+    ).format(
+        Markup(dumps(config)), url_for("karaffe_events.static", filename="karaffe-events.js"), page
+    )

@@ -11,14 +11,14 @@ from pydantic import ValidationError
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.ids import MAX_ID
-from karaffe.tenancy import current_org, current_role
+from karaffe.tenancy import current_org
 
-from .. import services
+from .. import listing, services
 from ..forms import Form
 from ..models import Issue, Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
-from ..web import html_page, in_current_org, viewer
+from ..web import html_page, in_current_org, viewer, viewer_role
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
@@ -50,19 +50,20 @@ def new() -> ResponseReturnValue:
 
 
 def _filters() -> IssueQuery:
-    """The list's filters from the query string. The HTML list shows open
-    issues by default; ``status=all`` shows every one. A malformed filter
-    (``assignee=abc``) is ignored rather than failing the page."""
+    """The list's filters from the query string, in the API's words. The
+    HTML list shows open issues by default; ``status=all`` shows every one.
+    A malformed filter (``assignee=abc``) is ignored rather than failing the
+    page."""
     raw: dict[str, str | None] = {
         k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v
     }
-    status = raw.get("status", "open")
-    raw["status"] = None if status == "all" else status
+    raw.setdefault("status", "open")
     try:
         return IssueQuery.model_validate(raw)
     except ValidationError as exc:
         bad = {str(e["loc"][0]) for e in exc.errors()}
-        return IssueQuery.model_validate({k: v for k, v in raw.items() if k not in bad})
+        kept = {k: v for k, v in raw.items() if k not in bad}
+        return IssueQuery.model_validate({"status": "open", **kept})
 
 
 @blueprint.get("/<id:project_id>")
@@ -71,7 +72,7 @@ def show(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
     filters = _filters()
     page = html_page(
-        services.issue_list(project, filters),
+        listing.issue_rows(services.issue_list(project, filters)),
         services.ISSUE_ORDER,
         TrackerSettings.of().issues_per_page,
     )
@@ -79,16 +80,18 @@ def show(project_id: int) -> ResponseReturnValue:
         "projects/show.html",
         org=current_org,
         project=project,
-        page=page,
+        page=listing.issue_documents(page),
         filters={
-            "status": filters.status or "all",
+            "status": filters.status or "open",
             "assignee": filters.assignee,
             "label": filters.label,
             "q": filters.q,
         },
-        members=services.members_of(current_org.id),
-        all_labels=services.labels_of(current_org.id),
-        can_manage=current_role() in ("admin", "owner"),
+        # Every row links to its issue: the URL is made once.
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
+        members=listing.assignee_choices(current_org.id),
+        all_labels=listing.label_choices(current_org.id),
+        can_manage=viewer_role(current_org.id) in ("admin", "owner"),
         live={"project": project.id},
     )
 
@@ -105,13 +108,18 @@ def row(project_id: int) -> ResponseReturnValue:
     raw = request.args.get("id", "")
     if not raw.isdigit() or raw.startswith("0") or int(raw) > MAX_ID:
         abort(400, description="The id parameter must be an issue id.")
-    issue = services.get_visible(Issue, int(raw))
-    if issue.project_id != project.id:
+    issue = listing.issue_document(int(raw))
+    if issue is None or issue["project_id"] != project.id:
         abort(404)
     matches = db.session.execute(
-        sa.select(services.issue_list(project, _filters()).where(Issue.id == issue.id).exists())
+        sa.select(services.issue_list(project, _filters()).where(Issue.id == issue["id"]).exists())
     ).scalar_one()
-    return render_template("issues/_row.html", issue=issue, matches=matches)
+    return render_template(
+        "issues/_row.html",
+        rows=[issue],
+        matches=matches,
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
+    )
 
 
 @blueprint.route("/<id:project_id>/edit", methods=["GET", "POST"])
