@@ -4,6 +4,7 @@ templates, the CSRF field, HTML error pages, and small view helpers."""
 from __future__ import annotations
 
 import typing as t
+from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from flask import abort, current_app, flash, g, redirect, render_template, request
@@ -64,6 +65,30 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
     return live_updates.script(live)
 
 
+class _Lazy(Sequence[t.Any]):
+    """A list loaded when a template first reads it: fragments that live
+    pages fetch (no top bar) then cost no query for it."""
+
+    def __init__(self, load: t.Callable[[], list[t.Any]]) -> None:
+        self._load = load
+        self._items: list[t.Any] | None = None
+
+    def _loaded(self) -> list[t.Any]:
+        if self._items is None:
+            self._items = self._load()
+        return self._items
+
+    @t.overload
+    def __getitem__(self, index: int) -> t.Any: ...
+    @t.overload
+    def __getitem__(self, index: slice) -> list[t.Any]: ...
+    def __getitem__(self, index: int | slice) -> t.Any:
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
 def inbox_script() -> Markup:
     """The script that keeps the header's unread count live."""
     from . import live as live_updates
@@ -101,10 +126,17 @@ def viewer_role(org_id: int) -> str | None:
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": [], "unread": 0}
+        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0}
     user = get_user()
-    unread = activity.unread_count(user) if user is not None else 0
-    return {"viewer": user, "viewer_orgs": viewer_orgs(), "unread": unread}
+    if user is None:
+        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0}
+    # Both load when the top bar reads them: fragments that live pages fetch
+    # (no top bar) cost no query for them.
+    return {
+        "viewer": user,
+        "viewer_orgs": _Lazy(viewer_orgs),
+        "unread": lambda: activity.unread_count(user),
+    }
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:
