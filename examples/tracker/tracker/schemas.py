@@ -86,7 +86,11 @@ CommentText = t.Annotated[
 Email = t.Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=254,
+        # SPACE, not \s: Python's \s and the JSON Schema (ECMA) one differ (U+0085, U+001C).
+        pattern=f"^[^@{SPACE}]+@[^@{SPACE}]+\\.[^@{SPACE}]+$",
     ),
 ]
 Password = t.Annotated[str, StringConstraints(min_length=8, max_length=200)]
