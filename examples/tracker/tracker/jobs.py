@@ -152,14 +152,14 @@ def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage
         if issues:
             lines += ["", f"{title}:"]
             lines += [
-                f"  [{projects.get(i.project_id, '?')}] #{i.id} {i.title} ({i.status})"
+                f"  [{projects.get(i.project_id, '?')}] {i.key} {i.title} ({i.status})"
                 for i in issues
             ]
     if comments:
         lines += ["", "New comments:"]
         for comment, issue in comments:
             author = comment.author.email if comment.author else "someone"
-            lines.append(f"  [{projects.get(issue.project_id, '?')}] #{issue.id} {author}:")
+            lines.append(f"  [{projects.get(issue.project_id, '?')}] {issue.key} {author}:")
             lines.append(
                 f"    {comment.body.strip().splitlines()[0][:200] if comment.body else ''}"
             )

@@ -144,6 +144,7 @@ def seed(
         step = dt.timedelta(days=365) / max(issues, 1)
         table = t.cast(sa.Table, Issue.__table__)
         insert = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        numbers = {project.id: 0 for project in projects}
         done = 0
         while done < issues:
             count = min(BATCH, issues - done)
@@ -152,10 +153,13 @@ def seed(
                 project = projects[rnd.randrange(len(projects))]
                 org_id = project.organization_id
                 created = start + step * k
+                numbers[project.id] += 1
                 rows.append(
                     {
                         "organization_id": org_id,
                         "project_id": project.id,
+                        "number": numbers[project.id],
+                        "key": f"{project.key}-{numbers[project.id]}",
                         "title": _title(rnd),
                         "description": "Steps to reproduce, what was expected and what happened.",
                         "status": "open" if rnd.random() < 0.35 else "closed",
@@ -190,6 +194,10 @@ def seed(
             if progress is not None:
                 progress(count)
         report.issues = done
+        # Issue numbers go on from the last one; the database's triggers
+        # counted the open and closed issues, and indexed them for search.
+        for project in projects:
+            project.last_issue_number = numbers[project.id]
         db.session.commit()
     return report
 

@@ -4,6 +4,7 @@ templates, the CSRF field, HTML error pages, and small view helpers."""
 from __future__ import annotations
 
 import typing as t
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from flask import abort, current_app, flash, redirect, render_template, request
@@ -22,6 +23,8 @@ from . import services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
+
+T = t.TypeVar("T")
 
 
 def viewer() -> User:
@@ -42,12 +45,27 @@ def html_page(stmt: sa.Select[t.Any], order_by: t.Sequence[t.Any], limit: int) -
     """:func:`karaffe.paginate` for an HTML list: the same signed cursors and
     links as the API. A stale or hand-edited cursor or limit redirects to the
     first page instead of failing."""
+    return html_page_of(lambda: paginate(stmt, order_by=order_by, limit=limit))
+
+
+def html_page_of(make: Callable[[], Page[T]]) -> Page[T]:
+    """The page ``make()`` paginates, for an HTML list: a stale or
+    hand-edited cursor or limit redirects to the first page instead of
+    failing."""
     try:
-        return paginate(stmt, order_by=order_by, limit=limit)
+        return make()
     except (InvalidCursor, ValidationFailed):
         args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "limit")]
         flash("That page link is no longer valid; here is the first page.", "info")
         abort(redirect(request.path + ("?" + urlencode(args) if args else "")))
+
+
+def list_url(**changes: t.Any) -> str:
+    """The current list's URL with some arguments changed (``None`` drops
+    one), back on its first page."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k not in changes and k != "cursor"]
+    args += [(k, v) for k, v in changes.items() if v is not None]
+    return request.path + ("?" + urlencode(args) if args else "")
 
 
 def csrf_field() -> Markup:
@@ -67,7 +85,7 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": []}
+        return {"viewer": None, "viewer_orgs": [], "search_org": None}
     user = get_user()
     orgs: list[dict[str, t.Any]] = []
     if user is not None:
@@ -75,7 +93,19 @@ def template_context() -> dict[str, t.Any]:
             {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
             for org, role in services.organizations_of(user)
         ]
-    return {"viewer": user, "viewer_orgs": orgs}
+    return {"viewer": user, "viewer_orgs": orgs, "search_org": _search_org(orgs)}
+
+
+def _search_org(orgs: list[dict[str, t.Any]]) -> str | None:
+    """The slug of the organization the header's search box searches: the
+    page's, else the viewer's first."""
+    try:
+        org = get_current_org()
+    except HTTPException:  # the page is the 404 of an organization not the viewer's
+        org = None
+    if org is not None:
+        return org.slug
+    return orgs[0]["slug"] if orgs else None
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:
@@ -95,5 +125,6 @@ def error_page(exc: HTTPException) -> ResponseReturnValue:
 def init_app(app: karaffe.App) -> None:
     app.context_processor(template_context)
     app.add_template_global(csrf_field)
+    app.add_template_global(list_url)
     app.add_template_global(live_script)
     app.html_errorhandler(error_page)

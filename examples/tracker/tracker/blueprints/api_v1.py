@@ -19,12 +19,12 @@ import typing as t
 
 from flask import Blueprint, current_app, request, url_for
 
-from karaffe import ApiResult, Conflict, ValidationFailed, paginate, returns, validate
+from karaffe import ApiResult, Conflict, Page, ValidationFailed, paginate, returns, validate
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import services
+from .. import finding, keys, services
 from ..forms import FieldError
 from ..models import Comment, Issue, Label, Project
 from ..schemas import (
@@ -41,6 +41,7 @@ from ..schemas import (
     MemberOut,
     OrganizationIn,
     OrganizationOut,
+    OrgIssueQuery,
     ProjectIn,
     ProjectOut,
     ProjectPatch,
@@ -239,7 +240,12 @@ def list_projects() -> t.Any:
 
 @blueprint.post("/orgs/<org_slug>/projects")
 @validate(body=ProjectIn)
-@returns(ProjectOut, status=201, errors=_WRITE_ERRORS, links={"project_id": "id"})
+@returns(
+    ProjectOut,
+    status=201,
+    errors={**_WRITE_ERRORS, 409: "Another project of the organization has this key"},
+    links={"project_id": "id"},
+)
 def create_project(body: ProjectIn) -> t.Any:
     project = services.create_project(current_org.id, viewer(), body)
     out = ProjectOut.model_validate(project)
@@ -275,14 +281,42 @@ def delete_project(project: Project) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
+def _listed(page: Page[Issue], counts: finding.Counts) -> ApiResult:
+    return ApiResult(
+        page=page,
+        headers={"X-Open-Count": str(counts.open), "X-Closed-Count": str(counts.closed)},
+    )
+
+
 @blueprint.get("/projects/<id:project_id>/issues")
 @validate(query=IssueQuery)
 @returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
 def list_issues(project: Project, query: IssueQuery) -> t.Any:
-    """A project's issues, newest first, filtered by ``status``, ``assignee``,
-    ``label`` and words of the title (``q``); ``Link`` headers page through."""
-    page = paginate(services.issue_list(project, query), order_by=services.ISSUE_ORDER)
-    return ApiResult(page=page)
+    """A project's issues, newest first, filtered by ``status``, ``assignee``
+    (``me``), ``author``, every ``label`` given, and a search ``q`` (title,
+    description, comments); ``sort`` and ``direction`` order them. ``Link``
+    headers page through."""
+    page = finding.issue_page(query, viewer(), project=project)
+    return _listed(page, finding.status_counts(query, viewer(), project=project))
+
+
+@blueprint.get("/orgs/<org_slug>/issues")
+@validate(query=OrgIssueQuery)
+@returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
+def list_org_issues(query: OrgIssueQuery) -> t.Any:
+    """The issues of every project of the organization, with the filters and
+    sort orders of a project's list, and ``project``. ``assignee=me`` and
+    ``author=me`` are the caller's issues."""
+    org_id = current_org.id
+    page = finding.issue_page(query, viewer(), org_id=org_id)
+    return _listed(page, finding.status_counts(query, viewer(), org_id=org_id))
+
+
+@blueprint.get("/orgs/<org_slug>/issues/<issue_key:issue_key>")
+@returns(IssueOut, errors={404: "No issue of the organization has this key"})
+def get_issue_by_key(issue_key: str) -> t.Any:
+    """The issue with this key (``BIL-123``, any case) in the organization."""
+    return keys.get_by_key(issue_key, current_org.id)
 
 
 @blueprint.post("/projects/<id:project_id>/issues")

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from pydantic import ValidationError
 
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import services
-from ..forms import Form
+from .. import finding, services
+from ..forms import FieldError, Form
 from ..models import Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
-from ..web import html_page, in_current_org, viewer
+from ..web import html_page_of, in_current_org, viewer
+from .finding import list_filters, template_filters
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
@@ -36,10 +36,14 @@ def new() -> ResponseReturnValue:
     form = Form()
     if request.method == "POST":
         form = Form.from_request(ProjectIn)
-        data = form.validate(ProjectIn)
+        data = form.validate(ProjectIn, blank_is_none={"key"})
         if data is None:
             return render_template("projects/form.html", form=form, org=current_org), 422
-        project = services.create_project(current_org.id, viewer(), data)
+        try:
+            project = services.create_project(current_org.id, viewer(), data)
+        except FieldError as exc:
+            form.add_error(exc)
+            return render_template("projects/form.html", form=form, org=current_org), 422
         name, project_id = project.name, project.id
         db.session.commit()
         flash(f"Project “{name}” created.", "success")
@@ -47,43 +51,24 @@ def new() -> ResponseReturnValue:
     return render_template("projects/form.html", form=form, org=current_org, project=None)
 
 
-def _filters() -> IssueQuery:
-    """The list's filters from the query string. The HTML list shows open
-    issues by default; ``status=all`` shows every one. A malformed filter
-    (``assignee=abc``) is ignored rather than failing the page."""
-    raw: dict[str, str | None] = {
-        k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v
-    }
-    status = raw.get("status", "open")
-    raw["status"] = None if status == "all" else status
-    try:
-        return IssueQuery.model_validate(raw)
-    except ValidationError as exc:
-        bad = {str(e["loc"][0]) for e in exc.errors()}
-        return IssueQuery.model_validate({k: v for k, v in raw.items() if k not in bad})
-
-
 @blueprint.get("/<id:project_id>")
 @login_required
 def show(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    filters = _filters()
-    page = html_page(
-        services.issue_list(project, filters),
-        services.ISSUE_ORDER,
-        TrackerSettings.of().issues_per_page,
+    filters = list_filters(IssueQuery)
+    user = viewer()
+    page = html_page_of(
+        lambda: finding.issue_page(
+            filters, user, project=project, limit=TrackerSettings.of().issues_per_page
+        )
     )
     return render_template(
         "projects/show.html",
         org=current_org,
         project=project,
         page=page,
-        filters={
-            "status": filters.status or "all",
-            "assignee": filters.assignee,
-            "label": filters.label,
-            "q": filters.q,
-        },
+        counts=finding.status_counts(filters, user, project=project),
+        filters=template_filters(filters),
         members=services.members_of(current_org.id),
         all_labels=services.labels_of(current_org.id),
         can_manage=current_role() in ("admin", "owner"),
