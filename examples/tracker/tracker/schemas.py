@@ -202,9 +202,11 @@ class LabelOut(_Out):
 # -- projects, issues, comments -----------------------------------------------------
 
 
-#: A project's key: a capital letter, then capitals or digits (``BIL``, ``WEB2``).
+#: A project's key: a letter, then letters or digits (``BIL``, ``WEB2``), in capitals.
 ProjectKey = t.Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z][A-Z0-9]{1,9}$")
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z][A-Za-z0-9]{1,9}$"),
+    AfterValidator(str.upper),
 ]
 
 

@@ -84,7 +84,6 @@ POSTGRESQL: dict[str, list[str]] = {
     "issue": [
         "ALTER TABLE issue ADD COLUMN search_vector tsvector",
         "CREATE INDEX ix_issue_search_vector ON issue USING gin (search_vector)",
-        _PG_DOCUMENT,
         """CREATE OR REPLACE FUNCTION tracker_issue_search() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -95,6 +94,7 @@ END $$""",
 FOR EACH ROW EXECUTE FUNCTION tracker_issue_search()""",
     ],
     "comment": [
+        _PG_DOCUMENT,  # an SQL function: its tables must exist
         """CREATE OR REPLACE FUNCTION tracker_comment_search() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
