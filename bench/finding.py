@@ -147,33 +147,34 @@ def measure(url: str, issues: int, runs: int) -> tuple[float, list[tuple[str, fl
     return seeded, results
 
 
+def report(name: str, issues: int, runs: int, seeded: float, results: list[t.Any]) -> None:
+    print()
+    print(f"{name}, {issues:,} issues (seeded in {seeded:.1f} s); {runs} requests a row")
+    print()
+    print("| request | p50 ms | p99 ms | SQL statements |")
+    print("|---|---:|---:|---:|")
+    for label, p50, p99, n in results:
+        print(f"| {label} | {p50:.2f} | {p99:.2f} | {n} |", flush=True)
+
+
 def main(argv: t.Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     workdir = Path(tempfile.mkdtemp(prefix="finding-bench-"))
-    tables = []
     try:
         if args.only in (None, "sqlite"):
             url = f"sqlite:///{workdir}/finding.sqlite"
-            tables.append(("SQLite", *measure(url, args.issues, args.runs)))
+            seeded, results = measure(url, args.issues, args.runs)
+            report("SQLite", args.issues, args.runs, seeded, results)
         if args.only in (None, "postgresql"):
             pg, url, folder = _servers.start_postgres(workdir)
             try:
-                tables.append(("PostgreSQL", *measure(url, args.issues, args.runs)))
+                seeded, results = measure(url, args.issues, args.runs)
+                report("PostgreSQL", args.issues, args.runs, seeded, results)
             finally:
                 _servers.stop(pg)
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    for name, seeded, results in tables:
-        print()
-        print(
-            f"{name}, {args.issues:,} issues (seeded in {seeded:.1f} s); {args.runs} requests a row"
-        )
-        print()
-        print("| request | p50 ms | p99 ms | SQL statements |")
-        print("|---|---:|---:|---:|")
-        for label, p50, p99, n in results:
-            print(f"| {label} | {p50:.2f} | {p99:.2f} | {n} |")
     return 0
 
 

@@ -510,6 +510,42 @@ def test_issues_created_at_the_same_moment_get_different_numbers(app, world):
     assert project_counters(app, world.projects["website"]) == (41, 1)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("karaffe_config", ["postgresql"], indirect=True)
+def test_an_issue_closed_twice_at_the_same_moment_is_counted_once(app, world):
+    """Eight threads close the same open issue at once, each in its own
+    transaction: the counters move by one close, not eight."""
+    from tracker.schemas import IssuePatch
+    from tracker.services import update_issue
+
+    from karaffe.auth import User
+
+    before = project_counters(app, world.projects["website"])
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            with app.app_context(), unscoped("test: concurrent closes"):
+                issue = database.session.get(Issue, world.issues["first"])
+                user = database.session.get(User, world.users["alice"])
+                assert issue is not None and user is not None
+                start.wait()
+                update_issue(issue, user, IssuePatch(status="closed"))
+                database.session.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=close) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert before == (1, 1)
+    assert project_counters(app, world.projects["website"]) == (0, 2)
+
+
 # -- HTML ---------------------------------------------------------------------------------
 
 

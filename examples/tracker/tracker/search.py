@@ -98,12 +98,25 @@ FOR EACH ROW EXECUTE FUNCTION tracker_issue_search()""",
         """CREATE OR REPLACE FUNCTION tracker_comment_search() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE issue SET search_vector = tracker_issue_document(id, title, description)
-  WHERE id = CASE WHEN TG_OP = 'DELETE' THEN OLD.issue_id ELSE NEW.issue_id END;
+  IF TG_OP = 'INSERT' THEN
+    UPDATE issue SET search_vector = tracker_issue_document(id, title, description)
+    WHERE id IN (SELECT issue_id FROM new_rows);
+  ELSIF TG_OP = 'DELETE' THEN
+    UPDATE issue SET search_vector = tracker_issue_document(id, title, description)
+    WHERE id IN (SELECT issue_id FROM old_rows);
+  ELSE
+    UPDATE issue SET search_vector = tracker_issue_document(id, title, description)
+    WHERE id IN (SELECT issue_id FROM old_rows UNION SELECT issue_id FROM new_rows);
+  END IF;
   RETURN NULL;
 END $$""",
-        """CREATE TRIGGER comment_search AFTER INSERT OR DELETE OR UPDATE OF body ON comment
-FOR EACH ROW EXECUTE FUNCTION tracker_comment_search()""",
+        """CREATE TRIGGER comment_search_insert AFTER INSERT ON comment
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION tracker_comment_search()""",
+        """CREATE TRIGGER comment_search_delete AFTER DELETE ON comment
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tracker_comment_search()""",
+        """CREATE TRIGGER comment_search_update AFTER UPDATE ON comment
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION tracker_comment_search()""",
     ],
 }
 

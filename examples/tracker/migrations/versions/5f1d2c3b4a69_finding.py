@@ -71,42 +71,66 @@ COUNTERS_POSTGRESQL = {
         "CREATE OR REPLACE FUNCTION tracker_issue_counts() RETURNS trigger\n"
         "LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
-        "  IF TG_OP IN ('UPDATE', 'DELETE') THEN\n"
-        "    UPDATE project SET open_issue_count = open_issue_count - (OLD.status = "
-        "'open')::int,\n"
-        "      closed_issue_count = closed_issue_count - (OLD.status = 'closed')::int\n"
-        "    WHERE id = OLD.project_id;\n"
-        "  END IF;\n"
-        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n"
-        "    UPDATE project SET open_issue_count = open_issue_count + (NEW.status = "
-        "'open')::int,\n"
-        "      closed_issue_count = closed_issue_count + (NEW.status = 'closed')::int\n"
-        "    WHERE id = NEW.project_id;\n"
+        "  IF TG_OP = 'INSERT' THEN\n"
+        "    UPDATE project SET open_issue_count = open_issue_count + d.opened,\n"
+        "      closed_issue_count = closed_issue_count + d.closed\n"
+        "    FROM (SELECT project_id, sum(opened) AS opened, sum(closed) AS closed\n"
+        "          FROM (SELECT project_id, (status = 'open')::int AS opened, (status = "
+        "'closed')::int AS closed FROM new_rows) AS changes GROUP BY project_id) AS d\n"
+        "    WHERE project.id = d.project_id AND (d.opened <> 0 OR d.closed <> 0);\n"
+        "  ELSIF TG_OP = 'DELETE' THEN\n"
+        "    UPDATE project SET open_issue_count = open_issue_count + d.opened,\n"
+        "      closed_issue_count = closed_issue_count + d.closed\n"
+        "    FROM (SELECT project_id, sum(opened) AS opened, sum(closed) AS closed\n"
+        "          FROM (SELECT project_id, -(status = 'open')::int AS opened, -(status = "
+        "'closed')::int AS closed FROM old_rows) AS changes GROUP BY project_id) AS d\n"
+        "    WHERE project.id = d.project_id AND (d.opened <> 0 OR d.closed <> 0);\n"
+        "  ELSE\n"
+        "    UPDATE project SET open_issue_count = open_issue_count + d.opened,\n"
+        "      closed_issue_count = closed_issue_count + d.closed\n"
+        "    FROM (SELECT project_id, sum(opened) AS opened, sum(closed) AS closed\n"
+        "          FROM (SELECT o.project_id, -(o.status = 'open')::int AS opened, "
+        "-(o.status = 'closed')::int AS closed FROM old_rows o JOIN new_rows n ON n.id = "
+        "o.id WHERE o.status IS DISTINCT FROM n.status OR o.project_id IS DISTINCT FROM "
+        "n.project_id UNION ALL SELECT n.project_id, (n.status = 'open')::int, (n.status = "
+        "'closed')::int FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE o.status IS "
+        "DISTINCT FROM n.status OR o.project_id IS DISTINCT FROM n.project_id) AS changes "
+        "GROUP BY project_id) AS d\n"
+        "    WHERE project.id = d.project_id AND (d.opened <> 0 OR d.closed <> 0);\n"
         "  END IF;\n"
         "  RETURN NULL;\n"
         "END $$",
-        "CREATE TRIGGER issue_counts AFTER INSERT OR DELETE ON issue\n"
-        "FOR EACH ROW EXECUTE FUNCTION tracker_issue_counts()",
-        "CREATE TRIGGER issue_counts_update AFTER UPDATE OF status, project_id ON issue\n"
-        "FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status\n"
-        "  OR OLD.project_id IS DISTINCT FROM NEW.project_id)\n"
-        "EXECUTE FUNCTION tracker_issue_counts()",
+        "CREATE TRIGGER issue_counts_insert AFTER INSERT ON issue\n"
+        "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "tracker_issue_counts()",
+        "CREATE TRIGGER issue_counts_delete AFTER DELETE ON issue\n"
+        "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "tracker_issue_counts()",
+        "CREATE TRIGGER issue_counts_update AFTER UPDATE ON issue\n"
+        "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows\n"
+        "FOR EACH STATEMENT EXECUTE FUNCTION tracker_issue_counts()",
     ],
     "comment": [
         "CREATE OR REPLACE FUNCTION tracker_comment_count() RETURNS trigger\n"
         "LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
         "  IF TG_OP = 'INSERT' THEN\n"
-        "    UPDATE issue SET comment_count = comment_count + 1 WHERE id = "
-        "NEW.issue_id;\n"
+        "    UPDATE issue SET comment_count = comment_count + d.n\n"
+        "    FROM (SELECT issue_id, count(*) AS n FROM new_rows GROUP BY issue_id) AS d\n"
+        "    WHERE issue.id = d.issue_id;\n"
         "  ELSE\n"
-        "    UPDATE issue SET comment_count = comment_count - 1 WHERE id = "
-        "OLD.issue_id;\n"
+        "    UPDATE issue SET comment_count = comment_count - d.n\n"
+        "    FROM (SELECT issue_id, count(*) AS n FROM old_rows GROUP BY issue_id) AS d\n"
+        "    WHERE issue.id = d.issue_id;\n"
         "  END IF;\n"
         "  RETURN NULL;\n"
         "END $$",
-        "CREATE TRIGGER comment_count AFTER INSERT OR DELETE ON comment\n"
-        "FOR EACH ROW EXECUTE FUNCTION tracker_comment_count()",
+        "CREATE TRIGGER comment_count_insert AFTER INSERT ON comment\n"
+        "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "tracker_comment_count()",
+        "CREATE TRIGGER comment_count_delete AFTER DELETE ON comment\n"
+        "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "tracker_comment_count()",
     ],
 }
 
@@ -153,16 +177,6 @@ SEARCH_POSTGRESQL = {
     "issue": [
         "ALTER TABLE issue ADD COLUMN search_vector tsvector",
         "CREATE INDEX ix_issue_search_vector ON issue USING gin (search_vector)",
-        "CREATE OR REPLACE FUNCTION tracker_issue_document(\n"
-        "  issue_id integer, title text, description text) RETURNS tsvector\n"
-        "LANGUAGE sql STABLE AS $$\n"
-        "  SELECT setweight(to_tsvector('english', coalesce(title, '')), 'A')\n"
-        "    || setweight(to_tsvector('english', coalesce(description, '')), 'B')\n"
-        "    || setweight(to_tsvector('english', coalesce(\n"
-        "         (SELECT string_agg(body, ' ' ORDER BY id) FROM comment WHERE "
-        "comment.issue_id = $1),\n"
-        "         '')), 'C')\n"
-        "$$",
         "CREATE OR REPLACE FUNCTION tracker_issue_search() RETURNS trigger\n"
         "LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
@@ -175,18 +189,44 @@ SEARCH_POSTGRESQL = {
         "FOR EACH ROW EXECUTE FUNCTION tracker_issue_search()",
     ],
     "comment": [
+        "CREATE OR REPLACE FUNCTION tracker_issue_document(\n"
+        "  issue_id integer, title text, description text) RETURNS tsvector\n"
+        "LANGUAGE sql STABLE AS $$\n"
+        "  SELECT setweight(to_tsvector('english', coalesce(title, '')), 'A')\n"
+        "    || setweight(to_tsvector('english', coalesce(description, '')), 'B')\n"
+        "    || setweight(to_tsvector('english', coalesce(\n"
+        "         (SELECT string_agg(body, ' ' ORDER BY id) FROM comment WHERE "
+        "comment.issue_id = $1),\n"
+        "         '')), 'C')\n"
+        "$$",
         "CREATE OR REPLACE FUNCTION tracker_comment_search() RETURNS trigger\n"
         "LANGUAGE plpgsql AS $$\n"
         "BEGIN\n"
-        "  UPDATE issue SET search_vector = tracker_issue_document(id, title, "
+        "  IF TG_OP = 'INSERT' THEN\n"
+        "    UPDATE issue SET search_vector = tracker_issue_document(id, title, "
         "description)\n"
-        "  WHERE id = CASE WHEN TG_OP = 'DELETE' THEN OLD.issue_id ELSE NEW.issue_id "
-        "END;\n"
+        "    WHERE id IN (SELECT issue_id FROM new_rows);\n"
+        "  ELSIF TG_OP = 'DELETE' THEN\n"
+        "    UPDATE issue SET search_vector = tracker_issue_document(id, title, "
+        "description)\n"
+        "    WHERE id IN (SELECT issue_id FROM old_rows);\n"
+        "  ELSE\n"
+        "    UPDATE issue SET search_vector = tracker_issue_document(id, title, "
+        "description)\n"
+        "    WHERE id IN (SELECT issue_id FROM old_rows UNION SELECT issue_id FROM "
+        "new_rows);\n"
+        "  END IF;\n"
         "  RETURN NULL;\n"
         "END $$",
-        "CREATE TRIGGER comment_search AFTER INSERT OR DELETE OR UPDATE OF body ON "
-        "comment\n"
-        "FOR EACH ROW EXECUTE FUNCTION tracker_comment_search()",
+        "CREATE TRIGGER comment_search_insert AFTER INSERT ON comment\n"
+        "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "tracker_comment_search()",
+        "CREATE TRIGGER comment_search_delete AFTER DELETE ON comment\n"
+        "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+        "tracker_comment_search()",
+        "CREATE TRIGGER comment_search_update AFTER UPDATE ON comment\n"
+        "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows\n"
+        "FOR EACH STATEMENT EXECUTE FUNCTION tracker_comment_search()",
     ],
 }
 
@@ -320,8 +360,11 @@ def downgrade():
         op.execute("DROP TABLE IF EXISTS issue_fts")
     else:
         for trigger, table in (
-            ("issue_counts", "issue"), ("issue_counts_update", "issue"),
-            ("comment_count", "comment"), ("issue_search", "issue"), ("comment_search", "comment"),
+            ("issue_counts_insert", "issue"), ("issue_counts_delete", "issue"),
+            ("issue_counts_update", "issue"), ("issue_search", "issue"),
+            ("comment_count_insert", "comment"), ("comment_count_delete", "comment"),
+            ("comment_search_insert", "comment"), ("comment_search_delete", "comment"),
+            ("comment_search_update", "comment"),
         ):  # fmt: skip
             op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
         for function in (

@@ -295,7 +295,8 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     """A project's issues, newest first, filtered by ``status``, ``assignee``
     (``me``), ``author``, every ``label`` given, and a search ``q`` (title,
     description, comments); ``sort`` and ``direction`` order them. ``Link``
-    headers page through."""
+    headers page through; ``X-Open-Count`` and ``X-Closed-Count`` count the
+    open and closed issues the other filters select."""
     page = finding.issue_page(query, viewer(), project=project)
     return _listed(page, finding.status_counts(query, viewer(), project=project))
 
