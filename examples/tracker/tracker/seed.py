@@ -23,6 +23,7 @@ from karaffe.auth import User, hash_password, utcnow
 from karaffe.db import db
 from karaffe.tenancy import Membership, Organization, unscoped
 
+from . import search
 from .models import Comment, Issue, Label, Project, issue_labels
 from .services import unique_slug
 
@@ -146,6 +147,7 @@ def seed(
         insert = table.insert().returning(table.c.id, sort_by_parameter_order=True)
         numbers = {project.id: 0 for project in projects}
         done = 0
+        indexed = search.defer_indexing()
         while done < issues:
             count = min(BATCH, issues - done)
             rows: list[dict[str, t.Any]] = []
@@ -193,6 +195,7 @@ def seed(
             done += count
             if progress is not None:
                 progress(count)
+        search.index_deferred(indexed)
         report.issues = done
         # Issue numbers go on from the last one; the database's triggers
         # counted the open and closed issues, and indexed them for search.

@@ -233,23 +233,10 @@ SEARCH_POSTGRESQL = {
 INDEXES = [
     ("project", "ix_project_organization_key", ["organization_id", "key"], True),
     ("issue", "ix_issue_project_number", ["project_id", "number"], True),
-    ("issue", "ix_issue_organization_key", ["organization_id", "key"], True),
-    (
-        "issue",
-        "ix_issue_project_status_created",
-        ["project_id", "status", "created_at", "id"],
-        False,
-    ),
     (
         "issue",
         "ix_issue_project_status_updated",
         ["project_id", "status", "updated_at", "id"],
-        False,
-    ),
-    (
-        "issue",
-        "ix_issue_project_status_comments",
-        ["project_id", "status", "comment_count", "id"],
         False,
     ),
     ("issue", "ix_issue_author_id", ["author_id"], False),
