@@ -382,7 +382,22 @@ def test_search_stems_takes_prefixes_and_ignores_operators(api, world):
     assert search(client, "upload") == ["App crashes when uploading photos"]
     assert search(client, "phot") == ["App crashes when uploading photos"]
     assert search(client, "Footer") == ["Footer overlaps on phones"]
-    for hostile in ['"', "*", "NEAR(zq", "zq:xv", "!(", "-zq", "%27", "zq*", "_", "__zq__", "²", "ǅ", "zq" * 100, "%00zq"]:
+    for hostile in [
+        '"',
+        "*",
+        "NEAR(zq",
+        "zq:xv",
+        "!(",
+        "-zq",
+        "%27",
+        "zq*",
+        "_",
+        "__zq__",
+        "²",
+        "ǅ",
+        "zq" * 100,
+        "%00zq",
+    ]:
         assert search(client, hostile) == [], hostile
 
 
