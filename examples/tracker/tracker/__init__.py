@@ -43,9 +43,6 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
     tenancy.init_app(app)
     karaffe.jobs.init_app(app)
     Events(app)
-    from .keys import IssueKeyConverter
-
-    app.url_map.converters["issue_key"] = IssueKeyConverter
     app.register_blueprints("tracker.blueprints")
     karaffe.ApiDocs(
         title="tracker API",

@@ -28,6 +28,8 @@ import typing as t
 import unicodedata
 
 import sqlalchemy as sa
+from flask import Blueprint
+from flask.blueprints import BlueprintSetupState
 from sqlalchemy.orm import Mapper, object_session
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
@@ -41,6 +43,7 @@ __all__ = [
     "IssueKeyConverter",
     "find_by_key",
     "get_by_key",
+    "key_urls",
     "parse_key",
     "project_key_for",
 ]
@@ -54,6 +57,16 @@ class IssueKeyConverter(BaseConverter):
 
     regex = r"[A-Za-z][A-Za-z0-9]{1,9}-[1-9][0-9]{0,17}"
     part_isolating = True
+
+
+def key_urls(blueprint: Blueprint) -> None:
+    """Let ``blueprint``'s routes use ``<issue_key:...>``: the converter is
+    added to the app the blueprint is registered on, before its routes."""
+
+    def add_converter(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters.setdefault("issue_key", IssueKeyConverter)
+
+    blueprint.record_once(add_converter)
 
 
 def parse_key(text: str) -> tuple[str, int] | None:

@@ -51,6 +51,7 @@ from ..schemas import (
 from ..web import viewer
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+keys.key_urls(blueprint)
 
 _NOT_FOUND = {404: "Not found, or not in one of your organizations"}
 _WRITE_ERRORS = {**_NOT_FOUND, 403: "Your role does not allow it"}

@@ -19,6 +19,7 @@ from ..settings import TrackerSettings
 from ..web import html_page_of, viewer
 
 blueprint = Blueprint("finding", __name__, url_prefix="/o/<org_slug>")
+keys.key_urls(blueprint)
 
 Q = t.TypeVar("Q", bound=IssueQuery)
 
