@@ -204,16 +204,16 @@ def measure(size: int, seconds: float) -> dict[str, dict[str, float | None]]:
 
 
 def table(times: dict[str, dict[str, float | None]]) -> str:
+    """A Markdown table: µs per body and the ratio to the column's fastest."""
     shapes = list(next(iter(times.values())).keys())
     best = {s: min(us for v in times.values() if (us := v.get(s)) is not None) for s in shapes}
-    width = max(len(n) for n in times)
-    lines = [f"{'encoder':<{width}}" + "".join(f"{s:>22}" for s in shapes)]
+    lines = ["| encoder | " + " | ".join(shapes) + " |", "|---|" + "---:|" * len(shapes)]
     for name, row in times.items():
         cells = []
         for s in shapes:
             us = row.get(s)
-            cells.append(f"{'n/a':>22}" if us is None else f"{us:>9.2f} us {us / best[s]:>6.2f}x")
-        lines.append(f"{name:<{width}}" + "".join(f"{c:>22}" for c in cells))
+            cells.append("n/a" if us is None else f"{us:.2f} us ({us / best[s]:.2f}x)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
@@ -77,6 +78,20 @@ def procfile(path: Path) -> list[tuple[str, str]]:
 
 def expand(command: str, env: dict[str, str]) -> list[str]:
     return shlex.split(Template(command).substitute(env))
+
+
+def nginx_conf(listen: str, apps: Sequence[str], relays: Sequence[str], run_dir: Path) -> str:
+    """``docs/deploy/nginx.conf`` rendered: listening on ``listen``, sending
+    ``/events/stream`` to the ``relays`` and the rest to the ``apps``
+    (``host:port`` each, one upstream server line per process), its pid file,
+    logs and temporary files in ``run_dir``."""
+
+    def servers(addresses: Sequence[str]) -> str:
+        return "\n".join(f"        server {address};" for address in addresses)
+
+    return Template((CONF / "nginx.conf").read_text()).safe_substitute(
+        LISTEN=listen, APPS=servers(apps), RELAYS=servers(relays), RUN_DIR=str(run_dir)
+    )
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
@@ -125,21 +140,25 @@ def main() -> int:
             WEB_CONCURRENCY=str(int(env.get("WEB_CONCURRENCY", cores))),
             APP_PORT=str(free_port()),
             RUN_DIR=str(run_dir),
+            # No mail server on this machine: mail (password resets, email
+            # verification, digests) goes to the processes' output unless
+            # TRACKER_MAIL_BACKEND=smtp and the MAIL_* settings name one.
+            TRACKER_MAIL_BACKEND=env.get("TRACKER_MAIL_BACKEND") or "console",
         )
         env.pop("FLASK_DEBUG", None)
         # Read here; the app would refuse it as an unknown TRACKER_ setting.
         issues = int(env.pop("TRACKER_DEMO_ISSUES", "3000"))
         relay_ports = [free_port() for _ in range(relays)]
         (run_dir / "nginx.conf").write_text(
-            Template((CONF / "nginx.conf").read_text()).safe_substitute(
-                LISTEN=f"127.0.0.1:{port}",
-                APP=f"127.0.0.1:{env['APP_PORT']}",
-                RELAYS="\n".join(f"        server 127.0.0.1:{p};" for p in relay_ports),
-                RUN_DIR=str(run_dir),
+            nginx_conf(
+                f"127.0.0.1:{port}",
+                [f"127.0.0.1:{env['APP_PORT']}"],
+                [f"127.0.0.1:{p}" for p in relay_ports],
+                run_dir,
             )
         )
         keys = ["KARAFFE_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "KARAFFE_EVENTS_RELAY_URL",
-                "WEB_CONCURRENCY", "APP_PORT", "RUN_DIR"]  # fmt: skip
+                "WEB_CONCURRENCY", "APP_PORT", "RUN_DIR", "TRACKER_MAIL_BACKEND"]  # fmt: skip
         (run_dir / "env").write_text("".join(f"{k}={shlex.quote(env[k])}\n" for k in keys))
         (run_dir / "env").chmod(0o600)
         say(f"settings in {run_dir / 'env'}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import typing as t
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import karaffe
+from karaffe import _servers
 
 
 @pytest.fixture
@@ -20,3 +21,14 @@ def make_app() -> Callable[..., karaffe.App]:
         return app
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-shard Redis Cluster for this test session (three private
+    redis-server processes, stopped by PID at the end): its first node's URL."""
+    cluster = _servers.start_redis_cluster(tmp_path_factory.mktemp("cluster"), shards=3)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

@@ -14,10 +14,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from flask.cli import FlaskGroup, run_command
 
 import karaffe
 import karaffe.jobs
-from karaffe.cli import ScriptGroup, command_group
+from karaffe.cli import ScriptGroup, command_group, serves_requests
 from karaffe.events import Events
 
 
@@ -122,3 +123,33 @@ def test_the_script_reports_an_unknown_command() -> None:
     result = CliRunner().invoke(ScriptGroup(create_app=lambda: app), ["relay"])
     assert result.exit_code == 2
     assert "No such command 'relay'" in result.stderr
+
+
+def test_a_command_builds_the_app_without_serving_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "false")  # FlaskGroup sets it: restored after
+    app = karaffe.App("karaffe_cli_serving")
+    app.configure({"SECRET_KEY": "s" * 32}, environ={})
+    seen: list[bool] = []
+    app.cli.command("probe")(lambda: seen.append(serves_requests()))
+    assert serves_requests()  # imported by a WSGI server, a script, a test
+    result = CliRunner().invoke(FlaskGroup(create_app=lambda: app), ["probe"])
+    assert result.exit_code == 0, result.output
+    assert seen == [False]
+
+
+@pytest.mark.parametrize(
+    ("reload", "from_reloader", "serves"),
+    [(False, False, True), (True, False, False), (True, True, True)],
+)
+def test_flask_run_serves_requests_unless_it_is_the_reloaders_parent(
+    monkeypatch: pytest.MonkeyPatch, reload: bool, from_reloader: bool, serves: bool
+) -> None:
+    if from_reloader:
+        monkeypatch.setenv("WERKZEUG_RUN_MAIN", "true")
+    else:
+        monkeypatch.delenv("WERKZEUG_RUN_MAIN", raising=False)
+    with click.Context(FlaskGroup()) as root, click.Context(run_command, parent=root) as ctx:
+        ctx.params = {"reload": reload}
+        assert serves_requests() is serves

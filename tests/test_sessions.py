@@ -9,6 +9,7 @@ from markupsafe import Markup
 
 import karaffe
 from karaffe.sessions import CookieSessionInterface
+from karaffe.signing import Signer
 
 
 def make(secret: str | None = "s3cret", fallbacks: list[str] | None = None) -> karaffe.App:
@@ -96,3 +97,37 @@ def test_without_secret_there_is_no_session() -> None:
     assert CookieSessionInterface().get_signing_serializer(app) is None
     with app.test_request_context("/"):
         assert CookieSessionInterface().open_session(app, flask.request) is None
+
+
+def test_a_request_without_cookie_that_leaves_the_session_alone_never_signs(monkeypatch) -> None:
+    app = make()
+
+    @app.get("/api/ping")
+    def ping() -> str:
+        return "pong"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the signer was used")
+
+    monkeypatch.setattr(Signer, "loads", refuse)
+    monkeypatch.setattr(Signer, "dumps", refuse)
+    rv = app.test_client().get("/api/ping")
+    assert rv.text == "pong"
+    assert "Set-Cookie" not in rv.headers
+    assert "Vary" not in rv.headers
+
+
+def test_a_request_without_cookie_that_reads_the_session_varies_on_cookie_as_in_flask() -> None:
+    for cls in (karaffe.App, flask.Flask):
+        app = cls("sessions_test")
+        app.secret_key = "s3cret"
+        app.get("/whoami")(lambda: str(flask.session.get("user")))
+        rv = app.test_client().get("/whoami")
+        assert rv.headers["Vary"] == "Cookie", cls
+        assert "Set-Cookie" not in rv.headers
+
+
+def test_a_request_without_cookie_that_writes_the_session_sets_the_cookie() -> None:
+    rv = make().test_client().post("/login")
+    assert rv.headers["Set-Cookie"].startswith("session=")
+    assert rv.headers["Vary"] == "Cookie"

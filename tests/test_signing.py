@@ -4,12 +4,22 @@ string's characters."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import itertools
 import time
 
+import orjson
 import pytest
 from flask.json.tag import TaggedJSONSerializer
-from itsdangerous import BadPayload, BadSignature, SignatureExpired
+from itsdangerous import (
+    BadPayload,
+    BadSignature,
+    BadTimeSignature,
+    SignatureExpired,
+    TimestampSigner,
+)
+from itsdangerous.encoding import base64_decode, base64_encode
 from markupsafe import Markup
 
 from karaffe.events.tokens import TokenSigner
@@ -230,3 +240,32 @@ def test_signer_for_builds_one_signer_per_set_of_keys_and_salt(make_app) -> None
 
 def test_a_signer_does_not_show_its_keys() -> None:
     assert "secret" not in repr(Signer("secret", ["old-secret"], salt="s"))
+
+
+def test_tokens_are_itsdangerous_timestamped_tokens_both_ways() -> None:
+    """Cookies and cursors signed before karaffe made tokens itself still
+    verify, and a token it makes reads as itsdangerous' own."""
+    ours = Signer("k" * 32, ["old" * 11], salt="s")
+    for key in ("k" * 32, "old" * 11):
+        theirs = TimestampSigner(key, salt="s", key_derivation="hmac", digest_method=hashlib.sha256)
+        payload = base64_encode(orjson.dumps(VALUE))
+        assert ours.loads(theirs.sign(payload)) == VALUE
+    theirs = TimestampSigner(
+        "k" * 32, salt="s", key_derivation="hmac", digest_method=hashlib.sha256
+    )
+    value, signed_at = theirs.unsign(ours.dumps(VALUE), max_age=5, return_timestamp=True)
+    assert orjson.loads(base64_decode(value)) == VALUE
+    assert abs(signed_at.timestamp() - time.time()) < 5
+
+
+@pytest.mark.parametrize(
+    "token",
+    [b"e30.AAAAAAAAAAAA.", b"e30.AAAAA.", b"e30."],
+    ids=["timestamp-too-long", "timestamp-not-base64", "no-timestamp"],
+)
+def test_a_signed_token_without_a_readable_timestamp_is_refused(token: bytes) -> None:
+    signer = Signer("k", salt="s")
+    signed = token[:-1]
+    mac = hmac.digest(signer._derived[0], signed, "sha256")
+    with pytest.raises(BadTimeSignature):
+        signer.loads(signed + b"." + base64_encode(mac))

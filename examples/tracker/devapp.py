@@ -37,6 +37,8 @@ app = create_app(
         "DATABASE_URL": os.environ.get(
             "DATABASE_URL", f"sqlite:///{HERE / 'instance' / 'tracker-demo.sqlite'}"
         ),
+        # Mail (password resets, email verification) is printed to the terminal.
+        "MAIL_BACKEND": os.environ.get("TRACKER_MAIL_BACKEND", "console"),
     }
 )
 

@@ -2,6 +2,8 @@
 always stopped. Used by the ``redis_url`` and ``postgres_url`` fixtures.
 
 ``REDIS_URL`` / ``DATABASE_URL`` in the environment win: then nothing is started.
+:class:`RedisCluster` starts a Redis Cluster of several shards (one primary
+each, no replicas) for the tests and the scale-out test that need one.
 When no server binary is installed the test is skipped with the reason, which
 ``.ci/run`` prevents by installing Debian's packages.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,7 +23,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PostgresServer", "RedisServer", "free_port", "postgres", "redis", "stop"]
+__all__ = [
+    "PostgresServer",
+    "RedisCluster",
+    "RedisServer",
+    "free_port",
+    "postgres",
+    "redis",
+    "start_redis_cluster",
+    "stop",
+]
 
 
 def free_port() -> int:
@@ -128,6 +140,95 @@ class RedisServer:
         self.stop()
         time.sleep(down)
         self.start()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """A private Redis Cluster: ``shards`` redis-server processes, one
+    primary each and no replica, the 16,384 slots spread over them by
+    ``redis-cli --cluster create``. :meth:`stop` stops every node by PID.
+
+    :attr:`url` names the first node; cluster clients find the others from it.
+    """
+
+    def __init__(self, workdir: Path, shards: int = 3) -> None:
+        self.workdir = workdir
+        self.shards = shards
+        self.ports: list[int] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 20) -> RedisCluster:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if server is None or cli is None:
+            _skip("redis-server and redis-cli are needed for a cluster (apt-get install redis)")
+        assert server is not None and cli is not None
+        try:
+            for _ in range(self.shards):
+                port = cluster_port()
+                folder = self.workdir / f"node-{port}"
+                folder.mkdir(parents=True, exist_ok=True)
+                log = folder / "redis.log"
+                log.touch()
+                proc = subprocess.Popen(
+                    [server, "--port", str(port), "--bind", "127.0.0.1",
+                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--save", "", "--appendonly", "no", "--dir", str(folder),
+                     "--logfile", str(log)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+                self.procs.append(proc)
+                self.ports.append(port)
+                _wait_for_port(port, proc, timeout, log)
+            subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, capture_output=True, timeout=timeout,
+            )  # fmt: skip
+            deadline = time.monotonic() + timeout
+            while not self._ready(cli):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Redis Cluster on {self.ports} did not become ready")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self, cli: str) -> bool:
+        """Every node answers ``cluster_state:ok`` (each knows all the slots)."""
+        for port in self.ports:
+            info = subprocess.run(
+                [cli, "-p", str(port), "cluster", "info"], capture_output=True, timeout=5
+            ).stdout
+            if b"cluster_state:ok" not in info:
+                return False
+        return True
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+
+
+def start_redis_cluster(workdir: Path, shards: int = 3) -> RedisCluster:
+    """Start a private Redis Cluster of ``shards`` primaries (see :class:`RedisCluster`)."""
+    return RedisCluster(workdir, shards).start()
 
 
 def _pg_bin(name: str) -> str | None:
@@ -312,3 +413,29 @@ def postgres(workdir: Path) -> Iterator[str]:
     finally:
         stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "test") -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``,
+    dropped (its connections closed) on exit: for a test whose tables must not
+    meet the ones other tests create and drop in the shared database."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from .db import normalize_database_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    server = sa.make_url(normalize_database_url(server_url))
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

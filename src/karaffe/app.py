@@ -249,9 +249,9 @@ class App(Flask):
         response (slide 36), and an HTTP error into :meth:`http_error_response`;
         everything else as Flask does."""
         if isinstance(rv, ApiResult):
-            return rv.to_response()
+            return rv.to_response(self)
         if isinstance(rv, BaseModel):
-            return ApiResult(rv).to_response()
+            return ApiResult(rv).to_response(self)
         if isinstance(rv, HTTPException) and has_request_context():
             rv = self.http_error_response(rv)
         return super().make_response(rv)
@@ -259,6 +259,49 @@ class App(Flask):
     def handle_api_exception(self, exc: ApiException) -> BaseResponse:
         """Render an :class:`ApiException` with :attr:`problem_formatter`."""
         return self.problem_formatter.to_response(exc)
+
+    def answer_api_exception(
+        self, exc: ApiException, view: Callable[..., t.Any]
+    ) -> BaseResponse | None:
+        """The response to ``exc``, raised in ``view`` (or while its input was
+        parsed), without raising it through Flask's exception dispatch; or
+        ``None``: raise it.
+
+        :func:`karaffe.validate`'s views call this. It answers only where
+        raising would come to the same response: ``view`` is the function
+        Flask calls for the request's endpoint (no decorator around it could
+        catch the exception), this class dispatches exceptions as Flask does,
+        and the handler Flask would pick, looking in the request's blueprints
+        and then the app, most specific class first, is karaffe's own
+        (:meth:`handle_api_exception`). A handler the app registered for the
+        exception's class or one of its bases still wins.
+        """
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
+        if (
+            rule is None
+            or self.view_functions.get(rule.endpoint) is not view
+            or isinstance(exc, HTTPException)
+            or type(self).handle_user_exception is not Flask.handle_user_exception
+            or self._error_handler_for(type(exc), req.blueprints) is not _handle_api_exception
+        ):
+            return None
+        return self.handle_api_exception(exc)
+
+    def _error_handler_for(
+        self, exc_class: type[BaseException], blueprints: list[str]
+    ) -> Callable[..., t.Any] | None:
+        """The handler Flask's dispatch picks for an exception that is not an
+        HTTP error: the blueprints' (innermost first), then the app's; in
+        each, the one for the most specific class."""
+        for name in (*blueprints, None):
+            handlers = self.error_handler_spec.get(name, {}).get(None)
+            if handlers:
+                for cls in exc_class.__mro__:
+                    handler = handlers.get(cls)
+                    if handler is not None:
+                        return handler
+        return None
 
     def http_error_response(self, exc: HTTPException) -> ResponseReturnValue:
         """What an HTTP error becomes when it reaches :meth:`make_response`:

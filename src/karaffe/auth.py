@@ -95,9 +95,12 @@ __all__ = [
     "current_user",
     "end_other_sessions",
     "end_session",
+    "forget_loaded_with_user",
     "get_user",
     "hash_password",
     "init_app",
+    "load_with_user",
+    "loaded_with_user",
     "login_required",
     "login_user",
     "logout_user",
@@ -179,6 +182,10 @@ class User(Model):
     password_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When the user proved that ``email`` is theirs (by following a link
+    #: mailed to it); ``None`` until then. An app that lets users change their
+    #: email sets both together, once the new address is proven.
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     api_tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -446,24 +453,26 @@ def _load_from_token(header: str) -> User | None:
     if scheme.lower() != "bearer" or not _TOKEN_SHAPE.match(credentials):
         g._karaffe_auth_error = _Failure.MALFORMED
         return None
-    token = db.session.execute(
-        sa.select(ApiToken).where(ApiToken.token_hash == _token_digest(credentials))
-    ).scalar_one_or_none()
-    if token is None or not hmac.compare_digest(token.token_hash, _token_digest(credentials)):
+    # One query for the token, its user and what is loaded with the user.
+    row = db.session.execute(
+        _loading_statement("token"), {"digest": _token_digest(credentials)}
+    ).one_or_none()
+    if row is None or not hmac.compare_digest(row[0].token_hash, _token_digest(credentials)):
         g._karaffe_auth_error = _Failure.INVALID
         return None
+    token, user = t.cast(ApiToken, row[0]), t.cast(User, row[1])
     if token.is_revoked:
         g._karaffe_auth_error = _Failure.REVOKED
         return None
     if token.is_expired:
         g._karaffe_auth_error = _Failure.EXPIRED
         return None
-    user = token.user
     if not user.is_active:
         g._karaffe_auth_error = _Failure.INACTIVE
         return None
     _touch(token)
     g._karaffe_api_token = token
+    _keep_loaded_with_user(user, row)
     return user
 
 
@@ -653,6 +662,7 @@ def _start_login(user: User, ended_reason: str) -> None:
     g._karaffe_user = user
     g._karaffe_session_id = session_id
     g.pop("_karaffe_login_session", None)
+    g.pop(_LOADED_KEY, None)
     user_changed.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
 
 
@@ -661,6 +671,7 @@ def _forget_login() -> None:
     g._karaffe_user = None
     g.pop("_karaffe_session_id", None)
     g.pop("_karaffe_login_session", None)
+    g.pop(_LOADED_KEY, None)
     user_changed.send(current_app._get_current_object(), user=None)  # type: ignore[attr-defined]
 
 
@@ -668,17 +679,14 @@ def _load_from_session() -> User | None:
     token = session.get(_SESSION_TOKEN)
     if not isinstance(token, str) or not _SESSION_TOKEN_SHAPE.match(token):
         return None
-    digest = _token_digest(token)
-    # One query for the session and its user: the check costs no more than
-    # loading the user did.
+    # One query for the session, its user and what is loaded with the user:
+    # the check costs no more than loading the user did.
     row = db.session.execute(
-        sa.select(UserSession, User)
-        .join(User, User.id == UserSession.user_id)
-        .where(UserSession.token_hash == digest)
+        _loading_statement("session"), {"digest": _token_digest(token)}
     ).one_or_none()
     if row is None:
         return None
-    record, user = row
+    record, user = t.cast(UserSession, row[0]), t.cast(User, row[1])
     if record.ended_at is not None or not user.is_active:
         return None
     settings = AuthSettings.of()
@@ -692,6 +700,7 @@ def _load_from_session() -> User | None:
         _touch_session(record, now)
     g._karaffe_session_id = record.id
     g._karaffe_login_session = record
+    _keep_loaded_with_user(user, row)
     return user
 
 
@@ -711,6 +720,73 @@ def _touch_session(record: UserSession, now: dt.datetime) -> None:
         log.warning("could not record the use of login session %s", record.id, exc_info=True)
         return
     db.session.expire(record, ["last_seen_at", "ip_address"])
+
+
+# -- what is loaded with the user --------------------------------------------------
+
+#: Columns the query that authenticates a request selects besides the
+#: credential and its user: name -> a function of the user's id column that
+#: returns a correlated scalar subquery (see :func:`load_with_user`).
+_WITH_USER: dict[str, Callable[[sa.ColumnElement[int]], sa.ColumnElement[t.Any]]] = {}
+#: The ``g`` key of what they selected for the request's user: (user id, values).
+_LOADED_KEY = "_karaffe_loaded_with_user"
+#: The authenticating statements, built once (building one costs more than running it).
+_loading_statements: dict[str, sa.Select[t.Any]] = {}
+
+
+def load_with_user(
+    name: str, column: Callable[[sa.ColumnElement[int]], sa.ColumnElement[t.Any]]
+) -> None:
+    """Select ``column(User.id)`` in the very query that authenticates each
+    request (its API token or login session, with its user), so that what
+    every request needs about its user costs no query of its own: the
+    tenancy layer loads the user's organizations this way. ``column`` must
+    not name an org-owned *model* (the tenancy filter would apply to it
+    before the user is known): use its table. Read the value with
+    :func:`loaded_with_user`."""
+    _WITH_USER[name] = column
+    _loading_statements.clear()
+
+
+def loaded_with_user(user: User, name: str, default: t.Any = None) -> t.Any:
+    """What :func:`load_with_user`'s column ``name`` selected when the
+    request authenticated ``user``; ``default`` if it did not (outside a
+    request, another user, or after :func:`forget_loaded_with_user`)."""
+    if not has_request_context():
+        return default
+    loaded = g.get(_LOADED_KEY)
+    if loaded is None or loaded[0] != user.id:
+        return default
+    return loaded[1].get(name, default)
+
+
+def forget_loaded_with_user(name: str) -> None:
+    """Drop what ``name`` selected for this request (it changed since)."""
+    if has_request_context():
+        loaded = g.get(_LOADED_KEY)
+        if loaded is not None:
+            loaded[1].pop(name, None)
+
+
+def _loading_statement(kind: str) -> sa.Select[t.Any]:
+    """The statement authenticating a request by an API token's or a login
+    session's digest (bound as ``digest``): the credential, its user, then
+    the columns of :func:`load_with_user` in their order."""
+    stmt = _loading_statements.get(kind)
+    if stmt is None:
+        credential: type[ApiToken | UserSession] = ApiToken if kind == "token" else UserSession
+        user_id = t.cast("sa.ColumnElement[int]", User.id)
+        extras = [make(user_id) for make in _WITH_USER.values()]
+        stmt = _loading_statements[kind] = (
+            sa.select(credential, User, *extras)
+            .join(User, User.id == credential.user_id)
+            .where(credential.token_hash == sa.bindparam("digest"))
+        )
+    return stmt
+
+
+def _keep_loaded_with_user(user: User, row: sa.Row[t.Any]) -> None:
+    g._karaffe_loaded_with_user = (user.id, dict(zip(_WITH_USER, row[2:], strict=False)))
 
 
 # -- the current user ------------------------------------------------------------

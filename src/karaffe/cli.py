@@ -16,7 +16,9 @@ Commands that build the app from a settings file (``--config FILE``, with
 ``--factory module:func``) are found on the app built that way, so the
 environment need not be enough to start the app
 (``karaffe --app myapp run-job ... --config prod.toml``). This module also
-holds that loading, shared by the parts' commands: :func:`load_app`.
+holds that loading, shared by the parts' commands: :func:`load_app`, and
+:func:`serves_requests`, which tells a process serving the app's pages from
+one that runs a command (the relay, the scheduler, a migration...).
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup, NoAppException, ScriptInfo, prepare_import
+from flask.cli import (
+    AppGroup,
+    FlaskGroup,
+    NoAppException,
+    ScriptInfo,
+    prepare_import,
+    run_command,
+)
+from flask.helpers import get_debug_flag
+from werkzeug.serving import is_running_from_reloader
 from werkzeug.utils import ImportStringError, import_string
 
 from .config import ConfigError
@@ -47,6 +58,7 @@ __all__ = [
     "load_app",
     "load_config_file",
     "main",
+    "serves_requests",
 ]
 
 #: The name of the group under ``flask``: ``flask karaffe ...``.
@@ -237,6 +249,26 @@ class ScriptGroup(FlaskGroup):
             if isinstance(group, click.Group):
                 names.update(group.list_commands(ctx))
         return sorted(names)
+
+
+def serves_requests() -> bool:
+    """Whether this process builds the app to serve its pages: imported by a
+    WSGI server (granian, gunicorn), a script calling ``app.run()``, a test,
+    or ``flask run``. ``False`` while a ``flask`` or ``karaffe`` command other
+    than ``run`` loads the app (``flask karaffe relay``, ``scheduler``,
+    ``dispatch``, ``db upgrade``, ``shell``...), and in the watching parent of
+    ``flask run --reload``, which serves nothing itself.
+
+    For start-up checks about serving, such as the events' wiring warning."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not isinstance(ctx.find_root().command, FlaskGroup):
+        return True
+    if ctx.command is not run_command:
+        return False
+    reload = ctx.params.get("reload")
+    if reload is None:
+        reload = get_debug_flag()
+    return not reload or is_running_from_reloader()
 
 
 def _app_options(args: Sequence[str]) -> tuple[str | None, str | None]:

@@ -6,21 +6,22 @@ serializer) and parses the ``Cookie`` header even when there is none. An API
 client rarely sends cookies, so karaffe signs with the one signer
 (:func:`karaffe.signing.signer_for`, built once per set of secret keys, salt
 :data:`~karaffe.signing.SESSION_SALT`) and hands out an empty session straight
-away when there is no cookie. Sessions hold what Flask's hold: values go
-through Flask's tagged JSON, so tuples, bytes, ``Markup`` and datetimes come
-back as they went in.
+away when there is no cookie; at the end of such a request, if nothing read
+or wrote the session, nothing is saved and no setting is read. Sessions hold
+what Flask's hold: values go through Flask's tagged JSON, so tuples, bytes,
+``Markup`` and datetimes come back as they went in.
 """
 
 from __future__ import annotations
 
 import typing as t
 
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from .signing import SESSION_SALT, Signer, signer_for
 
 if t.TYPE_CHECKING:
-    from flask import Flask, Request
+    from flask import Flask, Request, Response
 
 __all__ = ["CookieSessionInterface"]
 
@@ -46,3 +47,11 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         if not request.environ.get("HTTP_COOKIE"):
             return self.session_class() if app.secret_key else None
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        # Empty, never read nor written (an API client's, which sent no
+        # cookie): Flask would add nothing to the response, after reading
+        # the seven cookie settings. Read or written, it goes to Flask.
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)

@@ -16,7 +16,11 @@ base64url each, the payload compact JSON (orjson) unless another serializer is
 given, the signature an HMAC-SHA256 under a key derived from the secret and
 the salt. Deriving that key happens once per key and salt, when a
 :class:`Signer` is built, not on every call; :func:`signer_for` builds one per
-set of keys and salt, so a request pays only for the HMAC.
+set of keys and salt, so a request pays only for the HMAC. The tokens are made
+and read here, in a few lines rather than through itsdangerous' layers (a
+page's cursors and every session cookie go through them), byte for byte as
+itsdangerous' ``TimestampSigner`` (``key_derivation="hmac"``, SHA-256) makes
+them; its exceptions are the ones raised.
 
 A string where a sequence of keys is expected is refused (:func:`secret_keys`):
 iterating it would make every one of its characters a valid key.
@@ -25,14 +29,16 @@ iterating it would make every one of its characters a valid key.
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import functools
 import hashlib
 import hmac
+import time
 import typing as t
 from collections.abc import Iterable
 
 import orjson
-from itsdangerous import BadPayload, BadSignature, TimestampSigner
+from itsdangerous import BadPayload, BadSignature, BadTimeSignature, SignatureExpired
 from itsdangerous.encoding import want_bytes
 
 if t.TYPE_CHECKING:
@@ -116,31 +122,15 @@ def _b64decode(data: bytes) -> bytes:
     return binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
 
 
-class _TimestampSigner(TimestampSigner):
-    """itsdangerous' timestamp signer with HMAC-SHA256, each key derived from
-    its secret and the salt once, here, rather than on every call."""
+def _derive_key(secret: bytes, salt: bytes) -> bytes:
+    """The key that signs for ``salt``: itsdangerous' ``key_derivation="hmac"``
+    with SHA-256, derived once per key and salt."""
+    return hmac.digest(secret, salt, "sha256")
 
-    def __init__(self, keys: tuple[bytes, ...], salt: str) -> None:
-        # itsdangerous signs with the last key: our order (current first), reversed.
-        super().__init__(
-            list(reversed(keys)), salt=salt, key_derivation="hmac", digest_method=hashlib.sha256
-        )
-        #: The derived keys in our order: the first signs, all verify.
-        self.derived_keys = tuple(self.derive_key(key) for key in keys)
 
-    def get_signature(self, value: str | bytes) -> bytes:
-        return _b64encode(hmac.digest(self.derived_keys[0], want_bytes(value), "sha256"))
-
-    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
-        try:
-            mac = _b64decode(want_bytes(sig))
-        except ValueError:
-            return False
-        value = want_bytes(value)
-        for key in self.derived_keys:
-            if hmac.compare_digest(mac, hmac.digest(key, value, "sha256")):
-                return True
-        return False
+def _timestamp_bytes(timestamp: int) -> bytes:
+    """The timestamp as itsdangerous writes it: big-endian, no leading zeros."""
+    return timestamp.to_bytes(8, "big").lstrip(b"\x00")
 
 
 def _key_id(key: bytes) -> str:
@@ -176,7 +166,8 @@ class Signer:
         #: carry its signer's, so that a bad signature by one of our keys
         #: (tampering) is told from one by a key we never had (foreign).
         self.key_ids = tuple(_key_id(key) for key in self.keys)
-        self._signer = _TimestampSigner(self.keys, salt)
+        #: The keys derived for :attr:`salt`, in the same order: the first signs.
+        self._derived = tuple(_derive_key(key, salt.encode()) for key in self.keys)
 
     def __repr__(self) -> str:
         return f"<Signer salt={self.salt!r} keys={len(self.keys)}>"
@@ -184,8 +175,13 @@ class Signer:
     def dumps(self, value: t.Any) -> str:
         """``value`` serialized, timestamped and signed with the current key:
         a URL-safe string."""
-        payload = _b64encode(want_bytes(self.serializer.dumps(value)))
-        return self._signer.sign(payload).decode("ascii")
+        signed = (
+            _b64encode(want_bytes(self.serializer.dumps(value)))
+            + b"."
+            + _b64encode(_timestamp_bytes(int(time.time())))
+        )
+        mac = hmac.digest(self._derived[0], signed, "sha256")
+        return (signed + b"." + _b64encode(mac)).decode("ascii")
 
     def loads(self, token: str | bytes, max_age: int | None = None) -> t.Any:
         """The value signed in ``token``.
@@ -195,9 +191,47 @@ class Signer:
         :raises itsdangerous.BadSignature: any other refusal: no key of ours
             signed it for this salt, it was changed, or it is not a token.
         """
-        payload = self._signer.unsign(token, max_age=max_age)
+        return self._load(self._verified(want_bytes(token), max_age))
+
+    def _verified(self, token: bytes, max_age: int | None) -> bytes:
+        """The payload of ``token`` (``payload.timestamp.signature``, as
+        itsdangerous' ``TimestampSigner`` writes it) once its signature is
+        checked against each of our keys in order, and its age."""
+        signed, dot, signature = token.rpartition(b".")
+        if not dot:
+            raise BadSignature("No '.' found in value")
         try:
-            return self._load(payload)
+            mac = _b64decode(signature)
+        except ValueError:
+            mac = b""
+        if not any(
+            hmac.compare_digest(mac, hmac.digest(key, signed, "sha256")) for key in self._derived
+        ):
+            raise BadSignature(f"Signature {signature!r} does not match", payload=signed)
+        payload, dot, stamp = signed.rpartition(b".")
+        if not dot:
+            raise BadTimeSignature("timestamp missing", payload=signed)
+        try:
+            raw: bytes | None = _b64decode(stamp)
+        except ValueError:
+            raw = None
+        if raw is None or len(raw) > 8:
+            raise BadTimeSignature("Malformed timestamp", payload=payload)
+        if max_age is not None:
+            signed_at = int.from_bytes(raw, "big")
+            age = int(time.time()) - signed_at
+            if not 0 <= age <= max_age:
+                raise SignatureExpired(
+                    f"Signature age {age} is not within 0 to {max_age} seconds",
+                    payload=payload,
+                    date_signed=dt.datetime.fromtimestamp(signed_at, dt.UTC),
+                )
+        return payload
+
+    def _load(self, payload: bytes) -> t.Any:
+        """The value in a verified ``payload``."""
+        try:
+            return self._deserialize(payload)
         except BadPayload:
             # Signed by us yet unreadable: refused like a bad signature, so
             # that callers need to catch one exception only.
@@ -212,9 +246,9 @@ class Signer:
         parts = want_bytes(token).split(b".")
         if len(parts) != 3:
             raise BadPayload("not a signed value")
-        return self._load(parts[0])
+        return self._deserialize(parts[0])
 
-    def _load(self, payload: bytes) -> t.Any:
+    def _deserialize(self, payload: bytes) -> t.Any:
         try:
             return self.serializer.loads(_b64decode(payload).decode("utf-8"))
         except Exception as error:
@@ -226,7 +260,20 @@ def _secret_keys(app: Flask) -> tuple[bytes, ...]:
     # Flask's own keys, read live from app.config as Flask's sessions read
     # them; configure() has parsed them (a list from the environment), and
     # secret_keys() refuses a string put there since.
-    return secret_keys(app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
+    fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
+    if isinstance(fallbacks, list):
+        fallbacks = tuple(fallbacks)
+    try:
+        hash((app.secret_key, fallbacks))
+    except TypeError:
+        return secret_keys(app.secret_key, fallbacks)  # raises, naming the key
+    return _checked_keys(app.secret_key, fallbacks)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_keys(current: t.Any, fallbacks: t.Any) -> tuple[bytes, ...]:
+    """:func:`secret_keys`, checked once per value of the settings."""
+    return secret_keys(current, fallbacks)
 
 
 @functools.lru_cache(maxsize=64)

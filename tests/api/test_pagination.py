@@ -13,7 +13,7 @@ from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import String, select
+from sqlalchemy import Row, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import karaffe
@@ -386,13 +386,94 @@ def test_select_pagination_with_mixed_directions_on_postgres(make_app, postgres_
             engine.dispose()
 
 
-def test_select_cursor_with_wrong_arity_is_400(make_app, tmp_path) -> None:
+def test_a_select_of_columns_pages_its_rows(make_app, tmp_path) -> None:
+    app, expected = ticket_app(make_app, f"sqlite:///{tmp_path}/t.db")
+
+    @app.get("/api/ticket-rows")
+    def ticket_rows() -> karaffe.ApiResult:
+        stmt = select(Ticket.id, Ticket.title).where(Ticket.title != "hidden")
+        page = karaffe.paginate(stmt, order_by=[Ticket.id.desc()], limit=20)
+        assert all(isinstance(row, Row) for row in page.items)
+        return karaffe.ApiResult([{"id": r.id, "title": r.title} for r in page.items], page=page)
+
+    client = app.test_client()
+    pages = walk(client, "/api/ticket-rows")
+    assert [i for p in pages for i in p] == sorted(expected, reverse=True)
+    first = client.get("/api/ticket-rows").get_json()[0]
+    assert first == {"id": 99, "title": "t99"}
+
+
+@pytest.mark.parametrize("form", ["links", "before links shared a token"])
+def test_select_cursor_with_wrong_arity_is_400(make_app, tmp_path, form) -> None:
     app, _ = ticket_app(make_app, f"sqlite:///{tmp_path}/t.db")
     client = app.test_client()
     cursor = parse_qs(urlsplit(links(client.get("/api/tickets"))["next"]).query)["cursor"][0]
     signer = Signer(app.config["SECRET_KEY"], salt=CURSOR_SALT)
-    scope, direction, key = signer.loads(cursor)
-    forged = signer.dumps([scope, direction, key[:1]])
+    token, side = cursor.rsplit(".", 1)
+    scope, first, last = signer.loads(token)
+    assert (side, first) == ("n", None)
+    if form == "links":
+        forged = signer.dumps([scope, first, last[:1]]) + ".n"
+    else:
+        forged = signer.dumps([scope, "n", last[:1]])
     rv = client.get("/api/tickets", query_string={"cursor": forged})
+    assert rv.status_code == 400
+    assert rv.get_json() == INVALID
+
+
+@pytest.mark.parametrize(
+    ("cursor", "ids"),
+    [
+        # Made by karaffe before a page's links shared one token: [scope, direction, key].
+        (
+            "WyIyYmMyMmY0YWM4YzAiLCJuIixbMTBdXQ.aw8-hA.vZJujZ4DqgaxOcxTADhR_-pfWPYLlWkAdADajDLxzdA",
+            range(11, 21),
+        ),
+        (
+            "WyIyYmMyMmY0YWM4YzAiLCJwIixbMzFdXQ.aw8-hA.BB536R7DFpku--B_hbwvbqnuNveufEkJDcttUkloXCo",
+            range(21, 31),
+        ),
+    ],
+    ids=["next", "prev"],
+)
+def test_a_cursor_made_before_links_shared_a_token_still_pages(app, cursor, ids) -> None:
+    rv = app.test_client().get("/api/items", query_string={"cursor": cursor})
+    assert rv.status_code == 200
+    assert [i["id"] for i in rv.get_json()] == list(ids)
+
+
+def test_a_page_is_signed_once_and_its_cursor_checked_once(app, monkeypatch) -> None:
+    client = app.test_client()
+    second = relative(links(client.get("/api/counted"))["next"])
+    calls: list[str] = []
+    for name in ("dumps", "loads"):
+        method = getattr(Signer, name)
+        monkeypatch.setattr(
+            Signer,
+            name,
+            lambda self, *a, _m=method, _n=name, **k: calls.append(_n) or _m(self, *a, **k),
+        )
+    rv = client.get(second)
+    assert set(links(rv)) == {"next", "prev", "first", "last"}
+    assert calls == ["loads", "dumps"]
+
+
+def test_a_pages_links_share_one_token_and_lead_only_to_its_neighbours(app) -> None:
+    client = app.test_client()
+    middle = client.get(relative(links(client.get("/api/items"))["next"]))
+    rels = links(middle)
+    cursors = {rel: parse_qs(urlsplit(rels[rel]).query)["cursor"][0] for rel in ("next", "prev")}
+    assert cursors["next"].rsplit(".", 1)[0] == cursors["prev"].rsplit(".", 1)[0]
+    # Another side of the same token is another link of the same page.
+    swapped = cursors["next"].rsplit(".", 1)[0] + ".p"
+    assert client.get("/api/items", query_string={"cursor": swapped}).get_json() == (
+        client.get(relative(rels["prev"])).get_json()
+    )
+
+
+def test_a_side_the_token_has_no_key_for_is_400(app) -> None:
+    first_page = app.test_client().get("/api/items")
+    token = parse_qs(urlsplit(links(first_page)["next"]).query)["cursor"][0].rsplit(".", 1)[0]
+    rv = app.test_client().get("/api/items", query_string={"cursor": token + ".p"})
     assert rv.status_code == 400
     assert rv.get_json() == INVALID

@@ -9,7 +9,6 @@ import random
 import threading
 import time
 import typing as t
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from flask_sqlalchemy import SQLAlchemy
 from outbox_harness import Item, PrivateRedis, build_app, close_app, held, stream
 
 import karaffe
-from karaffe._servers import free_port
-from karaffe.db import normalize_database_url
+from karaffe._servers import free_port, fresh_database
 from karaffe.events import Event, publish
 from karaffe.events.brokers import Broker, MemoryBroker
 from karaffe.events.outbox import Dispatcher, OutboxMissing, outbox_table
@@ -36,15 +34,8 @@ MakeApp = Callable[..., App]
 def pg_database(postgres_url: str) -> Iterator[str]:
     """A database of this module's own: other tests create and drop tables
     in the shared one."""
-    name = f"outbox_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(postgres_url, "outbox") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

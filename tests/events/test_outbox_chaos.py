@@ -12,16 +12,14 @@ import statistics
 import threading
 import time
 import typing as t
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from outbox_harness import Item, PrivateRedis, build_app, close_app, held, stream
 
 import karaffe
-from karaffe.db import normalize_database_url
+from karaffe._servers import fresh_database
 from karaffe.events import publish
 from karaffe.events.outbox import Dispatcher
 from karaffe.events.publish import state_for
@@ -39,16 +37,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/chaos.sqlite"
         return
-    postgres_url = request.getfixturevalue("postgres_url")
-    name = f"chaos_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(request.getfixturevalue("postgres_url"), "chaos") as url:
+        yield url
 
 
 @pytest.fixture

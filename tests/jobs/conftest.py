@@ -75,6 +75,7 @@ def unique() -> str:
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
     ]
 )
 def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendFactory]:
@@ -92,8 +93,11 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend
             backend = SqlBackend(f"sqlite:///{tmp_path / 'jobs.sqlite3'}", keep=5)
         elif kind == "postgres":
             backend = SqlBackend(request.getfixturevalue("postgres_url"), keep=5)
-        else:
+        elif kind == "redis":
             backend = RedisBackend(request.getfixturevalue("redis_url"), keep=5)
+        else:
+            url = request.getfixturevalue("redis_cluster_url")
+            backend = RedisBackend(url, keep=5, cluster=True)
         made.append(backend)
         return backend
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import typing as t
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import karaffe
 import karaffe.jobs
 from karaffe.config import ConfigError
-from karaffe.jobs import MemoryBackend, SqlBackend, get_jobs, job
+from karaffe.jobs import MemoryBackend, RedisBackend, SqlBackend, get_jobs, job
 
 
 def configured(config: dict[str, t.Any], environ: dict[str, str] | None = None) -> karaffe.App:
@@ -26,6 +28,7 @@ def test_settings_have_documented_defaults() -> None:
     assert {k: app.config[k] for k in app.config if k.startswith("JOBS_")} == {
         "JOBS_MODULES": [],
         "JOBS_BACKEND": None,
+        "JOBS_REDIS_CLUSTER": False,
         "JOBS_TIMEZONE": "UTC",
         "JOBS_GRACE_SECONDS": 60,
         "JOBS_LEASE_SECONDS": 60,
@@ -97,6 +100,27 @@ def test_the_default_backend_is_sqlite_in_the_instance_folder(tmp_path: Path) ->
     backend = get_jobs(app).backend
     assert isinstance(backend, SqlBackend)
     assert (tmp_path / "instance" / "karaffe-jobs.sqlite3").exists()
+    backend.close()
+
+
+@pytest.mark.redis
+def test_jobs_redis_cluster_makes_a_cluster_backend_that_claims_on_every_shard(
+    redis_cluster_url: str,
+) -> None:
+    app = configured({"REDIS_URL": redis_cluster_url}, {"KARAFFE_JOBS_REDIS_CLUSTER": "true"})
+    backend = get_jobs(app).backend
+    assert isinstance(backend, RedisBackend) and backend.cluster
+    names = [f"cluster-{uuid.uuid4().hex[:8]}-{n}" for n in range(12)]
+    shards = {backend.client.get_node_from_key(backend._key(n, "ticks")).name for n in names}
+    assert len(shards) == 3, "the jobs' keys spread over the three shards"
+    tick = datetime(2026, 1, 5, 7, tzinfo=UTC)
+    lease = timedelta(seconds=60)
+    for name in names:
+        assert backend.claim(name, tick, now=tick, lease=lease, exclusive=True) is not None
+        assert backend.claim(name, tick, now=tick, lease=lease, exclusive=True) is None
+    marked = backend.abandon_expired(names, now=tick + lease)
+    assert sorted(r.job for r in marked) == sorted(names)
+    assert {backend.history(n)[0].status for n in names} == {"abandoned"}
     backend.close()
 
 

@@ -4,10 +4,8 @@ expired credentials and invitations, trimming live-update history."""
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
 import typing as t
-from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from _jobtools import Clock, at
 from click.testing import CliRunner
 from flask import Flask
 from tracker import jobs as tracker_jobs
-from tracker.models import Comment, Invitation, Issue, Project
+from tracker.models import Activity, Comment, Invitation, Issue, Notification, Project
 
 import karaffe
 from karaffe.auth import ApiToken, User, UserSession, utcnow
@@ -39,29 +37,33 @@ def karaffe_config(tmp_path: Path) -> dict[str, t.Any]:
         "SECRET_KEY": "tracker-jobs-secret",
         "DATABASE_URL": f"sqlite:///{tmp_path}/tracker.sqlite",
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-        "MAIL_BACKEND": f"file:{tmp_path / 'outbox'}",
+        "MAIL_BACKEND": "locmem",
     }
 
 
 @pytest.fixture
-def outbox(app: Flask, tmp_path: Path) -> Path:
-    """Mail of the tracker goes to files in this folder (``MAIL_BACKEND`` above)."""
-    return tmp_path / "outbox"
+def outbox(app: Flask) -> list[t.Any]:
+    """The tracker's mail: Flask-Mailman's locmem backend keeps it in this list."""
+    state = app.extensions["mailman"]
+    state.outbox = []
+    return t.cast(list[t.Any], state.outbox)
 
 
-def mails(outbox: Path) -> dict[str, Message]:
+def mails(outbox: list[t.Any]) -> dict[str, t.Any]:
+    """The messages sent (Flask-Mailman's ``EmailMessage``), by recipient."""
     found = {}
-    for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
-        message = email.message_from_bytes(path.read_bytes())
-        found[str(message["To"])] = message
+    for sent in outbox:
+        (to,) = sent.to
+        found[to] = sent
     return found
 
 
 @pytest.fixture
-def activity(app: Flask, db: t.Any) -> dict[str, int]:
-    """Acme (alice, bob) and Globex (carol); erin belongs nowhere. Issues and
-    comments before and during the digest's day."""
-    ids: dict[str, int] = {}
+def activity(app: Flask, db: t.Any) -> dict[str, t.Any]:
+    """Acme (alice, bob) and Globex (carol); erin belongs nowhere. Issues,
+    comments and the notifications of their activity, before and during the
+    digest's day, read and unread."""
+    ids: dict[str, t.Any] = {}
     with app.app_context(), unscoped("test fixture: activity in two organizations"):
         people = {
             n: User(name=n.title(), email=f"{n}@example.com")
@@ -104,9 +106,81 @@ def activity(app: Flask, db: t.Any) -> dict[str, int]:
                         body="too old for the digest", created_at=BEFORE),
             ]
         )  # fmt: skip
+        database.session.flush()
+
+        def notify(
+            issue: Issue,
+            actor: User | None,
+            kind: str,
+            detail: dict[str, t.Any],
+            user: User,
+            reason: str,
+            when: dt.datetime,
+            read: bool = False,
+        ) -> None:
+            row = Activity(
+                organization_id=issue.organization_id,
+                issue_id=issue.id,
+                actor_id=actor.id if actor else None,
+                kind=kind,
+                detail=detail,
+                created_at=when,
+            )
+            database.session.add(row)
+            database.session.flush()
+            database.session.add(
+                Notification(
+                    organization_id=issue.organization_id,
+                    user_id=user.id,
+                    activity_id=row.id,
+                    issue_id=issue.id,
+                    reason=reason,
+                    created_at=when,
+                    read_at=when if read else None,
+                )
+            )
+
+        alice, bob, carol = people["alice"], people["bob"], people["carol"]
+        notify(
+            old,
+            bob,
+            "comment",
+            {"comment_id": 1, "mentions": [alice.id]},
+            alice,
+            "mentioned",
+            DURING,
+        )
+        notify(old, bob, "comment", {"comment_id": 3}, alice, "watching", BEFORE)
+        notify(closed, bob, "status", {"from": "open", "to": "closed"}, alice, "watching", DURING)
+        notify(
+            closed,
+            bob,
+            "title",
+            {"from": "Footer", "to": "Fixed the footer"},
+            alice,
+            "watching",
+            DURING,
+            read=True,
+        )
+        notify(
+            fresh,
+            alice,
+            "assignee",
+            {"from": None, "to": {"id": bob.id, "name": "Bob"}},
+            bob,
+            "assigned",
+            DURING,
+        )
+        notify(secret, None, "created", {}, carol, "watching", DURING)
         database.session.commit()
         ids.update({n: u.id for n, u in people.items()})
         ids.update(closed=closed.id, fresh=fresh.id, secret=secret.id, old=old.id)
+        ids.update(
+            {
+                f"{name}_key": i.key
+                for name, i in [("closed", closed), ("fresh", fresh), ("old", old)]
+            }
+        )
     return ids
 
 
@@ -121,26 +195,41 @@ def run_scheduled(app: Flask, name: str, now: dt.datetime) -> str:
     return record.status
 
 
-def test_the_digest_mails_each_user_their_organizations_activity_of_the_day(
-    app: Flask, activity: dict[str, int], outbox: Path
+def test_the_digest_mails_each_user_their_unread_notifications_of_the_day(
+    app: Flask, activity: dict[str, t.Any], outbox: list[t.Any]
 ) -> None:
     assert run_scheduled(app, "send_daily_digest", TICK + dt.timedelta(seconds=5)) == "succeeded"
     sent = mails(outbox)
     assert sorted(sent) == ["alice@example.com", "bob@example.com", "carol@example.com"]
     alice = sent["alice@example.com"]
-    assert alice["Subject"] == "tracker: 3 updates in your projects"
-    assert alice["From"] == "tracker@localhost"
-    body = alice.get_payload()
-    assert body == (
-        "Hello Alice,\n\nactivity until 2026-01-06 07:00 UTC:\n\n"
-        f"New issues:\n  [Website] #{activity['fresh']} Logo is blurry (open)\n\n"
-        f"Updated issues:\n  [Website] #{activity['closed']} Fixed the footer (closed)\n\n"
-        f"New comments:\n  [Website] #{activity['old']} bob@example.com:\n    Still happening\n"
+    assert alice.subject == "tracker: 2 unread notifications"
+    assert alice.from_email == "tracker@localhost"
+    assert alice.body == (
+        "Hello Alice,\n\n2 unread notifications until 2026-01-06 07:00 UTC:\n\n"
+        f"[Website] {activity['old_key']} Old and quiet\n  Bob commented (mentioned you)\n\n"
+        f"[Website] {activity['closed_key']} Fixed the footer\n  Bob closed the issue (watching)\n\n"
+        "Read them in your inbox: the digest leaves out what you have read.\n"
     )
-    assert "Globex" not in body and "secret" not in body
-    assert "alice's own remark" in sent["bob@example.com"].get_payload()
-    carol = sent["carol@example.com"].get_payload()
-    assert "Globex secret plan" in carol and "Website" not in carol
+    assert "Globex" not in alice.body and "secret" not in alice.body
+    bob = sent["bob@example.com"]
+    assert bob.subject == "tracker: 1 unread notification"
+    assert (
+        f"{activity['fresh_key']} Logo is blurry\n  Alice assigned Bob (assigned to you)"
+        in bob.body
+    )
+    carol = sent["carol@example.com"].body
+    assert "Globex secret plan\n  someone opened the issue (watching)" in carol
+    assert "Website" not in carol
+
+
+def test_the_digest_leaves_out_notifications_of_an_organization_left(
+    app: Flask, activity: dict[str, t.Any], outbox: list[t.Any]
+) -> None:
+    with app.app_context(), unscoped("test: bob leaves Acme"):
+        database.session.execute(sa.delete(Membership).where(Membership.user_id == activity["bob"]))
+        database.session.commit()
+    assert run_scheduled(app, "send_daily_digest", TICK + dt.timedelta(seconds=5)) == "succeeded"
+    assert sorted(mails(outbox)) == ["alice@example.com", "carol@example.com"]
 
 
 def test_the_digest_runs_acting_as_each_user(app: Flask) -> None:
@@ -150,7 +239,9 @@ def test_the_digest_runs_acting_as_each_user(app: Flask) -> None:
     assert (declared.cron, declared.missed.value) == ("0 7 * * *", "catch_up")
 
 
-def test_a_quiet_day_sends_no_digest(app: Flask, activity: dict[str, int], outbox: Path) -> None:
+def test_a_quiet_day_sends_no_digest(
+    app: Flask, activity: dict[str, t.Any], outbox: list[t.Any]
+) -> None:
     quiet = TICK + dt.timedelta(days=2)
     with Scheduler(app, jobs=[get_job(tracker_jobs.send_daily_digest)], backend=MemoryBackend(),  # type: ignore[list-item]
                    clock=Clock(quiet)) as scheduler:  # fmt: skip
@@ -160,7 +251,7 @@ def test_a_quiet_day_sends_no_digest(app: Flask, activity: dict[str, int], outbo
 
 
 def test_purging_deletes_tokens_expired_or_revoked_long_enough_ago(
-    app: Flask, activity: dict[str, int]
+    app: Flask, activity: dict[str, t.Any]
 ) -> None:
     now = utcnow()
     with app.app_context():
@@ -182,7 +273,7 @@ def test_purging_deletes_tokens_expired_or_revoked_long_enough_ago(
 
 
 def test_purging_deletes_sessions_ended_or_idle_long_enough_ago(
-    app: Flask, activity: dict[str, int]
+    app: Flask, activity: dict[str, t.Any]
 ) -> None:
     now = utcnow()
     with app.app_context():
@@ -204,7 +295,7 @@ def test_purging_deletes_sessions_ended_or_idle_long_enough_ago(
 
 
 def test_purging_deletes_unaccepted_invitations_of_every_organization(
-    app: Flask, activity: dict[str, int]
+    app: Flask, activity: dict[str, t.Any]
 ) -> None:
     now = utcnow()
     with app.app_context(), unscoped("test: invitations in both organizations"):

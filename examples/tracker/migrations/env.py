@@ -4,13 +4,15 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from karaffe.tenancy import unscoped
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Interpret the config file for Python logging, leaving the app's own
+# loggers working (a migration run inside a process must not silence it).
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 
@@ -104,7 +106,12 @@ def run_migrations_online():
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
+        # A migration reads and writes whole tables, every organization's
+        # rows (SQLite's batch mode copies a table to drop a column).
+        with (
+            unscoped("schema migrations rewrite whole tables"),
+            context.begin_transaction(),
+        ):
             context.run_migrations()
 
 

@@ -37,7 +37,18 @@ def karaffe_config(tmp_path: t.Any) -> dict[str, t.Any]:
         # Fast hashes: these tests are about the app, not scrypt.
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         "SERVER_NAME": "tracker.test",
+        # Flask-Mailman keeps the mail in a list: the ``outbox`` fixture.
+        "MAIL_BACKEND": "locmem",
     }
+
+
+@pytest.fixture
+def outbox(app: Flask) -> list[t.Any]:
+    """The mail the tracker sent during the test (Flask-Mailman ``EmailMessage``
+    objects: ``.to``, ``.subject``, ``.body``), oldest first."""
+    state = app.extensions["mailman"]
+    state.outbox = []
+    return t.cast(list[t.Any], state.outbox)
 
 
 @dataclass
@@ -72,8 +83,8 @@ def world(app: Flask, db: t.Any) -> World:
         database.session.add(Membership(organization=acme, user=people["dave"], role="member"))
         website = Project(organization_id=acme.id, name="Website", description="Acme's site")
         vault = Project(organization_id=globex.id, name="Vault", description="Globex secrets")
-        bug = Label(organization_id=acme.id, name="bug")
-        ux = Label(organization_id=acme.id, name="ux")
+        bug = Label(organization_id=acme.id, name="bug", color="#d73a4a")
+        ux = Label(organization_id=acme.id, name="ux", color="#bfdadc")
         secret = Label(organization_id=globex.id, name="globex-only")
         database.session.add_all([website, vault, bug, ux, secret])
         database.session.flush()

@@ -31,10 +31,10 @@ def test_sign_up_logs_in(client, db, count):
     ("form", "field", "message"),
     [
         ({"name": "", "email": "a@b.co", "password": "long enough"}, "name", b"This field is required."),
-        ({"name": "Zoe", "email": "not-an-email", "password": "long enough"}, "email", b"Enter a valid value."),
-        ({"name": "Zoe", "email": "a@b.co", "password": "short"}, "password", b"at least 8 characters"),
+        ({"name": "Zoe", "email": "not-an-email", "password": "long enough"}, "email", b"Enter an email address, such as name@example.com."),
+        ({"name": "Zoe", "email": "a@b.co", "password": "short"}, "password", b"Password must be at least 8 characters."),
         ({"name": "Zoe", "email": "alice@example.com", "password": "long enough"}, "email", b"exists already"),
-        ({"name": "n" * 101, "email": "a@b.co", "password": "long enough"}, "name", b"at most 100 characters"),
+        ({"name": "n" * 101, "email": "a@b.co", "password": "long enough"}, "name", b"Name must be at most 100 characters."),
     ],
 )  # fmt: skip
 def test_bad_sign_up_is_refused(client, world, count, form, field, message):
@@ -85,8 +85,23 @@ def test_too_many_failed_logins_are_throttled(client, world):
         client.post("/login", data={"email": "alice@example.com", "password": "nope"})
     rv = client.post("/login", data={"email": "alice@example.com", "password": PASSWORD})
     assert rv.status_code == 429
-    assert b"Too many failed logins" in rv.data
+    assert b"Too many attempts; try again in 15 minutes." in rv.data
+    assert b"seconds" not in rv.data
     assert int(rv.headers["Retry-After"]) > 0
+
+
+def test_form_messages_are_worded_for_people():
+    from tracker.forms import Form, wait_words
+
+    assert wait_words(898) == "15 minutes"
+    assert wait_words(61) == "2 minutes"
+    assert wait_words(1) == "1 second"
+    assert wait_words(7200) == "2 hours"
+    error = {"type": "string_too_short", "loc": ("password",), "msg": "x", "ctx": {"min_length": 8}}
+    assert Form.message(error) == "Password must be at least 8 characters."
+    error = {"type": "string_too_long", "loc": ("body",), "msg": "x", "ctx": {"max_length": 10}}
+    assert Form.message(error) == "Comment must be at most 10 characters."
+    assert Form.message({"type": "unheard_of", "loc": ("x",), "msg": "Pydantic's"}) == "Pydantic's"
 
 
 def test_empty_login_form_shows_field_errors(client, world):

@@ -4,6 +4,8 @@ nothing written."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 from tracker.models import Comment, Invitation, Issue, Label, Project
@@ -44,6 +46,7 @@ def test_me(api, world):
         "id": world.users["alice"],
         "name": "Alice",
         "email": "alice@example.com",
+        "email_verified": False,
     }
 
 
@@ -225,7 +228,9 @@ def test_create_issue(api, world, count):
     assert body["status"] == "open"
     assert body["assignee"] == {"id": world.users["bob"], "name": "Bob"}
     assert body["author"] == {"id": world.users["dave"], "name": "Dave"}
-    assert body["labels"] == [{"id": world.labels["bug"], "name": "bug"}]
+    assert body["labels"] == [
+        {"id": world.labels["bug"], "name": "bug", "color": "#d73a4a", "text_color": "#000000"}
+    ]
     assert body["created_at"].endswith("Z")
     assert rv.headers["Location"].endswith(f"/api/v1/issues/{body['id']}")
     assert count(Issue, Issue.title == "Crash on save") == 1
@@ -409,6 +414,8 @@ def test_issue_list_pages_through_everything_once(api, world, many):
     [
         ("status=closed", 1),
         ("status=open", 26),
+        ("status=all", 27),  # what the page links to
+        ("", 27),
         ("q=footer", 1),
         ("q=FOOTER+phones", 1),
         ("q=number+1", 11),  # every word, as a prefix: "number" and "1" (1, 10-19)
@@ -526,3 +533,18 @@ def test_docs_page_is_served(client, world):
     rv = client.get("/api/v1/docs")
     assert rv.status_code == 200
     assert b"swagger-ui" in rv.data
+
+
+def test_list_page_status_links_work_in_the_api(api, login, world):
+    """The page and the API speak one vocabulary: every ``status`` the
+    page's filter offers is accepted by the API, with the same issues."""
+    page = login("alice").get(f"/o/acme/projects/{world.projects['website']}").get_data(True)
+    offered = re.findall(
+        r'<option value="(\w+)"', page.split('id="status"')[1].split("</select>")[0]
+    )
+    assert offered == ["open", "closed", "all"]
+    for status in offered:
+        html = login("alice").get(f"/o/acme/projects/{world.projects['website']}?status={status}")
+        shown = re.findall(r"/o/acme/issues/(\d+)\"", html.get_data(True))
+        listed = api("alice").get(issues_url(world) + f"?status={status}").get_json()
+        assert [int(i) for i in shown] == [issue["id"] for issue in listed], status

@@ -96,7 +96,7 @@ def test_log_in_create_project_and_issue_then_close_it(live_url: str, page: t.An
     page.fill("#f-title", "Checkout button does nothing on mobile")
     page.fill("#f-description", "Tap it: nothing happens.\nExpected: the payment page.")
     page.select_option("#f-assignee_id", label="Bob Okafor")
-    page.select_option("#f-label_ids", label="bug")
+    page.locator(".label-option", has_text="bug").locator("input").check()
     shoot(page, "new-issue")
     page.click("main button[type=submit]")
     assert "created." in page.locator(".flashes").inner_text()
@@ -125,7 +125,7 @@ def test_log_in_create_project_and_issue_then_close_it(live_url: str, page: t.An
     page.click(".crumbs >> text=Browser test")
     assert page.locator(".issues li").count() == 0  # open issues only
     page.select_option("#status", "closed")
-    page.click("text=Filter")
+    page.click("button:text-is('Filter')")
     assert page.locator(".issues .title").all_inner_texts() == [
         "Checkout button does nothing on mobile"
     ]
@@ -144,7 +144,7 @@ def test_issue_list_and_phone_layout(live_url: str, page: t.Any) -> None:
     assert page.locator(".issues li").count() > 0
     page.fill("#q", "login")
     page.select_option("#status", "all")
-    page.click("text=Filter")
+    page.click("button:text-is('Filter')")
     titles = page.locator(".issues .title").all_inner_texts()
     assert titles and all("login" in title.lower() for title in titles)
 
@@ -262,8 +262,10 @@ def test_end_a_session_from_the_settings_page_then_change_the_password(
     for device in (phone, tablet, page):
         _log_in(device, live_url)
 
-    page.click(".topbar .me a")
-    page.click("main >> text=Sessions and password")
+    page.click(".topbar .me a[title=Settings]")
+    assert page.locator("h1").inner_text() == "Profile"
+    page.click("main nav >> text=Sessions")
+    page.wait_for_url("**/settings/sessions")
     rows = page.locator("#sessions tbody tr")
     assert rows.count() == 3
     assert "this session" in rows.nth(0).inner_text()
@@ -275,10 +277,14 @@ def test_end_a_session_from_the_settings_page_then_change_the_password(
     phone.goto(live_url + "/settings/sessions")
     assert "/login?next=" in phone.url
 
+    page.click("main nav >> text=Profile")
     page.fill("#f-current_password", seed.DEMO_PASSWORD)
     page.fill("#f-password", "a brand new password")
     page.click("#password button[type=submit]")
     assert "Password changed" in page.locator(".flashes").inner_text()
+    page.click("main nav >> text=Sessions")
+    page.wait_for_url("**/settings/sessions")
+    page.locator("#sessions tbody tr").first.wait_for()
     assert page.locator("#sessions tbody tr").count() == 1
     tablet.goto(live_url + "/settings/sessions")
     assert "/login?next=" in tablet.url
@@ -388,3 +394,321 @@ def test_without_a_stream_the_project_page_says_live_updates_are_off(
         page.click(".topbar nav >> text=Acme Robotics")
         page.locator("main a[href*='/projects/']:not([href$='/new'])").first.click()
         assert "Live updates are off" in page.locator(".live-off").inner_text()
+
+
+@pytest.fixture
+def small_server(tmp_path: Path) -> Iterator[tuple[str, t.Any]]:
+    """A small tracker (CSRF on, as in production; mail kept in memory) and its app."""
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/small.sqlite",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "MAIL_BACKEND": "locmem",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        seed.seed(orgs=1, issues=5, users_per_org=2)
+    app.extensions["mailman"].outbox = []
+    with serving(app) as url:
+        yield url, app
+
+
+def _new_issue_page(page: t.Any, url: str) -> None:
+    _log_in(page, url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    page.click("text=New issue")
+
+
+def _active(page: t.Any) -> str:
+    """What has the keyboard focus: a checkbox's label name, or the element's class."""
+    return str(
+        page.evaluate(
+            "() => { const e = document.activeElement;"
+            " const option = e.closest('.label-option');"
+            " return option ? option.dataset.name : e.className; }"
+        )
+    )
+
+
+def _shown(page: t.Any) -> list[str]:
+    return [
+        str(name)
+        for name in page.locator(".label-option:not([hidden])").evaluate_all(
+            "items => items.map(li => li.dataset.name)"
+        )
+    ]
+
+
+def test_the_label_picker_works_with_the_keyboard(
+    small_server: tuple[str, t.Any], page: t.Any
+) -> None:
+    url, _ = small_server
+    _new_issue_page(page, url)
+    page.fill("#f-title", "Picked with the keyboard")
+    everything = _shown(page)
+    assert everything == sorted(everything) and "bug" in everything and len(everything) == 8
+    assert page.locator(".label-count").inner_text() == "None selected"
+    assert page.locator(".label-clear").is_disabled()
+
+    page.focus("#f-assignee_id")
+    page.keyboard.press("Tab")
+    assert _active(page) == "label-filter"
+    page.keyboard.type("fe")
+    assert _shown(page) == ["feature"]
+    assert page.locator(".label-picker [role=status]").inner_text() == "1 label matches"
+    page.keyboard.press("Enter")  # ticks the one shown, does not send the form
+    assert page.locator(".label-option[data-name=feature] input").is_checked()
+    assert "/issues/new" in page.url
+    page.keyboard.press("Escape")  # empties the filter
+    assert _shown(page) == everything
+
+    page.keyboard.press("ArrowDown")
+    assert _active(page) == "bug"
+    page.keyboard.press("Space")
+    page.keyboard.press("ArrowDown")
+    assert _active(page) == "docs"
+    page.keyboard.press("Space")
+    page.keyboard.press("End")
+    assert _active(page) == everything[-1]
+    page.keyboard.press("Home")
+    assert _active(page) == "bug"
+    page.keyboard.press("ArrowUp")  # from the first label back to the filter
+    assert _active(page) == "label-filter"
+    assert page.locator(".label-count").inner_text() == "3 selected"
+    shoot(page, "label-picker")
+
+    page.keyboard.press("Tab")
+    assert _active(page) == "link label-clear"
+    page.keyboard.press("Enter")
+    assert page.locator(".label-count").inner_text() == "None selected"
+    assert page.locator(".label-option input:checked").count() == 0
+    assert _active(page) == "label-filter"
+
+    page.keyboard.type("doc")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Space")
+    page.keyboard.press("Escape")  # back to the filter
+    page.keyboard.press("Escape")  # which empties
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Space")  # bug
+    page.click("main button[type=submit]")
+    assert "created." in page.locator(".flashes").inner_text()
+    chips = page.locator("aside .chip")
+    assert chips.all_inner_texts() == ["bug", "docs"]
+    bug = chips.first.evaluate(
+        "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]"
+    )
+    assert bug == ["rgb(215, 58, 74)", "rgb(0, 0, 0)"]  # #d73a4a, and the black that reads on it
+
+
+def test_without_javascript_the_labels_are_checkboxes(
+    small_server: tuple[str, t.Any], page: t.Any
+) -> None:
+    url, _ = small_server
+    context = page.context.browser.new_context(java_script_enabled=False)
+    plain = context.new_page()
+    plain.set_default_timeout(10_000)
+    try:
+        _new_issue_page(plain, url)
+        assert plain.locator(".label-filter").count() == 0
+        assert plain.locator(".label-option input[type=checkbox]").count() == 8
+        plain.fill("#f-title", "Picked without JavaScript")
+        plain.locator(".label-option", has_text="security").locator("input").check()
+        plain.locator(".label-option", has_text="question").locator("input").check()
+        plain.click("main button[type=submit]")
+        assert plain.locator("aside .chip").all_inner_texts() == ["question", "security"]
+    finally:
+        context.close()
+
+
+def test_forgotten_password_by_the_mailed_link(
+    small_server: tuple[str, t.Any], page: t.Any
+) -> None:
+    url, app = small_server
+    outbox = app.extensions["mailman"].outbox
+    page.goto(url + "/login")
+    page.click("text=Forgot your password?")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.click("main button[type=submit]")
+    assert "If an account uses" in page.locator("#reset-sent").inner_text()
+    shoot(page, "reset-sent")
+    (mail,) = outbox
+    link = next(word for word in mail.body.split() if word.startswith("http"))
+    assert link.startswith(url + "/password/reset/")
+    page.goto(link)
+    page.fill("#f-password", "my new demo password")
+    page.click("main button[type=submit]")
+    assert "every browser is logged out" in page.locator(".flashes").inner_text()
+    assert page.locator("#f-email").input_value() == seed.DEMO_LOGIN
+    page.fill("#f-password", "my new demo password")
+    page.click("main button[type=submit]")
+    assert "Welcome back" in page.locator(".flashes").inner_text()
+    page.goto(link)
+    assert "not valid" in page.locator("main").inner_text()
+
+
+def test_a_new_account_sees_the_verification_banner_until_it_verifies(
+    small_server: tuple[str, t.Any], page: t.Any
+) -> None:
+    url, app = small_server
+    page.goto(url + "/signup")
+    page.fill("#f-name", "Vera Fied")
+    page.fill("#f-email", "vera@example.com")
+    page.fill("#f-password", "a long enough password")
+    page.click("main button[type=submit]")
+    assert "Please verify your email" in page.locator(".verify-banner").inner_text()
+    shoot(page, "verify-banner")
+    (mail,) = app.extensions["mailman"].outbox
+    link = next(word for word in mail.body.split() if word.startswith("http"))
+    page.goto(link)
+    assert "vera@example.com is verified" in page.locator(".flashes").inner_text()
+    assert page.locator(".verify-banner").count() == 0
+
+
+def test_markdown_preview_close_with_comment_edit_and_delete(live_url: str, page: t.Any) -> None:
+    _log_in(page, live_url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    page.click(".issues .title >> nth=0")
+    issue_url = page.url
+    assert page.locator("link[rel=icon]").get_attribute("href").endswith("/favicon.svg")
+    icon = page.request.get(live_url + page.locator("link[rel=icon]").get_attribute("href"))
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+    # Preview in place: rendered by the server, sanitized, nothing submitted.
+    text = "**Fixed** in [the release](https://example.com/r) <script>window.pwned = 1</script>"
+    page.fill("#f-body", text)
+    page.click("button:text-is('Preview')")
+    preview = page.locator(".md-preview")
+    preview.locator("strong").wait_for()
+    assert preview.locator("strong").inner_text() == "Fixed"
+    link = preview.locator("a")
+    assert link.get_attribute("rel") == "nofollow noopener"
+    assert link.get_attribute("target") == "_blank"
+    assert "<script>window.pwned = 1</script>" in preview.inner_text()  # shown as text
+    assert page.evaluate("window.pwned") is None
+    assert page.url == issue_url and page.locator(".flashes").count() == 0
+    shoot(page, "comment-preview")
+
+    # Close with the comment: one submit.
+    page.click("button:text-is('Close with comment')")
+    assert "closed." in page.locator(".flashes").inner_text()
+    assert page.locator("aside .badge").inner_text() == "Closed"
+    mine = page.locator(".comment").last
+    assert mine.locator(".text strong").inner_text() == "Fixed"
+    assert page.locator("button:text-is('Reopen with comment')").count() == 1
+
+    mine.locator("text=Edit").click()
+    page.fill("#f-body", "Fixed in _2.1_")
+    page.click("main button:text-is('Save')")
+    mine = page.locator(".comment").last
+    assert mine.locator(".text em").inner_text() == "2.1"
+    assert "edited" in mine.inner_text()
+    relative = mine.locator("time").first
+    assert relative.inner_text() == "just now"
+    assert relative.get_attribute("title").endswith(" UTC")
+    # A reader in another time zone also sees their own time in the tooltip.
+    elsewhere = page.context.browser.new_context(timezone_id="America/New_York")
+    elsewhere.add_cookies(page.context.cookies())
+    reader = elsewhere.new_page()
+    reader.goto(issue_url)
+    title = reader.locator(".comment time").last.get_attribute("title")
+    assert "EST" in title.split(" · ")[0] and title.endswith(" UTC"), title
+    elsewhere.close()
+
+    count = page.locator(".comment").count()
+    mine.locator("text=Delete…").click()
+    page.click("main button.danger")
+    assert "Comment deleted." in page.locator(".flashes").inner_text()
+    assert page.locator(".comment").count() == count - 1
+
+
+def test_phone_header_is_one_row_and_filters_start_folded(live_url: str, page: t.Any) -> None:
+    _log_in(page, live_url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    project_url = page.url
+    # Desktop: navigation and filters shown as they are, no menu button.
+    assert page.locator(".menu > summary").is_hidden()
+    assert page.locator("#q").is_visible()
+    assert "opened" in page.locator(".issues .meta").first.inner_text()
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(project_url)
+    header = page.locator(".topbar").bounding_box()
+    brand = page.locator(".brand").bounding_box()
+    menu = page.locator(".menu > summary").bounding_box()
+    assert header["height"] < 64, header  # one row
+    assert abs((brand["y"] + brand["height"] / 2) - (menu["y"] + menu["height"] / 2)) < 4
+    assert page.locator(".topbar nav").is_hidden()
+    assert page.locator("#q").is_hidden()  # the filter card is folded
+    assert page.locator(".issues li").first.bounding_box()["y"] < 844  # issues on screen one
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "phone-issue-list")
+    page.click(".filter-card > summary")
+    assert page.locator("#q").is_visible()
+    page.click(".menu > summary")
+    assert page.locator(".topbar nav >> text=Acme Robotics").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "phone-menu")
+
+
+def test_mention_with_the_keyboard_and_the_mentioned_count_goes_up_live(
+    live_url: str, page: t.Any
+) -> None:
+    # Bob reads his inbox in a browser of his own.
+    bob = page.context.browser.new_context().new_page()
+    bob.set_default_timeout(10_000)
+    bob.goto(live_url + "/login")
+    bob.fill("#f-email", "bob@example.com")
+    bob.fill("#f-password", seed.DEMO_PASSWORD)
+    bob.click("main button[type=submit]")
+    bob.goto(live_url + "/notifications")
+    badge = bob.locator("#unread-count")
+    before = int(badge.inner_text() or 0)
+    bob.wait_for_timeout(500)  # let its stream connect (it resumes from the cursor anyway)
+
+    _log_in(page, live_url)
+    page.click(".topbar nav >> text=Acme Robotics")
+    page.click(".card h2 a >> nth=0")
+    page.click(".issues .title >> nth=0")
+    box = page.locator("#f-body")
+    box.click()
+    box.press_sequentially("Thanks @bo")
+    options = page.locator(".mention-list [role=option]")
+    options.first.wait_for()
+    assert box.get_attribute("aria-expanded") == "true"
+    assert options.first.get_attribute("aria-selected") == "true"
+    assert "@bob" in options.first.inner_text()
+    shoot(page, "mention-autocomplete")
+    box.press("Enter")  # inserts the handle; the form is not submitted
+    assert box.input_value() == "Thanks @bob "
+    assert page.locator(".mention-list").is_hidden()
+    box.press_sequentially("and @")  # every member, by when they joined
+    options.nth(1).wait_for()
+    box.press("ArrowDown")
+    assert options.nth(1).get_attribute("aria-selected") == "true"
+    assert box.get_attribute("aria-activedescendant") == options.nth(1).get_attribute("id")
+    box.press("Escape")  # closes the list, leaves the text as typed
+    assert page.locator(".mention-list").is_hidden()
+    assert box.input_value() == "Thanks @bob and @"
+    page.click("button:text-is('Comment')")
+    mention = page.locator(".comment .text a.mention").last
+    assert mention.inner_text() == "@bob"
+    assert "/members#member-" in mention.get_attribute("href")
+    shoot(page, "issue-timeline", full=True)
+
+    # Bob's header counts it without a reload.
+    bob.wait_for_function(
+        "n => document.getElementById('unread-count').textContent === String(n)", arg=before + 1
+    )
+    assert badge.is_visible()
+    bob.reload()
+    assert "commented" in bob.locator(".notification").first.inner_text()
+    shoot(bob, "inbox")
+    bob.click("text=Mark all read")
+    assert bob.locator("#unread-count").is_hidden()
+    bob.context.close()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import typing as t
+
+import pytest
 import sqlalchemy as sa
-from tracker.models import Comment, Issue, Label, Project
+from tracker.labels import DEFAULT_LABELS
+from tracker.models import Comment, Issue, Label, Project, issue_labels
 from tracker.seed import DEMO_LOGIN, DEMO_PASSWORD
 
 from karaffe.auth import User
@@ -18,7 +22,7 @@ def test_seed_loads_organizations_users_projects_and_issues(app, count):
     assert "2 organizations, 10 users, 4 projects, 1200 issues" in result.output
     assert f"log in as {DEMO_LOGIN} / {DEMO_PASSWORD}" in result.output
     assert (count(Organization), count(Project), count(Issue)) == (2, 4, 1200)
-    assert count(Label) == 14
+    assert count(Label) == 2 * len(DEFAULT_LABELS)  # the default set, coloured
     assert 0 < count(Comment) < 1200
     # Every issue is in its project's organization, assigned (if at all) to a member.
     project_org = sa.select(Project.organization_id).where(Project.id == Issue.project_id)
@@ -58,3 +62,64 @@ def test_create_schema(app):
     result = app.test_cli_runner().invoke(args=["tracker", "create-schema"])
     assert result.exit_code == 0
     assert "schema ready" in result.output
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def test_seeded_issues_take_ids_no_row_had_and_new_issues_follow(
+    backend: str, request: pytest.FixtureRequest, karaffe_config: dict[str, t.Any]
+) -> None:
+    """The seed allocates the issues' ids itself (to insert them in bulk):
+    a second seed, and an issue created afterwards, never take an id that a
+    row has or had, and each issue's labels and comments are its own."""
+    from tracker import create_app
+
+    from karaffe.db import db
+    from karaffe.tenancy import unscoped
+
+    if backend == "postgres":
+        karaffe_config = {**karaffe_config, "DATABASE_URL": request.getfixturevalue("postgres_url")}
+    app = create_app(karaffe_config)
+    runner = app.test_cli_runner()
+    with app.app_context():
+        db.create_all()
+    try:
+        first = runner.invoke(args=["tracker", "seed", "--orgs", "1", "--issues", "30"])
+        assert first.exit_code == 0, first.output
+        with app.app_context(), unscoped("test: deleting the newest seeded issue"):
+            newest = db.session.execute(sa.select(sa.func.max(Issue.id))).scalar_one()
+            db.session.execute(sa.delete(Issue).where(Issue.id == newest))
+            db.session.commit()
+        second = runner.invoke(args=["tracker", "seed", "--orgs", "1", "--issues", "30"])
+        assert second.exit_code == 0, second.output
+        with app.app_context(), unscoped("test: reading the seeded issues"):
+            ids = list(db.session.execute(sa.select(Issue.id).order_by(Issue.id)).scalars())
+            assert len(ids) == 59 and newest not in ids
+            assert ids[29:] == list(range(ids[29], ids[29] + 30))  # the second seed's, in order
+            project = db.session.execute(sa.select(Project).limit(1)).scalar_one()
+            issue = Issue(organization_id=project.organization_id, project_id=project.id, title="x")
+            db.session.add(issue)
+            db.session.commit()
+            assert issue.id > ids[-1]
+            # Labels and comments went to issues of their own organization.
+            label_org = sa.select(Label.organization_id).where(Label.id == issue_labels.c.label_id)
+            issue_org = sa.select(Issue.organization_id).where(Issue.id == issue_labels.c.issue_id)
+            mismatched = db.session.execute(
+                sa.select(sa.func.count())
+                .select_from(issue_labels)
+                .where(label_org.scalar_subquery() != issue_org.scalar_subquery())
+            ).scalar_one()
+            assert mismatched == 0
+            orphans = db.session.execute(
+                sa.select(sa.func.count())
+                .select_from(Comment)
+                .where(~sa.exists().where(Issue.id == Comment.issue_id))
+            ).scalar_one()
+            assert orphans == 0
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()

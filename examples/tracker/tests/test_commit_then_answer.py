@@ -20,9 +20,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, g, has_request_context
 from flask.testing import FlaskClient
+from tracker import accounts
 from tracker.models import Issue
 
-from karaffe.auth import ApiToken
+from karaffe.auth import ApiToken, User
 from karaffe.db import db as database
 from karaffe.tenancy import unscoped
 
@@ -63,10 +64,32 @@ def _other_session(c: Clients) -> int:
         return int(database.session.execute(stmt).scalar_one())
 
 
+def _reset_token(c: Clients, name: str = "bob") -> str:
+    with c.app.test_request_context():
+        user = database.session.get(User, c.world.users[name])
+        assert user is not None
+        return accounts.reset_token(user)
+
+
+def _verification_token(c: Clients, name: str = "bob", email: str | None = None) -> str:
+    with c.app.test_request_context():
+        user = database.session.get(User, c.world.users[name])
+        assert user is not None
+        return accounts.verification_token(user, email or user.email)
+
+
 def _comment(c: Clients) -> int:
     rv = c.api("bob").post(f"/api/v1/issues/{c.world.issues['first']}/comments", json={"body": "x"})
     assert rv.status_code == 201, rv.data
     return int(rv.get_json()["id"])
+
+
+def _notification(c: Clients) -> int:
+    """The id of a notification of bob's (alice mentions him)."""
+    _mention = {"body": "@bob have a look"}
+    rv = c.api("alice").post(f"/api/v1/issues/{c.world.issues['first']}/comments", json=_mention)
+    assert rv.status_code == 201, rv.data
+    return int(c.api("bob").get("/api/v1/notifications").get_json()[0]["id"])
 
 
 #: One successful call of each write route: (endpoint, call, expected status).
@@ -77,6 +100,7 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("api_v1.create_label", lambda c: c.api("alice").post("/api/v1/orgs/acme/labels", json={"name": "perf"}), 201),
     ("api_v1.change_role", lambda c: c.api("alice").put(f"/api/v1/orgs/acme/members/{c.world.users['dave']}/role", json={"role": "admin"}), 200),
     ("api_v1.leave_org", lambda c: c.api("dave").delete("/api/v1/orgs/acme/members/me"), 204),
+    ("api_v1.update_label", lambda c: c.api("alice").patch(f"/api/v1/labels/{c.world.labels['ux']}", json={"color": "#123456"}), 200),
     ("api_v1.delete_label", lambda c: c.api("alice").delete(f"/api/v1/labels/{c.world.labels['ux']}"), 204),
     ("api_v1.create_project", lambda c: c.api("alice").post("/api/v1/orgs/acme/projects", json={"name": "App"}), 201),
     ("api_v1.update_project", lambda c: c.api("alice").patch(f"/api/v1/projects/{c.world.projects['website']}", json={"name": "Site"}), 200),
@@ -86,6 +110,8 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("api_v1.delete_issue", lambda c: c.api("bob").delete(f"/api/v1/issues/{c.world.issues['first']}"), 204),
     ("api_v1.create_comment", lambda c: c.api("bob").post(f"/api/v1/issues/{c.world.issues['first']}/comments", json={"body": "Same here."}), 201),
     ("api_v1.delete_comment", lambda c: c.api("bob").delete(f"/api/v1/comments/{_comment(c)}"), 204),
+    ("api_v1.update_comment", lambda c: c.api("bob").patch(f"/api/v1/comments/{_comment(c)}", json={"body": "Edited"}), 200),
+    ("api_v1.render_markdown", lambda c: c.api("bob").post("/api/v1/markdown", json={"text": "**hi**"}), 200),
     ("accounts.signup", lambda c: c.app.test_client().post("/signup", data={"name": "Zed", "email": "zed@example.com", "password": PASSWORD}), 302),
     ("accounts.login", lambda c: c.app.test_client().post("/login", data={"email": "bob@example.com", "password": PASSWORD}), 302),
     ("accounts.logout", lambda c: c.login("bob").post("/logout"), 302),
@@ -95,6 +121,7 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("orgs.change_role", lambda c: c.login("alice").post(f"/o/acme/members/{c.world.users['dave']}/role", data={"role": "admin"}), 302),
     ("orgs.leave", lambda c: c.login("dave").post("/o/acme/leave"), 302),
     ("orgs.labels", lambda c: c.login("alice").post("/o/acme/labels", data={"name": "perf"}), 302),
+    ("orgs.edit_label", lambda c: c.login("alice").post(f"/o/acme/labels/{c.world.labels['ux']}/edit", data={"name": "ux", "color": "#123456"}), 302),
     ("orgs.delete_label", lambda c: c.login("alice").post(f"/o/acme/labels/{c.world.labels['ux']}/delete"), 302),
     ("projects.new", lambda c: c.login("alice").post("/o/acme/projects/new", data={"name": "App"}), 302),
     ("projects.edit", lambda c: c.login("alice").post(f"/o/acme/projects/{c.world.projects['website']}/edit", data={"name": "Site"}), 302),
@@ -104,12 +131,33 @@ CASES: list[tuple[str, Callable[[Clients], t.Any], int]] = [
     ("issues.set_status", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/status", data={"status": "closed"}), 302),
     ("issues.delete", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/delete"), 302),
     ("issues.comment", lambda c: c.login("bob").post(f"/o/acme/issues/{c.world.issues['first']}/comments", data={"body": "Same here."}), 302),
+    ("issues.edit_comment", lambda c: c.login("bob").post(f"/o/acme/comments/{_comment(c)}/edit", data={"body": "Edited"}), 302),
+    ("issues.delete_comment", lambda c: c.login("bob").post(f"/o/acme/comments/{_comment(c)}/delete"), 302),
     ("settings.tokens", lambda c: c.login("bob").post("/settings/tokens", data={"name": "laptop"}), 303),
     ("settings.end_session", lambda c: c.login("bob").post(f"/settings/sessions/{_other_session(c)}/end"), 302),
     ("settings.end_other_sessions", lambda c: c.login("bob").post("/settings/sessions/end-others"), 302),
     ("settings.change_password", lambda c: c.login("bob").post("/settings/password", data={"current_password": PASSWORD, "password": "a brand new password"}), 302),
     ("orgs.remove_member", lambda c: c.login("alice").post(f"/o/acme/members/{c.world.users['dave']}/remove"), 302),
     ("api_v1.remove_member", lambda c: c.api("alice").delete(f"/api/v1/orgs/acme/members/{c.world.users['dave']}"), 204),
+    ("api_v1.update_me", lambda c: c.api("bob").patch("/api/v1/me", json={"name": "Robert"}), 200),
+    ("api_v1.change_email", lambda c: c.api("bob").post("/api/v1/me/email", json={"email": "rob@example.com", "current_password": PASSWORD}), 202),
+    ("api_v1.resend_verification", lambda c: c.api("bob").post("/api/v1/me/email/verification"), 202),
+    ("api_v1.change_password", lambda c: c.api("bob").put("/api/v1/me/password", json={"current_password": PASSWORD, "password": "a brand new password"}), 204),
+    ("api_accounts.request_password_reset", lambda c: c.app.test_client().post("/api/v1/password-reset", json={"email": "bob@example.com"}), 202),
+    ("api_accounts.confirm_password_reset", lambda c: c.app.test_client().post("/api/v1/password-reset/confirm", json={"token": _reset_token(c), "password": "a brand new password"}), 204),
+    ("api_accounts.confirm_email", lambda c: c.app.test_client().post("/api/v1/email-verification/confirm", json={"token": _verification_token(c, email="rob@example.com")}), 200),
+    ("accounts.forgot_password", lambda c: c.app.test_client().post("/password/forgot", data={"email": "bob@example.com"}), 200),
+    ("accounts.reset_password", lambda c: c.app.test_client().post(f"/password/reset/{_reset_token(c)}", data={"password": "a brand new password"}), 302),
+    ("accounts.resend_verification", lambda c: c.login("bob").post("/verify-email/resend"), 302),
+    ("settings.change_name", lambda c: c.login("bob").post("/settings/profile", data={"name": "Robert"}), 302),
+    ("settings.change_email", lambda c: c.login("bob").post("/settings/email", data={"email": "rob@example.com", "current_password": PASSWORD}), 302),
+    ("api_v1.watch", lambda c: c.api("dave").put(f"/api/v1/issues/{c.world.issues['first']}/watch"), 200),
+    ("api_v1.unwatch", lambda c: c.api("dave").delete(f"/api/v1/issues/{c.world.issues['first']}/watch"), 200),
+    ("api_v1.mark_read", lambda c: c.api("bob").post(f"/api/v1/notifications/{_notification(c)}/read"), 200),
+    ("api_v1.mark_all_read", lambda c: c.api("bob").post("/api/v1/notifications/read") if _notification(c) else None, 200),
+    ("notifications.watch", lambda c: c.login("dave").post(f"/o/acme/issues/{c.world.issues['first']}/watch", data={"watching": "1"}), 303),
+    ("notifications.mark_read", lambda c: c.login("bob").post(f"/notifications/{_notification(c)}/read", data={"open": "1"}), 303),
+    ("notifications.mark_all_read", lambda c: c.login("bob").post("/notifications/read") if _notification(c) else None, 303),
     ("settings.revoke_token", lambda c: c.login("bob").post(f"/settings/tokens/{c.token_of('bob')}/revoke"), 302),
 ]
 # fmt: on

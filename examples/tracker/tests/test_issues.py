@@ -19,8 +19,17 @@ def test_new_issue_form_lists_members_and_labels(login, world):
     assert rv.status_code == 200
     assert b'name="title"' in rv.data
     assert b">Dave</option>" in rv.data
-    assert b">bug</option>" in rv.data
+    bug = world.labels["bug"]
+    assert f'<input type="checkbox" name="label_ids" value="{bug}">'.encode() in rv.data
+    assert f'<span class="chip label label-{bug}">bug</span>'.encode() in rv.data
     assert b"globex-only" not in rv.data
+
+
+def test_the_edit_form_ticks_the_issues_labels(login, world):
+    rv = login("alice").get(f"/o/acme/issues/{world.issues['first']}/edit")
+    bug, ux = world.labels["bug"], world.labels["ux"]
+    assert f'name="label_ids" value="{bug}" checked>'.encode() in rv.data
+    assert f'name="label_ids" value="{ux}">'.encode() in rv.data
 
 
 def test_create_issue_redirects_to_it(login, world, count):
@@ -40,7 +49,7 @@ def test_create_issue_redirects_to_it(login, world, count):
     assert b"Add dark mode" in page.data
     assert b"created." in page.data
     assert b"Dave" in page.data
-    assert b'<span class="chip">bug</span>' in page.data
+    assert f'<span class="chip label label-{world.labels["bug"]}">bug</span>'.encode() in page.data
 
 
 BAD_ISSUES = [
@@ -49,7 +58,7 @@ BAD_ISSUES = [
     pytest.param(
         {"title": "x" * 10_000},
         "title",
-        b"String should have at most 200 characters",
+        b"Title must be at most 200 characters.",
         id="10000-char title",
     ),
     pytest.param(
@@ -73,7 +82,7 @@ BAD_ISSUES = [
     pytest.param(
         {"title": "ok", "description": "d" * 20_001},
         "description",
-        b"String should have at most 20000 characters",
+        b"Description must be at most 20000 characters.",
         id="description too long",
     ),
 ]

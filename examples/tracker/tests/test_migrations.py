@@ -4,8 +4,6 @@ nothing left to do."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -14,7 +12,8 @@ from flask_migrate import downgrade, upgrade
 from tracker import MIGRATIONS, create_app
 from tracker.search import is_search_object
 
-from karaffe.db import Model, db, normalize_database_url
+from karaffe._servers import fresh_database
+from karaffe.db import Model, db
 from karaffe.tenancy import unscoped
 
 
@@ -65,17 +64,8 @@ def test_migrations_match_the_models_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_migrations_match_the_models_on_postgresql(postgres_url):
     # A database of its own: other tests create and drop tables in the shared one.
-    name = f"tracker_migrations_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
-        assert upgrade_and_compare(url.render_as_string(hide_password=False)) == []
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(postgres_url, "tracker_migrations") as url:
+        assert upgrade_and_compare(url) == []
 
 
 #: Rows of a database from before the finding revision: two organizations
@@ -172,14 +162,37 @@ def test_the_finding_revision_backfills_existing_rows_on_sqlite(tmp_path):
 
 @pytest.mark.postgres
 def test_the_finding_revision_backfills_existing_rows_on_postgresql(postgres_url):
-    name = f"tracker_backfill_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = sa.make_url(normalize_database_url(postgres_url)).set(database=name)
-        backfill(url.render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(postgres_url, "tracker_backfill") as url:
+        backfill(url)
+
+
+def test_the_accounts_and_labels_revision_goes_down_and_up_keeping_the_rows(tmp_path):
+    url = f"sqlite:///{tmp_path}/updown.sqlite"
+    app = create_app({"TESTING": True, "SECRET_KEY": "migrations", "DATABASE_URL": url})
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS), revision="953500b0a7ea")
+        with unscoped("test: rows before the migration"), db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO user_account (email, name, is_active, created_at) "
+                "VALUES ('ann@example.com', 'Ann', 1, '2026-01-01 00:00:00')"
+            ))  # fmt: skip
+            connection.execute(sa.text(
+                "INSERT INTO organization (name, slug, created_at) VALUES ('Acme', 'acme', "
+                "'2026-01-01 00:00:00')"
+            ))  # fmt: skip
+            connection.execute(sa.text(
+                "INSERT INTO label (organization_id, name) VALUES (1, 'bug')"
+            ))  # fmt: skip
+        upgrade(directory=str(MIGRATIONS), revision="5cecbfa73808")
+        with unscoped("test: the migrated rows"), db.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT color FROM label")).scalar() == "#6b7280"
+            verified = sa.text("SELECT email_verified_at FROM user_account")
+            assert connection.execute(verified).scalar() is None
+        downgrade(directory=str(MIGRATIONS), revision="953500b0a7ea")
+        with unscoped("test: the rows after going down"), db.engine.connect() as connection:
+            columns = {c["name"] for c in sa.inspect(connection).get_columns("label")}
+            assert "color" not in columns
+            assert connection.execute(sa.text("SELECT name FROM label")).scalar() == "bug"
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()

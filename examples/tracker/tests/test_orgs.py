@@ -208,3 +208,51 @@ def test_label_of_another_org_cannot_be_deleted(login, world, count):
     rv = login("alice").post(f"/o/acme/labels/{world.labels['globex-only']}/delete")
     assert rv.status_code == 404
     assert count(Label) == 3
+
+
+def test_a_second_organization_of_a_name_i_belong_to_is_refused(login, api, world, count):
+    from karaffe.tenancy import Organization
+
+    before = count(Organization)
+    rv = login("alice").post("/orgs/new", data={"name": "  ACME "})
+    assert rv.status_code == 422
+    assert (
+        "You already belong to an organization named “Acme”: choose another name."
+        in rv.get_data(as_text=True)
+    )
+    rv = api("dave").post("/api/v1/orgs", json={"name": "acme"})  # a member of Acme
+    assert rv.status_code == 409
+    assert rv.get_json() == {
+        "type": "urn:karaffe:problem:conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "You already belong to an organization named “Acme”: choose another name.",
+        "errors": [
+            {
+                "loc": ["body", "name"],
+                "msg": "You already belong to an organization named “Acme”: choose another name.",
+                "code": "taken",
+            }
+        ],
+    }
+    assert count(Organization) == before
+    # Someone else may have an Acme of their own: slugs tell them apart.
+    rv = api("carol").post("/api/v1/orgs", json={"name": "Acme"})
+    assert rv.status_code == 201
+    assert rv.get_json()["slug"] == "acme-2"
+
+
+def test_top_bar_tells_two_organizations_of_one_name_apart(app, login, world, db):
+    from karaffe.auth import User
+    from karaffe.tenancy import Membership, create_organization, unscoped
+
+    with app.app_context(), unscoped("test: a second Acme that dave joined"):
+        other = create_organization("Acme", "acme-2", db.session.get(User, world.users["carol"]))
+        db.session.flush()
+        db.session.add(
+            Membership(organization_id=other.id, user_id=world.users["dave"], role="member")
+        )
+        db.session.commit()
+    page = login("dave").get("/").get_data(as_text=True)
+    assert ">Acme (acme)</a>" in page and ">Acme (acme-2)</a>" in page
+    assert ">Acme</a>" in login("alice").get("/").get_data(as_text=True)

@@ -10,7 +10,8 @@ import typing as t
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from tracker import services
+from tracker import accounts, services
+from tracker.models import Comment
 
 from karaffe.auth import ApiToken, User
 from karaffe.db import db as database
@@ -45,6 +46,8 @@ URL_VALUES: dict[str, t.Callable[[World], t.Any]] = {
 FOR_VISITORS = {"accounts.signup"}
 #: Pages that send to another page (an issue key or a search to its issue or list).
 REDIRECTS = {"finding.by_key", "finding.search"}
+#: GET routes that act and redirect: following a verification link.
+REDIRECTING = {"accounts.verify_email"}
 FILES = {
     "static": "tracker.css",
     "karaffe_events.static": "karaffe-events.js",
@@ -131,12 +134,30 @@ def test_every_get_route_sends_the_security_headers(
         token_id = database.session.execute(
             sa.select(ApiToken.id).where(ApiToken.user_id == world.users["alice"])
         ).scalar_one()
+        comment = Comment(
+            organization_id=world.orgs["acme"],
+            issue_id=world.issues["first"],
+            author_id=world.users["alice"],
+            body="A comment to edit",
+        )
+        database.session.add(comment)
+        database.session.commit()
+        comment_id = comment.id
+    with app.test_request_context():
+        alice = database.session.get(User, world.users["alice"])
+        assert alice is not None
+        links = {
+            "accounts.reset_password": accounts.reset_token(alice),
+            "accounts.verify_email": accounts.verification_token(alice, alice.email),
+        }
     queries = {"demo.add_numbers": {"a": 1, "b": 2}, "karaffe_events.stream": stream}
     walked = []
     for rule in get_routes(app):
-        url = url_for_rule(app, rule, world, {"token": invitation_token, "token_id": token_id})
+        token = links.get(rule.endpoint, invitation_token)
+        extra = {"token": token, "token_id": token_id, "comment_id": comment_id}
+        url = url_for_rule(app, rule, world, extra)
         rv = client.get(url, query_string=queries.get(rule.endpoint), buffered=False)
-        expected = 302 if rule.endpoint in FOR_VISITORS | REDIRECTS else 200
+        expected = 302 if rule.endpoint in FOR_VISITORS | REDIRECTS | REDIRECTING else 200
         assert rv.status_code == expected, (url, rv.status_code, rv.get_data(as_text=True)[:300])
         assert_security_headers(rv, url)
         rv.close()

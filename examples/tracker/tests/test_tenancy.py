@@ -4,7 +4,7 @@ reveals nothing, and nothing of the other organization changes."""
 
 from __future__ import annotations
 
-from tracker.models import Comment, Issue, Label, Project
+from tracker.models import Activity, Comment, Issue, Label, Notification, Project
 
 from karaffe._leaksweep import Seeded
 from karaffe.auth import User, create_api_token
@@ -42,6 +42,14 @@ def seed(org: Organization, owner: User) -> Seeded:
     db.session.add(comment)
     token, _ = create_api_token(owner, f"Token of {tag}")
     db.session.flush()
+    activity = Activity(organization_id=org.id, issue_id=issue.id, actor_id=None, kind="comment",
+                        detail={"comment_id": comment.id})  # fmt: skip
+    db.session.add(activity)
+    db.session.flush()
+    notification = Notification(organization_id=org.id, user_id=owner.id, issue_id=issue.id,
+                                activity_id=activity.id, reason="watching")  # fmt: skip
+    db.session.add(notification)
+    db.session.flush()
     return Seeded(
         secrets=[project.name, issue.title, f"Details of {tag}", comment.body, label.name],
         url_values={
@@ -52,6 +60,7 @@ def seed(org: Organization, owner: User) -> Seeded:
             "comment_id": comment.id,
             "user_id": owner.id,
             "token_id": token.id,
+            "notification_id": notification.id,
         },
     )
 

@@ -223,6 +223,7 @@ def url_of(rule, world) -> str:
         "label_id": world.labels["bug"],
         "comment_id": 1,
         "user_id": world.users["dave"],
+        "notification_id": 1,
     }
     path = rule.rule
     for name in rule.arguments:
@@ -249,6 +250,12 @@ def read_only(login, world):
 def test_read_only_token_reads_every_api_route(app, world, read_only, client):
     rules = api_rules(app, {"GET"})
     assert len(rules) >= 10
+    comment = client.post(
+        f"/api/v1/issues/{world.issues['first']}/comments",
+        headers=bearer(world.tokens["alice"]),
+        json={"body": "Something to read"},
+    )
+    assert comment.get_json()["id"] == 1  # the comment_id url_of uses
     for rule, method in rules:
         rv = client.open(url_of(rule, world), method=method, headers=bearer(read_only))
         assert rv.status_code == 200, (rule.rule, rv.data)

@@ -17,7 +17,7 @@ import karaffe.jobs
 from karaffe import auth, db, tenancy
 from karaffe.events import Events
 
-from . import web
+from . import mail, web
 from .settings import TrackerSettings
 
 __all__ = ["MIGRATIONS", "TrackerSettings", "create_app"]
@@ -38,6 +38,7 @@ def create_app(config: Mapping[str, t.Any] | None = None) -> karaffe.App:
         defaults={"LOGIN_VIEW": "accounts.login", "DATABASE_MIGRATIONS_DIR": str(MIGRATIONS)},
     )
     TrackerSettings.of(app)
+    mail.init_app(app)
     db.init_app(app)
     auth.init_app(app)
     tenancy.init_app(app)

@@ -26,7 +26,7 @@ from karaffe import Page, ValidationFailed, paginate
 from karaffe.auth import User
 from karaffe.db import db
 
-from . import search
+from . import listing, search
 from .models import Issue, Project, issue_labels
 from .schemas import IssueQuery, OrgIssueQuery
 
@@ -79,7 +79,7 @@ def issue_select(
         stmt = stmt.where(Issue.organization_id == org_id)
     if isinstance(filters, OrgIssueQuery) and filters.project is not None:
         stmt = stmt.where(Issue.project_id == filters.project)
-    if with_status and filters.status is not None:
+    if with_status and filters.status not in (None, "all"):
         stmt = stmt.where(Issue.status == filters.status)
     assignee = _user(filters.assignee, viewer)
     if assignee is not None:
@@ -119,22 +119,27 @@ def issue_page(
     project: Project | None = None,
     org_id: int | None = None,
     limit: int | None = None,
-) -> Page[Issue]:
-    """The page of the list the request's cursor asks for."""
+    description_html: bool = False,
+) -> Page[dict[str, t.Any]]:
+    """The page of the list the request's cursor asks for, as the dicts of
+    :func:`tracker.listing.issue_documents`: one statement for a page sorted
+    by a column (the rows hold its sort key); two for relevance (the ranked
+    ids, then the page's rows)."""
     check(filters)
     stmt = issue_select(filters, viewer, project=project, org_id=org_id)
     if sort_of(filters) != "relevance":
-        return paginate(stmt, order_by=order_for(filters), limit=limit)
+        rows = paginate(listing.issue_rows(stmt), order_by=order_for(filters), limit=limit)
+        return listing.issue_documents(rows, description_html=description_html)
     assert filters.q is not None
     best = search.ranked(filters.q, stmt, Issue.id)
     page = paginate(best, key=_score_and_newest, limit=limit)
     ids = [issue_id for _, issue_id in page.items]
     found = {
-        issue.id: issue
-        for issue in db.session.execute(sa.select(Issue).where(Issue.id.in_(ids))).scalars()
+        row.id: row
+        for row in db.session.execute(listing.issue_rows(sa.select(Issue).where(Issue.id.in_(ids))))
     }
     page.items = [found[i] for i in ids if i in found]
-    return t.cast("Page[Issue]", page)
+    return listing.issue_documents(page, description_html=description_html)
 
 
 @dataclass(frozen=True)

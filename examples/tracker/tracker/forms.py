@@ -17,20 +17,71 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from flask import request
+from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 M = t.TypeVar("M", bound=BaseModel)
 
-#: Friendlier wording for pydantic's most common messages in forms.
+#: What forms say for each kind of error, in one place: pydantic's error
+#: types, and the ``slug`` of a refusal such as the login throttle's.
+#: ``{label}`` is the field as the form names it (:data:`LABELS`); other
+#: placeholders come from the error's context (``{min_length}``) or, for
+#: ``{wait}``, from its ``Retry-After``.
 MESSAGES: dict[str, str] = {
     "missing": "This field is required.",
-    "string_pattern_mismatch": "Enter a valid value.",
+    "string_too_short": "{label} must be at least {min_length} characters.",
+    "string_too_long": "{label} must be at most {max_length} characters.",
+    "too_long": "Choose at most {max_length}.",
+    "string_pattern_mismatch": "{label} is not valid here.",
+    "string_type": "{label} must be text.",
     "int_parsing": "Choose a valid option.",
     "literal_error": "Choose a valid option.",
+    "list_type": "Choose a valid option.",
     # Ids out of the database's range (karaffe.ids.Id).
     "greater_than_equal": "Choose a valid option.",
     "less_than_equal": "Choose a valid option.",
+    "extra_forbidden": "This form does not have a field called {field}.",
+    "too-many-failed-logins": "Too many attempts; try again in {wait}.",
 }
+
+#: Where one field needs its own wording for an error type.
+FIELD_MESSAGES: dict[tuple[str, str], str] = {
+    ("email", "string_pattern_mismatch"): "Enter an email address, such as name@example.com.",
+}
+
+#: Field names as people read them, where capitalizing the name is not enough.
+LABELS: dict[str, str] = {
+    "body": "Comment",
+    "current_password": "Current password",
+    "assignee_id": "Assignee",
+    "label_ids": "Labels",
+}
+
+
+def label_of(field: str) -> str:
+    return LABELS.get(field) or field.replace("_", " ").capitalize()
+
+
+def wait_words(seconds: int) -> str:
+    """``898`` -> ``"15 minutes"``; ``40`` -> ``"40 seconds"``: rounded up,
+    so that trying again then works."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = -(-minutes // 60)
+    return f"{hours} hours"
+
+
+def refusal_message(slug: str, default: str, retry_after: str | None = None) -> str:
+    """What a form says for a refusal (an :class:`karaffe.ApiException` of
+    ``slug``): the :data:`MESSAGES` entry, else the exception's own."""
+    template = MESSAGES.get(slug)
+    if template is None:
+        return default
+    seconds = int(retry_after) if retry_after and retry_after.isdigit() else 60
+    return template.format(wait=wait_words(seconds))
 
 
 class FieldError(Exception):
@@ -51,6 +102,8 @@ class Form:
 
     data: dict[str, t.Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: The rendered Markdown of a field, when Preview submitted the form.
+    preview: Markup | None = None
 
     @classmethod
     def from_request(cls, model: type[BaseModel], *, multi: Iterable[str] = ()) -> Form:
@@ -89,8 +142,17 @@ class Form:
 
     @staticmethod
     def message(error: Mapping[str, t.Any], *, blank: bool = False) -> str:
-        """A person-readable message for one pydantic error; a field left
-        blank is "required", whatever rule it broke first."""
-        if blank and error["type"] != "extra_forbidden":
+        """A person-readable message for one pydantic error (from
+        :data:`FIELD_MESSAGES` or :data:`MESSAGES`); a field left blank is
+        "required", whatever rule it broke first."""
+        kind = str(error["type"])
+        if blank and kind != "extra_forbidden":
             return MESSAGES["missing"]
-        return MESSAGES.get(error["type"], str(error["msg"]))
+        field = str(error["loc"][0]) if error.get("loc") else ""
+        template = FIELD_MESSAGES.get((field, kind)) or MESSAGES.get(kind)
+        if template is None:
+            return str(error["msg"])
+        try:
+            return template.format(label=label_of(field), field=field, **error.get("ctx", {}))
+        except (KeyError, IndexError):
+            return str(error["msg"])

@@ -5,12 +5,11 @@
     flask --app tracker karaffe run-job tracker.jobs.send_daily_digest
 
 Each job names whose data it acts on: the digest acts as each user in turn
-(seeing exactly what that user sees in the web app), purging invitations is
+(seeing exactly what that user sees in the web app) and mails their unread
+notifications of the day (:mod:`tracker.activity`), purging invitations is
 explicitly unscoped, and purging API tokens touches no organization's data.
 
-Mail goes to the backend named by ``MAIL_BACKEND``: ``console`` (the default,
-standard output), ``file:DIRECTORY`` (one ``.eml`` file per message), or any
-``module:Class`` with a ``send(message)`` method.
+Mail goes through :mod:`tracker.mail` (Flask-Mailman, ``MAIL_BACKEND``).
 """
 
 from __future__ import annotations
@@ -18,29 +17,22 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-import sys
-import typing as t
 from collections.abc import Iterable
-from email.message import EmailMessage
-from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, current_app
-from werkzeug.utils import import_string
+from flask import current_app
+from flask_mailman import EmailMessage
 
 from karaffe import tenancy
 from karaffe.auth import ApiToken, AuthSettings, User, UserSession, utcnow
 from karaffe.db import db
 from karaffe.jobs import ActingAs, current_run, job, progress
 
-from .models import Comment, Invitation, Issue, Project
+from . import activity, mail
+from .models import Invitation, Notification, Project
 from .settings import TrackerSettings
 
 __all__ = [
-    "ConsoleMail",
-    "FileMail",
-    "MailBackend",
-    "mail_backend",
     "purge_ended_sessions",
     "purge_expired_invitations",
     "purge_expired_tokens",
@@ -49,52 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tracker.jobs")
-
-# -- mail ------------------------------------------------------------------------
-
-
-class MailBackend(t.Protocol):
-    def send(self, message: EmailMessage) -> None: ...
-
-
-class ConsoleMail:
-    """Writes each message to standard output (development)."""
-
-    def __init__(self, stream: t.TextIO | None = None) -> None:
-        self.stream = stream
-
-    def send(self, message: EmailMessage) -> None:
-        out = self.stream or sys.stdout
-        out.write(f"{message.as_string()}\n{'-' * 72}\n")
-        out.flush()
-
-
-class FileMail:
-    """Writes each message to its own ``.eml`` file in ``directory``."""
-
-    _counter = itertools.count(1)
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-
-    def send(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        path = self.directory / f"{stamp}-{next(self._counter):06d}.eml"
-        path.write_bytes(bytes(message))
-
-
-def mail_backend(app: Flask | None = None) -> MailBackend:
-    """The backend ``MAIL_BACKEND`` names."""
-    spec = TrackerSettings.of(app).mail_backend
-    if spec == "console":
-        return ConsoleMail()
-    if spec.startswith("file:"):
-        return FileMail(spec[len("file:") :])
-    if ":" in spec:
-        return t.cast(MailBackend, import_string(spec.replace(":", "."))())
-    raise ValueError(f"MAIL_BACKEND {spec!r}: use console, file:DIRECTORY or module:Class")
-
 
 # -- the daily digest ----------------------------------------------------------------
 
@@ -113,68 +59,54 @@ def _window_end() -> dt.datetime:
 
 
 def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage | None:
-    """The digest of what happened in ``user``'s organizations between
-    ``start`` and ``end``, or ``None`` when nothing did. Called acting as
-    ``user``: the queries see only their organizations."""
-    created = list(
+    """The digest of ``user``'s notifications of the day (``start`` to
+    ``end``) still unread when it is built, or ``None`` when there are none:
+    what they read in the app is not mailed again. Called acting as
+    ``user``: the queries see only their organizations (a notification of
+    one they left is not sent)."""
+    unread = list(
         db.session.scalars(
-            sa.select(Issue)
-            .where(Issue.created_at > start, Issue.created_at <= end)
-            .order_by(Issue.project_id, Issue.id)
+            sa.select(Notification)
+            .where(
+                Notification.user_id == user.id,
+                Notification.read_at.is_(None),
+                Notification.created_at > start,
+                Notification.created_at <= end,
+            )
+            .order_by(Notification.id)
         )
     )
-    updated = list(
-        db.session.scalars(
-            sa.select(Issue)
-            .where(Issue.updated_at > start, Issue.updated_at <= end, Issue.created_at <= start)
-            .order_by(Issue.project_id, Issue.id)
-        )
-    )
-    comments: list[tuple[Comment, Issue]] = [
-        (comment, issue)
-        for comment, issue in db.session.execute(
-            sa.select(Comment, Issue)
-            .join(Issue, Issue.id == Comment.issue_id)
-            .where(Comment.created_at > start, Comment.created_at <= end)
-            .where(sa.or_(Comment.author_id.is_(None), Comment.author_id != user.id))
-            .order_by(Issue.project_id, Issue.id, Comment.id)
-        )
-    ]
-    if not (created or updated or comments):
+    if not unread:
         return None
-    project_ids = {i.project_id for i in created + updated} | {i.project_id for _, i in comments}
+    project_ids = {n.issue.project_id for n in unread}
     projects = {
         p.id: p.name
         for p in db.session.scalars(sa.select(Project).where(Project.id.in_(project_ids)))
     }
-    lines = [f"Hello {user.name or user.email},", "", f"activity until {end:%Y-%m-%d %H:%M} UTC:"]
-    for title, issues in (("New issues", created), ("Updated issues", updated)):
-        if issues:
-            lines += ["", f"{title}:"]
-            lines += [
-                f"  [{projects.get(i.project_id, '?')}] {i.key} {i.title} ({i.status})"
-                for i in issues
-            ]
-    if comments:
-        lines += ["", "New comments:"]
-        for comment, issue in comments:
-            author = comment.author.email if comment.author else "someone"
-            lines.append(f"  [{projects.get(issue.project_id, '?')}] {issue.key} {author}:")
+    count = len(unread)
+    plural = "s" if count != 1 else ""
+    lines = [
+        f"Hello {user.name or user.email},",
+        "",
+        f"{count} unread notification{plural} until {end:%Y-%m-%d %H:%M} UTC:",
+    ]
+    for _, group in itertools.groupby(unread, key=lambda n: n.issue_id):
+        items = list(group)
+        issue = items[0].issue
+        lines += ["", f"[{projects.get(issue.project_id, '?')}] {issue.key} {issue.title}"]
+        for n in items:
+            actor = n.activity.actor.name if n.activity.actor else "someone"
             lines.append(
-                f"    {comment.body.strip().splitlines()[0][:200] if comment.body else ''}"
+                f"  {actor} {activity.describe(n.activity)} ({activity.REASONS[n.reason]})"
             )
-    count = len(created) + len(updated) + len(comments)
-    message = EmailMessage()
-    message["Subject"] = f"tracker: {count} update{'s' if count != 1 else ''} in your projects"
-    message["From"] = TrackerSettings.of().mail_from
-    message["To"] = user.email
-    message.set_content("\n".join(lines) + "\n")
-    return message
+    lines += ["", "Read them in your inbox: the digest leaves out what you have read."]
+    subject = f"tracker: {count} unread notification{plural}"
+    return mail.message(user.email, subject, "\n".join(lines) + "\n")
 
 
 @job(schedule="0 7 * * *", missed="catch_up", context=ActingAs(_active_users))
 def send_daily_digest() -> bool:
-    """Mail each user the issue activity of the last day in their organizations."""
+    """Mail each user their notifications of the last day they have not read."""
     user_id = tenancy.current_scope().user_id
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None:
@@ -183,7 +115,7 @@ def send_daily_digest() -> bool:
     message = digest_for(user, end - dt.timedelta(days=1), end)
     if message is None:
         return False
-    mail_backend().send(message)
+    mail.send(message)
     log.info("digest sent to user %s", user.id)
     return True
 

@@ -21,7 +21,20 @@ from karaffe.auth import User, utcnow
 from karaffe.db import Model, UTCDateTime
 from karaffe.tenancy import OrgOwned
 
-__all__ = ["Comment", "Invitation", "Issue", "Label", "Project", "issue_labels"]
+from .labels import text_color
+
+__all__ = [
+    "ACTIVITY_KINDS",
+    "Activity",
+    "Comment",
+    "Invitation",
+    "Issue",
+    "Label",
+    "Notification",
+    "Project",
+    "Watch",
+    "issue_labels",
+]
 
 #: Which labels an issue has. Not org-owned itself: it is only ever reached
 #: through an issue or a label, which are.
@@ -69,9 +82,16 @@ class Label(OrgOwned, Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(50))
+    #: The background, ``#rrggbb`` (see :mod:`tracker.labels`).
+    color: Mapped[str] = mapped_column(sa.String(7), default="#6b7280", server_default="#6b7280")
+
+    @property
+    def text_color(self) -> str:
+        """Black or white, whichever reads better on :attr:`color`."""
+        return text_color(self.color)
 
     def __repr__(self) -> str:
-        return f"<Label {self.id} {self.name!r}>"
+        return f"<Label {self.id} {self.name!r} {self.color}>"
 
 
 class Issue(OrgOwned, Model):
@@ -138,6 +158,8 @@ class Comment(OrgOwned, Model):
     )
     body: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When its text last changed, ``None`` if never.
+    edited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     author: Mapped[User | None] = relationship(lazy="joined")
 
@@ -165,6 +187,100 @@ class Invitation(OrgOwned, Model):
     accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+
+
+#: What an :class:`Activity` row records.
+ACTIVITY_KINDS = ("created", "title", "description", "status", "assignee", "labels", "comment")
+
+
+class Activity(OrgOwned, Model):
+    """One change to an issue, by whom and when: the issue page's timeline,
+    and what notifications are made of (see :mod:`tracker.activity`).
+
+    ``detail`` is small JSON whose shape depends on ``kind``: ``{"from":
+    "open", "to": "closed"}`` for a status or a title; ``{"from": {"id", "name"},
+    "to": ...}`` for an assignee (names as they were); ``{"added": [...],
+    "removed": [...]}`` (label names) for labels; ``{"comment_id": 7}`` for a
+    comment. ``"mentions"`` lists the ids of the members the change mentioned.
+    """
+
+    __tablename__ = "issue_activity"
+    __table_args__ = (
+        sa.Index("ix_issue_activity_issue_id_id", "issue_id", "id"),
+        sa.CheckConstraint(
+            "kind IN ('created', 'title', 'description', 'status', 'assignee', 'labels', "
+            "'comment')",
+            name="kind",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issue.id", ondelete="CASCADE"))
+    actor_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    detail: Mapped[dict[str, t.Any]] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    actor: Mapped[User | None] = relationship(lazy="joined")
+
+    @property
+    def mentions(self) -> list[int]:
+        return [int(i) for i in self.detail.get("mentions", ())]
+
+    def __repr__(self) -> str:
+        return f"<Activity {self.id} {self.kind} on {self.issue_id}>"
+
+
+class Watch(OrgOwned, Model):
+    """Whether a user follows an issue. A row with ``watching`` false is an
+    explicit unwatch: automatic watching (commenting, being mentioned...)
+    does not undo it."""
+
+    __tablename__ = "issue_watch"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issue.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    watching: Mapped[bool] = mapped_column(default=True)
+
+
+class Notification(OrgOwned, Model):
+    """An :class:`Activity` that concerns a user, and why: ``mentioned``,
+    ``assigned`` or ``watching``. Unread until ``read_at``."""
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "activity_id"),
+        # The inbox (newest first) and the unread count of one user.
+        sa.Index("ix_notification_user_id_id", "user_id", "id"),
+        sa.Index("ix_notification_user_id_read_at", "user_id", "read_at"),
+        sa.CheckConstraint("reason IN ('mentioned', 'assigned', 'watching')", name="reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id", ondelete="CASCADE"))
+    activity_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("issue_activity.id", ondelete="CASCADE"), index=True
+    )
+    issue_id: Mapped[int] = mapped_column(sa.ForeignKey("issue.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    activity: Mapped[Activity] = relationship(lazy="joined")
+    issue: Mapped[Issue] = relationship(lazy="joined")
+
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    def __repr__(self) -> str:
+        return f"<Notification {self.id} {self.reason} for {self.user_id}>"
 
 
 def _install_triggers() -> None:

@@ -20,10 +20,14 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     WithJsonSchema,
+    computed_field,
 )
 from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
+
+from . import markdown
+from .labels import COLOR_PATTERN, normalize_color
 
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
 #: regex engine (Python's, JavaScript's, Rust's) reads the class the same way.
@@ -63,6 +67,21 @@ LabelName = t.Annotated[
     str, StringConstraints(max_length=50), AfterValidator(_not_blank), _line_schema(50)
 ]
 Text = t.Annotated[str, StringConstraints(max_length=20_000)]
+
+
+def _color(value: str) -> str:
+    try:
+        return normalize_color(value)
+    except ValueError as exc:
+        raise PydanticCustomError("color", str(exc)) from None
+
+
+#: A label's colour: ``#`` and six hex digits, stored lower-case.
+Color = t.Annotated[
+    str,
+    AfterValidator(_color),
+    WithJsonSchema({"type": "string", "pattern": COLOR_PATTERN, "examples": ["#d73a4a"]}),
+]
 CommentText = t.Annotated[
     str, StringConstraints(max_length=10_000), AfterValidator(_not_blank), _line_schema(10_000)
 ]
@@ -95,6 +114,9 @@ def _omittable(**kwargs: t.Any) -> t.Any:
 
 
 Status = t.Literal["open", "closed"]
+#: A list's status filter: the pages link to ``status=all``, and the API
+#: takes what they link to.
+StatusFilter = t.Literal["open", "closed", "all"]
 Role = t.Literal["owner", "admin", "member"]
 InviteRole = t.Literal["admin", "member"]
 
@@ -123,9 +145,54 @@ class LoginIn(_In):
     password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+CurrentPassword = t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class PasswordChangeIn(_In):
-    current_password: t.Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    current_password: CurrentPassword
     password: Password
+
+
+class PasswordForgottenIn(_In):
+    email: Email
+
+
+class PasswordResetIn(_In):
+    """The new password, on the page a reset link opens."""
+
+    password: Password
+
+
+class PasswordResetConfirmIn(_In):
+    """A reset link's token and the new password (the API's form of the page)."""
+
+    token: t.Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="The `token` of the link mailed: `/password/reset/<token>`."
+    )
+    password: Password
+
+
+class EmailVerificationIn(_In):
+    token: t.Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="The `token` of the link mailed: `/verify-email/<token>`."
+    )
+
+
+class ProfileIn(_In):
+    name: Name
+
+
+class EmailChangeIn(_In):
+    """A new login address (it becomes the login once its link is followed)."""
+
+    email: Email
+    current_password: CurrentPassword
+
+
+class Accepted(_Out):
+    """An action accepted, whose result arrives later (by mail)."""
+
+    detail: str
 
 
 class UserRef(_Out):
@@ -192,11 +259,24 @@ class InvitationOut(_Out):
 
 class LabelIn(_In):
     name: LabelName
+    color: Color | None = Field(
+        None, description="Its background, `#rrggbb`; one from a palette when left out."
+    )
+
+
+class LabelPatch(_In):
+    name: LabelName | None = _omittable()
+    color: Color | None = _omittable()
 
 
 class LabelOut(_Out):
     id: int
     name: str
+    color: str = Field(description="The background, `#rrggbb`.")
+    text_color: str = Field(
+        description="`#000000` or `#ffffff`, whichever contrasts more with `color` "
+        "(at least 4.5:1, WCAG AA)."
+    )
 
 
 # -- projects, issues, comments -----------------------------------------------------
@@ -257,7 +337,7 @@ class IssueOut(_Out):
     number: int = Field(description="Its number in the project, from 1.")
     project_id: int
     title: str
-    description: str
+    description: str = Field(description="Markdown, as written.")
     status: Status
     assignee: UserRef | None
     author: UserRef | None
@@ -265,6 +345,11 @@ class IssueOut(_Out):
     created_at: Timestamp
     updated_at: Timestamp
     comment_count: int
+
+    @computed_field(description="`description` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
+    @property
+    def description_html(self) -> str:
+        return str(markdown.render(self.description))
 
 
 def _user_or_me(value: t.Any) -> t.Any:
@@ -288,7 +373,9 @@ Direction = t.Literal["asc", "desc"]
 class IssueQuery(BaseModel):
     """Filters and order of an issue list; ``cursor`` and ``limit`` page through it."""
 
-    status: Status | None = None
+    status: StatusFilter | None = Field(
+        None, description="`open`, `closed`, or `all` (the default here; the page's is `open`)."
+    )
     assignee: UserFilter | None = Field(None, description="A user id, or `me`.")
     author: UserFilter | None = Field(None, description="Who created it: a user id, or `me`.")
     label: list[Id] = Field(
@@ -322,11 +409,109 @@ class OrgIssueQuery(IssueQuery):
 
 class CommentIn(_In):
     body: CommentText
+    status: Status | None = Field(
+        None, description="Also close or reopen the issue, in the same write."
+    )
+
+
+class CommentPatch(_In):
+    body: CommentText
 
 
 class CommentOut(_Out):
     id: int
     issue_id: int
     author: UserRef | None
-    body: str
+    body: str = Field(description="Markdown, as written.")
     created_at: Timestamp
+    edited_at: Timestamp | None = Field(description="When its text last changed, if ever.")
+
+    @computed_field(description="`body` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
+    @property
+    def body_html(self) -> str:
+        return str(markdown.render(self.body))
+
+
+class MarkdownIn(_In):
+    text: Text
+
+
+class MarkdownOut(_Out):
+    html: str = Field(description="`text` rendered to sanitized HTML, as the pages show it.")
+
+
+# -- activity, notifications, mentions (see tracker.activity) ------------------------
+
+ActivityKind = t.Literal[
+    "created", "title", "description", "status", "assignee", "labels", "comment"
+]
+Reason = t.Literal["mentioned", "assigned", "watching"]
+
+
+class ActivityOut(_Out):
+    """One change to an issue."""
+
+    id: int
+    issue_id: int
+    kind: ActivityKind
+    actor: UserRef | None
+    detail: dict[str, t.Any] = Field(
+        description='By kind: `{"from", "to"}` for `title` and `status`; `{"from", "to"}` '
+        "users (`{id, name}` or null) for `assignee`; `{added, removed}` label names for "
+        '`labels`; `{"comment_id"}` for `comment`; `mentions`: ids of the members it mentioned.'
+    )
+    created_at: Timestamp
+
+
+class IssueRef(_Out):
+    id: int
+    project_id: int
+    title: str
+    status: Status
+
+
+class NotificationOut(_Out):
+    """An activity that concerns the caller, and why."""
+
+    id: int
+    reason: Reason = Field(
+        description="`mentioned`, `assigned`, or `watching` (a comment or a status change "
+        "on an issue the caller watches)."
+    )
+    read: bool
+    created_at: Timestamp
+    read_at: Timestamp | None
+    issue: IssueRef
+    activity: ActivityOut
+
+
+class NotificationQuery(BaseModel):
+    """Which notifications; ``cursor`` and ``limit`` page through them."""
+
+    unread: bool = Field(False, description="Only the unread ones.")
+
+
+class UnreadOut(_Out):
+    unread: int = Field(description="How many notifications the caller has not read.")
+
+
+class MarkedOut(_Out):
+    marked: int = Field(description="How many notifications were unread and now are read.")
+
+
+class WatchOut(_Out):
+    watching: bool
+
+
+class MentionQuery(BaseModel):
+    q: t.Annotated[str, StringConstraints(max_length=60)] = Field(
+        "", description="The start of a handle or of a name (`@` optional)."
+    )
+
+
+class MentionableOut(_Out):
+    """A member that ``@handle`` mentions."""
+
+    id: int
+    name: str
+    handle: str

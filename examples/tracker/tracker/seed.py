@@ -2,9 +2,9 @@
 
 Users, organizations, projects and labels are few and go through the ORM.
 Issues (and their labels and a few comments) are many: they are inserted
-with executemany in batches of :data:`BATCH` rows, ids returned in order
-(SQLAlchemy's "insertmanyvalues"), inside one transaction. 100,000 issues
-take a few seconds on SQLite.
+with executemany in batches of :data:`BATCH` rows, their ids taken first
+(see :func:`_insert_issues`), inside one transaction. ``docs/tracker.md``
+says how long 100,000 issues take.
 
 Every demo account has the password :data:`DEMO_PASSWORD`, hashed once.
 """
@@ -24,6 +24,7 @@ from karaffe.db import db
 from karaffe.tenancy import Membership, Organization, unscoped
 
 from . import search
+from .labels import DEFAULT_LABELS
 from .models import Comment, Issue, Label, Project, issue_labels
 from .services import unique_slug
 
@@ -43,7 +44,6 @@ _PEOPLE = [
 ]  # fmt: skip
 _ORGS = ["Acme Robotics", "Globex", "Initech", "Umbrella Labs", "Hooli", "Stark Industries"]
 _PROJECTS = ["Website", "Mobile app", "Billing", "Data platform", "Design system", "Infra"]
-_LABELS = ["bug", "feature", "docs", "performance", "security", "ux", "good first issue"]
 _VERBS = ["Fix", "Add", "Remove", "Improve", "Document", "Refactor", "Speed up", "Test", "Review"]
 _THINGS = [
     "login form", "CSV export", "search results", "invoice PDF", "dark mode", "password reset",
@@ -125,8 +125,8 @@ def seed(
                 db.session.add(Membership(organization_id=org.id, user_id=user.id, role=role))
             members[org.id] = [u.id for u in team]
             labels[org.id] = []
-            for label_name in _LABELS:
-                label = Label(organization_id=org.id, name=label_name)
+            for label_name, color in DEFAULT_LABELS:
+                label = Label(organization_id=org.id, name=label_name, color=color)
                 db.session.add(label)
                 labels[org.id].append(label)
             for p in range(projects_per_org):
@@ -144,7 +144,6 @@ def seed(
         start = now - dt.timedelta(days=365)
         step = dt.timedelta(days=365) / max(issues, 1)
         table = t.cast(sa.Table, Issue.__table__)
-        insert = table.insert().returning(table.c.id, sort_by_parameter_order=True)
         numbers = {project.id: 0 for project in projects}
         done = 0
         indexed = search.defer_indexing()
@@ -171,7 +170,7 @@ def seed(
                         "updated_at": min(now, created + dt.timedelta(hours=rnd.randrange(72))),
                     }
                 )
-            ids = list(db.session.execute(insert, rows).scalars())
+            ids = _insert_issues(table, rows)
             links = []
             for issue_id, row in zip(ids, rows, strict=True):
                 for label_id in rnd.sample(label_ids[row["organization_id"]], rnd.randrange(0, 3)):
@@ -205,6 +204,44 @@ def seed(
     return report
 
 
+def _insert_issues(table: sa.Table, rows: list[dict[str, t.Any]]) -> list[int]:
+    """Insert ``rows`` into the issue table; their ids, in order.
+
+    The ids are taken first, as the database would give them (from the
+    column's sequence on PostgreSQL; after the largest ever used on SQLite,
+    whose write lock the seed's transaction holds), so that the rows go in
+    with a plain executemany: asking for the ids back in order with
+    RETURNING makes SQLite insert one row per statement."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
+        ids = list(
+            db.session.execute(
+                sa.select(sa.func.nextval(sequence)).select_from(
+                    sa.func.generate_series(1, len(rows))
+                )
+            ).scalars()
+        )
+    elif dialect == "sqlite":
+        last = db.session.execute(sa.select(sa.func.max(table.c.id))).scalar_one() or 0
+        if db.session.execute(
+            sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+        ).first():
+            used = db.session.execute(
+                sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table"),
+                {"table": table.name},
+            ).scalar_one_or_none()
+            last = max(last, used or 0)
+        ids = list(range(last + 1, last + 1 + len(rows)))
+    else:
+        insert = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return list(db.session.execute(insert, rows).scalars())
+    for issue_id, row in zip(ids, rows, strict=True):
+        row["id"] = issue_id
+    db.session.execute(table.insert(), rows)
+    return ids
+
+
 def _users(count: int, password_hash: str) -> list[User]:
     """``count`` demo users (reusing those that exist already)."""
     wanted = [
@@ -219,7 +256,10 @@ def _users(count: int, password_hash: str) -> list[User]:
     for (name, _), email in zip(wanted, emails, strict=True):
         user = existing.get(email)
         if user is None:
-            user = User(name=name, email=email, password_hash=password_hash)
+            # Demo addresses are verified: nobody can follow a link mailed to them.
+            user = User(
+                name=name, email=email, password_hash=password_hash, email_verified_at=utcnow()
+            )
             db.session.add(user)
         users.append(user)
     db.session.flush()

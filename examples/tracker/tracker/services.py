@@ -24,6 +24,7 @@ import unicodedata
 import sqlalchemy as sa
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy.orm import contains_eager
 from werkzeug.exceptions import Conflict, Forbidden, NotFound
 
 from karaffe import tenancy
@@ -41,10 +42,11 @@ from karaffe.tenancy import (
     unscoped,
 )
 
-from . import keys, live
+from . import activity, keys, live, mentions
 from .forms import FieldError
+from .labels import DEFAULT_LABELS, color_for
 from .models import Comment, Invitation, Issue, Label, Project
-from .schemas import IssueIn, IssuePatch, ProjectIn, ProjectPatch
+from .schemas import IssueIn, IssuePatch, LabelPatch, ProjectIn, ProjectPatch, Status
 from .settings import TrackerSettings
 
 #: What invitation links are signed for (see karaffe.signing).
@@ -115,6 +117,18 @@ def organizations_of(user: User) -> list[tuple[Organization, str]]:
     return [(org, role) for org, role in rows]
 
 
+def organization_links(user: User) -> list[dict[str, t.Any]]:
+    """``user``'s organizations by name as ``{"id", "name", "slug", "role"}``
+    (what every page's menu shows: columns, no ORM object)."""
+    rows = db.session.execute(
+        sa.select(Organization.id, Organization.name, Organization.slug, Membership.role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Organization.name)
+    )
+    return [row._asdict() for row in rows]
+
+
 def slugify(name: str) -> str:
     """A URL-safe slug for ``name``: ``"Acme Corp."`` -> ``"acme-corp"``."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
@@ -140,19 +154,37 @@ def unique_slug(name: str) -> str:
     return slug
 
 
+def _same_name(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
 def create_org(name: str, owner: User) -> Organization:
-    """A new organization owned by ``owner``."""
+    """A new organization owned by ``owner``, with the default labels. Names
+    need not be unique across the site (two companies may both be "Acme"; the
+    slug tells them apart),
+    but one person is refused a second organization of a name they already
+    belong to (letter case and spacing aside): that is a double submit or a
+    mix-up, and would put two identical entries in their top bar."""
+    for org, _role in organizations_of(owner):
+        if _same_name(org.name) == _same_name(name):
+            raise FieldError(
+                "name",
+                f"You already belong to an organization named “{org.name}”: choose another name.",
+                "taken",
+            )
     org = create_organization(name, unique_slug(name), owner=owner)
     db.session.flush()
+    add_default_labels(org.id)
     return org
 
 
 def members_of(org_id: int) -> list[Membership]:
-    """The memberships of an organization, by name."""
+    """The memberships of an organization, by name, with their users."""
     return list(
         db.session.execute(
             sa.select(Membership)
             .join(User, User.id == Membership.user_id)
+            .options(contains_eager(Membership.user))
             .where(Membership.organization_id == org_id)
             .order_by(User.name, User.id)
         ).scalars()
@@ -352,17 +384,50 @@ def labels_of(org_id: int) -> list[Label]:
     )
 
 
-def create_label(org_id: int, actor: User, name: str) -> Label:
-    require_role(org_id, actor, "admin")
-    exists = db.session.execute(
-        sa.select(Label.id).where(Label.organization_id == org_id, Label.name == name)
-    ).first()
-    if exists:
+def all_labels() -> list[Label]:
+    """The labels of every organization the current scope may see."""
+    return list(db.session.execute(sa.select(Label).order_by(Label.id)).scalars())
+
+
+def _check_label_name(org_id: int, name: str, label_id: int | None = None) -> None:
+    stmt = sa.select(Label.id).where(Label.organization_id == org_id, Label.name == name)
+    if label_id is not None:
+        stmt = stmt.where(Label.id != label_id)
+    if db.session.execute(stmt).first():
         raise FieldError("name", "This organization already has a label with that name.", "taken")
-    label = Label(organization_id=org_id, name=name)
+
+
+def create_label(org_id: int, actor: User, name: str, color: str | None = None) -> Label:
+    """A new label (admins); without ``color``, one of the palette's."""
+    require_role(org_id, actor, "admin")
+    _check_label_name(org_id, name)
+    label = Label(organization_id=org_id, name=name, color=color or color_for(name))
     db.session.add(label)
     db.session.flush()
     return label
+
+
+def update_label(label: Label, actor: User, data: LabelPatch) -> Label:
+    """Rename or recolour a label (admins)."""
+    require_role(label.organization_id, actor, "admin")
+    for name in ("name", "color"):
+        if name in data.model_fields_set and getattr(data, name) is None:
+            raise FieldError(name, "This field cannot be null.", "null")
+    if data.name is not None:
+        _check_label_name(label.organization_id, data.name, label.id)
+        label.name = data.name
+    if data.color is not None:
+        label.color = data.color
+    db.session.flush()
+    return label
+
+
+def add_default_labels(org_id: int) -> list[Label]:
+    """The labels a new organization starts with (:data:`tracker.labels.DEFAULT_LABELS`)."""
+    labels = [Label(organization_id=org_id, name=n, color=c) for n, c in DEFAULT_LABELS]
+    db.session.add_all(labels)
+    db.session.flush()
+    return labels
 
 
 def delete_label(label: Label, actor: User) -> None:
@@ -415,14 +480,63 @@ def create_issue(project: Project, actor: User, data: IssueIn) -> Issue:
     )
     db.session.add(issue)
     db.session.flush()
+    activity.record(
+        issue,
+        actor,
+        "created",
+        mentions=mentions.mentioned(issue.description, mentions.ids(issue.organization_id)),
+        assigned=issue.assignee_id,
+        watchers=[actor.id],
+    )
     live.issue_changed("created", issue)
     return issue
+
+
+def _person(user_id: int | None) -> dict[str, t.Any] | None:
+    if user_id is None:
+        return None
+    user = db.session.get(User, user_id)
+    return {"id": user_id, "name": user.name if user else ""}
+
+
+def _record_changes(
+    issue: Issue, actor: User, before: dict[str, t.Any], labels_before: list[str] | None
+) -> None:
+    """One activity row per field ``update_issue`` changed."""
+    for field in ("title", "status"):
+        if before[field] != getattr(issue, field):
+            activity.record(
+                issue, actor, field, {"from": before[field], "to": getattr(issue, field)}
+            )
+    if before["description"] != issue.description:
+        handles = mentions.ids(issue.organization_id)
+        new = set(mentions.mentioned(issue.description, handles))
+        old = set(mentions.mentioned(before["description"], handles))
+        activity.record(issue, actor, "description", mentions=sorted(new - old))
+    if before["assignee_id"] != issue.assignee_id:
+        activity.record(
+            issue,
+            actor,
+            "assignee",
+            {"from": _person(before["assignee_id"]), "to": _person(issue.assignee_id)},
+            assigned=issue.assignee_id,
+        )
+    if labels_before is not None:
+        after = [label.name for label in issue.labels]
+        added = [n for n in after if n not in labels_before]
+        removed = [n for n in labels_before if n not in after]
+        if added or removed:
+            activity.record(issue, actor, "labels", {"added": added, "removed": removed})
 
 
 def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
     """Change the fields ``data`` was given (``assignee_id: null`` unassigns)."""
     require_member(issue.organization_id, actor)
     fields = data.model_fields_set
+    before = {
+        name: getattr(issue, name) for name in ("title", "description", "status", "assignee_id")
+    }
+    labels_before = [label.name for label in issue.labels] if "label_ids" in fields else None
     for name in ("title", "description", "status"):
         value = getattr(data, name)
         if name in fields and value is None:
@@ -440,6 +554,7 @@ def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
         issue.updated_at = utcnow()
     db.session.flush()
     db.session.refresh(issue)
+    _record_changes(issue, actor, before, labels_before)
     live.issue_changed("updated", issue)
     return issue
 
@@ -447,7 +562,7 @@ def update_issue(issue: Issue, actor: User, data: IssuePatch) -> Issue:
 def delete_issue(issue: Issue, actor: User) -> None:
     """Its author or an admin may delete an issue."""
     role = require_member(issue.organization_id, actor)
-    if issue.author_id != actor.id and _rank(role) < _rank("admin"):
+    if not may_change(issue.author_id, actor, role):
         raise Forbidden("Only the issue's author or an organization admin can delete it.")
     live.issue_changed("deleted", issue)
     db.session.delete(issue)
@@ -479,21 +594,78 @@ def comments_of(issue: Issue) -> list[Comment]:
     )
 
 
-def add_comment(issue: Issue, actor: User, body: str) -> Comment:
+def add_comment(issue: Issue, actor: User, body: str, status: Status | None = None) -> Comment:
+    """A comment on ``issue``; with ``status``, the issue is closed or
+    reopened by the same write, announced as one ``issue.updated`` event
+    that names the comment (a status it has already is left as it is)."""
     require_member(issue.organization_id, actor)
     comment = Comment(
         organization_id=issue.organization_id, issue_id=issue.id, author_id=actor.id, body=body
     )
     db.session.add(comment)
     issue.updated_at = utcnow()
+    changes_status = status is not None and status != issue.status
+    old_status = issue.status
+    if changes_status:
+        issue.status = t.cast(str, status)
     db.session.flush()
-    live.comment_added(comment, issue)
+    activity.record(
+        issue,
+        actor,
+        "comment",
+        {"comment_id": comment.id},
+        mentions=mentions.mentioned(body, mentions.ids(issue.organization_id)),
+        watchers=[actor.id],
+    )
+    if changes_status:
+        activity.record(issue, actor, "status", {"from": old_status, "to": issue.status})
+    if changes_status:
+        live.issue_changed("updated", issue, comment_id=comment.id)
+    else:
+        live.comment_added(comment, issue)
+    return comment
+
+
+def may_change(author_id: int | None, actor: User, role: str | None) -> bool:
+    """Whether ``actor`` (with ``role`` in the organization) may edit or
+    delete what ``author_id`` wrote: their own, or anything as an admin. The
+    pages offer only what this allows; the services enforce it."""
+    return author_id == actor.id or _rank(role) >= _rank("admin")
+
+
+def _require_change(comment: Comment, actor: User, verb: str) -> None:
+    role = require_member(comment.organization_id, actor)
+    if not may_change(comment.author_id, actor, role):
+        raise Forbidden(f"Only the comment's author or an organization admin can {verb} it.")
+
+
+def edit_comment(comment: Comment, actor: User, body: str) -> Comment:
+    """Replace the text of a comment (its author or an admin)."""
+    _require_change(comment, actor, "edit")
+    if body != comment.body:
+        handles = mentions.ids(comment.organization_id)
+        added = set(mentions.mentioned(body, handles)) - set(
+            mentions.mentioned(comment.body, handles)
+        )
+        comment.body = body
+        comment.edited_at = utcnow()
+        db.session.flush()
+        if added:
+            # Only the newly mentioned hear of an edit, not the watchers.
+            issue = get_or_404(Issue, comment.issue_id)
+            activity.record(
+                issue,
+                actor,
+                "comment",
+                {"comment_id": comment.id, "edited": True},
+                mentions=sorted(added),
+            )
+        live.comment_changed("updated", comment)
     return comment
 
 
 def delete_comment(comment: Comment, actor: User) -> None:
-    role = require_member(comment.organization_id, actor)
-    if comment.author_id != actor.id and _rank(role) < _rank("admin"):
-        raise Forbidden("Only the comment's author or an organization admin can delete it.")
+    _require_change(comment, actor, "delete")
+    live.comment_changed("deleted", comment)
     db.session.delete(comment)
     db.session.flush()

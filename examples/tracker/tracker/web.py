@@ -7,7 +7,7 @@ import typing as t
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, redirect, render_template, request
+from flask import abort, current_app, flash, g, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -19,7 +19,7 @@ from karaffe.auth import User, get_user, require_user
 from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
-from . import services
+from . import activity, dates, markdown, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -82,18 +82,48 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
     return live_updates.script(live)
 
 
+def inbox_script() -> Markup:
+    """The script that keeps the header's unread count live."""
+    from . import live as live_updates
+
+    return live_updates.inbox_script()
+
+
+def viewer_orgs() -> list[dict[str, t.Any]]:
+    """The viewer's organizations with their role in each (the menu of
+    every page), loaded once per request and user; none for nobody. Pages
+    render after their writes, so the menu shows what they changed."""
+    user = get_user()
+    if user is None:
+        return []
+    loaded = g.get("_tracker_viewer_orgs")
+    if loaded is None or loaded[0] != user.id:
+        orgs = services.organization_links(user)
+        # Two organizations of one name (joined by invitation: creating one
+        # is refused) are told apart by their slugs.
+        names = [" ".join(org["name"].casefold().split()) for org in orgs]
+        for org, name in zip(orgs, names, strict=True):
+            org["label"] = (
+                f"{org['name']} ({org['slug']})" if names.count(name) > 1 else org["name"]
+            )
+        loaded = g._tracker_viewer_orgs = (user.id, orgs)
+    return t.cast(list[dict[str, t.Any]], loaded[1])
+
+
+def viewer_role(org_id: int) -> str | None:
+    """The viewer's role in ``org_id``, from :func:`viewer_orgs` (no query
+    of its own on a page that shows the menu anyway)."""
+    return next((org["role"] for org in viewer_orgs() if org["id"] == org_id), None)
+
+
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": [], "search_org": None}
+        return {"viewer": None, "viewer_orgs": [], "unread": 0, "search_org": None}
     user = get_user()
-    orgs: list[dict[str, t.Any]] = []
-    if user is not None:
-        orgs = [
-            {"id": org.id, "name": org.name, "slug": org.slug, "role": role}
-            for org, role in services.organizations_of(user)
-        ]
-    return {"viewer": user, "viewer_orgs": orgs, "search_org": _search_org(orgs)}
+    unread = activity.unread_count(user) if user is not None else 0
+    orgs = viewer_orgs()
+    return {"viewer": user, "viewer_orgs": orgs, "unread": unread, "search_org": _search_org(orgs)}
 
 
 def _search_org(orgs: list[dict[str, t.Any]]) -> str | None:
@@ -105,7 +135,7 @@ def _search_org(orgs: list[dict[str, t.Any]]) -> str | None:
         org = None
     if org is not None:
         return org.slug
-    return orgs[0]["slug"] if orgs else None
+    return t.cast("str | None", orgs[0]["slug"]) if orgs else None
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:
@@ -127,4 +157,7 @@ def init_app(app: karaffe.App) -> None:
     app.add_template_global(csrf_field)
     app.add_template_global(list_url)
     app.add_template_global(live_script)
+    app.add_template_global(inbox_script)
+    app.add_template_filter(markdown.render, "markdown")
+    app.add_template_global(dates.time_tag)
     app.html_errorhandler(error_page)

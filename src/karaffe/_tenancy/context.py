@@ -18,7 +18,14 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.sql import visitors
 
 from ..api.errors import Forbidden
-from ..auth import User, get_user, user_changed
+from ..auth import (
+    User,
+    forget_loaded_with_user,
+    get_user,
+    load_with_user,
+    loaded_with_user,
+    user_changed,
+)
 from ..db import Model, db, is_flushing
 from .models import Membership, Organization, OrgOwned
 
@@ -118,6 +125,36 @@ def _memberships_of(user_id: int) -> frozenset[int]:
         return frozenset(rows.scalars())
 
 
+#: The name under which a request's user is loaded with their organizations.
+_ORG_IDS = "karaffe.tenancy.org_ids"
+_NOT_LOADED = object()
+
+
+def _org_ids_column(user_id: sa.ColumnElement[int]) -> sa.ColumnElement[t.Any]:
+    """The ids of a user's organizations, comma-separated (NULL for none),
+    selected with the user by the query that authenticates a request: a
+    request's scope then costs no query. On the membership table, not the
+    model: the tenancy filter does not apply to it (there is no scope yet)."""
+    table = t.cast(sa.Table, Membership.__table__)
+    ids = sa.cast(table.c.organization_id, sa.String)
+    return (
+        sa.select(sa.func.aggregate_strings(ids, ","))
+        .where(table.c.user_id == user_id)
+        .scalar_subquery()
+    )
+
+
+load_with_user(_ORG_IDS, _org_ids_column)
+
+
+def _loaded_org_ids(user: User) -> frozenset[int] | None:
+    """The user's organizations as loaded with them, ``None`` if they were not."""
+    loaded = loaded_with_user(user, _ORG_IDS, _NOT_LOADED)
+    if loaded is _NOT_LOADED:
+        return None
+    return frozenset(int(i) for i in loaded.split(",")) if loaded else frozenset()
+
+
 @contextlib.contextmanager
 def _push(scope: Scope) -> Iterator[Scope]:
     token = _stack.set((*_stack.get(), scope))
@@ -154,7 +191,11 @@ def current_scope() -> Scope:
             if user is None:
                 scope = Scope(label="anonymous request")
             else:
-                scope = Scope(org_ids=None, user_id=user.id, label=f"request of user {user.id}")
+                scope = Scope(
+                    org_ids=_loaded_org_ids(user),
+                    user_id=user.id,
+                    label=f"request of user {user.id}",
+                )
             setattr(g, REQUEST_SCOPE_KEY, scope)
         return t.cast(Scope, scope)
     return _NOTHING
@@ -216,6 +257,7 @@ def unscoped(reason: str) -> Iterator[Scope]:
 def _forget_user_scopes() -> None:
     for scope in _stack.get():
         scope.forget()
+    forget_loaded_with_user(_ORG_IDS)
     if has_request_context():
         scope = g.get(REQUEST_SCOPE_KEY)
         if scope is not None:

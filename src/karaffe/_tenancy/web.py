@@ -82,9 +82,7 @@ def get_current_org() -> Organization | None:
         if slug is None:
             org = None
         else:
-            org = db.session.execute(
-                sa.select(Organization).where(Organization.slug == slug)
-            ).scalar_one_or_none()
+            org = db.session.execute(_org_by_slug, {"slug": slug}).scalar_one_or_none()
             if org is None:
                 _not_found()
         setattr(g, _ORG_KEY, org)
@@ -157,14 +155,24 @@ def get_or_404(model: type[M], ident: t.Any) -> M:
     """The ``model`` row with primary key ``ident``, through the scoped
     session: another organization's row is a 404 exactly like a missing
     one. (Unlike ``session.get``, it never answers from the identity map.)"""
-    mapper = sa.inspect(model)
-    (pk,) = mapper.primary_key
     if isinstance(ident, int) and not is_id(ident):
         _not_found()  # past the database's range: no such row, and no overflow
-    row = db.session.execute(sa.select(model).where(pk == ident)).scalar_one_or_none()
+    stmt = _by_key.get(model)
+    if stmt is None:
+        (pk,) = sa.inspect(model).primary_key
+        stmt = _by_key[model] = sa.select(model).where(pk == sa.bindparam("ident"))
+    row = db.session.execute(stmt, {"ident": ident}).scalar_one_or_none()
     if row is None:
         _not_found()
-    return row
+    return t.cast(M, row)
+
+
+#: The select of a row by primary key, per model, built once (building a
+#: statement costs more than running it); the tenancy filter is added to it
+#: at every execution, like to any other.
+_by_key: dict[type[t.Any], sa.Select[t.Any]] = {}
+#: The select of an organization by slug.
+_org_by_slug = sa.select(Organization).where(Organization.slug == sa.bindparam("slug"))
 
 
 class Tenancy:

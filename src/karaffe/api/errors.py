@@ -333,5 +333,6 @@ class ProblemFormatter:
         response = current_app.response_class(
             body.model_dump_json(), status=exc.status, mimetype=self.mimetype
         )
-        response.headers.update(exc.headers)
+        if exc.headers:
+            response.headers.update(exc.headers)
         return response

@@ -19,6 +19,10 @@ filters) and the sort order. A cursor from another list is refused (400
 The response carries ``Link: <...?cursor=...>; rel="next"`` (and ``prev``,
 ``first``); ``last`` and ``X-Total-Count`` only with ``with_total=True``,
 because ``COUNT(*)`` is what makes big tables slow.
+
+A page costs one signature and one check at most: the cursor it was asked
+with is verified once, and its links share one signed token (the page's first
+and last keys), each naming which side of the page it goes to.
 """
 
 from __future__ import annotations
@@ -27,14 +31,14 @@ import bisect
 import datetime as dt
 import decimal
 import hashlib
-import json
 import typing as t
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
-from flask import current_app, request
+import orjson
+from flask import Flask, Request, current_app, request
 from itsdangerous import BadSignature
 
 from ..config import CoreSettings
@@ -45,6 +49,7 @@ if t.TYPE_CHECKING:
     from sqlalchemy import Select
     from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement
+    from werkzeug.datastructures import MultiDict
 
 __all__ = ["Cursor", "CursorCodec", "Page", "paginate", "read_page_args"]
 
@@ -90,8 +95,21 @@ def _decode_value(value: t.Any) -> t.Any:
     return value
 
 
+#: The side of a page a link goes to, after its signed part: past the page's
+#: last key, before its first, or to the last page of the list.
+_LINK_SIDES = {"n": NEXT, "p": PREV, "l": PREV}
+
+
 class CursorCodec:
     """Turns cursors into opaque, signed strings and back. I/O-free.
+
+    A cursor is ``<token>.<side>``: the token signs the list's scope and the
+    keys of a page's first and last rows, the side (``n``, ``p`` or ``l``)
+    says which of that page's links it is. The links of one page share one
+    token, so a page is signed once (:meth:`dumps_page`); changing the side
+    only leads to another page of the same list, which its links lead to
+    anyway. Cursors made before this format (``<token>`` alone, signing the
+    direction and one key) are still read.
 
     :param signer: signs the cursors: one with :data:`~karaffe.signing.CURSOR_SALT`
         (:func:`~karaffe.signing.signer_for` the app).
@@ -100,29 +118,56 @@ class CursorCodec:
         for another scope does not decode.
     """
 
-    def __init__(self, signer: Signer, scope: str) -> None:
+    def __init__(self, signer: Signer, scope: str | bytes) -> None:
         self.signer = signer
-        self.scope = hashlib.blake2s(scope.encode(), digest_size=6).hexdigest()
+        raw = scope.encode() if isinstance(scope, str) else scope
+        self.scope = hashlib.blake2s(raw, digest_size=6).hexdigest()
+
+    def dumps_page(
+        self, first: tuple[t.Any, ...] | None, last: tuple[t.Any, ...] | None
+    ) -> dict[str, str]:
+        """The cursors of a page's links, signed once: ``"n"`` (after ``last``)
+        when ``last`` is given, ``"p"`` (before ``first``) when ``first`` is,
+        and ``"l"`` (the last page) always."""
+        token = self.signer.dumps([self.scope, _encode_key(first), _encode_key(last)])
+        sides = {"l": f"{token}.l"}
+        if last is not None:
+            sides["n"] = f"{token}.n"
+        if first is not None:
+            sides["p"] = f"{token}.p"
+        return sides
 
     def dumps(self, cursor: Cursor) -> str:
-        key = None if cursor.key is None else [_encode_value(v) for v in cursor.key]
-        return self.signer.dumps([self.scope, cursor.direction, key])
+        """One cursor on its own."""
+        if cursor.direction == NEXT:
+            return self.dumps_page(None, cursor.key)["n"]
+        return self.dumps_page(cursor.key, None)["p" if cursor.key is not None else "l"]
 
     def loads(self, token: str) -> Cursor:
         """Decode ``token`` or raise :class:`InvalidCursor`."""
         try:
-            scope, direction, key = self.signer.loads(token)
+            signed, dot, side = token.rpartition(".")
+            if dot and side in _LINK_SIDES:
+                scope, first, last = self.signer.loads(signed)
+                direction, key = _LINK_SIDES[side], {"n": last, "p": first, "l": None}[side]
+                valid = side == "l" or key is not None
+            else:
+                # A cursor made before links shared a token: [scope, direction, key].
+                scope, direction, key = self.signer.loads(token)
+                valid = direction in (NEXT, PREV) and (key is not None or direction == PREV)
             if scope != self.scope:
                 raise InvalidCursor("This cursor belongs to another list, filter or sort order.")
-            if direction not in (NEXT, PREV) or not (key is None or isinstance(key, list)):
-                raise ValueError(direction)
-            if key is None and direction == NEXT:
-                raise ValueError(direction)
+            if not valid or not (key is None or isinstance(key, list)):
+                raise ValueError(token)
             return Cursor(direction, None if key is None else tuple(map(_decode_value, key)))
         except InvalidCursor:
             raise
         except (BadSignature, ValueError, TypeError, KeyError):
             raise InvalidCursor("The cursor is malformed or was tampered with.") from None
+
+
+def _encode_key(key: tuple[t.Any, ...] | None) -> list[t.Any] | None:
+    return None if key is None else [_encode_value(v) for v in key]
 
 
 @dataclass
@@ -137,6 +182,9 @@ class Page(t.Generic[T]):
     total: int | None = None
     is_first: bool = True
     extra_args: dict[str, str] = field(default_factory=dict)
+    #: The request's query arguments but ``cursor``, URL-encoded: what the
+    #: links keep (:func:`paginate` sets it; ``None`` reads the current request).
+    query: str | None = None
 
     def _url(self, cursor: str | None, query: str) -> str:
         """``?query`` (the request's other arguments, encoded) with ``cursor``."""
@@ -146,7 +194,9 @@ class Page(t.Generic[T]):
 
     def links(self) -> dict[str, str]:
         """The ``Link`` relations, as URLs relative to the request URL."""
-        query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "cursor"])
+        query = self.query
+        if query is None:
+            query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "cursor"])
         links: dict[str, str] = {}
         if self.next_cursor is not None:
             links["next"] = self._url(self.next_cursor, query)
@@ -161,10 +211,14 @@ class Page(t.Generic[T]):
 def read_page_args(default_limit: int | None = None) -> tuple[int, str | None]:
     """``limit`` and ``cursor`` from the query string, checked against the
     app's bounds (422 ``validation-failed`` for a bad ``limit``)."""
-    settings = CoreSettings.of()
+    return _page_args(current_app, request, default_limit)
+
+
+def _page_args(app: Flask, req: Request, default_limit: int | None) -> tuple[int, str | None]:
+    settings = CoreSettings.of(app)
     maximum = settings.pagination_max_limit
     limit = default_limit or settings.pagination_default_limit
-    raw = request.args.get("limit")
+    raw = _arg(req.args, "limit")
     if raw is not None:
         try:
             limit = int(raw)
@@ -182,19 +236,26 @@ def read_page_args(default_limit: int | None = None) -> tuple[int, str | None]:
                     )
                 ]
             )
-    return limit, request.args.get("cursor") or None
+    return limit, _arg(req.args, "cursor") or None
+
+
+def _arg(args: MultiDict[str, str], name: str) -> str | None:
+    """``args.get(name)``, without its cost for a missing name: Werkzeug's
+    ``MultiDict.get`` builds (and catches) an HTTP exception then, which
+    costs more than the rest of reading a page's arguments."""
+    return args[name] if name in args else None  # noqa: SIM401
 
 
 #: Query arguments that page through a list without changing which list it is.
 _PAGING_ARGS = frozenset({"cursor", "limit"})
 
 
-def _current_org_id() -> int | None:
+def _current_org_id(app: Flask) -> int | None:
     """The id of the organization the request is in, when the app uses
     :mod:`karaffe.tenancy`. Its slug is in the path when the URL names it,
     but not when it comes from elsewhere (a subdomain), and tenancy takes it
     out of the view's arguments either way: it is bound by id."""
-    if "karaffe.tenancy" not in current_app.extensions:
+    if "karaffe.tenancy" not in app.extensions:
         return None
     from ..tenancy import get_current_org
 
@@ -202,28 +263,52 @@ def _current_org_id() -> int | None:
     return None if org is None else org.id
 
 
-def _list_binding(scope: str) -> str:
-    """What a cursor of the current request is bound to, canonically encoded:
-    the endpoint, the path (so the URL's arguments: ``/projects/3/issues`` is
-    not ``/projects/2/issues``), the organization, every query argument but
-    ``cursor`` and ``limit`` (so a filter is part of the list), and ``scope``
-    (the sort order). Two requests get the same binding exactly when they ask
-    for the same list, whatever the order of their query arguments.
+@dataclass(slots=True)
+class _ListRequest:
+    """What :func:`paginate` reads of the current request, read once."""
 
-    The path rather than ``request.view_args``: by the time the view runs,
-    URL value preprocessors may have taken arguments out of them (tenancy's
-    ``org_slug``) or replaced ids by the objects they name.
-    """
-    query = sorted(
-        (name, value) for name, value in request.args.items(multi=True) if name not in _PAGING_ARGS
-    )
-    binding = [request.endpoint, request.path, _current_org_id(), query, scope]
-    return json.dumps(binding, separators=(",", ":"), ensure_ascii=False)
+    app: Flask
+    request: Request
+    #: What a cursor is bound to, but the sort order (:meth:`binding`).
+    identity: list[t.Any]
+    #: The query arguments the links keep (:attr:`Page.query`).
+    query: str
 
+    @classmethod
+    def current(cls) -> _ListRequest:
+        # One lookup of each context local; the rest reads the objects.
+        app: Flask = t.cast(t.Any, current_app)._get_current_object()
+        req: Request = t.cast(t.Any, request)._get_current_object()
+        args = list(req.args.items(multi=True))
+        filters = sorted((name, value) for name, value in args if name not in _PAGING_ARGS)
+        return cls(
+            app,
+            req,
+            [req.endpoint, req.path, _current_org_id(app), filters],
+            urlencode([(name, value) for name, value in args if name != "cursor"]),
+        )
 
-def _codec(scope: str) -> CursorCodec:
-    """The codec of the current request's list, sorted as ``scope`` says."""
-    return CursorCodec(signer_for(current_app, CURSOR_SALT), _list_binding(scope))
+    def codec(self, scope: str) -> CursorCodec:
+        """The codec of this list, sorted as ``scope`` says."""
+        return CursorCodec(signer_for(self.app, CURSOR_SALT), self.binding(scope))
+
+    def binding(self, scope: str) -> bytes:
+        """What a cursor of the current request is bound to, canonically
+        encoded: the endpoint, the path (so the URL's arguments:
+        ``/projects/3/issues`` is not ``/projects/2/issues``), the
+        organization, every query argument but ``cursor`` and ``limit`` (so a
+        filter is part of the list), and ``scope`` (the sort order). Two
+        requests get the same binding exactly when they ask for the same
+        list, whatever the order of their query arguments.
+
+        The path rather than ``request.view_args``: by the time the view runs,
+        URL value preprocessors may have taken arguments out of them
+        (tenancy's ``org_slug``) or replaced ids by the objects they name.
+        Compact JSON, byte for byte what ``json.dumps(..., separators=(",",
+        ":"), ensure_ascii=False)`` wrote before, so that cursors outlive an
+        upgrade.
+        """
+        return orjson.dumps([*self.identity, scope])
 
 
 def paginate(
@@ -239,19 +324,23 @@ def paginate(
 
     :param source: a SQLAlchemy ``select()`` (then give ``order_by``: columns,
         ``.desc()`` allowed, ending in a unique one such as the primary key) or a
-        sequence already sorted ascending by ``key``.
+        sequence already sorted ascending by ``key``. A select of one model
+        (or column) pages its objects (or values); a select of several
+        columns pages its rows, which must hold the ``order_by`` columns
+        under their names: no ORM object where none is needed.
     :param limit: the default page size for this list (the app's by default).
     :param with_total: also count the rows, for ``X-Total-Count`` and ``rel="last"``.
     :param session: the session to run a select on; Flask-SQLAlchemy's by default.
     """
-    limit, token = read_page_args(limit)
+    current = _ListRequest.current()
+    limit, token = _page_args(current.app, current.request, limit)
     if order_by is not None:
         return _paginate_select(
-            t.cast("Select[t.Any]", source), order_by, limit, token, with_total, session
+            current, t.cast("Select[t.Any]", source), order_by, limit, token, with_total, session
         )
     if key is None:
         raise TypeError("paginate() needs order_by= for a select, or key= for a sequence")
-    return _paginate_sequence(t.cast(Sequence[T], source), key, limit, token, with_total)
+    return _paginate_sequence(current, t.cast(Sequence[T], source), key, limit, token, with_total)
 
 
 def _finish_page(
@@ -261,8 +350,10 @@ def _finish_page(
     limit: int,
     codec: CursorCodec,
     total: int | None,
+    query: str,
 ) -> Page[T]:
-    """Turn ``limit + 1`` rows fetched in the cursor's direction into a page."""
+    """Turn ``limit + 1`` rows fetched in the cursor's direction into a page,
+    its links signed once."""
     more = len(rows) > limit
     rows = rows[:limit]
     backwards = cursor is not None and cursor.direction == PREV
@@ -272,24 +363,27 @@ def _finish_page(
         backwards and cursor is not None and cursor.key is not None
     )
     has_prev = (backwards and more) or (not backwards and cursor is not None)
-    page: Page[T] = Page(items=rows, limit=limit, total=total, is_first=not has_prev)
-    if rows and has_next:
-        page.next_cursor = codec.dumps(Cursor(NEXT, keyf(rows[-1])))
-    if rows and has_prev:
-        page.prev_cursor = codec.dumps(Cursor(PREV, keyf(rows[0])))
-    if total is not None:
-        page.last_cursor = codec.dumps(Cursor(PREV, None))
+    page: Page[T] = Page(items=rows, limit=limit, total=total, is_first=not has_prev, query=query)
+    first = keyf(rows[0]) if rows and has_prev else None
+    last = keyf(rows[-1]) if rows and has_next else None
+    if first is not None or last is not None or total is not None:
+        cursors = codec.dumps_page(first, last)
+        page.next_cursor = cursors.get("n")
+        page.prev_cursor = cursors.get("p")
+        if total is not None:
+            page.last_cursor = cursors["l"]
     return page
 
 
 def _paginate_sequence(
+    current: _ListRequest,
     items: Sequence[T],
     key: Callable[[T], tuple[t.Any, ...]],
     limit: int,
     token: str | None,
     with_total: bool,
 ) -> Page[T]:
-    codec = _codec(f"seq:{getattr(key, '__qualname__', 'key')}")
+    codec = current.codec(f"seq:{getattr(key, '__qualname__', 'key')}")
     cursor = codec.loads(token) if token else None
     if cursor is None:
         rows = list(items[: limit + 1])
@@ -300,10 +394,12 @@ def _paginate_sequence(
     else:
         end = len(items) if cursor.key is None else bisect.bisect_left(items, cursor.key, key=key)
         rows = list(items[max(0, end - limit - 1) : end])[::-1]
-    return _finish_page(rows, key, cursor, limit, codec, len(items) if with_total else None)
+    total = len(items) if with_total else None
+    return _finish_page(rows, key, cursor, limit, codec, total, current.query)
 
 
 def _paginate_select(
+    current: _ListRequest,
     stmt: Select[t.Any],
     order_by: Sequence[ColumnElement[t.Any]],
     limit: int,
@@ -320,14 +416,14 @@ def _paginate_select(
         element = getattr(clause, "element", clause)
         columns.append((element, modifier is operators.desc_op))
     scope = "sql:" + ",".join(f"{c}{' desc' if d else ''}" for c, d in columns)
-    codec = _codec(scope)
+    codec = current.codec(scope)
     cursor = codec.loads(token) if token else None
     if cursor is not None and cursor.key is not None and len(cursor.key) != len(columns):
         raise InvalidCursor("The cursor is malformed or was tampered with.")
     backwards = cursor is not None and cursor.direction == PREV
 
     if session is None:
-        session = current_app.extensions["sqlalchemy"].session
+        session = current.app.extensions["sqlalchemy"].session
     assert session is not None
 
     query = stmt
@@ -342,7 +438,9 @@ def _paginate_select(
     ordering = [(c.asc() if desc == backwards else c.desc()) for c, desc in columns]
     query = query.order_by(None).order_by(*ordering).limit(limit + 1)
 
-    rows = list(session.scalars(query).all())
+    result = session.execute(query)
+    # A select of one entity or column pages its values; of several columns, its rows.
+    rows = list(result.scalars() if len(query.column_descriptions) == 1 else result)
     total = None
     if with_total:
         total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
@@ -350,4 +448,4 @@ def _paginate_select(
     def keyf(row: t.Any) -> tuple[t.Any, ...]:
         return tuple(getattr(row, str(c.key)) for c, _ in columns)
 
-    return _finish_page(rows, keyf, cursor, limit, codec, total)
+    return _finish_page(rows, keyf, cursor, limit, codec, total, current.query)

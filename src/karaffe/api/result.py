@@ -14,7 +14,7 @@ from urllib.parse import quote
 from urllib.parse import urljoin as url_join  # werkzeug.urls.url_join (slide 47) left Werkzeug 3
 
 import orjson
-from flask import Response, current_app, request
+from flask import Flask, Request, Response, current_app, request
 from pydantic import BaseModel
 from pydantic_core import to_json, to_jsonable_python
 
@@ -60,20 +60,20 @@ def encode_json(value: t.Any) -> bytes:
 _PATH_SAFE = "!$&'()*+,/:;=@%"
 
 
-def _request_uri() -> str:
+def _request_uri(req: Request) -> str:
     """The request's URL without its query, as an ASCII URI: what a header
     carries (``request.base_url`` is an IRI, and costs a round trip to make)."""
-    root = quote(request.root_path.rstrip("/"), safe=_PATH_SAFE)
-    path = quote(request.path.lstrip("/"), safe=_PATH_SAFE)
-    return f"{request.scheme}://{request.host}{root}/{path}"
+    root = quote(req.root_path.rstrip("/"), safe=_PATH_SAFE)
+    path = quote(req.path.lstrip("/"), safe=_PATH_SAFE)
+    return f"{req.scheme}://{req.host}{root}/{path}"
 
 
-def _resolve(base: str, url: str) -> str:
+def _resolve(req: Request, base: str, url: str) -> str:
     """``url`` resolved against the request URL (slide 47's ``url_join``);
     ``base`` is :func:`_request_uri`, which is all a ``?query`` needs."""
     if url.startswith("?"):
         return base + url if len(url) > 1 else base
-    return url_join(request.url, url)
+    return url_join(req.url, url)
 
 
 class ApiResult:
@@ -117,16 +117,24 @@ class ApiResult:
             links["next"] = self.next_page
         return links
 
-    def to_response(self) -> Response:
+    def to_response(self, app: Flask | None = None, req: Request | None = None) -> Response:
+        """The JSON response. ``app`` and ``req`` are the current app and
+        request, looked up when not given (:class:`karaffe.App` gives them)."""
+        if app is None:
+            app = t.cast(t.Any, current_app)._get_current_object()
+            assert app is not None
         body = b"" if self.status == 204 else encode_json(self.value)
-        rv = current_app.response_class(body, status=self.status, mimetype=self.mimetype)
+        rv = app.response_class(body, status=self.status, mimetype=self.mimetype)
         if self.headers:
             rv.headers.update(self.headers)
         links = self.links()
         if links:
-            base = _request_uri()
+            if req is None:
+                req = t.cast(t.Any, request)._get_current_object()
+                assert req is not None
+            base = _request_uri(req)
             rv.headers["Link"] = ", ".join(
-                f'<{_resolve(base, url)}>; rel="{rel}"' for rel, url in links.items()
+                f'<{_resolve(req, base, url)}>; rel="{rel}"' for rel, url in links.items()
             )
         if self.page is not None and self.page.total is not None:
             rv.headers["X-Total-Count"] = str(self.page.total)

@@ -15,6 +15,13 @@ them to the view as the keyword arguments ``body``, ``query`` and ``path``.
 Errors are karaffe's, not pydantic's: malformed JSON is a 400, a body that is
 not JSON a 415, a body over ``MAX_CONTENT_LENGTH`` a 413, and invalid input a 422
 (``VALIDATION_ERROR_STATUS``) with one ``errors`` entry per bad field.
+
+An :class:`~karaffe.api.errors.ApiException` raised while the input is parsed
+or by the view (a 422, the 400 of a bad cursor...) is answered here, by
+:meth:`karaffe.App.answer_api_exception`, rather than raised through Flask's
+exception dispatch, when that dispatch would call karaffe's own handler
+anyway; when a handler of the app's or a blueprint's would win, or the view is
+wrapped by another decorator, it is raised as before.
 """
 
 from __future__ import annotations
@@ -24,14 +31,14 @@ import types
 import typing as t
 from dataclasses import dataclass, field
 
-from flask import request
+from flask import current_app, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as BaseResponse
 
-from .errors import ErrorItem, MalformedJson, UnsupportedMediaType, ValidationFailed
+from .errors import ApiException, ErrorItem, MalformedJson, UnsupportedMediaType, ValidationFailed
 from .result import ApiResult, RawJson
 
 __all__ = ["EndpointSpec", "endpoint_spec", "returns", "validate", "validation_errors"]
@@ -85,13 +92,25 @@ def validation_errors(
 
     The rejected input value is left out on purpose: it may be a password.
     """
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    return _error_items(errors, prefix, field_names)
+
+
+#: Validates all of a failure's items in one call (rather than one model each).
+_ERROR_ITEMS: TypeAdapter[list[ErrorItem]] = TypeAdapter(list[ErrorItem])
+
+
+def _error_items(
+    errors: t.Iterable[t.Any], prefix: str, field_names: t.Mapping[str, str] | None = None
+) -> list[ErrorItem]:
+    """pydantic's error dicts as ``ErrorItem``s located under ``prefix``."""
     items = []
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+    for error in errors:
         loc = [prefix, *error["loc"]]
         if field_names and len(loc) > 1 and isinstance(loc[1], str):
             loc[1] = field_names.get(loc[1], loc[1])
-        items.append(ErrorItem(loc=loc, msg=error["msg"], code=error["type"]))
-    return items
+        items.append({"loc": loc, "msg": error["msg"], "code": error["type"]})
+    return _ERROR_ITEMS.validate_python(items)
 
 
 def _is_multi(annotation: t.Any) -> bool:
@@ -141,10 +160,11 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     (raised by Werkzeug while reading), 400 when it is not well-formed JSON,
     422 when it does not fit the model.
     """
-    if not _is_json(request.mimetype):
-        got = request.mimetype or "no Content-Type"
+    req = t.cast(t.Any, request)._get_current_object()
+    if not _is_json(req.mimetype):
+        got = req.mimetype or "no Content-Type"
         raise UnsupportedMediaType(f"Expected a JSON body (application/json), got {got}.")
-    data = request.get_data(cache=True)
+    data = req.get_data(cache=True)
     try:
         return model.model_validate_json(data)
     except PydanticValidationError as exc:
@@ -152,7 +172,7 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
         if errors and errors[0]["type"] == "json_invalid":
             reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
             raise MalformedJson(f"The request body is not valid JSON: {reason}.") from None
-        raise ValidationFailed(errors=validation_errors(exc, "body")) from None
+        raise ValidationFailed(errors=_error_items(errors, "body")) from None
 
 
 def _declared(view: View) -> tuple[DeclaredView, EndpointSpec]:
@@ -167,16 +187,23 @@ def _declared(view: View) -> tuple[DeclaredView, EndpointSpec]:
 
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
-        if spec.path is not None:
-            try:
-                kwargs = {"path": spec.path.model_validate(kwargs)}
-            except PydanticValidationError as exc:
-                raise ValidationFailed(errors=validation_errors(exc, "path")) from None
-        if spec.query is not None:
-            kwargs["query"] = parse_query(spec.query, request.args)
-        if spec.body is not None:
-            kwargs["body"] = parse_body(spec.body)
-        return t.cast(ResponseReturnValue, _finish(spec, view(*args, **kwargs)))
+        try:
+            if spec.path is not None:
+                try:
+                    kwargs = {"path": spec.path.model_validate(kwargs)}
+                except PydanticValidationError as exc:
+                    raise ValidationFailed(errors=validation_errors(exc, "path")) from None
+            if spec.query is not None:
+                kwargs["query"] = parse_query(spec.query, request.args)
+            if spec.body is not None:
+                kwargs["body"] = parse_body(spec.body)
+            return t.cast(ResponseReturnValue, _finish(spec, view(*args, **kwargs)))
+        except ApiException as exc:
+            answer = getattr(current_app, "answer_api_exception", None)
+            response = None if answer is None else answer(exc, wrapper)
+            if response is None:
+                raise
+            return t.cast(ResponseReturnValue, response)
 
     setattr(wrapper, _SPEC_ATTR, spec)
     setattr(wrapper, _WRAPPED_ATTR, True)

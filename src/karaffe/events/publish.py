@@ -40,6 +40,7 @@ from blinker import Namespace
 from flask import Blueprint, Flask, current_app, has_app_context
 from sqlalchemy.orm import Session, SessionTransaction
 
+from ..cli import serves_requests
 from ..config import ConfigError, CoreSettings
 from ..signals import credentials_revoked, membership_changed
 from . import devstream
@@ -176,9 +177,13 @@ class Events:
         """Warn once, at start-up, when browsers could not reach any stream:
         a broker other than the in-process one, the app not serving
         ``/events/stream`` and no ``EVENTS_RELAY_URL``. Pages would ask the
-        app's stream, get 404, and have no live updates."""
+        app's stream, get 404, and have no live updates.
+
+        Only a process serving the app's pages warns (a WSGI server's worker,
+        ``flask run``): the relay, the dispatcher, the scheduler and other
+        commands build the same app, serve no page, and stay quiet."""
         settings = EventsSettings.of(state.app)
-        if state.serves_stream or settings.events_relay_url:
+        if state.serves_stream or settings.events_relay_url or not serves_requests():
             return
         log.warning(
             "live updates are off: the broker is %s, the app does not serve "

@@ -21,7 +21,8 @@ compare-and-set gives the guarantees of the scheduler:
 Backends (chosen by URL, see :func:`backend_from_url`):
 
 * :class:`RedisBackend` (``redis://``): one Lua script per claim; all of a
-  job's keys share a hash tag, so it works on Redis Cluster.
+  job's keys share a hash tag, so it works on Redis Cluster (``cluster=True``,
+  the ``JOBS_REDIS_CLUSTER`` setting: the cluster client).
 * :class:`SqlBackend` (``postgresql://``, ``sqlite://``): a ``karaffe_job_runs``
   table with a unique ``(job, tick)``; claims of a job are serialized by a
   transaction-scoped advisory lock on PostgreSQL and by ``BEGIN IMMEDIATE`` on
@@ -362,6 +363,9 @@ class RedisBackend(Backend):
     ``run:<tick ms>``, a hash recording one run, expiring after
     ``history_ttl``; ``running``, a sorted set of the ticks running now,
     scored by the end of their lease.
+
+    With ``cluster``, ``url`` names a node of a Redis Cluster and the cluster
+    client routes each job's calls to the shard holding its slot.
     """
 
     #: Seconds a run record is kept.
@@ -372,12 +376,17 @@ class RedisBackend(Backend):
     #: fails a poll instead of blocking the scheduler, and its leases.
     timeout = 10.0
 
-    def __init__(self, url: str, *, prefix: str = "karaffe:jobs", keep: int = 100) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "karaffe:jobs", keep: int = 100, cluster: bool = False
+    ) -> None:
         import redis
+        from redis.cluster import RedisCluster
 
-        self.client: t.Any = redis.Redis.from_url(
+        factory = RedisCluster.from_url if cluster else redis.Redis.from_url
+        self.client: t.Any = factory(
             url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
         )
+        self.cluster = cluster
         self.prefix = prefix
         self.keep = keep
         self._claim = self.client.register_script(_CLAIM)
@@ -440,15 +449,20 @@ class RedisBackend(Backend):
 
     def abandon_expired(self, jobs: t.Iterable[str], *, now: datetime) -> list[RunRecord]:
         names = list(jobs)
-        pipe = self.client.pipeline(transaction=False)
-        for job in names:
-            self._abandon(
-                keys=[self._key(job, "running")],
-                args=[self._key(job, "run:"), _ms(now), ABANDONED_REASON],
-                client=pipe,
-            )
+        calls: list[tuple[list[str], list[str | int]]] = [
+            ([self._key(job, "running")], [self._key(job, "run:"), _ms(now), ABANDONED_REASON])
+            for job in names
+        ]
+        if self.cluster:
+            # A cluster pipeline cannot carry scripts: one call per job.
+            results = [self._abandon(keys=keys, args=args) for keys, args in calls]
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                self._abandon(keys=keys, args=args, client=pipe)
+            results = pipe.execute()
         records = []
-        for job, marked in zip(names, pipe.execute(), strict=True):
+        for job, marked in zip(names, results, strict=True):
             for tick, until, started, host in marked:
                 tick_at, finished, started_at = _from_ms(tick), _from_ms(until), _from_ms(started)
                 assert tick_at is not None and finished is not None
@@ -742,13 +756,14 @@ def alembic_include_name(name: str | None, type_: str, parent_names: t.Any) -> b
     return not (type_ == "table" and name == SqlBackend.table_name)
 
 
-def backend_from_url(url: str, *, keep: int = 100) -> Backend:
-    """The backend for ``url``: ``redis://``/``rediss://``/``unix://``,
-    ``postgresql://``/``sqlite://`` (any SQLAlchemy URL), or ``memory://``."""
+def backend_from_url(url: str, *, keep: int = 100, redis_cluster: bool = False) -> Backend:
+    """The backend for ``url``: ``redis://``/``rediss://``/``unix://`` (a
+    node of a Redis Cluster with ``redis_cluster``), ``postgresql://``/``sqlite://``
+    (any SQLAlchemy URL), or ``memory://``."""
     if url == "memory://":
         return MemoryBackend(keep=keep)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBackend(url, keep=keep)
+        return RedisBackend(url, keep=keep, cluster=redis_cluster)
     if url.startswith(("postgres", "sqlite")):
         return SqlBackend(url, keep=keep)
     raise ValueError(

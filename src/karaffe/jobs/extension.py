@@ -59,6 +59,10 @@ class JobsSettings(Settings):
     sqlite:/// or memory://. Unset: REDIS_URL, else DATABASE_URL,
     else SQLite in the instance folder."""
 
+    jobs_redis_cluster: bool = False
+    """The jobs backend (JOBS_BACKEND, else REDIS_URL) is a Redis Cluster: use the cluster
+    client (each job's keys share a hash slot)."""
+
     jobs_timezone: t.Annotated[str, AfterValidator(_timezone)] = "UTC"
     """Time zone cron expressions are read in, unless a job names its own."""
 
@@ -153,7 +157,12 @@ class Jobs:
         return f"sqlite:///{os.path.join(self.app.instance_path, 'karaffe-jobs.sqlite3')}"
 
     def make_backend(self) -> Backend:
-        return backend_from_url(self.backend_url(), keep=JobsSettings.of(self.app).jobs_history)
+        settings = JobsSettings.of(self.app)
+        return backend_from_url(
+            self.backend_url(),
+            keep=settings.jobs_history,
+            redis_cluster=settings.jobs_redis_cluster,
+        )
 
     @property
     def backend(self) -> Backend:

@@ -2,7 +2,7 @@
 full-text search (PostgreSQL tsvector + GIN, SQLite FTS5), sort indexes
 
 Revision ID: 5f1d2c3b4a69
-Revises: 953500b0a7ea
+Revises: d5a2f0c8e417
 Create Date: 2026-12-01 22:30:00
 
 Existing rows are backfilled: every project gets a key made from its name
@@ -26,7 +26,7 @@ from karaffe.tenancy import unscoped
 
 # revision identifiers, used by Alembic.
 revision = "5f1d2c3b4a69"
-down_revision = "953500b0a7ea"
+down_revision = "d5a2f0c8e417"
 branch_labels = None
 depends_on = None
 

@@ -18,18 +18,34 @@ from __future__ import annotations
 import typing as t
 
 from flask import Blueprint, current_app, request, url_for
+from pydantic import Field
 
-from karaffe import ApiResult, Conflict, Page, ValidationFailed, paginate, returns, validate
-from karaffe.auth import login_required
+from karaffe import (
+    ApiResult,
+    Conflict,
+    NotFound,
+    Page,
+    ServiceUnavailable,
+    ValidationFailed,
+    auth,
+    paginate,
+    returns,
+    validate,
+)
+from karaffe.auth import User, login_required
 from karaffe.db import db
 from karaffe.tenancy import current_org, current_role
 
-from .. import finding, keys, services
+from .. import accounts, activity, finding, keys, listing, mail, markdown, mentions, services
 from ..forms import FieldError
-from ..models import Comment, Issue, Label, Project
+from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
+    Accepted,
+    ActivityOut,
     CommentIn,
     CommentOut,
+    CommentPatch,
+    EmailChangeIn,
     InvitationIn,
     InvitationOut,
     IssueIn,
@@ -38,15 +54,27 @@ from ..schemas import (
     IssueQuery,
     LabelIn,
     LabelOut,
+    LabelPatch,
+    MarkdownIn,
+    MarkdownOut,
+    MarkedOut,
     MemberOut,
+    MentionableOut,
+    MentionQuery,
+    NotificationOut,
+    NotificationQuery,
     OrganizationIn,
     OrganizationOut,
     OrgIssueQuery,
+    PasswordChangeIn,
+    ProfileIn,
     ProjectIn,
     ProjectOut,
     ProjectPatch,
     RoleIn,
+    UnreadOut,
     UserRef,
+    WatchOut,
 )
 from ..web import viewer
 
@@ -105,13 +133,94 @@ _OBJECTS: dict[str, tuple[str, type[Project | Issue | Label | Comment]]] = {
 
 class Me(UserRef):
     email: str
+    email_verified: bool = Field(
+        description="Whether the user followed the link mailed to `email`."
+    )
+
+    @classmethod
+    def of(cls, user: User) -> Me:
+        return cls(
+            id=user.id,
+            name=user.name,
+            email=user.email,
+            email_verified=user.email_verified_at is not None,
+        )
 
 
 @blueprint.get("/me")
 @returns(Me)
 def me() -> t.Any:
     """The user the request is authenticated as."""
-    return viewer()
+    return Me.of(viewer())
+
+
+@blueprint.patch("/me")
+@validate(body=ProfileIn)
+@returns(Me)
+def update_me(body: ProfileIn) -> t.Any:
+    """Change the caller's name."""
+    user = viewer()
+    user.name = body.name
+    db.session.flush()
+    out = Me.of(user)
+    db.session.commit()
+    return out
+
+
+def _check_current_password(user: User, password: str) -> None:
+    if not user.check_password(password):
+        raise FieldError("current_password", "This is not your current password.", "wrong")
+
+
+_MAIL_DOWN = {503: "The mail could not be sent; nothing changed"}
+
+
+@blueprint.post("/me/email")
+@validate(body=EmailChangeIn)
+@returns(
+    Accepted,
+    status=202,
+    errors={409: "Another account has this email", 422: "Wrong current password", **_MAIL_DOWN},
+)
+def change_email(body: EmailChangeIn) -> t.Any:
+    """Start changing the caller's email: a link goes to the new address,
+    which becomes the login once it is followed (the old one until then)."""
+    user = viewer()
+    _check_current_password(user, body.current_password)
+    message = accounts.change_email(user, body.email)
+    if not mail.send_or_log(message):
+        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
+    return Accepted(
+        detail=f"A link went to {body.email}: it becomes the login once it is followed."
+    )
+
+
+@blueprint.post("/me/email/verification")
+@returns(Accepted, status=202, errors={409: "The email is verified already", 429: "", **_MAIL_DOWN})
+def resend_verification() -> t.Any:
+    """Mail a new verification link to the caller's address."""
+    user = viewer()
+    if user.email_verified_at is not None:
+        raise Conflict(f"{user.email} is verified already.")
+    accounts.check_reset_rate("verify", user.email, request.remote_addr or "unknown")
+    if not mail.send_or_log(accounts.verification_mail(user)):
+        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
+    return Accepted(detail=f"A link went to {user.email}.")
+
+
+@blueprint.put("/me/password")
+@validate(body=PasswordChangeIn)
+@returns(None, status=204, errors={422: "Wrong current password"})
+def change_password(body: PasswordChangeIn) -> t.Any:
+    """Change the caller's password: every login session ends, but the
+    request's own (API tokens stay valid: revoke them on their page)."""
+    user = viewer()
+    _check_current_password(user, body.current_password)
+    user.set_password(body.password)
+    if auth.current_session() is not None:
+        auth.rotate_session()
+    db.session.commit()
+    return ApiResult(None, status=204)
 
 
 # -- organizations -------------------------------------------------------------------
@@ -129,9 +238,15 @@ def list_orgs() -> t.Any:
 
 @blueprint.post("/orgs")
 @validate(body=OrganizationIn)
-@returns(OrganizationOut, status=201, links={"org_slug": "slug"})
+@returns(
+    OrganizationOut,
+    status=201,
+    errors={409: "The caller belongs to an organization of that name already"},
+    links={"org_slug": "slug"},
+)
 def create_org(body: OrganizationIn) -> t.Any:
-    """A new organization, owned by the caller."""
+    """A new organization, owned by the caller. Names are not unique across
+    the site (the slug is), but nobody gets two organizations of one name."""
     org = services.create_org(body.name, viewer())
     out = OrganizationOut(id=org.id, name=org.name, slug=org.slug, role="owner")
     db.session.commit()
@@ -216,7 +331,19 @@ def list_labels() -> t.Any:
     links={"label_id": "id"},
 )
 def create_label(body: LabelIn) -> t.Any:
-    label = services.create_label(current_org.id, viewer(), body.name)
+    """A new label (admins), with a colour (one from a palette when left out)."""
+    label = services.create_label(current_org.id, viewer(), body.name, body.color)
+    out = LabelOut.model_validate(label)
+    db.session.commit()
+    return out
+
+
+@blueprint.patch("/labels/<id:label_id>")
+@validate(body=LabelPatch)
+@returns(LabelOut, errors={**_WRITE_ERRORS, 409: "The organization has another label of that name"})
+def update_label(label: Label, body: LabelPatch) -> t.Any:
+    """Rename or recolour a label (admins)."""
+    services.update_label(label, viewer(), body)
     out = LabelOut.model_validate(label)
     db.session.commit()
     return out
@@ -282,8 +409,9 @@ def delete_project(project: Project) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
-def _listed(page: Page[Issue], counts: finding.Counts) -> ApiResult:
+def _listed(page: Page[dict[str, t.Any]], counts: finding.Counts) -> ApiResult:
     return ApiResult(
+        listing.issues_json(page.items),
         page=page,
         headers={"X-Open-Count": str(counts.open), "X-Closed-Count": str(counts.closed)},
     )
@@ -298,7 +426,7 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     description, comments); ``sort`` and ``direction`` order them. ``Link``
     headers page through; ``X-Open-Count`` and ``X-Closed-Count`` count the
     open and closed issues the other filters select."""
-    page = finding.issue_page(query, viewer(), project=project)
+    page = finding.issue_page(query, viewer(), project=project, description_html=True)
     return _listed(page, finding.status_counts(query, viewer(), project=project))
 
 
@@ -310,7 +438,7 @@ def list_org_issues(query: OrgIssueQuery) -> t.Any:
     sort orders of a project's list, and ``project``. ``assignee=me`` and
     ``author=me`` are the caller's issues."""
     org_id = current_org.id
-    page = finding.issue_page(query, viewer(), org_id=org_id)
+    page = finding.issue_page(query, viewer(), org_id=org_id, description_html=True)
     return _listed(page, finding.status_counts(query, viewer(), org_id=org_id))
 
 
@@ -376,7 +504,26 @@ def list_comments(issue: Issue) -> t.Any:
 @validate(body=CommentIn)
 @returns(CommentOut, status=201, errors=_WRITE_ERRORS, links={"comment_id": "id"})
 def create_comment(issue: Issue, body: CommentIn) -> t.Any:
-    comment = services.add_comment(issue, viewer(), body.body)
+    """Comment on an issue; ``"status": "closed"`` (or ``"open"``) also
+    closes (or reopens) it, in the same write."""
+    comment = services.add_comment(issue, viewer(), body.body, body.status)
+    out = CommentOut.model_validate(comment)
+    db.session.commit()
+    return out
+
+
+@blueprint.get("/comments/<id:comment_id>")
+@returns(CommentOut, errors=_NOT_FOUND)
+def get_comment(comment: Comment) -> t.Any:
+    return comment
+
+
+@blueprint.patch("/comments/<id:comment_id>")
+@validate(body=CommentPatch)
+@returns(CommentOut, errors=_WRITE_ERRORS)
+def update_comment(comment: Comment, body: CommentPatch) -> t.Any:
+    """Change a comment's text (its author or an admin)."""
+    services.edit_comment(comment, viewer(), body.body)
     out = CommentOut.model_validate(comment)
     db.session.commit()
     return out
@@ -389,3 +536,108 @@ def delete_comment(comment: Comment) -> t.Any:
     services.delete_comment(comment, viewer())
     db.session.commit()
     return ApiResult(None, status=204)
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+@blueprint.post("/markdown")
+@validate(body=MarkdownIn)
+@returns(MarkdownOut)
+def render_markdown(body: MarkdownIn) -> t.Any:
+    """Render Markdown as descriptions and comments are shown (the forms'
+    Preview). Nothing is stored."""
+    return MarkdownOut(html=markdown.render(body.text))
+
+
+# -- activity, watching, notifications, mentions ----------------------------------------
+
+
+@blueprint.get("/issues/<id:issue_id>/activity")
+@returns(list[ActivityOut], paginated=True, errors=_NOT_FOUND)
+def list_activity(issue: Issue) -> t.Any:
+    """An issue's activity (created, title, description, status, assignee,
+    labels, comment), oldest first."""
+    page = paginate(activity.activity_of(issue), order_by=[Activity.id.asc()])
+    return ApiResult(page=page)
+
+
+@blueprint.get("/issues/<id:issue_id>/watch")
+@returns(WatchOut, errors=_NOT_FOUND)
+def get_watch(issue: Issue) -> t.Any:
+    """Whether the caller watches the issue (is notified of its comments and
+    status changes)."""
+    return WatchOut(watching=activity.watching(issue, viewer()))
+
+
+@blueprint.put("/issues/<id:issue_id>/watch")
+@returns(WatchOut, errors=_NOT_FOUND)
+def watch(issue: Issue) -> t.Any:
+    """Watch the issue."""
+    activity.set_watching(issue, viewer(), True)
+    db.session.commit()
+    return WatchOut(watching=True)
+
+
+@blueprint.delete("/issues/<id:issue_id>/watch")
+@returns(WatchOut, errors=_NOT_FOUND)
+def unwatch(issue: Issue) -> t.Any:
+    """Stop watching the issue; commenting on it or being mentioned later
+    does not start watching it again (use PUT)."""
+    activity.set_watching(issue, viewer(), False)
+    db.session.commit()
+    return WatchOut(watching=False)
+
+
+@blueprint.get("/notifications")
+@validate(query=NotificationQuery)
+@returns(list[NotificationOut], paginated=True)
+def list_notifications(query: NotificationQuery) -> t.Any:
+    """The caller's notifications in all their organizations, newest first."""
+    stmt = activity.inbox(viewer(), unread_only=query.unread)
+    return ApiResult(page=paginate(stmt, order_by=activity.INBOX_ORDER))
+
+
+@blueprint.get("/notifications/unread")
+@returns(UnreadOut)
+def unread_notifications() -> t.Any:
+    """How many notifications the caller has not read (the header's count)."""
+    return UnreadOut(unread=activity.unread_count(viewer()))
+
+
+@blueprint.post("/notifications/read")
+@returns(MarkedOut)
+def mark_all_read() -> t.Any:
+    """Mark all of the caller's notifications read."""
+    marked = activity.mark_read(viewer())
+    db.session.commit()
+    return MarkedOut(marked=marked)
+
+
+@blueprint.post("/notifications/<id:notification_id>/read")
+@returns(MarkedOut, errors={404: "Not found, or not the caller's"})
+def mark_read(notification_id: int) -> t.Any:
+    """Mark one of the caller's notifications read (`marked` is 0 when it
+    was read already)."""
+    user = viewer()
+    if activity.get_notification(user, notification_id) is None:
+        raise NotFound("The requested resource was not found.")
+    marked = activity.mark_read(user, notification_id)
+    db.session.commit()
+    return MarkedOut(marked=marked)
+
+
+@blueprint.get("/orgs/<org_slug>/mentionable")
+@validate(query=MentionQuery)
+@returns(list[MentionableOut], errors=_NOT_FOUND)
+def mentionable(query: MentionQuery) -> t.Any:
+    """Members of the organization whose handle or name starts with ``q``
+    (at most 8): what ``@`` offers in the text boxes."""
+    wanted = query.q.strip().lstrip("@").casefold()
+    found = [
+        MentionableOut(id=m.user_id, name=m.name, handle=m.handle)
+        for m in mentions.members(current_org.id)
+        if m.handle.startswith(wanted)
+        or any(part.startswith(wanted) for part in m.name.casefold().split())
+    ]
+    return found[:8]

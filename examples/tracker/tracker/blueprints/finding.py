@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from karaffe.auth import login_required
 from karaffe.tenancy import current_org
 
-from .. import finding, keys, services
+from .. import finding, keys, listing, services
 from ..schemas import IssueQuery, OrgIssueQuery
 from ..settings import TrackerSettings
 from ..web import html_page_of, viewer
@@ -86,8 +86,9 @@ def issues() -> ResponseReturnValue:
         counts=finding.status_counts(filters, user, org_id=org.id),
         filters=template_filters(filters),
         mine=mine,
-        members=services.members_of(org.id),
-        all_labels=services.labels_of(org.id),
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
+        members=listing.assignee_choices(org.id),
+        all_labels=listing.label_choices(org.id),
         projects={p.id: p for p in services.projects_of(org.id)},
     )
 

@@ -1,18 +1,28 @@
-"""Issues: create, view, edit, close and reopen, delete, comment."""
+"""Issues: create, view, edit, close and reopen, delete; comments: add
+(optionally closing or reopening the issue), edit, delete.
+
+The Markdown fields have a Preview button: with JavaScript it asks
+``/api/v1/markdown`` and shows the result in place; without, it submits the
+form with ``preview=1`` and the page comes back with the preview, nothing
+saved."""
 
 from __future__ import annotations
 
+import datetime as dt
+import typing as t
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import Forbidden
 
 from karaffe.auth import login_required
 from karaffe.db import db
-from karaffe.tenancy import current_org
+from karaffe.tenancy import current_org, current_role
 
-from .. import services
+from .. import activity, markdown, mentions, services
 from ..forms import FieldError, Form
-from ..models import Issue, Project
-from ..schemas import CommentIn, IssueIn, IssueOut, IssuePatch
+from ..models import Comment, Issue, Project
+from ..schemas import CommentIn, CommentPatch, IssueIn, IssueOut, IssuePatch
 from ..web import in_current_org, viewer
 
 blueprint = Blueprint("issues", __name__, url_prefix="/o/<org_slug>")
@@ -20,7 +30,7 @@ blueprint = Blueprint("issues", __name__, url_prefix="/o/<org_slug>")
 # Every write reads what its answer needs (ids, names) before the commit and
 # no model after it: see tracker.blueprints.api_v1.
 
-#: Fields of the issue form; ``label_ids`` is a multiple select.
+#: Fields of the issue form; ``label_ids`` is a group of checkboxes.
 _MULTI = {"label_ids"}
 
 
@@ -28,6 +38,12 @@ def _issue(issue_id: int) -> Issue:
     issue = services.get_visible(Issue, issue_id)
     in_current_org(issue.organization_id)
     return issue
+
+
+def _preview(form: Form, name: str) -> None:
+    """Fill ``form.preview`` when the Preview button (not Save) submitted it."""
+    if request.form.get("preview"):
+        form.preview = markdown.render(str(form.data.get(name) or ""))
 
 
 def _form_page(
@@ -42,7 +58,7 @@ def _form_page(
         project=project,
         issue=issue,
         assignee_options=[(m.user_id, m.user.name) for m in members],
-        label_options=[(label.id, label.name) for label in labels],
+        label_options=labels,
     )
     return page, status
 
@@ -60,6 +76,9 @@ def new(project_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         return _form_page(Form(), project, None)
     form, data = _submitted()
+    _preview(form, "description")
+    if form.preview is not None:
+        return _form_page(form, project, None)
     if data is None:
         return _form_page(form, project, None, 422)
     try:
@@ -80,18 +99,43 @@ def show(issue_id: int) -> ResponseReturnValue:
     return _show_page(issue, Form())
 
 
+def _timeline(issue: Issue) -> tuple[list[Comment], list[tuple[str, t.Any]]]:
+    """The issue's comments, and its comments and other activity interleaved
+    oldest first (two queries): ``("comment", Comment)`` or ``("event",
+    Activity)``. A comment's own activity row is the comment itself."""
+    comments = services.comments_of(issue)
+    events = [a for a in activity.timeline(issue) if a.kind != "comment"]
+    merged: list[tuple[dt.datetime, int, str, t.Any]] = [
+        (c.created_at, 0, "comment", c) for c in comments
+    ] + [(a.created_at, 1, "event", a) for a in events]
+    merged.sort(key=lambda entry: (entry[0], entry[1], entry[3].id))
+    return comments, [(kind, row) for _, _, kind, row in merged]
+
+
 def _show_page(issue: Issue, form: Form, status: int = 200) -> ResponseReturnValue:
+    comments, timeline = _timeline(issue)
     page = render_template(
         "issues/show.html",
         org=current_org,
         project=issue.project,
         issue=issue,
         issue_json=IssueOut.model_validate(issue).model_dump(mode="json"),
-        comments=services.comments_of(issue),
+        comments=comments,
+        timeline=timeline,
+        describe=activity.describe,
+        mention_links=mentions.links(current_org.slug, current_org.id),
+        watching=activity.watching(issue, viewer()),
         form=form,
+        may_change=_may_change,
         live={"issue": issue.id},
     )
     return page, status
+
+
+def _may_change(author_id: int | None) -> bool:
+    """Whether the viewer may edit or delete what ``author_id`` wrote: the
+    page offers only what the services would allow."""
+    return services.may_change(author_id, viewer(), current_role())
 
 
 @blueprint.route("/issues/<id:issue_id>/edit", methods=["GET", "POST"])
@@ -109,6 +153,9 @@ def edit(issue_id: int) -> ResponseReturnValue:
         )
         return _form_page(form, issue.project, issue)
     form, data = _submitted()
+    _preview(form, "description")
+    if form.preview is not None:
+        return _form_page(form, issue.project, issue)
     if data is None:
         return _form_page(form, issue.project, issue, 422)
     patch = IssuePatch.model_validate(data.model_dump())
@@ -142,6 +189,8 @@ def set_status(issue_id: int) -> ResponseReturnValue:
 def delete(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
     project_id, key = issue.project_id, issue.key
+    if not _may_change(issue.author_id):
+        raise Forbidden("Only the issue's author or an organization admin can delete it.")
     if request.method == "GET":
         return render_template(
             "confirm.html",
@@ -161,10 +210,72 @@ def delete(issue_id: int) -> ResponseReturnValue:
 def comment(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
     form = Form.from_request(CommentIn)
-    data = form.validate(CommentIn)
+    _preview(form, "body")
+    if form.preview is not None:
+        return _show_page(issue, form)
+    status = form.data.get("status") or None
+    if status is not None and not str(form.data.get("body", "")).strip():
+        # "Close issue" with nothing written: only the status changes.
+        form.data.pop("body", None)
+        return set_status(issue_id)
+    data = form.validate(CommentIn, blank_is_none={"status"})
     if data is None:
         return _show_page(issue, form, 422)
-    services.add_comment(issue, viewer(), data.body)
+    closes = data.status is not None and data.status != issue.status
+    comment = services.add_comment(issue, viewer(), data.body, data.status)
+    comment_id = comment.id
     db.session.commit()
-    flash("Comment added.", "success")
+    if closes:
+        verb = "closed" if data.status == "closed" else "reopened"
+        flash(f"Comment added; issue #{issue_id} {verb}.", "success")
+    else:
+        flash("Comment added.", "success")
+    return redirect(url_for("issues.show", issue_id=issue_id) + f"#comment-{comment_id}")
+
+
+def _comment(comment_id: int) -> Comment:
+    comment = services.get_visible(Comment, comment_id)
+    in_current_org(comment.organization_id)
+    if not _may_change(comment.author_id):
+        raise Forbidden("Only the comment's author or an organization admin can change it.")
+    return comment
+
+
+@blueprint.route("/comments/<id:comment_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_comment(comment_id: int) -> ResponseReturnValue:
+    comment = _comment(comment_id)
+    issue_id = comment.issue_id
+    if request.method == "GET":
+        form = Form(data={"body": comment.body})
+    else:
+        form = Form.from_request(CommentPatch)
+        _preview(form, "body")
+        data = None if form.preview is not None else form.validate(CommentPatch)
+        if data is not None:
+            services.edit_comment(comment, viewer(), data.body)
+            db.session.commit()
+            flash("Comment saved.", "success")
+            return redirect(url_for("issues.show", issue_id=issue_id) + f"#comment-{comment_id}")
+    page = render_template("issues/comment_form.html", form=form, org=current_org, comment=comment)
+    return page, 422 if form.errors else 200
+
+
+@blueprint.route("/comments/<id:comment_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete_comment(comment_id: int) -> ResponseReturnValue:
+    comment = _comment(comment_id)
+    issue_id = comment.issue_id
+    if request.method == "GET":
+        author = comment.author.name if comment.author else "someone"
+        return render_template(
+            "confirm.html",
+            heading="Delete this comment?",
+            message=f"The comment by {author} will be deleted. This cannot be undone.",
+            button="Delete comment",
+            cancel_url=url_for("issues.show", issue_id=issue_id) + f"#comment-{comment_id}",
+        )
+    services.delete_comment(comment, viewer())
+    db.session.commit()
+    flash("Comment deleted.", "success")
     return redirect(url_for("issues.show", issue_id=issue_id) + "#comments")

@@ -8,14 +8,14 @@ from flask.typing import ResponseReturnValue
 
 from karaffe.auth import login_required
 from karaffe.db import db
-from karaffe.tenancy import current_org, current_role
+from karaffe.tenancy import current_org
 
-from .. import finding, services
+from .. import finding, listing, services
 from ..forms import FieldError, Form
 from ..models import Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
-from ..web import html_page_of, in_current_org, viewer
+from ..web import html_page_of, in_current_org, viewer, viewer_role
 from .finding import list_filters, template_filters
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
@@ -69,9 +69,11 @@ def show(project_id: int) -> ResponseReturnValue:
         page=page,
         counts=finding.status_counts(filters, user, project=project),
         filters=template_filters(filters),
-        members=services.members_of(current_org.id),
-        all_labels=services.labels_of(current_org.id),
-        can_manage=current_role() in ("admin", "owner"),
+        # Every row links to its issue: the URL is made once.
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
+        members=listing.assignee_choices(current_org.id),
+        all_labels=listing.label_choices(current_org.id),
+        can_manage=viewer_role(current_org.id) in ("admin", "owner"),
         live={"project": project.id},
     )
 

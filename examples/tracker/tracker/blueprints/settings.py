@@ -1,5 +1,8 @@
-"""The viewer's settings: API tokens (create, list, revoke); login sessions
-(list, end one or all others) and the password.
+"""The viewer's settings: the profile (name, email, password); API tokens
+(create, list, revoke); login sessions (list, end one or all others).
+
+A new email becomes the login only once the link mailed to it is followed
+(:mod:`tracker.accounts`); until then the old one stays.
 
 Creating a token is POST-redirect-GET: the POST stores the new secret in the
 session, the page the redirect leads to shows it once and forgets it, so a
@@ -31,8 +34,9 @@ from karaffe import auth
 from karaffe.auth import ApiToken, create_api_token, login_required, revoke_api_token, utcnow
 from karaffe.db import db
 
-from ..forms import Form
-from ..schemas import PasswordChangeIn, TokenIn
+from .. import accounts, mail
+from ..forms import FieldError, Form
+from ..schemas import EmailChangeIn, PasswordChangeIn, ProfileIn, TokenIn
 from ..web import viewer
 
 blueprint = Blueprint("settings", __name__, url_prefix="/settings")
@@ -117,7 +121,7 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     return redirect(url_for("settings.tokens"))
 
 
-# -- sessions and password -------------------------------------------------------------
+# -- sessions -------------------------------------------------------------
 
 _BROWSERS = [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
              ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]  # fmt: skip
@@ -137,7 +141,7 @@ def browser_name(user_agent: str) -> str:
     return first or "Unknown browser"
 
 
-def _sessions_page(form: Form, status: int = 200) -> ResponseReturnValue:
+def _sessions_page() -> ResponseReturnValue:
     current = auth.current_session()
     page = render_template(
         "settings/sessions.html",
@@ -149,15 +153,14 @@ def _sessions_page(form: Form, status: int = 200) -> ResponseReturnValue:
             )
             for record in auth.sessions_of(viewer())
         ],
-        form=form,
     )
-    return page, status
+    return page
 
 
 @blueprint.get("/sessions")
 @login_required
 def sessions() -> ResponseReturnValue:
-    return _sessions_page(Form())
+    return _sessions_page()
 
 
 @blueprint.post("/sessions/<id:session_id>/end")
@@ -181,20 +184,83 @@ def end_other_sessions() -> ResponseReturnValue:
     return redirect(url_for("settings.sessions"))
 
 
+# -- the profile -----------------------------------------------------------------------
+
+
+def _profile_page(forms: dict[str, Form] | None = None, status: int = 200) -> ResponseReturnValue:
+    user = viewer()
+    forms = forms or {}
+    page = render_template(
+        "settings/profile.html",
+        user=user,
+        name_form=forms.get("name") or Form(data={"name": user.name}),
+        email_form=forms.get("email") or Form(),
+        password_form=forms.get("password") or Form(),
+    )
+    return page, status
+
+
+@blueprint.get("/profile")
+@login_required
+def profile() -> ResponseReturnValue:
+    return _profile_page()
+
+
+@blueprint.post("/profile")
+@login_required
+def change_name() -> ResponseReturnValue:
+    form = Form.from_request(ProfileIn)
+    data = form.validate(ProfileIn)
+    if data is None:
+        return _profile_page({"name": form}, 422)
+    viewer().name = data.name
+    db.session.commit()
+    flash("Name saved.", "success")
+    return redirect(url_for("settings.profile"))
+
+
+@blueprint.post("/email")
+@login_required
+def change_email() -> ResponseReturnValue:
+    """Send a link to the new address; it becomes the login once followed."""
+    form = Form.from_request(EmailChangeIn)
+    data = form.validate(EmailChangeIn)
+    if data is None:
+        return _profile_page({"email": form}, 422)
+    user = viewer()
+    if not user.check_password(data.current_password):
+        form.errors["current_password"] = "This is not your current password."
+        return _profile_page({"email": form}, 422)
+    try:
+        message = accounts.change_email(user, data.email)
+    except FieldError as exc:
+        form.add_error(exc)
+        return _profile_page({"email": form}, 422)
+    if mail.send_or_log(message):
+        flash(
+            f"We sent a link to {data.email}: it becomes your login once you open it. "
+            f"Until then you log in with {user.email}.",
+            "success",
+        )
+    else:
+        flash("The mail could not be sent just now: try again in a while.", "error")
+    return redirect(url_for("settings.profile"))
+
+
 @blueprint.post("/password")
 @login_required
 def change_password() -> ResponseReturnValue:
     form = Form.from_request(PasswordChangeIn)
     data = form.validate(PasswordChangeIn)
     if data is None:
-        return _sessions_page(form, 422)
+        return _profile_page({"password": form}, 422)
     user = viewer()
     if not user.check_password(data.current_password):
         form.errors["current_password"] = "This is not your current password."
-        return _sessions_page(form, 422)
+        return _profile_page({"password": form}, 422)
     user.set_password(data.password)
     # A new session id for this browser; every other session ends on commit.
     auth.rotate_session()
     db.session.commit()
     flash("Password changed: your other sessions are logged out.", "success")
-    return redirect(url_for("settings.sessions"))
+    return redirect(url_for("settings.profile"))

@@ -98,6 +98,7 @@ class Relay:
         """Tell every client to reconnect (to another process, with its
         cursor) and end the streams; wait up to ``grace`` seconds for them."""
         self.closing = True
+        self.hub.flush()
         for conn in list(self.connections):
             conn.write(control("reconnect", {}))
             conn.finish("shutdown")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import typing as t
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ..protocol import StreamId
 from ..session import StreamSession
 from ..tokens import ChannelGrant
 from .metrics import Metrics
 
-__all__ = ["Connection", "Message", "Receive", "Scope", "Send", "chunk", "drive"]
+__all__ = ["Connection", "Message", "Receive", "Scope", "Send", "chunk", "drive", "write_all"]
 
 Scope = dict[str, t.Any]
 Message = dict[str, t.Any]
@@ -80,6 +80,7 @@ class Connection:
         "grant",
         "max_buffer",
         "metrics",
+        "pending",
         "send",
         "session",
         "transport",
@@ -106,6 +107,9 @@ class Connection:
         #: event ``(channel, id, epoch, tail)``, or a reset of the channel's
         #: feed ``(channel, id, epoch, b"")`` (see ``Hub.reset_feed``).
         self.early: list[tuple[str, StreamId, int, bytes]] = []
+        #: Frames of its own (an ``id:`` line for each of its channels)
+        #: that the hub writes at the end of the event loop's turn.
+        self.pending: list[bytes] | None = None
         self._buffer: list[bytes] | None = None
         self._buffered = 0
         self._sending = False
@@ -187,3 +191,18 @@ class Connection:
         """End the stream (the handler completes the response)."""
         if not self.done.done():
             self.done.set_result(reason)
+
+
+def write_all(conns: Iterable[Connection], data: bytes, chunked: bytes) -> None:
+    """:meth:`Connection.write` of the same ``data`` (``chunked`` is
+    ``chunk(data)``) to every one of ``conns``: the fan-out's loop, with the
+    common case (an open transport) inline, one call less per connection."""
+    for conn in conns:
+        transport = conn.transport
+        if transport is None or transport.is_closing() or conn.done.done():
+            conn.write(data, chunked)
+            continue
+        conn.wrote = True
+        transport.write(chunked)
+        if transport.get_write_buffer_size() > conn.max_buffer:
+            conn.cut()

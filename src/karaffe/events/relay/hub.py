@@ -51,7 +51,7 @@ from ..protocol import (
 from ..session import control
 from ..tokens import ChannelGrant
 from .config import RelayConfig
-from .connection import NO_EARLY, Connection, chunk
+from .connection import NO_EARLY, Connection, chunk, write_all
 from .health import RedisHealth
 from .metrics import Metrics
 
@@ -101,7 +101,18 @@ class ChannelFeed:
     """The hub's view of one channel: the shared subscription, the last event
     processed, and the connections following it."""
 
-    __slots__ = ("epoch", "fast", "idle_since", "joining", "last", "name", "ready", "slow", "start")
+    __slots__ = (
+        "epoch",
+        "fast",
+        "idle_since",
+        "joining",
+        "last",
+        "name",
+        "pending",
+        "ready",
+        "slow",
+        "start",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -121,6 +132,9 @@ class ChannelFeed:
         self.joining: set[Connection] = set()
         #: When the last connection left (monotonic), None while followed.
         self.idle_since: float | None = None
+        #: Frames for ``fast`` not written yet: the events that arrived in
+        #: this turn of the event loop, written as one (see ``Hub.flush``).
+        self.pending: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self.fast) + len(self.slow) + len(self.joining)
@@ -177,6 +191,11 @@ class Hub:
         self._revoked: dict[str, tuple[float | None, float]] = {}
         self._subscribing = asyncio.Lock()
         self._changed: asyncio.Future[None] | None = None
+        #: Feeds with ``pending`` frames, connections with their own
+        #: ``pending`` frames, and the call that writes them (see flush).
+        self._dirty: list[ChannelFeed] = []
+        self._dirty_conns: list[Connection] = []
+        self._flush_handle: asyncio.Handle | None = None
         self.started = False
 
     def _client(self, **options: t.Any) -> t.Any:
@@ -327,6 +346,9 @@ class Hub:
     def go_live(self, conn: Connection) -> None:
         """Deliver what arrived during the replay, then switch ``conn`` to
         live delivery (no await in between: nothing can slip through)."""
+        # What the fast connections have pending came before ``conn``'s
+        # position: written now, it cannot reach ``conn`` as well.
+        self.flush()
         session = conn.session
         for channel, sid, epoch, tail in conn.early:
             if tail:
@@ -474,6 +496,11 @@ class Hub:
         revocations = self.redis.pubsub() if self.config.cluster else pubsub
         try:
             async with asyncio.timeout(self.redis_timeout):
+                if self.config.cluster:
+                    # The cluster client learns the slots on its first
+                    # command; a pub/sub subscription is none, and fails
+                    # with a KeyError (the slot) until something else ran.
+                    await self.redis.initialize()
                 await revocations.subscribe(self.keys.revocations)
             async with self._subscribing:
                 for feed in self.feeds.values():
@@ -604,6 +631,7 @@ class Hub:
         """Tell every connection of ``feed`` to reload the channel
         (``reset``), and go on from ``position``."""
         log.warning("relay resets %d stream(s) of %s: %s", len(feed), feed.name, why)
+        self.flush()
         channel = feed.name
         for group in (feed.fast, feed.slow):
             for conn in group:
@@ -645,22 +673,36 @@ class Hub:
         if feed.fast:
             # The position of a connection in ``fast`` is the feed's: it is
             # written into its session only when it leaves (see _demote).
+            # Encoded once, written with the other events of this turn of the
+            # loop (see flush).
             shared = b"id: " + Position(epoch, sid).segment(channel).encode("ascii") + b"\n" + tail
-            shared_chunk = chunk(shared)
-            for conn in feed.fast:
-                conn.write(shared, shared_chunk)
+            if not feed.pending:
+                self._dirty.append(feed)
+                self._flush_later()
+            feed.pending.append(shared)
         promote = []
         for conn in feed.slow:
             data = conn.session.live_encoded(channel, sid, epoch, tail)
             if data:
-                conn.write(data)
+                # Its own id line; written with its other frames of this turn.
+                pending = conn.pending
+                if pending is None:
+                    conn.pending = [data]
+                    self._dirty_conns.append(conn)
+                    self._flush_later()
+                else:
+                    pending.append(data)
                 # In step with the feed now (not when this was a duplicate:
                 # the connection may be ahead of the feed after a resync).
                 if conn.channel is not None:
                     promote.append(conn)
-        for conn in promote:
-            feed.slow.discard(conn)
-            feed.fast.add(conn)
+        if promote:
+            # The feed's pending frames are not for them: they had this one
+            # already (in their own pending frames, written first).
+            self.flush()
+            for conn in promote:
+                feed.slow.discard(conn)
+                feed.fast.add(conn)
         for conn in feed.joining:
             conn.early.append((channel, sid, epoch, tail))
         self.metrics.deliveries += len(feed.fast) + len(feed.slow)
@@ -668,12 +710,48 @@ class Hub:
     def _demote(self, feed: ChannelFeed) -> None:
         """Move ``feed``'s fast connections to the slow path, giving each its
         position (the feed's), which the fast path does not keep up to date."""
+        self.flush()
         if feed.fast and feed.epoch is not None and feed.last is not None:
             position = Position(feed.epoch, feed.last)
             for conn in feed.fast:
                 conn.session.positions[feed.name] = position
         feed.slow.update(feed.fast)
         feed.fast.clear()
+
+    def _flush_later(self) -> None:
+        """Flush at the end of this turn of the event loop."""
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_handle = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the fan-out collected: each connection's own frames,
+        then every feed's shared frames to its fast connections. One write
+        per connection for all the events of one turn of the event loop (the
+        hub calls it at the end of each turn it dispatched in, and before
+        anything else is written to those connections or they change paths)."""
+        if self._dirty_conns:
+            conns, self._dirty_conns = self._dirty_conns, []
+            for conn in conns:
+                frames = conn.pending
+                conn.pending = None
+                if frames:
+                    conn.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        if self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for feed in dirty:
+                self._flush_feed(feed)
+
+    def _flush_feed(self, feed: ChannelFeed) -> None:
+        frames = feed.pending
+        if not frames:
+            return
+        feed.pending = []
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        write_all(feed.fast, data, chunk(data))
 
     # -- revocation --------------------------------------------------------------------
 
@@ -690,6 +768,7 @@ class Hub:
     def _cut_revoked(self, user: str, at: float | None, credential: str | None = None) -> None:
         """End ``user``'s streams revoked at ``at``: all of them, or with
         ``credential`` those bound to it."""
+        self.flush()
         for conn in list(self.by_user.get(user, ())):
             if credential is not None and conn.grant.credential != credential:
                 continue
@@ -751,6 +830,7 @@ class Hub:
     def _deadline(self, conn: Connection, kind: str) -> None:
         if conn.done.done():
             return
+        self.flush()
         if kind == "notice":
             conn.write(control("token-expiring", {"expires_at": conn.grant.expires_at}))
         else:

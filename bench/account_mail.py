@@ -1,0 +1,102 @@
+"""``python -m bench.account_mail``: what a "forgot password" request costs,
+for an email with an account and one without, by mail backend.
+
+The tracker (SQLite, in process, the Flask test client) answers
+``POST /password/forgot`` the same for both emails; only a known one sends a
+mail, in the request. With Flask-Mailman's ``locmem`` backend the mail costs
+next to nothing; with ``smtp`` it is a connection and a conversation with a
+local SMTP server (aiosmtpd, started for the run on a free 127.0.0.1 port).
+The difference between the two rows of one backend is what a stopwatch could
+tell an attacker (docs/tracker.md, "Mail after the commit"). Requests
+alternate between the two emails; the throttle's limits are raised for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import typing as t
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from karaffe._servers import free_port
+from karaffe.auth import User
+from karaffe.db import db
+
+
+class _Sink:
+    async def handle_DATA(self, server: t.Any, session: t.Any, envelope: t.Any) -> str:
+        return "250 OK"
+
+
+def _app(folder: Path, backend: str, port: int) -> t.Any:
+    from tracker import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "bench-account-mail",
+            "DATABASE_URL": f"sqlite:///{folder}/{backend}.sqlite",
+            "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "MAIL_BACKEND": backend,
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": port,
+            "MAX_RESET_REQUESTS_PER_ACCOUNT": 1_000_000,
+            "MAX_RESET_REQUESTS_PER_ADDRESS": 1_000_000,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        user = User(name="Ann", email="ann@example.com")
+        user.set_password("correct horse battery")
+        db.session.add(user)
+        db.session.commit()
+    return app
+
+
+def measure(app: t.Any, requests: int) -> dict[str, list[float]]:
+    client = app.test_client()
+    times: dict[str, list[float]] = {"known": [], "unknown": []}
+    for n in range(requests * 2 + 20):
+        kind = "known" if n % 2 == 0 else "unknown"
+        email = "ann@example.com" if kind == "known" else "nobody@example.com"
+        start = time.perf_counter()
+        rv = client.post("/password/forgot", data={"email": email})
+        elapsed = time.perf_counter() - start
+        assert rv.status_code == 200, rv.status_code
+        if n >= 20:  # warm-up
+            times[kind].append(elapsed * 1000)
+    if app.extensions["mailman"].backend == "locmem":
+        app.extensions["mailman"].outbox.clear()
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300, help="per email and backend")
+    args = parser.parse_args(argv)
+    port = free_port()
+    controller = Controller(_Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            print(f"POST /password/forgot, {args.requests} requests per row, in process (ms)")
+            print("| backend | email | p50 | p99 |")
+            print("|---|---|---|---|")
+            for backend in ("locmem", "smtp"):
+                times = measure(_app(Path(folder), backend, port), args.requests)
+                for kind, values in times.items():
+                    values.sort()
+                    p50 = statistics.median(values)
+                    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+                    print(f"| {backend} | {kind} | {p50:.2f} | {p99:.2f} |")
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
