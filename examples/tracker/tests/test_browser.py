@@ -178,7 +178,7 @@ def test_header_search_jumps_to_a_key_and_lists_sort_and_filter(live_url: str, p
     shoot(page, "search")
 
     page.select_option("#sort", "comments")
-    page.click("text=Filter")
+    page.click("button:text-is('Filter')")
     metas = page.locator(".issues .meta").all_inner_texts()
     assert "comment" in metas[0]  # the most commented first
 
@@ -187,7 +187,7 @@ def test_header_search_jumps_to_a_key_and_lists_sort_and_filter(live_url: str, p
     page.check("text=bug")
     page.check("text=docs")
     page.select_option("#status", "all")
-    page.click("text=Filter")
+    page.click("button:text-is('Filter')")
     assert "label=" in page.url
     for row in page.locator(".issues li").all():
         chips = row.locator(".chip").all_inner_texts()
