@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import shutil
 import time
+import typing as t
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from flask import render_template_string
+from flask import redirect, render_template_string
 
 import karaffe
 from karaffe._servers import free_port
@@ -211,4 +212,94 @@ def test_without_renew_the_stream_closes_at_expiry(browser: object) -> None:
         page.goto(url + "/?renew=0")
         page.wait_for_function("() => window.stream.status === 'open'", timeout=5000)
         page.wait_for_function("() => window.stream.status === 'closed'", timeout=5000)
+        page.close()
+
+
+FRAGMENT_PAGE = """<!doctype html>
+<script src="{{ url_for('karaffe_events.static', filename='karaffe-events.js') }}"></script>
+<ul id="list"><li id="row-1">old</li><li id="row-2">two</li></ul><p id="note">note</p>
+"""
+
+
+def make_fragment_app() -> tuple[karaffe.App, list[str]]:
+    """A page, and fragments that count how often they are fetched."""
+    app = karaffe.App("karaffe_fragment_test")
+    Events(app)
+    app.configure({"TESTING": True, "SECRET_KEY": "browser-secret"}, environ={})
+    hits: list[str] = []
+    version = {"n": 0}
+
+    @app.get("/")
+    def page() -> str:
+        return render_template_string(FRAGMENT_PAGE)
+
+    @app.get("/row/<int:n>")
+    def row(n: int) -> t.Any:
+        hits.append(f"row/{n}")
+        time.sleep(0.2)  # a slow fragment: events keep coming meanwhile
+        version["n"] += 1
+        return f'<li id="row-{n}">version {version["n"]}</li>'
+
+    @app.get("/both")
+    def both() -> str:
+        return '<li id="row-2">two, swapped</li>\n<p id="note">note, swapped</p><p>no id</p>'
+
+    @app.get("/gone")
+    def gone() -> tuple[str, int]:
+        return "", 404
+
+    @app.get("/moved")
+    def moved() -> t.Any:
+        return redirect("/both")
+
+    return app, hits
+
+
+def test_fragment_helpers_fetch_swap_and_coalesce(browser: object) -> None:
+    app, hits = make_fragment_app()
+    with serving(app) as url:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(url + "/")
+        # Ten refreshes of one key while its fetch runs: two fetches, and the
+        # page ends with what the last one answered.
+        page.evaluate(
+            """() => {
+              const refresh = KaraffeEvents.refresher((n) =>
+                KaraffeEvents.fetchFragment('/row/' + n).then((got) =>
+                  KaraffeEvents.swap(document.getElementById('row-' + n), got.fragment)));
+              const runs = [];
+              for (let i = 0; i < 10; i++) runs.push(refresh('1'));
+              return Promise.all(runs);
+            }"""
+        )
+        page.wait_for_function("() => document.getElementById('row-1').innerText === 'version 2'")
+        assert hits == ["row/1", "row/1"]
+        # swapById: each top-level element with an id replaces its namesake.
+        swapped = page.evaluate(
+            """() => KaraffeEvents.fetchFragment('/both').then((got) =>
+                 KaraffeEvents.swapById(got.fragment).map((e) => e.id))"""
+        )
+        assert swapped == ["row-2", "note"]
+        assert page.inner_text("#note") == "note, swapped"
+        # A 404 is "gone" (null: swap removes); a redirect is refused.
+        page.evaluate(
+            """() => KaraffeEvents.fetchFragment('/gone').then((got) =>
+                 KaraffeEvents.swap(document.getElementById('row-2'), got.fragment))"""
+        )
+        assert page.locator("#row-2").count() == 0
+        refused = page.evaluate(
+            "() => KaraffeEvents.fetchFragment('/moved').then(() => 'taken', (e) => e.message)"
+        )
+        assert "redirected" in refused
+        # The other places a fragment can go.
+        page.evaluate(
+            """() => {
+              const list = document.getElementById('list');
+              KaraffeEvents.swap(list, '<li id="first">first</li>', 'prepend');
+              KaraffeEvents.swap(list, '<li id="last">last</li>', 'append');
+              KaraffeEvents.swap(document.getElementById('note'), '<p id="after">after</p>', 'after');
+            }"""
+        )
+        assert page.locator("#list li").all_inner_texts() == ["first", "version 2", "last"]
+        assert page.evaluate("document.getElementById('note').nextElementSibling.id") == "after"
         page.close()

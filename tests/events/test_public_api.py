@@ -57,5 +57,6 @@ def test_publishing_signatures_are_stable() -> None:
 def test_js_client_exposes_its_documented_api() -> None:
     source = (Path(events.__file__).parent / "static" / "karaffe-events.js").read_text()
     for member in ("connect:", ".prototype.on =", ".prototype.off =", ".prototype.onReset =",
-                   ".prototype.onStatus =", ".prototype.close ="):  # fmt: skip
+                   ".prototype.onStatus =", ".prototype.close =",
+                   "fetchFragment:", "parseFragment:", "swap:", "swapById:", "refresher:"):  # fmt: skip
         assert member in source, member

@@ -64,6 +64,9 @@ PAGES = [
     "/o/acme/issues/{first}",
     "/o/acme/issues/{first}/edit",
     "/o/acme/issues/{first}/delete",
+    # the fragments live pages fetch
+    "/o/acme/projects/{website}/row?id={first}&status=all",
+    "/o/acme/issues/{first}/parts",
 ]
 
 

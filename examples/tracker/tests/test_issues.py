@@ -235,6 +235,7 @@ def test_changes_are_announced_after_commit(login, world, captured_events):
         (project, "issue.updated"),
         (first, "issue.updated"),
         (first, "comment.created"),
+        (project, "issue.updated"),  # its row shows when it was updated
     ]
     assert captured_events[2].data == {
         "id": world.issues["first"],

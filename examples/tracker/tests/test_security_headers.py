@@ -150,7 +150,13 @@ def test_every_get_route_sends_the_security_headers(
             "accounts.reset_password": accounts.reset_token(alice),
             "accounts.verify_email": accounts.verification_token(alice, alice.email),
         }
-    queries = {"demo.add_numbers": {"a": 1, "b": 2}, "karaffe_events.stream": stream}
+    queries = {
+        "demo.add_numbers": {"a": 1, "b": 2},
+        "karaffe_events.stream": stream,
+        "projects.row": {"id": world.issues["first"]},
+        "issues.comment_fragment": {"id": comment_id},
+        "api_v1.live_token": {"channel": channels},
+    }
     walked = []
     for rule in get_routes(app):
         token = links.get(rule.endpoint, invitation_token)

@@ -78,7 +78,7 @@ def test_no_route_reveals_or_changes_another_orgs_data(app, leak_sweep):
         seed,
         json_body={"title": "attack", "name": "attack", "body": "attack", "role": "owner"},
         form_body={"title": "attack", "name": "attack", "body": "attack", "role": "owner"},
-        url_values={"token": "not-a-token", "filename": "swagger-ui.css"},
+        url_values={"token": "not-a-token", "filename": "swagger-ui.css", "tab": "t1"},
         # Logging out half-way would make every later probe a mere redirect.
         # Login sessions belong to users, not organizations (test_sessions.py).
         skip_endpoints=("static", "accounts.logout", "settings.end_session"),

@@ -223,6 +223,7 @@ def url_of(rule, world) -> str:
         "label_id": world.labels["bug"],
         "comment_id": 1,
         "user_id": world.users["dave"],
+        "tab": "t1",
         "notification_id": 1,
     }
     path = rule.rule
@@ -250,6 +251,7 @@ def read_only(login, world):
 def test_read_only_token_reads_every_api_route(app, world, read_only, client):
     rules = api_rules(app, {"GET"})
     assert len(rules) >= 10
+    queries = {"/api/v1/live/token": {"channel": f"project:{world.projects['website']}"}}
     comment = client.post(
         f"/api/v1/issues/{world.issues['first']}/comments",
         headers=bearer(world.tokens["alice"]),
@@ -257,7 +259,12 @@ def test_read_only_token_reads_every_api_route(app, world, read_only, client):
     )
     assert comment.get_json()["id"] == 1  # the comment_id url_of uses
     for rule, method in rules:
-        rv = client.open(url_of(rule, world), method=method, headers=bearer(read_only))
+        rv = client.open(
+            url_of(rule, world),
+            method=method,
+            headers=bearer(read_only),
+            query_string=queries.get(rule.rule),
+        )
         assert rv.status_code == 200, (rule.rule, rv.data)
 
 

@@ -33,7 +33,14 @@ from . import markdown
 from .labels import text_color
 from .models import Issue, Label, issue_labels
 
-__all__ = ["assignee_choices", "issue_documents", "issue_rows", "issues_json", "label_choices"]
+__all__ = [
+    "assignee_choices",
+    "issue_document",
+    "issue_documents",
+    "issue_rows",
+    "issues_json",
+    "label_choices",
+]
 
 _ASSIGNEE = aliased(User, name="assignee")
 _AUTHOR = aliased(User, name="author")
@@ -123,35 +130,43 @@ def _by_name(labels: t.Any) -> list[dict[str, t.Any]]:
     return sorted(labels or (), key=lambda label: t.cast(str, label["name"]))
 
 
+def _document(r: t.Any) -> dict[str, t.Any]:
+    return {
+        "id": r.id,
+        "key": r.key,
+        "number": r.number,
+        "project_id": r.project_id,
+        "title": r.title,
+        "description": r.description,
+        "status": r.status,
+        "assignee": None
+        if r.assignee_id is None
+        else {"id": r.assignee_id, "name": r.assignee_name},
+        "author": None if r.author_id is None else {"id": r.author_id, "name": r.author_name},
+        "labels": _by_name(r.labels),
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "comment_count": r.comment_count,
+    }
+
+
 def issue_documents(page: Page[t.Any], *, description_html: bool = False) -> Page[dict[str, t.Any]]:
     """Turn the rows of a page of :func:`issue_rows` into
     :class:`~tracker.schemas.IssueOut`-shaped dicts, in place; with
     ``description_html`` (the API's), each description rendered too (the
     HTML list shows none)."""
-    page.items = [
-        {
-            "id": r.id,
-            "key": r.key,
-            "number": r.number,
-            "project_id": r.project_id,
-            "title": r.title,
-            "description": r.description,
-            "status": r.status,
-            "assignee": None
-            if r.assignee_id is None
-            else {"id": r.assignee_id, "name": r.assignee_name},
-            "author": None if r.author_id is None else {"id": r.author_id, "name": r.author_name},
-            "labels": _by_name(r.labels),
-            "created_at": r.created_at,
-            "updated_at": r.updated_at,
-            "comment_count": r.comment_count,
-        }
-        for r in page.items
-    ]
+    page.items = [_document(r) for r in page.items]
     if description_html:
         for document in page.items:
             document["description_html"] = str(markdown.render(document["description"]))
     return t.cast(Page[dict[str, t.Any]], page)
+
+
+def issue_document(issue_id: int) -> dict[str, t.Any] | None:
+    """One issue as the list shows it (the live list's row), in one query;
+    ``None`` when it does not exist or is not the viewer's organization's."""
+    row = db.session.execute(issue_rows(sa.select(Issue).where(Issue.id == issue_id))).first()
+    return None if row is None else _document(row)
 
 
 def issues_json(documents: list[dict[str, t.Any]]) -> RawJson:

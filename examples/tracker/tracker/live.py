@@ -6,29 +6,49 @@ Channels: ``project:<id>`` (its issue list), ``issue:<id>`` (its page) and
 A member of an organization may follow the channels of its projects and
 issues, and everyone their own user channel and no other; a page renders a
 token for exactly the channels it shows, with the cursor of its render time,
-so nothing published in between is missed.
+so nothing published in between is missed, and renews it at
+``/api/v1/live/token`` before it expires.
 
-The pages work without JavaScript; with it, a banner offers to reload when
-something changed (``static/live.js``).
+Events carry ids, never HTML: a page that hears ``issue.updated`` fetches the
+fragment it shows (a list row, the issue's head and facts, a comment), which
+the server renders for that viewer with the templates of the page itself
+(``templates/issues/_*.html``). See docs/tracker.md, "Live pages".
+
+The pages work without JavaScript; with it, ``static/live.js`` swaps the
+fragments in place and keeps the presence line ("Bob is also viewing").
 """
 
 from __future__ import annotations
 
+import re
 import typing as t
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from karaffe.auth import get_user
 from karaffe.events import channel_token, cursor, publish, stream_url
+from karaffe.events.settings import EventsSettings
 from karaffe.htmljson import dumps
 
 if t.TYPE_CHECKING:
     from .models import Comment, Issue
 
+#: The channels a page may follow: ``project:<id>`` and ``issue:<id>``.
+CHANNEL_RE = re.compile(r"(project|issue):([1-9][0-9]{0,17})")
+
 
 def enabled() -> bool:
     return "karaffe.events" in current_app.extensions
+
+
+def project_channel(project_id: int) -> str:
+    return f"project:{project_id}"
+
+
+def issue_channel(issue_id: int) -> str:
+    return f"issue:{issue_id}"
 
 
 def _issue_data(issue: Issue) -> dict[str, t.Any]:
@@ -42,20 +62,45 @@ def issue_changed(kind: str, issue: Issue, **extra: t.Any) -> None:
     if not enabled():
         return
     data = {**_issue_data(issue), **extra}
-    publish(f"project:{issue.project_id}", f"issue.{kind}", data)
-    publish(f"issue:{issue.id}", f"issue.{kind}", data)
+    publish(project_channel(issue.project_id), f"issue.{kind}", data)
+    publish(issue_channel(issue.id), f"issue.{kind}", data)
 
 
 def comment_added(comment: Comment, issue: Issue) -> None:
+    """``comment.created`` on the issue's page, and ``issue.updated`` on its
+    project's (its list row shows the comment count and the update time)."""
     if enabled():
-        publish(f"issue:{issue.id}", "comment.created", {"id": comment.id, "issue_id": issue.id})
+        data = {"id": comment.id, "issue_id": issue.id}
+        publish(issue_channel(issue.id), "comment.created", data)
+        publish(project_channel(issue.project_id), "issue.updated", _issue_data(issue))
+
+
+def _list_args() -> dict[str, list[str]]:
+    """The issue list's filters from the page's query string (not its page)."""
+    return {k: request.args.getlist(k) for k in request.args if k not in ("cursor", "limit", "id")}
+
+
+def _page_config(live: dict[str, int]) -> dict[str, t.Any]:
+    """The URLs a live page fetches, and how often it says it is there."""
+    if "project" in live:
+        args: dict[str, t.Any] = _list_args()
+        return {"row": url_for("projects.row", project_id=live["project"], **args)}
+    issue_id = live["issue"]
+    csrf = generate_csrf() if current_app.config.get("WTF_CSRF_ENABLED", True) else None
+    return {
+        "parts": url_for("issues.parts", issue_id=issue_id),
+        "comment": url_for("issues.comment_fragment", issue_id=issue_id),
+        "presence": url_for("issues.presence", issue_id=issue_id),
+        "heartbeat": EventsSettings.of().events_presence_ttl / 3,
+        "csrf": csrf,
+    }
 
 
 def comment_changed(kind: str, comment: Comment) -> None:
     """Announce ``comment.updated`` or ``comment.deleted`` on its issue's channel."""
     if enabled():
         publish(
-            f"issue:{comment.issue_id}",
+            issue_channel(comment.issue_id),
             f"comment.{kind}",
             {"id": comment.id, "issue_id": comment.issue_id},
         )
@@ -73,6 +118,8 @@ def script(live: dict[str, int] | None) -> Markup:
         "channels": channels,
         "token": channel_token(user, channels),
         "cursor": cursor(channels),
+        "renew": url_for("api_v1.live_token", channel=channels),
+        "page": _page_config(live),
     }
     client = url_for("karaffe_events.static", filename="karaffe-events.js")
     page = url_for("static", filename="live.js")

@@ -515,3 +515,35 @@ class MentionableOut(_Out):
     id: int
     name: str
     handle: str
+
+
+# -- live pages (see tracker.live) ----------------------------------------------------
+
+#: A channel of live updates: ``project:<id>`` or ``issue:<id>``.
+LiveChannel = t.Annotated[
+    str,
+    StringConstraints(pattern=r"^(project|issue):[1-9][0-9]{0,17}$"),
+    Field(examples=["project:3"]),
+]
+
+
+class LiveTokenQuery(BaseModel):
+    """The channels to follow (``channel`` repeated), 1 to 20."""
+
+    channel: t.Annotated[list[LiveChannel], Field(min_length=1, max_length=20)]
+
+
+class LiveTokenOut(BaseModel):
+    """A channel token for the stream of live updates (see docs/events.md)."""
+
+    token: str
+    channels: list[str]
+    expires_in: int = Field(description="Seconds the token is valid.")
+    stream: str = Field(description="The URL of the event stream.")
+
+
+class PresenceOut(BaseModel):
+    """Who has an issue open (heartbeats expire after ``ttl`` seconds)."""
+
+    users: list[UserRef]
+    ttl: float = Field(description="Seconds a heartbeat counts; send one every third of it.")

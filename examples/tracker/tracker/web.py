@@ -4,7 +4,7 @@ templates, the CSRF field, HTML error pages, and small view helpers."""
 from __future__ import annotations
 
 import typing as t
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
 from flask import abort, current_app, flash, g, redirect, render_template, request
@@ -82,6 +82,30 @@ def live_script(live: dict[str, int] | None = None) -> Markup:
     return live_updates.script(live)
 
 
+class _Lazy(Sequence[t.Any]):
+    """A list loaded when a template first reads it: fragments that live
+    pages fetch (no top bar) then cost no query for it."""
+
+    def __init__(self, load: t.Callable[[], list[t.Any]]) -> None:
+        self._load = load
+        self._items: list[t.Any] | None = None
+
+    def _loaded(self) -> list[t.Any]:
+        if self._items is None:
+            self._items = self._load()
+        return self._items
+
+    @t.overload
+    def __getitem__(self, index: int) -> t.Any: ...
+    @t.overload
+    def __getitem__(self, index: slice) -> list[t.Any]: ...
+    def __getitem__(self, index: int | slice) -> t.Any:
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
 def inbox_script() -> Markup:
     """The script that keeps the header's unread count live."""
     from . import live as live_updates
@@ -119,14 +143,22 @@ def viewer_role(org_id: int) -> str | None:
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": [], "unread": 0, "search_org": None}
+        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0, "search_org": lambda: None}
     user = get_user()
-    unread = activity.unread_count(user) if user is not None else 0
-    orgs = viewer_orgs()
-    return {"viewer": user, "viewer_orgs": orgs, "unread": unread, "search_org": _search_org(orgs)}
+    if user is None:
+        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0, "search_org": lambda: None}
+    # All load when the top bar reads them: fragments that live pages fetch
+    # (no top bar) cost no query for them.
+    orgs = _Lazy(viewer_orgs)
+    return {
+        "viewer": user,
+        "viewer_orgs": orgs,
+        "unread": lambda: activity.unread_count(user),
+        "search_org": lambda: _search_org(orgs),
+    }
 
 
-def _search_org(orgs: list[dict[str, t.Any]]) -> str | None:
+def _search_org(orgs: Sequence[dict[str, t.Any]]) -> str | None:
     """The slug of the organization the header's search box searches: the
     page's, else the viewer's first."""
     try:

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .presence import PresenceSet
 from .protocol import (
     START,
     ZERO,
@@ -135,6 +136,15 @@ class Broker(abc.ABC):
         """Cut ``user``'s open streams and refuse their tokens issued before
         ``at``; with ``credential``, only those bound to that credential."""
 
+    def presence(
+        self, channel: str, entry: str, ttl: float, *, leave: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """Record a heartbeat of ``entry`` on ``channel`` (present for ``ttl``
+        seconds from now), or its goodbye with ``leave``, dropping expired
+        entries; returns the entries before and after, sorted (see
+        :mod:`karaffe.events.presence`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no presence")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -168,6 +178,8 @@ class MemoryBroker(Broker):
         self._revoked: dict[tuple[str, str | None], float] = {}
         self._next_sweep = 1000
         self._revocation_listeners: set[queue.SimpleQueue[tuple[str, bytes]]] = set()
+        self._presence: dict[str, PresenceSet] = {}
+        self._next_presence_sweep = 1000
 
     def _next_id(self, last: StreamId) -> StreamId:
         ms = int(time.time() * 1000)
@@ -260,6 +272,30 @@ class MemoryBroker(Broker):
         for q in listeners:
             q.put(("", payload))
 
+    def presence(
+        self, channel: str, entry: str, ttl: float, *, leave: bool = False
+    ) -> tuple[list[str], list[str]]:
+        now = time.time()
+        with self._lock:
+            entries = self._presence.setdefault(channel, PresenceSet())
+            before = entries.entries()
+            if leave:
+                entries.leave(entry, now)
+            else:
+                entries.touch(entry, now, ttl)
+            after = entries.entries()
+            if not after:
+                del self._presence[channel]
+            # Channels nobody heartbeats any more: swept now and then, so
+            # that their sets do not stay forever.
+            if len(self._presence) >= self._next_presence_sweep:
+                for name, found in list(self._presence.items()):
+                    found.expire(now)
+                    if not found.expires:
+                        del self._presence[name]
+                self._next_presence_sweep = max(1000, 2 * len(self._presence))
+        return before, after
+
     def revoked_at(self, user: str, credential: str | None = None) -> float | None:
         """When ``user``'s access (or, given, their ``credential``) was last revoked."""
         with self._lock:
@@ -312,6 +348,11 @@ class RedisKeys:
     def revocations(self) -> str:
         """The pub/sub channel announcing revoked users to every relay."""
         return f"{self.prefix}revoke"
+
+    def presence(self, channel: str) -> str:
+        """The sorted set of the entries present on the channel (score: the
+        millisecond their presence expires)."""
+        return f"{self.prefix}{{{channel}}}:presence"
 
     def revoked(self, user: str, credential: str | None = None) -> str:
         """The key holding when ``user``'s access (or one credential) was revoked."""
@@ -445,6 +486,28 @@ return {epoch, trimmed, head, entries}
 """
 
 
+#: A heartbeat (or, with ARGV[3] = 1, a goodbye) of one presence entry, on
+#: Redis' clock so that app servers whose clocks differ agree: drop the
+#: expired entries, add or remove this one, and let the key expire with its
+#: last entry (never sooner than any entry). KEYS: the presence set.
+#: ARGV: entry, ttl in milliseconds, ``1`` to leave. Returns the entries
+#: before and after.
+PRESENCE_SCRIPT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local before = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ms + ttl, ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+end
+return {before, redis.call('ZRANGE', KEYS[1], 0, -1)}
+"""
+
+
 def _text(raw: t.Any) -> str | None:
     if raw is None:
         return None
@@ -531,6 +594,7 @@ class RedisBroker(Broker):
         self._publish = self.client.register_script(PUBLISH_SCRIPT)
         self._reset = self.client.register_script(RESET_SCRIPT)
         self._read = self.client.register_script(READ_SCRIPT)
+        self._presence = self.client.register_script(PRESENCE_SCRIPT)
 
     def with_timeout(self, seconds: float) -> RedisBroker:
         return type(self)(
@@ -637,6 +701,15 @@ class RedisBroker(Broker):
         # announcement and looks the user up finds it.
         self.client.set(self.keys.revoked(user, credential), repr(at), ex=REVOCATION_TTL)
         self.client.publish(self.keys.revocations, pack_revocation(user, at, credential))
+
+    def presence(
+        self, channel: str, entry: str, ttl: float, *, leave: bool = False
+    ) -> tuple[list[str], list[str]]:
+        before, after = self._presence(
+            keys=[self.keys.presence(channel)],
+            args=[entry, max(1, int(ttl * 1000)), "1" if leave else "0"],
+        )
+        return sorted(_text(e) or "" for e in before), sorted(_text(e) or "" for e in after)
 
     def close(self) -> None:
         self.client.close()

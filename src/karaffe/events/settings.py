@@ -65,6 +65,10 @@ class EventsSettings(Settings):
     events_relay_port: t.Annotated[int, Field(gt=0, lt=65536)] = 8001
     """Port `karaffe relay` listens on."""
 
+    events_presence_ttl: PositiveFloat = 30.0
+    """Seconds a page stays present on a channel after its last heartbeat (pages
+    send one every third of it): a closed tab or a dead process leaves nothing longer."""
+
     events_outbox: t.Literal["auto"] | bool = "auto"
     """Write the events published in a transaction to the `karaffe_event_outbox` table,
     in that transaction (a transactional outbox): `auto` with any broker but memory."""

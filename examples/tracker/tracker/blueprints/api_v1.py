@@ -18,6 +18,7 @@ from __future__ import annotations
 import typing as t
 
 from flask import Blueprint, current_app, request, url_for
+from flask.blueprints import BlueprintSetupState
 from pydantic import Field
 
 from karaffe import (
@@ -34,9 +35,14 @@ from karaffe import (
 )
 from karaffe.auth import User, login_required
 from karaffe.db import db
+from karaffe.events import channel_token, stream_url
+from karaffe.events.presence import TabConverter
+from karaffe.events.presence import gone as presence_gone
+from karaffe.events.presence import here as presence_here
+from karaffe.events.settings import EventsSettings
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, activity, finding, keys, listing, mail, markdown, mentions, services
+from .. import accounts, activity, finding, keys, listing, live, mail, markdown, mentions, services
 from ..forms import FieldError
 from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
@@ -55,6 +61,8 @@ from ..schemas import (
     LabelIn,
     LabelOut,
     LabelPatch,
+    LiveTokenOut,
+    LiveTokenQuery,
     MarkdownIn,
     MarkdownOut,
     MarkedOut,
@@ -67,6 +75,7 @@ from ..schemas import (
     OrganizationOut,
     OrgIssueQuery,
     PasswordChangeIn,
+    PresenceOut,
     ProfileIn,
     ProjectIn,
     ProjectOut,
@@ -80,6 +89,14 @@ from ..web import viewer
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 keys.key_urls(blueprint)
+
+
+@blueprint.record_once
+def _tab_converter(state: BlueprintSetupState) -> None:
+    """``<tab:tab>`` of the presence routes: recorded before them, so the
+    converter exists when they are added to the app."""
+    state.app.url_map.converters.setdefault("tab", TabConverter)
+
 
 _NOT_FOUND = {404: "Not found, or not in one of your organizations"}
 _WRITE_ERRORS = {**_NOT_FOUND, 403: "Your role does not allow it"}
@@ -535,6 +552,66 @@ def delete_comment(comment: Comment) -> t.Any:
     """Delete a comment (its author or an admin)."""
     services.delete_comment(comment, viewer())
     db.session.commit()
+    return ApiResult(None, status=204)
+
+
+# -- live updates ---------------------------------------------------------------------------
+
+
+@blueprint.get("/live/token")
+@validate(query=LiveTokenQuery)
+@returns(LiveTokenOut, errors=_NOT_FOUND)
+def live_token(query: LiveTokenQuery) -> t.Any:
+    """A channel token to follow live updates of projects (``project:<id>``:
+    its issue list) and issues (``issue:<id>``: its page) you can see, on
+    the event stream (``stream``). Pages call it to renew their token before
+    it expires; see docs/events.md for the stream."""
+    channels = list(dict.fromkeys(query.channel))
+    for channel in channels:
+        kind, _, ident = channel.partition(":")
+        services.get_visible(Project if kind == "project" else Issue, int(ident))
+    if not live.enabled():
+        raise NotFound("Live updates are not set up on this server.")
+    return LiveTokenOut(
+        token=channel_token(viewer(), channels),
+        channels=channels,
+        expires_in=EventsSettings.of().events_token_max_age,
+        stream=stream_url(),
+    )
+
+
+def _presence(issue: Issue, tab: str, *, leave: bool) -> list[int]:
+    """The ids of the users who have ``issue`` open after this heartbeat or
+    goodbye (``tab`` matched :class:`~karaffe.events.presence.TabConverter`)."""
+    if not live.enabled():
+        raise NotFound("Live updates are not set up on this server.")
+    update = presence_gone if leave else presence_here
+    found = update(live.issue_channel(issue.id), viewer(), tab)
+    return [int(u) for u in found.users if u.isdigit()]
+
+
+@blueprint.put("/issues/<id:issue_id>/presence/<tab:tab>")
+@returns(PresenceOut, errors=_NOT_FOUND)
+def issue_presence(issue: Issue, tab: str) -> t.Any:
+    """A heartbeat: the caller has the issue open in ``tab`` (an id the
+    client picks once: 1-64 letters, digits, ``_`` or ``-``; anything else is
+    a 404, as for an unknown path). Send one every
+    third of ``ttl``; answers who has the issue open (the caller included).
+    When that changes, a ``presence`` event goes to the issue's channel."""
+    ids = set(_presence(issue, tab, leave=False))
+    users = [
+        UserRef(id=m.user_id, name=m.user.name)
+        for m in services.members_of(issue.organization_id)
+        if m.user_id in ids
+    ]
+    return PresenceOut(users=users, ttl=EventsSettings.of().events_presence_ttl)
+
+
+@blueprint.delete("/issues/<id:issue_id>/presence/<tab:tab>")
+@returns(None, status=204, errors=_NOT_FOUND)
+def leave_issue_presence(issue: Issue, tab: str) -> t.Any:
+    """A goodbye: ``tab`` closed the issue."""
+    _presence(issue, tab, leave=True)
     return ApiResult(None, status=204)
 
 

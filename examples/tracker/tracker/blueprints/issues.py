@@ -11,15 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
 from karaffe.auth import login_required
 from karaffe.db import db
+from karaffe.events.presence import gone as presence_gone
+from karaffe.events.presence import here as presence_here
+from karaffe.ids import MAX_ID
 from karaffe.tenancy import current_org, current_role
 
-from .. import activity, markdown, mentions, services
+from .. import activity, live, markdown, mentions, services
 from ..forms import FieldError, Form
 from ..models import Comment, Issue, Project
 from ..schemas import CommentIn, CommentPatch, IssueIn, IssueOut, IssuePatch
@@ -116,20 +119,29 @@ def _show_page(issue: Issue, form: Form, status: int = 200) -> ResponseReturnVal
     comments, timeline = _timeline(issue)
     page = render_template(
         "issues/show.html",
-        org=current_org,
         project=issue.project,
         issue=issue,
         issue_json=IssueOut.model_validate(issue).model_dump(mode="json"),
         comments=comments,
         timeline=timeline,
         describe=activity.describe,
-        mention_links=mentions.links(current_org.slug, current_org.id),
-        watching=activity.watching(issue, viewer()),
         form=form,
-        may_change=_may_change,
+        **_parts_context(issue),
+        others=[],
         live={"issue": issue.id},
     )
     return page, status
+
+
+def _parts_context(issue: Issue) -> dict[str, t.Any]:
+    """What the issue page's parts read besides the issue: the page and the
+    fragments that live pages fetch render them with the same."""
+    return {
+        "org": current_org,
+        "mention_links": mentions.links(current_org.slug, current_org.id),
+        "watching": activity.watching(issue, viewer()),
+        "may_change": _may_change,
+    }
 
 
 def _may_change(author_id: int | None) -> bool:
@@ -279,3 +291,60 @@ def delete_comment(comment_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash("Comment deleted.", "success")
     return redirect(url_for("issues.show", issue_id=issue_id) + "#comments")
+
+
+# -- fragments of the issue page, fetched by live pages (tracker.live) ---------------------
+
+
+@blueprint.get("/issues/<id:issue_id>/parts")
+@login_required
+def parts(issue_id: int) -> ResponseReturnValue:
+    """The parts of the issue page that change with the issue: its head
+    (title, close or reopen), description and facts (status, assignee,
+    labels), each the page's own template, each with its element id."""
+    issue = _issue(issue_id)
+    return render_template("issues/_parts.html", issue=issue, **_parts_context(issue))
+
+
+@blueprint.get("/issues/<id:issue_id>/comment")
+@login_required
+def comment_fragment(issue_id: int) -> ResponseReturnValue:
+    """One comment of the issue, ``?id=<comment id>``, as the page shows it;
+    404 when it is gone or on another issue, 400 without a valid ``id``."""
+    issue = _issue(issue_id)
+    raw = request.args.get("id", "")
+    if not raw.isdigit() or raw.startswith("0") or int(raw) > MAX_ID:
+        abort(400, description="The id parameter must be a comment id.")
+    comment = services.get_visible(Comment, int(raw))
+    if comment.issue_id != issue.id:
+        abort(404)
+    return render_template(
+        "issues/_comment.html",
+        comment=comment,
+        mention_links=mentions.links(current_org.slug, current_org.id),
+        may_change=_may_change,
+    )
+
+
+@blueprint.post("/issues/<id:issue_id>/presence")
+@login_required
+def presence(issue_id: int) -> ResponseReturnValue:
+    """A live page says it has the issue open (form field ``tab``, a random
+    id of the page) or, with ``leave=1``, that it closed; the answer is the
+    presence line: who else has it open. A malformed ``tab`` is a 422."""
+    issue = _issue(issue_id)
+    if not live.enabled():
+        abort(404)
+    tab = request.form.get("tab", "")
+    update = presence_gone if request.form.get("leave") == "1" else presence_here
+    try:
+        found = update(live.issue_channel(issue.id), viewer(), tab)
+    except ValueError as exc:
+        abort(422, description=str(exc))
+    except Exception:
+        current_app.logger.exception("presence of issue %s could not be recorded", issue.id)
+        abort(503, description="Presence is not available right now.")
+    names = {str(m.user_id): m.user.name for m in services.members_of(issue.organization_id)}
+    me = str(viewer().id)
+    others = [names[u] for u in found.users if u != me and u in names]
+    return render_template("issues/_presence.html", others=others)

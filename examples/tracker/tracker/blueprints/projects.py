@@ -3,16 +3,18 @@ searched, keyset-paginated)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from karaffe.auth import login_required
 from karaffe.db import db
+from karaffe.ids import MAX_ID
 from karaffe.tenancy import current_org
 
 from .. import finding, listing, services
 from ..forms import FieldError, Form
-from ..models import Project
+from ..models import Issue, Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
 from ..web import html_page_of, in_current_org, viewer, viewer_role
@@ -75,6 +77,35 @@ def show(project_id: int) -> ResponseReturnValue:
         all_labels=listing.label_choices(current_org.id),
         can_manage=viewer_role(current_org.id) in ("admin", "owner"),
         live={"project": project.id},
+    )
+
+
+@blueprint.get("/<id:project_id>/row")
+@login_required
+def row(project_id: int) -> ResponseReturnValue:
+    """One row of the issue list, ``?id=<issue id>`` plus the list's own
+    filters: live pages fetch it when an event names the issue. The row says
+    ``data-match="0"`` when the issue no longer matches the filters (a closed
+    issue in the list of open ones); a 404 when it is gone or not in this
+    project; a 400 without a valid ``id``."""
+    project = _project(project_id)
+    raw = request.args.get("id", "")
+    if not raw.isdigit() or raw.startswith("0") or int(raw) > MAX_ID:
+        abort(400, description="The id parameter must be an issue id.")
+    issue = listing.issue_document(int(raw))
+    if issue is None or issue["project_id"] != project.id:
+        abort(404)
+    filters = list_filters(IssueQuery)
+    matching = finding.issue_select(filters, viewer(), project=project)
+    matches = db.session.execute(
+        sa.select(matching.where(Issue.id == issue["id"]).exists())
+    ).scalar_one()
+    return render_template(
+        "issues/_row.html",
+        rows=[issue],
+        matches=matches,
+        filters=template_filters(filters),
+        issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
     )
 
 

@@ -6,6 +6,13 @@
  *   stream.onReset((channel) => location.reload());
  *   stream.onStatus((status) => ...);   // connecting, open, or off (the URL answered 404)
  *
+ * Pages that update in place let the server render HTML and swap it in:
+ *
+ *   const refresh = KaraffeEvents.refresher((id) =>
+ *     KaraffeEvents.fetchFragment("/issues/" + id + "/row").then((got) =>
+ *       KaraffeEvents.swap(document.getElementById("issue-" + id), got.fragment)));
+ *   stream.on("issue.updated", (event) => refresh(event.data.id));
+ *
  * One tab per site (the leader, elected with Web Locks or a localStorage lease)
  * holds the EventSource and relays events to the other tabs over a
  * BroadcastChannel: browsers allow only six HTTP/1.1 connections per host.
@@ -309,8 +316,121 @@
       });
   };
 
+  // -- fragments: the server renders, the page swaps --------------------------------
+
+  // GET a fragment of HTML rendered by the server, with the page's cookies.
+  // Resolves {status, fragment}: fragment is a DocumentFragment (200), or
+  // null when the server says there is nothing to show (204: the object no
+  // longer belongs here; 404 and 410: it is gone). Other statuses, and a
+  // redirect (a session that ended leads to a login page, which must not be
+  // swapped in), reject.
+  function fetchFragment(url) {
+    return fetch(url, {
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "text/html" },
+    }).then(function (response) {
+      var status = response.status;
+      if (response.redirected) throw new Error("karaffe-events: " + url + " redirected");
+      if (status === 204 || status === 404 || status === 410) {
+        return { status: status, fragment: null };
+      }
+      if (!response.ok) throw new Error("karaffe-events: " + url + " answered " + status);
+      return response.text().then(function (html) {
+        return { status: status, fragment: parseFragment(html) };
+      });
+    });
+  }
+
+  function parseFragment(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    return template.content;
+  }
+
+  // Put `fragment` (a DocumentFragment, a node, or an HTML string) in the
+  // document relative to `target`: "replace" (the default) replaces it,
+  // "inner" its children, "append"/"prepend" adds inside, "before"/"after"
+  // next to it; "remove" (or a null fragment with "replace") removes it.
+  // Returns the elements inserted.
+  function swap(target, fragment, how) {
+    how = how || "replace";
+    if (!target) return [];
+    if (typeof fragment === "string") fragment = parseFragment(fragment);
+    if (how === "remove" || (fragment == null && how === "replace")) {
+      if (target.parentNode) target.parentNode.removeChild(target);
+      return [];
+    }
+    if (fragment == null) return [];
+    var inserted = [];
+    var children = fragment.nodeType === 11 ? fragment.children : [fragment];
+    for (var i = 0; i < children.length; i++) inserted.push(children[i]);
+    if (how === "replace") target.replaceWith(fragment);
+    else if (how === "inner") target.replaceChildren(fragment);
+    else if (how === "append") target.append(fragment);
+    else if (how === "prepend") target.prepend(fragment);
+    else if (how === "before") target.before(fragment);
+    else if (how === "after") target.after(fragment);
+    else throw new Error("karaffe-events: unknown swap " + how);
+    return inserted;
+  }
+
+  // Every top-level element of `fragment` that has an id replaces the
+  // element of the document with that id (one response updating several
+  // parts of a page). Returns the elements swapped in.
+  function swapById(fragment) {
+    var swapped = [];
+    if (!fragment) return swapped;
+    var children = Array.prototype.slice.call(fragment.children);
+    for (var i = 0; i < children.length; i++) {
+      var current = children[i].id && document.getElementById(children[i].id);
+      if (current) {
+        current.replaceWith(children[i]);
+        swapped.push(children[i]);
+      }
+    }
+    return swapped;
+  }
+
+  // refresher(task) returns refresh(key, ...args): runs task(key, ...args)
+  // (which may return a promise), one at a time per key. Events that arrive
+  // while a refresh of the same key runs are folded into one more run after
+  // it, with the latest arguments: a burst of changes costs two fetches at
+  // most, and the last one always starts after the last event.
+  function refresher(task) {
+    var running = {};
+    return function refresh(key) {
+      var args = Array.prototype.slice.call(arguments);
+      var state = running[key];
+      if (state) {
+        state.again = true;
+        state.args = args;
+        return state.promise;
+      }
+      state = running[key] = { again: false, args: args };
+      var run = function () {
+        state.again = false;
+        return Promise.resolve()
+          .then(function () { return task.apply(null, state.args); })
+          .catch(function (err) { setTimeout(function () { throw err; }); })
+          .then(function () {
+            if (state.again) return run();
+            delete running[key];
+            return undefined;
+          });
+      };
+      state.promise = run();
+      return state.promise;
+    };
+  }
+
   root.KaraffeEvents = {
     connect: function (options) { return new Stream(options); },
     Stream: Stream,
+    fetchFragment: fetchFragment,
+    parseFragment: parseFragment,
+    swap: swap,
+    swapById: swapById,
+    refresher: refresher,
   };
 })(typeof window !== "undefined" ? window : this);
