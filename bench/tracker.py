@@ -9,7 +9,9 @@ at 32 connections:
 - ``GET /api/v1/projects/<id>/issues?status=open&limit=50`` with a bearer
   token: JSON, keyset-paginated (``Link`` header required on every answer);
 - ``GET /o/<org>/projects/<id>?status=open``: the HTML issue list page
-  (50 issues), with a session cookie.
+  (50 issues), with a session cookie;
+- ``GET /api/v1/orgs/<org>/issues?q=export&limit=50``: a full-text search
+  of the organization's issues, ranked (``Link`` required).
 
 Every answer is checked (status, and ``Link`` for the API); one wrong answer
 fails the run. It prints a Markdown table of requests/s and latency (p50,
@@ -92,6 +94,7 @@ def prepare(url: str, issues: int) -> dict[str, str]:
             return {
                 "api": f"/api/v1/projects/{project.id}/issues?status=open&limit=50",
                 "html": f"/o/{org.slug}/projects/{project.id}?status=open",
+                "search": f"/api/v1/orgs/{org.slug}/issues?q=export&limit=50",
                 "token": token,
                 "cookie": str(cookie),
             }
@@ -178,6 +181,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
              f"Authorization: Bearer {info['token']}"),
             ("HTML: issue list page (50 issues)", Load("GET", info["html"], 200),
              f"Cookie: session={info['cookie']}"),
+            ("API: search 'export' in an org, ranked, page of 50",
+             Load("GET", info["search"], 200, require_link=True),
+             f"Authorization: Bearer {info['token']}"),
         ]  # fmt: skip
         for label, what, header in loads:
             try:

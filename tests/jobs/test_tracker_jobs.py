@@ -59,11 +59,11 @@ def mails(outbox: list[t.Any]) -> dict[str, t.Any]:
 
 
 @pytest.fixture
-def activity(app: Flask, db: t.Any) -> dict[str, int]:
+def activity(app: Flask, db: t.Any) -> dict[str, t.Any]:
     """Acme (alice, bob) and Globex (carol); erin belongs nowhere. Issues,
     comments and the notifications of their activity, before and during the
     digest's day, read and unread."""
-    ids: dict[str, int] = {}
+    ids: dict[str, t.Any] = {}
     with app.app_context(), unscoped("test fixture: activity in two organizations"):
         people = {
             n: User(name=n.title(), email=f"{n}@example.com")
@@ -175,6 +175,12 @@ def activity(app: Flask, db: t.Any) -> dict[str, int]:
         database.session.commit()
         ids.update({n: u.id for n, u in people.items()})
         ids.update(closed=closed.id, fresh=fresh.id, secret=secret.id, old=old.id)
+        ids.update(
+            {
+                f"{name}_key": i.key
+                for name, i in [("closed", closed), ("fresh", fresh), ("old", old)]
+            }
+        )
     return ids
 
 
@@ -190,7 +196,7 @@ def run_scheduled(app: Flask, name: str, now: dt.datetime) -> str:
 
 
 def test_the_digest_mails_each_user_their_unread_notifications_of_the_day(
-    app: Flask, activity: dict[str, int], outbox: list[t.Any]
+    app: Flask, activity: dict[str, t.Any], outbox: list[t.Any]
 ) -> None:
     assert run_scheduled(app, "send_daily_digest", TICK + dt.timedelta(seconds=5)) == "succeeded"
     sent = mails(outbox)
@@ -200,15 +206,16 @@ def test_the_digest_mails_each_user_their_unread_notifications_of_the_day(
     assert alice.from_email == "tracker@localhost"
     assert alice.body == (
         "Hello Alice,\n\n2 unread notifications until 2026-01-06 07:00 UTC:\n\n"
-        f"[Website] #{activity['old']} Old and quiet\n  Bob commented (mentioned you)\n\n"
-        f"[Website] #{activity['closed']} Fixed the footer\n  Bob closed the issue (watching)\n\n"
+        f"[Website] {activity['old_key']} Old and quiet\n  Bob commented (mentioned you)\n\n"
+        f"[Website] {activity['closed_key']} Fixed the footer\n  Bob closed the issue (watching)\n\n"
         "Read them in your inbox: the digest leaves out what you have read.\n"
     )
     assert "Globex" not in alice.body and "secret" not in alice.body
     bob = sent["bob@example.com"]
     assert bob.subject == "tracker: 1 unread notification"
     assert (
-        f"#{activity['fresh']} Logo is blurry\n  Alice assigned Bob (assigned to you)" in bob.body
+        f"{activity['fresh_key']} Logo is blurry\n  Alice assigned Bob (assigned to you)"
+        in bob.body
     )
     carol = sent["carol@example.com"].body
     assert "Globex secret plan\n  someone opened the issue (watching)" in carol
@@ -216,7 +223,7 @@ def test_the_digest_mails_each_user_their_unread_notifications_of_the_day(
 
 
 def test_the_digest_leaves_out_notifications_of_an_organization_left(
-    app: Flask, activity: dict[str, int], outbox: list[t.Any]
+    app: Flask, activity: dict[str, t.Any], outbox: list[t.Any]
 ) -> None:
     with app.app_context(), unscoped("test: bob leaves Acme"):
         database.session.execute(sa.delete(Membership).where(Membership.user_id == activity["bob"]))
@@ -233,7 +240,7 @@ def test_the_digest_runs_acting_as_each_user(app: Flask) -> None:
 
 
 def test_a_quiet_day_sends_no_digest(
-    app: Flask, activity: dict[str, int], outbox: list[t.Any]
+    app: Flask, activity: dict[str, t.Any], outbox: list[t.Any]
 ) -> None:
     quiet = TICK + dt.timedelta(days=2)
     with Scheduler(app, jobs=[get_job(tracker_jobs.send_daily_digest)], backend=MemoryBackend(),  # type: ignore[list-item]
@@ -244,7 +251,7 @@ def test_a_quiet_day_sends_no_digest(
 
 
 def test_purging_deletes_tokens_expired_or_revoked_long_enough_ago(
-    app: Flask, activity: dict[str, int]
+    app: Flask, activity: dict[str, t.Any]
 ) -> None:
     now = utcnow()
     with app.app_context():
@@ -266,7 +273,7 @@ def test_purging_deletes_tokens_expired_or_revoked_long_enough_ago(
 
 
 def test_purging_deletes_sessions_ended_or_idle_long_enough_ago(
-    app: Flask, activity: dict[str, int]
+    app: Flask, activity: dict[str, t.Any]
 ) -> None:
     now = utcnow()
     with app.app_context():
@@ -288,7 +295,7 @@ def test_purging_deletes_sessions_ended_or_idle_long_enough_ago(
 
 
 def test_purging_deletes_unaccepted_invitations_of_every_organization(
-    app: Flask, activity: dict[str, int]
+    app: Flask, activity: dict[str, t.Any]
 ) -> None:
     now = utcnow()
     with app.app_context(), unscoped("test: invitations in both organizations"):

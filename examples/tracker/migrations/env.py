@@ -94,6 +94,15 @@ def run_migrations_online():
 
     connectable = get_engine()
 
+    # The search index's column, index and FTS5 tables are not in the models'
+    # metadata (each exists on one database): autogenerate leaves them alone.
+    from tracker.search import is_search_object
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        return not (reflected and is_search_object(name, type_))
+
+    conf_args.setdefault("include_object", include_object)
+
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 

@@ -418,7 +418,7 @@ def test_issue_list_pages_through_everything_once(api, world, many):
         ("", 27),
         ("q=footer", 1),
         ("q=FOOTER+phones", 1),
-        ("q=number+1", 12),  # every word: "number" and "1" (1, 10-19, 21)
+        ("q=number+1", 11),  # every word, as a prefix: "number" and "1" (1, 10-19)
         ("q=100%25", 0),
     ],
 )
@@ -440,7 +440,7 @@ def test_issue_list_filters_by_assignee_and_label(api, world, many):
     [
         ("status=done", ["query", "status"]),
         ("assignee=bob", ["query", "assignee"]),
-        ("label=1.5", ["query", "label"]),
+        ("label=1.5", ["query", "label", 0]),
         ("limit=0", ["query", "limit"]),
         ("limit=1000", ["query", "limit"]),
         ("q=" + "w" * 201, ["query", "q"]),

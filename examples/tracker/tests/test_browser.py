@@ -157,6 +157,51 @@ def test_issue_list_and_phone_layout(live_url: str, page: t.Any) -> None:
     shoot(page, "phone-issue-list")
 
 
+def test_header_search_jumps_to_a_key_and_lists_sort_and_filter(live_url: str, page: t.Any) -> None:
+    page.goto(live_url + "/login")
+    page.fill("#f-email", seed.DEMO_LOGIN)
+    page.fill("#f-password", seed.DEMO_PASSWORD)
+    page.click("main button[type=submit]")
+    page.click(".topbar nav >> text=Acme Robotics")
+
+    search = page.locator(".header-search input")
+    search.fill("web-3")
+    search.press("Enter")
+    assert page.locator(".crumbs").inner_text().endswith("WEB-3")
+    assert page.title().startswith("WEB-3 ")
+
+    search = page.locator(".header-search input")
+    search.fill("csv export")
+    search.press("Enter")
+    assert page.locator("h1").inner_text() == "Search: csv export"
+    titles = page.locator(".issues .title").all_inner_texts()
+    assert titles and all("CSV export" in title for title in titles)
+    assert page.locator("#sort").input_value() == "relevance"
+    shoot(page, "search")
+
+    page.select_option("#sort", "comments")
+    page.click("button:text-is('Filter')")
+    metas = page.locator(".issues .meta").all_inner_texts()
+    assert "comment" in metas[0]  # the most commented first
+
+    page.click("text=My issues")
+    assert page.locator("h1").inner_text() == "Assigned to me"
+    page.check("text=bug")
+    page.check("text=docs")
+    page.select_option("#status", "all")
+    page.click("button:text-is('Filter')")
+    assert "label=" in page.url
+    for row in page.locator(".issues li").all():
+        chips = row.locator(".chip").all_inner_texts()
+        assert "bug" in chips and "docs" in chips
+    open_count = int(page.locator("[data-count=open]").inner_text().replace(",", ""))
+    closed_count = int(page.locator("[data-count=closed]").inner_text().replace(",", ""))
+    assert (
+        open_count + closed_count == page.locator(".issues li").count()
+        or page.locator("a[rel=next]").count()
+    )
+
+
 def test_api_token_shown_once_survives_a_reload_and_is_revoked_after_confirming(
     live_url: str, page: t.Any
 ) -> None:

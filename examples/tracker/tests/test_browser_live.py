@@ -281,3 +281,27 @@ def test_a_deleted_issue_says_so_on_its_page(
     assert still_the_same_document(bob)
     alice.context.close()
     bob.context.close()
+
+
+def test_a_list_not_sorted_newest_first_shows_new_issues_behind_a_reload_button(
+    tracker: tuple[str, t.Any, RelayThread], browser: t.Any
+) -> None:
+    url, app, _ = tracker
+    with app.app_context(), unscoped("test: a project"):
+        project = db.session.execute(sa.select(Project).order_by(Project.id)).scalars().first()
+        assert project is not None
+        project_id = project.id
+    list_url = f"{url}/o/acme-robotics/projects/{project_id}?sort=updated"
+    alice = logged_in(browser, url, seed.DEMO_LOGIN)
+    bob = logged_in(browser, url, BOB)
+    open_live(bob, list_url)
+    alice.goto(f"{url}/o/acme-robotics/projects/{project_id}/issues/new")
+    alice.fill("#f-title", "Live: sorted elsewhere")
+    alice.click("main button[type=submit]")
+    text_is(bob, ".live-new", "1 new issue")
+    assert "Live: sorted elsewhere" not in bob.locator("#issue-list .issues").inner_text()
+    bob.click(".live-new")
+    text_is(bob, "#issue-list .issues li:first-child .title", "Live: sorted elsewhere")
+    assert not still_the_same_document(bob)  # the list was loaded again
+    alice.context.close()
+    bob.context.close()

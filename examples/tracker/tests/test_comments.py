@@ -165,7 +165,10 @@ def test_reopen_with_comment(api, world, count):
 def test_comment_with_the_status_the_issue_has_is_just_a_comment(api, world, captured_events):
     url = f"/api/v1/issues/{world.issues['first']}/comments"
     assert api("dave").post(url, json={"body": "+1", "status": "open"}).status_code == 201
-    assert [e.type for e in captured_events] == ["comment.created"]
+    issue = f"issue:{world.issues['first']}"
+    assert [e.type for e in captured_events if e.channel == issue] == ["comment.created"]
+    # The project's list hears of it too: the row shows the comment count.
+    assert [e.type for e in captured_events if e.channel != issue] == ["issue.updated"]
 
 
 def test_edits_and_deletes_are_announced(api, world, comment_id, captured_events):

@@ -49,6 +49,26 @@ def test_a_row_that_no_longer_matches_the_list_filters_says_so(login, world):
     assert 'data-match="0"' in wrong_words.get_data(as_text=True)
 
 
+def test_the_row_is_keyed_and_matched_by_the_list_sort_and_filters(login, world):
+    client = login("dave")
+    client.post(f"/o/acme/issues/{world.issues['first']}/comments", data={"body": "Seen"})
+    base = f"/o/acme/projects/{world.projects['website']}"
+    page = client.get(f"{base}?sort=comments").get_data(as_text=True)
+    assert 'data-order="desc" data-sort="comments"' in page
+    row = client.get(row_url(world, "first", "&sort=comments")).get_data(as_text=True).strip()
+    assert row.startswith(f'<li id="issue-{world.issues["first"]}" data-key="1"')
+    assert row in page
+    not_mine = client.get(row_url(world, "first", "&author=me")).get_data(as_text=True)
+    assert 'data-match="0"' in not_mine  # Bob opened it
+    mine = login("bob").get(row_url(world, "first", "&author=me")).get_data(as_text=True)
+    assert "data-match" not in mine
+
+
+def test_a_searched_list_says_so_to_the_live_script(login, world):
+    page = login("dave").get(f"/o/acme/projects/{world.projects['website']}?q=login&sort=updated")
+    assert 'data-order="desc" data-sort="updated" data-search="1"' in page.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("ident", ["", "abc", "0", "07", "-3", "9" * 20])
 def test_a_row_without_a_valid_id_is_a_400(login, world, ident):
     rv = login("dave").get(f"/o/acme/projects/{world.projects['website']}/row?id={ident}")

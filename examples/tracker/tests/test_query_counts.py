@@ -140,6 +140,42 @@ def test_the_next_api_page_is_three_statements_too(
     assert len(seen) == 3, seen
 
 
+@pytest.mark.parametrize("sort", ["created", "updated", "comments"])
+def test_an_api_page_sorted_by_any_column_is_three_statements(
+    api: Callable[[str], ApiClient], busy: World, counted: t.Any, sort: str
+) -> None:
+    """The rows hold every sort column: the cursor reads its key from them."""
+    client = api("alice")
+    path = f"/api/v1/projects/{busy.projects['website']}/issues?limit=20&sort={sort}"
+    link = client.get(path).headers["Link"].split(";")[0].strip("<>")
+    rv, seen = counted(client, link.removeprefix("http://tracker.test"))
+    assert len(rv.get_json()) == 20
+    assert len(seen) == 3, seen
+
+
+def test_a_filtered_api_page_adds_one_grouped_count(
+    api: Callable[[str], ApiClient], busy: World, counted: t.Any
+) -> None:
+    label = busy.labels["bug"]
+    path = f"/api/v1/projects/{busy.projects['website']}/issues?assignee=me&label={label}"
+    rv, seen = counted(api("bob"), path)
+    assert rv.get_json() and int(rv.headers["X-Open-Count"]) > 0
+    # The three of any page, and the open/closed counts of what the filters
+    # select (an unfiltered list reads the project's counters, no statement).
+    assert len(seen) == 4, seen
+
+
+def test_a_search_by_relevance_ranks_then_selects_the_page(
+    api: Callable[[str], ApiClient], busy: World, counted: t.Any
+) -> None:
+    path = f"/api/v1/projects/{busy.projects['website']}/issues?q=number&limit=20"
+    rv, seen = counted(api("alice"), path)
+    assert len(rv.get_json()) == 20
+    # The token, the project; the ranked ids of the matches, then the
+    # page's rows (a page of a ranked sequence, not of a select); the counts.
+    assert len(seen) == 5, seen
+
+
 def test_an_api_page_says_what_each_issue_says(
     api: Callable[[str], ApiClient], busy: World
 ) -> None:

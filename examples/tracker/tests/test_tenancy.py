@@ -15,7 +15,13 @@ from karaffe.tenancy import Organization
 def seed(org: Organization, owner: User) -> Seeded:
     """One of everything in ``org``, each with a name only it has."""
     tag = org.slug.replace("-", "")
-    project = Project(organization_id=org.id, name=f"Project of {tag}", description=f"About {tag}")
+    # A key of its own too (keys are unique per organization only).
+    project = Project(
+        organization_id=org.id,
+        name=f"Project of {tag}",
+        key=("K" + tag[-9:]).upper(),
+        description=f"About {tag}",
+    )
     label = Label(organization_id=org.id, name=f"label{tag}")
     db.session.add_all([project, label])
     db.session.flush()
@@ -49,6 +55,7 @@ def seed(org: Organization, owner: User) -> Seeded:
         url_values={
             "project_id": project.id,
             "issue_id": issue.id,
+            "issue_key": issue.key,
             "label_id": label.id,
             "comment_id": comment.id,
             "user_id": owner.id,

@@ -219,6 +219,7 @@ def url_of(rule, world) -> str:
         "org_slug": "acme",
         "project_id": world.projects["website"],
         "issue_id": world.issues["first"],
+        "issue_key": "WEB-1",
         "label_id": world.labels["bug"],
         "comment_id": 1,
         "user_id": world.users["dave"],

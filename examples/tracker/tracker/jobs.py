@@ -90,10 +90,10 @@ def digest_for(user: User, start: dt.datetime, end: dt.datetime) -> EmailMessage
         "",
         f"{count} unread notification{plural} until {end:%Y-%m-%d %H:%M} UTC:",
     ]
-    for issue_id, group in itertools.groupby(unread, key=lambda n: n.issue_id):
+    for _, group in itertools.groupby(unread, key=lambda n: n.issue_id):
         items = list(group)
         issue = items[0].issue
-        lines += ["", f"[{projects.get(issue.project_id, '?')}] #{issue_id} {issue.title}"]
+        lines += ["", f"[{projects.get(issue.project_id, '?')}] {issue.key} {issue.title}"]
         for n in items:
             actor = n.activity.actor.name if n.activity.actor else "someone"
             lines.append(

@@ -9,8 +9,10 @@ the tenancy filter still applies (it covers the issue and label columns of
 an ORM-enabled select).
 
 Which issues make the list (filters, search, order) is
-:func:`tracker.services.issue_list`'s business; this module only changes
-what is selected for them.
+:mod:`tracker.finding`'s business; this module only changes what is
+selected for them. A row holds every column a list can be sorted by
+(``updated_at``, ``comment_count``, ``id``), so the keyset cursor reads its
+key from the row.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ _AUTHOR = aliased(User, name="author")
 #: What a row holds besides the labels, in the order of the select.
 _COLUMNS = (
     Issue.id,
+    Issue.key,
+    Issue.number,
     Issue.project_id,
     Issue.title,
     Issue.description,
@@ -56,6 +60,7 @@ _COLUMNS = (
     _AUTHOR.name.label("author_name"),
     Issue.created_at,
     Issue.updated_at,
+    Issue.comment_count,
 )
 
 
@@ -128,6 +133,8 @@ def _by_name(labels: t.Any) -> list[dict[str, t.Any]]:
 def _document(r: t.Any) -> dict[str, t.Any]:
     return {
         "id": r.id,
+        "key": r.key,
+        "number": r.number,
         "project_id": r.project_id,
         "title": r.title,
         "description": r.description,
@@ -139,6 +146,7 @@ def _document(r: t.Any) -> dict[str, t.Any]:
         "labels": _by_name(r.labels),
         "created_at": r.created_at,
         "updated_at": r.updated_at,
+        "comment_count": r.comment_count,
     }
 
 

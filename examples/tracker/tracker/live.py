@@ -67,11 +67,12 @@ def issue_changed(kind: str, issue: Issue, **extra: t.Any) -> None:
 
 
 def comment_added(comment: Comment, issue: Issue) -> None:
-    """``comment.created`` on the issue's page (its list row, which shows
-    when the issue was opened, does not change)."""
+    """``comment.created`` on the issue's page, and ``issue.updated`` on its
+    project's (its list row shows the comment count and the update time)."""
     if enabled():
         data = {"id": comment.id, "issue_id": issue.id}
         publish(issue_channel(issue.id), "comment.created", data)
+        publish(project_channel(issue.project_id), "issue.updated", _issue_data(issue))
 
 
 def _list_args() -> dict[str, list[str]]:

@@ -48,14 +48,27 @@ issue_labels = sa.Table(
 
 
 class Project(OrgOwned, Model):
-    """A set of issues inside an organization."""
+    """A set of issues inside an organization.
+
+    ``key`` (``BIL``) prefixes its issues' keys (``BIL-123``); it is unique in
+    the organization and never changes, so a key once shared keeps naming the
+    same issue. ``last_issue_number`` numbers its issues; the open and closed
+    counts are kept by database triggers (:mod:`tracker.counters`).
+    """
 
     __tablename__ = "project"
+    __table_args__ = (
+        sa.Index("ix_project_organization_key", "organization_id", "key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
+    key: Mapped[str] = mapped_column(sa.String(10))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_issue_number: Mapped[int] = mapped_column(default=0, server_default="0")
+    open_issue_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    closed_issue_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"<Project {self.id} {self.name!r}>"
@@ -82,7 +95,13 @@ class Label(OrgOwned, Model):
 
 
 class Issue(OrgOwned, Model):
-    """Something to do in a project: open until someone closes it."""
+    """Something to do in a project: open until someone closes it.
+
+    ``number`` counts the project's issues (unique in the project) and
+    ``key`` is the project's key with it (``BIL-123``), stored so that a list
+    names its issues without a join.
+    ``comment_count`` is kept by a database trigger (:mod:`tracker.counters`).
+    """
 
     __tablename__ = "issue"
     __table_args__ = (
@@ -90,11 +109,19 @@ class Issue(OrgOwned, Model):
         sa.Index("ix_issue_project_status_id", "project_id", "status", "id"),
         sa.Index("ix_issue_project_id_id", "project_id", "id"),
         sa.Index("ix_issue_assignee_id", "assignee_id"),
+        # A project's list by last update (keyset on updated_at, id). Creation
+        # order is the id's; by comment count, a project's rows are sorted.
+        sa.Index("ix_issue_project_status_updated", "project_id", "status", "updated_at", "id"),
+        # "My issues": created by someone, across an organization's projects.
+        sa.Index("ix_issue_author_id", "author_id"),
+        sa.Index("ix_issue_project_number", "project_id", "number", unique=True),
         sa.CheckConstraint("status IN ('open', 'closed')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    key: Mapped[str] = mapped_column(sa.String(21))
     title: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     status: Mapped[str] = mapped_column(sa.String(10), default="open")
@@ -106,6 +133,7 @@ class Issue(OrgOwned, Model):
     )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    comment_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     project: Mapped[Project] = relationship()
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
@@ -115,7 +143,7 @@ class Issue(OrgOwned, Model):
     )
 
     def __repr__(self) -> str:
-        return f"<Issue {self.id} {self.status} {self.title[:30]!r}>"
+        return f"<Issue {self.id} {self.key} {self.status} {self.title[:30]!r}>"
 
 
 class Comment(OrgOwned, Model):
@@ -253,3 +281,19 @@ class Notification(OrgOwned, Model):
 
     def __repr__(self) -> str:
         return f"<Notification {self.id} {self.reason} for {self.user_id}>"
+
+
+def _install_triggers() -> None:
+    from . import counters, keys, search
+
+    del keys  # imported for its insert hooks
+
+    tables = {
+        "issue": t.cast(sa.Table, Issue.__table__),
+        "comment": t.cast(sa.Table, Comment.__table__),
+    }
+    counters.install(tables)
+    search.install(tables)
+
+
+_install_triggers()

@@ -16,7 +16,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
+    TypeAdapter,
     WithJsonSchema,
     computed_field,
 )
@@ -284,9 +286,22 @@ class LabelOut(_Out):
 # -- projects, issues, comments -----------------------------------------------------
 
 
+#: A project's key: a letter, then letters or digits (``BIL``, ``WEB2``), in capitals.
+ProjectKey = t.Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z][A-Za-z0-9]{1,9}$"),
+    AfterValidator(str.upper),
+]
+
+
 class ProjectIn(_In):
     name: Name
     description: Text = ""
+    key: ProjectKey | None = Field(
+        None,
+        description="Prefix of its issues' keys (`BIL` for `BIL-123`): 2 to 10 capitals or "
+        "digits, unique in the organization; made from the name when left out. It never changes.",
+    )
 
 
 class ProjectPatch(_In):
@@ -298,8 +313,11 @@ class ProjectOut(_Out):
     id: int
     organization_id: int
     name: str
+    key: str
     description: str
     created_at: Timestamp
+    open_issue_count: int
+    closed_issue_count: int
 
 
 class IssueIn(_In):
@@ -319,6 +337,8 @@ class IssuePatch(_In):
 
 class IssueOut(_Out):
     id: int
+    key: str = Field(description="The project's key and the issue's number: `BIL-123`.")
+    number: int = Field(description="Its number in the project, from 1.")
     project_id: int
     title: str
     description: str = Field(description="Markdown, as written.")
@@ -328,6 +348,7 @@ class IssueOut(_Out):
     labels: list[LabelOut]
     created_at: Timestamp
     updated_at: Timestamp
+    comment_count: int
 
     @computed_field(description="`description` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
     @property
@@ -335,17 +356,59 @@ class IssueOut(_Out):
         return str(markdown.render(self.description))
 
 
+def _user_or_me(value: t.Any) -> t.Any:
+    """``me`` as is; anything else must be a user id."""
+    return value if value == "me" else _USER_ID.validate_python(value)
+
+
+_USER_ID: TypeAdapter[int] = TypeAdapter(Id)
+
+#: A user in a filter: their id, or ``me`` for the caller.
+UserFilter = t.Annotated[
+    int | str,
+    PlainValidator(_user_or_me),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "me"}]}),
+]
+
+Sort = t.Literal["created", "updated", "comments", "relevance"]
+Direction = t.Literal["asc", "desc"]
+
+
 class IssueQuery(BaseModel):
-    """Filters of an issue list; ``cursor`` and ``limit`` page through it."""
+    """Filters and order of an issue list; ``cursor`` and ``limit`` page through it."""
 
     status: StatusFilter | None = Field(
         None, description="`open`, `closed`, or `all` (the default here; the page's is `open`)."
     )
-    assignee: Id | None = Field(None, description="A user id.")
-    label: Id | None = Field(None, description="A label id.")
-    q: t.Annotated[str, StringConstraints(max_length=200), AfterValidator(str.strip)] | None = (
-        Field(None, description="Words the title contains.")
+    assignee: UserFilter | None = Field(None, description="A user id, or `me`.")
+    author: UserFilter | None = Field(None, description="Who created it: a user id, or `me`.")
+    label: list[Id] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Label ids; repeat it (`label=1&label=2`) for issues with all of them.",
     )
+    q: t.Annotated[str, StringConstraints(max_length=200), AfterValidator(str.strip)] | None = (
+        Field(
+            None,
+            description="Words searched in the title, description and comments (every word, "
+            "as a prefix, stemmed).",
+        )
+    )
+    sort: Sort | None = Field(
+        None,
+        description="`created` (the default without `q`), `updated`, `comments` (how many), "
+        "or `relevance` (the default with `q`, which it needs; the 1,000 best matches, "
+        "best first).",
+    )
+    direction: Direction = Field(
+        "desc", description="`desc` (the default) or `asc`; relevance is always best first."
+    )
+
+
+class OrgIssueQuery(IssueQuery):
+    """An organization's issues: the filters of a project's list, and the project."""
+
+    project: Id | None = Field(None, description="A project id.")
 
 
 class CommentIn(_In):

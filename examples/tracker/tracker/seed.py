@@ -23,6 +23,7 @@ from karaffe.auth import User, hash_password, utcnow
 from karaffe.db import db
 from karaffe.tenancy import Membership, Organization, unscoped
 
+from . import search
 from .labels import DEFAULT_LABELS
 from .models import Comment, Issue, Label, Project, issue_labels
 from .services import unique_slug
@@ -143,7 +144,9 @@ def seed(
         start = now - dt.timedelta(days=365)
         step = dt.timedelta(days=365) / max(issues, 1)
         table = t.cast(sa.Table, Issue.__table__)
+        numbers = {project.id: 0 for project in projects}
         done = 0
+        indexed = search.defer_indexing()
         while done < issues:
             count = min(BATCH, issues - done)
             rows: list[dict[str, t.Any]] = []
@@ -151,10 +154,13 @@ def seed(
                 project = projects[rnd.randrange(len(projects))]
                 org_id = project.organization_id
                 created = start + step * k
+                numbers[project.id] += 1
                 rows.append(
                     {
                         "organization_id": org_id,
                         "project_id": project.id,
+                        "number": numbers[project.id],
+                        "key": f"{project.key}-{numbers[project.id]}",
                         "title": _title(rnd),
                         "description": "Steps to reproduce, what was expected and what happened.",
                         "status": "open" if rnd.random() < 0.35 else "closed",
@@ -188,7 +194,12 @@ def seed(
             done += count
             if progress is not None:
                 progress(count)
+        search.index_deferred(indexed)
         report.issues = done
+        # Issue numbers go on from the last one; the database's triggers
+        # counted the open and closed issues, and indexed them for search.
+        for project in projects:
+            project.last_issue_number = numbers[project.id]
         db.session.commit()
     return report
 

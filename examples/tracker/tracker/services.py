@@ -42,11 +42,11 @@ from karaffe.tenancy import (
     unscoped,
 )
 
-from . import activity, live, mentions
+from . import activity, keys, live, mentions
 from .forms import FieldError
 from .labels import DEFAULT_LABELS, color_for
-from .models import Comment, Invitation, Issue, Label, Project, issue_labels
-from .schemas import IssueIn, IssuePatch, IssueQuery, LabelPatch, ProjectIn, ProjectPatch, Status
+from .models import Comment, Invitation, Issue, Label, Project
+from .schemas import IssueIn, IssuePatch, LabelPatch, ProjectIn, ProjectPatch, Status
 from .settings import TrackerSettings
 
 #: What invitation links are signed for (see karaffe.signing).
@@ -338,16 +338,28 @@ def open_issue_counts(org_id: int) -> dict[int, int]:
 
 
 def create_project(org_id: int, actor: User, data: ProjectIn) -> Project:
+    """A new project; its key is the one asked for (409 when the
+    organization has it already) or one made from its name."""
     require_member(org_id, actor)
-    project = Project(organization_id=org_id, name=data.name, description=data.description)
+    taken = set(
+        db.session.execute(
+            sa.select(Project.key).where(Project.organization_id == org_id)
+        ).scalars()
+    )
+    if data.key is not None and data.key in taken:
+        raise FieldError("key", "Another project of this organization has this key.", "taken")
+    key = data.key or keys.project_key_for(data.name, taken)
+    project = Project(organization_id=org_id, name=data.name, key=key, description=data.description)
     db.session.add(project)
     db.session.flush()
     return project
 
 
 def update_project(project: Project, actor: User, data: ProjectPatch | ProjectIn) -> Project:
+    """Change its name and description. The key stays: keys once shared
+    keep naming the same issues."""
     require_member(project.organization_id, actor)
-    for name in data.model_fields_set:
+    for name in data.model_fields_set - {"key"}:
         value = getattr(data, name)
         if value is not None:
             setattr(project, name, value)
@@ -456,14 +468,15 @@ def _labels(org_id: int, label_ids: list[int]) -> list[Label]:
 def create_issue(project: Project, actor: User, data: IssueIn) -> Issue:
     require_member(project.organization_id, actor)
     _check_assignee(project.organization_id, data.assignee_id)
-    issue = Issue(
+    labels = _labels(project.organization_id, data.label_ids)
+    issue = Issue(  # its number and key are given on insert: tracker.keys
         organization_id=project.organization_id,
         project_id=project.id,
         title=data.title,
         description=data.description,
         assignee_id=data.assignee_id,
         author_id=actor.id,
-        labels=_labels(project.organization_id, data.label_ids),
+        labels=labels,
     )
     db.session.add(issue)
     db.session.flush()
@@ -556,33 +569,7 @@ def delete_issue(issue: Issue, actor: User) -> None:
     db.session.flush()
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def issue_list(project: Project, filters: IssueQuery) -> sa.Select[Issue]:
-    """The select of a project's issues matching ``filters`` (unordered:
-    pagination orders it)."""
-    stmt = sa.select(Issue).where(Issue.project_id == project.id)
-    if filters.status not in (None, "all"):
-        stmt = stmt.where(Issue.status == filters.status)
-    if filters.assignee is not None:
-        stmt = stmt.where(Issue.assignee_id == filters.assignee)
-    if filters.label is not None:
-        stmt = stmt.where(
-            Issue.id.in_(
-                sa.select(issue_labels.c.issue_id).where(issue_labels.c.label_id == filters.label)
-            )
-        )
-    if filters.q:
-        for word in filters.q.split()[:8]:
-            stmt = stmt.where(Issue.title.ilike(f"%{_escape_like(word)}%", escape="\\"))
-    return stmt
-
-
-#: The order of every issue list: newest first. ``id`` is unique, so it is a
-#: complete keyset on its own.
-ISSUE_ORDER = (Issue.id.desc(),)
+# Lists of issues (filters, sort orders, counts, search, keys): tracker.finding.
 
 
 def assigned_to(user: User, limit: int = 10) -> list[Issue]:

@@ -4,7 +4,7 @@ templates, the CSRF field, HTML error pages, and small view helpers."""
 from __future__ import annotations
 
 import typing as t
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
 from flask import abort, current_app, flash, g, redirect, render_template, request
@@ -23,6 +23,8 @@ from . import activity, dates, markdown, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
+
+T = t.TypeVar("T")
 
 
 def viewer() -> User:
@@ -43,12 +45,27 @@ def html_page(stmt: sa.Select[t.Any], order_by: t.Sequence[t.Any], limit: int) -
     """:func:`karaffe.paginate` for an HTML list: the same signed cursors and
     links as the API. A stale or hand-edited cursor or limit redirects to the
     first page instead of failing."""
+    return html_page_of(lambda: paginate(stmt, order_by=order_by, limit=limit))
+
+
+def html_page_of(make: Callable[[], Page[T]]) -> Page[T]:
+    """The page ``make()`` paginates, for an HTML list: a stale or
+    hand-edited cursor or limit redirects to the first page instead of
+    failing."""
     try:
-        return paginate(stmt, order_by=order_by, limit=limit)
+        return make()
     except (InvalidCursor, ValidationFailed):
         args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("cursor", "limit")]
         flash("That page link is no longer valid; here is the first page.", "info")
         abort(redirect(request.path + ("?" + urlencode(args) if args else "")))
+
+
+def list_url(**changes: t.Any) -> str:
+    """The current list's URL with some arguments changed (``None`` drops
+    one), back on its first page."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k not in changes and k != "cursor"]
+    args += [(k, v) for k, v in changes.items() if v is not None]
+    return request.path + ("?" + urlencode(args) if args else "")
 
 
 def csrf_field() -> Markup:
@@ -126,17 +143,31 @@ def viewer_role(org_id: int) -> str | None:
 def template_context() -> dict[str, t.Any]:
     if current_outage() is not None:
         # The 503 page of a database outage: nothing that needs the database.
-        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0}
+        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0, "search_org": lambda: None}
     user = get_user()
     if user is None:
-        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0}
-    # Both load when the top bar reads them: fragments that live pages fetch
+        return {"viewer": None, "viewer_orgs": [], "unread": lambda: 0, "search_org": lambda: None}
+    # All load when the top bar reads them: fragments that live pages fetch
     # (no top bar) cost no query for them.
+    orgs = _Lazy(viewer_orgs)
     return {
         "viewer": user,
-        "viewer_orgs": _Lazy(viewer_orgs),
+        "viewer_orgs": orgs,
         "unread": lambda: activity.unread_count(user),
+        "search_org": lambda: _search_org(orgs),
     }
+
+
+def _search_org(orgs: Sequence[dict[str, t.Any]]) -> str | None:
+    """The slug of the organization the header's search box searches: the
+    page's, else the viewer's first."""
+    try:
+        org = get_current_org()
+    except HTTPException:  # the page is the 404 of an organization not the viewer's
+        org = None
+    if org is not None:
+        return org.slug
+    return t.cast("str | None", orgs[0]["slug"]) if orgs else None
 
 
 def error_page(exc: HTTPException) -> ResponseReturnValue:
@@ -156,6 +187,7 @@ def error_page(exc: HTTPException) -> ResponseReturnValue:
 def init_app(app: karaffe.App) -> None:
     app.context_processor(template_context)
     app.add_template_global(csrf_field)
+    app.add_template_global(list_url)
     app.add_template_global(live_script)
     app.add_template_global(inbox_script)
     app.add_template_filter(markdown.render, "markdown")

@@ -25,6 +25,7 @@ from karaffe import (
     ApiResult,
     Conflict,
     NotFound,
+    Page,
     ServiceUnavailable,
     ValidationFailed,
     auth,
@@ -41,7 +42,7 @@ from karaffe.events.presence import here as presence_here
 from karaffe.events.settings import EventsSettings
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, activity, listing, live, mail, markdown, mentions, services
+from .. import accounts, activity, finding, keys, listing, live, mail, markdown, mentions, services
 from ..forms import FieldError
 from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
@@ -72,6 +73,7 @@ from ..schemas import (
     NotificationQuery,
     OrganizationIn,
     OrganizationOut,
+    OrgIssueQuery,
     PasswordChangeIn,
     PresenceOut,
     ProfileIn,
@@ -86,6 +88,7 @@ from ..schemas import (
 from ..web import viewer
 
 blueprint = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+keys.key_urls(blueprint)
 
 
 @blueprint.record_once
@@ -382,7 +385,12 @@ def list_projects() -> t.Any:
 
 @blueprint.post("/orgs/<org_slug>/projects")
 @validate(body=ProjectIn)
-@returns(ProjectOut, status=201, errors=_WRITE_ERRORS, links={"project_id": "id"})
+@returns(
+    ProjectOut,
+    status=201,
+    errors={**_WRITE_ERRORS, 409: "Another project of the organization has this key"},
+    links={"project_id": "id"},
+)
 def create_project(body: ProjectIn) -> t.Any:
     project = services.create_project(current_org.id, viewer(), body)
     out = ProjectOut.model_validate(project)
@@ -418,16 +426,44 @@ def delete_project(project: Project) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
+def _listed(page: Page[dict[str, t.Any]], counts: finding.Counts) -> ApiResult:
+    return ApiResult(
+        listing.issues_json(page.items),
+        page=page,
+        headers={"X-Open-Count": str(counts.open), "X-Closed-Count": str(counts.closed)},
+    )
+
+
 @blueprint.get("/projects/<id:project_id>/issues")
 @validate(query=IssueQuery)
 @returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
 def list_issues(project: Project, query: IssueQuery) -> t.Any:
-    """A project's issues, newest first, filtered by ``status``, ``assignee``,
-    ``label`` and words of the title (``q``); ``Link`` headers page through."""
-    rows = listing.issue_rows(services.issue_list(project, query))
-    page = paginate(rows, order_by=services.ISSUE_ORDER)
-    documents = listing.issue_documents(page, description_html=True).items
-    return ApiResult(listing.issues_json(documents), page=page)
+    """A project's issues, newest first, filtered by ``status``, ``assignee``
+    (``me``), ``author``, every ``label`` given, and a search ``q`` (title,
+    description, comments); ``sort`` and ``direction`` order them. ``Link``
+    headers page through; ``X-Open-Count`` and ``X-Closed-Count`` count the
+    open and closed issues the other filters select."""
+    page = finding.issue_page(query, viewer(), project=project, description_html=True)
+    return _listed(page, finding.status_counts(query, viewer(), project=project))
+
+
+@blueprint.get("/orgs/<org_slug>/issues")
+@validate(query=OrgIssueQuery)
+@returns(list[IssueOut], paginated=True, errors=_NOT_FOUND)
+def list_org_issues(query: OrgIssueQuery) -> t.Any:
+    """The issues of every project of the organization, with the filters and
+    sort orders of a project's list, and ``project``. ``assignee=me`` and
+    ``author=me`` are the caller's issues."""
+    org_id = current_org.id
+    page = finding.issue_page(query, viewer(), org_id=org_id, description_html=True)
+    return _listed(page, finding.status_counts(query, viewer(), org_id=org_id))
+
+
+@blueprint.get("/orgs/<org_slug>/issues/<issue_key:issue_key>")
+@returns(IssueOut, errors={404: "No issue of the organization has this key"})
+def get_issue_by_key(issue_key: str) -> t.Any:
+    """The issue with this key (``BIL-123``, any case) in the organization."""
+    return keys.get_by_key(issue_key, current_org.id)
 
 
 @blueprint.post("/projects/<id:project_id>/issues")

@@ -89,9 +89,9 @@ def new(project_id: int) -> ResponseReturnValue:
     except FieldError as exc:
         form.add_error(exc)
         return _form_page(form, project, None, 422)
-    issue_id = issue.id
+    issue_id, key = issue.id, issue.key
     db.session.commit()
-    flash(f"Issue #{issue_id} created.", "success")
+    flash(f"Issue {key} created.", "success")
     return redirect(url_for("issues.show", issue_id=issue_id))
 
 
@@ -190,8 +190,9 @@ def set_status(issue_id: int) -> ResponseReturnValue:
         flash("Choose open or closed.", "error")
         return redirect(url_for("issues.show", issue_id=issue.id)), 303
     services.update_issue(issue, viewer(), IssuePatch(status=status))
+    key = issue.key
     db.session.commit()
-    flash(f"Issue #{issue_id} {'closed' if status == 'closed' else 'reopened'}.", "success")
+    flash(f"Issue {key} {'closed' if status == 'closed' else 'reopened'}.", "success")
     return redirect(url_for("issues.show", issue_id=issue_id))
 
 
@@ -199,20 +200,20 @@ def set_status(issue_id: int) -> ResponseReturnValue:
 @login_required
 def delete(issue_id: int) -> ResponseReturnValue:
     issue = _issue(issue_id)
-    project_id = issue.project_id
+    project_id, key = issue.project_id, issue.key
     if not _may_change(issue.author_id):
         raise Forbidden("Only the issue's author or an organization admin can delete it.")
     if request.method == "GET":
         return render_template(
             "confirm.html",
-            heading=f"Delete issue #{issue.id}?",
+            heading=f"Delete issue {key}?",
             message=f"“{issue.title}” and its comments will be deleted. This cannot be undone.",
             button="Delete issue",
             cancel_url=url_for("issues.show", issue_id=issue.id),
         )
     services.delete_issue(issue, viewer())
     db.session.commit()
-    flash(f"Issue #{issue_id} deleted.", "success")
+    flash(f"Issue {key} deleted.", "success")
     return redirect(url_for("projects.show", project_id=project_id))
 
 

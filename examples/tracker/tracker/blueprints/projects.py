@@ -6,19 +6,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from pydantic import ValidationError
 
 from karaffe.auth import login_required
 from karaffe.db import db
 from karaffe.ids import MAX_ID
 from karaffe.tenancy import current_org
 
-from .. import listing, services
-from ..forms import Form
+from .. import finding, listing, services
+from ..forms import FieldError, Form
 from ..models import Issue, Project
 from ..schemas import IssueQuery, ProjectIn
 from ..settings import TrackerSettings
-from ..web import html_page, in_current_org, viewer, viewer_role
+from ..web import html_page_of, in_current_org, viewer, viewer_role
+from .finding import list_filters, template_filters
 
 blueprint = Blueprint("projects", __name__, url_prefix="/o/<org_slug>/projects")
 
@@ -38,10 +38,14 @@ def new() -> ResponseReturnValue:
     form = Form()
     if request.method == "POST":
         form = Form.from_request(ProjectIn)
-        data = form.validate(ProjectIn)
+        data = form.validate(ProjectIn, blank_is_none={"key"})
         if data is None:
             return render_template("projects/form.html", form=form, org=current_org), 422
-        project = services.create_project(current_org.id, viewer(), data)
+        try:
+            project = services.create_project(current_org.id, viewer(), data)
+        except FieldError as exc:
+            form.add_error(exc)
+            return render_template("projects/form.html", form=form, org=current_org), 422
         name, project_id = project.name, project.id
         db.session.commit()
         flash(f"Project “{name}” created.", "success")
@@ -49,44 +53,24 @@ def new() -> ResponseReturnValue:
     return render_template("projects/form.html", form=form, org=current_org, project=None)
 
 
-def _filters() -> IssueQuery:
-    """The list's filters from the query string, in the API's words. The
-    HTML list shows open issues by default; ``status=all`` shows every one.
-    A malformed filter (``assignee=abc``) is ignored rather than failing the
-    page."""
-    raw: dict[str, str | None] = {
-        k: v for k, v in request.args.items() if k in ("status", "assignee", "label", "q") and v
-    }
-    raw.setdefault("status", "open")
-    try:
-        return IssueQuery.model_validate(raw)
-    except ValidationError as exc:
-        bad = {str(e["loc"][0]) for e in exc.errors()}
-        kept = {k: v for k, v in raw.items() if k not in bad}
-        return IssueQuery.model_validate({"status": "open", **kept})
-
-
 @blueprint.get("/<id:project_id>")
 @login_required
 def show(project_id: int) -> ResponseReturnValue:
     project = _project(project_id)
-    filters = _filters()
-    page = html_page(
-        listing.issue_rows(services.issue_list(project, filters)),
-        services.ISSUE_ORDER,
-        TrackerSettings.of().issues_per_page,
+    filters = list_filters(IssueQuery)
+    user = viewer()
+    page = html_page_of(
+        lambda: finding.issue_page(
+            filters, user, project=project, limit=TrackerSettings.of().issues_per_page
+        )
     )
     return render_template(
         "projects/show.html",
         org=current_org,
         project=project,
-        page=listing.issue_documents(page),
-        filters={
-            "status": filters.status or "open",
-            "assignee": filters.assignee,
-            "label": filters.label,
-            "q": filters.q,
-        },
+        page=page,
+        counts=finding.status_counts(filters, user, project=project),
+        filters=template_filters(filters),
         # Every row links to its issue: the URL is made once.
         issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
         members=listing.assignee_choices(current_org.id),
@@ -111,13 +95,16 @@ def row(project_id: int) -> ResponseReturnValue:
     issue = listing.issue_document(int(raw))
     if issue is None or issue["project_id"] != project.id:
         abort(404)
+    filters = list_filters(IssueQuery)
+    matching = finding.issue_select(filters, viewer(), project=project)
     matches = db.session.execute(
-        sa.select(services.issue_list(project, _filters()).where(Issue.id == issue["id"]).exists())
+        sa.select(matching.where(Issue.id == issue["id"]).exists())
     ).scalar_one()
     return render_template(
         "issues/_row.html",
         rows=[issue],
         matches=matches,
+        filters=template_filters(filters),
         issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
     )
 

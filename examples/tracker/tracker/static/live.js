@@ -67,6 +67,11 @@
     var list = document.querySelector("#issue-list .issues");
     if (!list) return;
     var descending = list.getAttribute("data-order") !== "asc";
+    // Only a list of the newest first (by id, no search) knows where a new
+    // issue goes; on any other, new issues wait behind the control, whose
+    // click reloads the list.
+    var byId = list.getAttribute("data-sort") === "id";
+    var guessable = descending && byId && !list.hasAttribute("data-search");
     var held = {}; // rows waiting behind the "N new issues" control, by id
     var control = null;
 
@@ -120,6 +125,7 @@
         control.type = "button";
         control.className = "live-new";
         control.addEventListener("click", function () {
+          if (!guessable) return window.location.reload();
           var rows = Object.keys(held).map(function (id) { return held[id]; });
           held = {};
           rows.forEach(insert);
@@ -157,6 +163,11 @@
           return;
         }
         if (!matches) return;
+        if (!guessable) {
+          held[id] = row;
+          showHeld();
+          return;
+        }
         var where = place(keyOf(row));
         if (!where) return;
         if (movesView(where)) {
@@ -168,13 +179,14 @@
       });
     });
     // Only what this page shows, or might show now, is fetched: a list
-    // ordered by id knows from the event alone whether an issue falls on it.
-    var byId = list.getAttribute("data-sort") === "id";
+    // ordered by id knows from the event alone whether an issue falls on it;
+    // on any other, only a created issue is new to it.
     ["issue.created", "issue.updated", "issue.deleted"].forEach(function (type) {
       stream.on(type, function (event) {
         var id = String(event.data.id);
         if (!document.getElementById("issue-" + id) && !held[id]) {
           if (type === "issue.deleted" || (byId && !place(Number(id)))) return;
+          if (!guessable && type !== "issue.created") return;
         }
         refresh(id);
       });

@@ -1,0 +1,181 @@
+"""Finding issues: filtered and sorted lists, their open/closed counts,
+and search (keys are :mod:`tracker.keys`).
+
+A list is a select of ``Issue`` rows (:func:`issue_select`) paged by
+karaffe's signed keyset cursors on ``(sort key, id)``
+(:func:`order_for`): rows that tie on the sort key are ordered by id, so a
+page never repeats or skips one, and a row inserted, deleted or changed
+while someone pages through moves only itself. Sorted by relevance, the
+:data:`~tracker.search.MAX_RANKED` best matches are ranked once per page
+and paged by ``(score, id)``.
+
+The open/closed counts of an unfiltered list are the counters the
+database keeps on the project (:mod:`tracker.counters`): two integers,
+whatever the number of issues. A filtered list's counts are one grouped
+``COUNT`` of the filtered rows.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from karaffe import Page, ValidationFailed, paginate
+from karaffe.auth import User
+from karaffe.db import db
+
+from . import listing, search
+from .models import Issue, Project, issue_labels
+from .schemas import IssueQuery, OrgIssueQuery
+
+__all__ = ["Counts", "issue_page", "issue_select", "order_for", "status_counts"]
+
+#: The sort orders by a column. Creation order is the id's: ids are given
+#: as issues are created, and the list's index ``(project_id, status, id)``
+#: serves it.
+_SORT_COLUMNS: dict[str, sa.orm.InstrumentedAttribute[t.Any]] = {
+    "updated": Issue.updated_at,
+    "comments": Issue.comment_count,
+}
+
+
+def sort_of(filters: IssueQuery) -> str:
+    """The sort a list uses: as asked, else relevance for a search and
+    creation time otherwise."""
+    if filters.sort is not None:
+        return filters.sort
+    return "relevance" if filters.q else "created"
+
+
+def check(filters: IssueQuery) -> None:
+    """422 for filters that do not go together."""
+    if filters.sort == "relevance" and not filters.q:
+        raise ValidationFailed(
+            errors=[(["query", "sort"], "Sorting by relevance needs a search (q).", "needs_q")]
+        )
+
+
+def _user(value: int | str | None, viewer: User) -> int | None:
+    return viewer.id if value == "me" else t.cast("int | None", value)
+
+
+def issue_select(
+    filters: IssueQuery,
+    viewer: User,
+    *,
+    project: Project | None = None,
+    org_id: int | None = None,
+    with_status: bool = True,
+) -> sa.Select[t.Any]:
+    """The select of the issues of ``project`` (or of organization
+    ``org_id``) matching ``filters``, unordered. ``with_status=False``
+    leaves the status filter out (for the counts of both statuses)."""
+    stmt = sa.select(Issue)
+    if project is not None:
+        stmt = stmt.where(Issue.project_id == project.id)
+    if org_id is not None:
+        stmt = stmt.where(Issue.organization_id == org_id)
+    if isinstance(filters, OrgIssueQuery) and filters.project is not None:
+        stmt = stmt.where(Issue.project_id == filters.project)
+    if with_status and filters.status not in (None, "all"):
+        stmt = stmt.where(Issue.status == filters.status)
+    assignee = _user(filters.assignee, viewer)
+    if assignee is not None:
+        stmt = stmt.where(Issue.assignee_id == assignee)
+    author = _user(filters.author, viewer)
+    if author is not None:
+        stmt = stmt.where(Issue.author_id == author)
+    for label_id in dict.fromkeys(filters.label):
+        stmt = stmt.where(
+            Issue.id.in_(
+                sa.select(issue_labels.c.issue_id).where(issue_labels.c.label_id == label_id)
+            )
+        )
+    if filters.q:
+        stmt = stmt.where(search.matching(filters.q, Issue.id))
+    return stmt
+
+
+def order_for(filters: IssueQuery) -> tuple[sa.UnaryExpression[t.Any], ...]:
+    """The keyset order of a list sorted by a column: the column, then the
+    id, both in the direction asked (creation order: the id alone)."""
+    column = _SORT_COLUMNS.get(sort_of(filters))
+    columns = (Issue.id,) if column is None else (column, Issue.id)
+    if filters.direction == "asc":
+        return tuple(c.asc() for c in columns)
+    return tuple(c.desc() for c in columns)
+
+
+def _score_and_newest(row: tuple[float, int]) -> tuple[float, int]:
+    return (row[0], -row[1])
+
+
+def issue_page(
+    filters: IssueQuery,
+    viewer: User,
+    *,
+    project: Project | None = None,
+    org_id: int | None = None,
+    limit: int | None = None,
+    description_html: bool = False,
+) -> Page[dict[str, t.Any]]:
+    """The page of the list the request's cursor asks for, as the dicts of
+    :func:`tracker.listing.issue_documents`: one statement for a page sorted
+    by a column (the rows hold its sort key); two for relevance (the ranked
+    ids, then the page's rows)."""
+    check(filters)
+    stmt = issue_select(filters, viewer, project=project, org_id=org_id)
+    if sort_of(filters) != "relevance":
+        rows = paginate(listing.issue_rows(stmt), order_by=order_for(filters), limit=limit)
+        return listing.issue_documents(rows, description_html=description_html)
+    assert filters.q is not None
+    best = search.ranked(filters.q, stmt, Issue.id)
+    page = paginate(best, key=_score_and_newest, limit=limit)
+    ids = [issue_id for _, issue_id in page.items]
+    found = {
+        row.id: row
+        for row in db.session.execute(listing.issue_rows(sa.select(Issue).where(Issue.id.in_(ids))))
+    }
+    page.items = [found[i] for i in ids if i in found]
+    return listing.issue_documents(page, description_html=description_html)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many issues of a list are open and closed."""
+
+    open: int
+    closed: int
+
+
+def status_counts(
+    filters: IssueQuery, viewer: User, *, project: Project | None = None, org_id: int | None = None
+) -> Counts:
+    """The open and closed counts of the list ``filters`` select, whatever
+    its status filter: the project's (or the organization's projects')
+    counters when nothing else filters it, one grouped count otherwise."""
+    unfiltered = not (
+        filters.assignee
+        or filters.author
+        or filters.label
+        or filters.q
+        or (isinstance(filters, OrgIssueQuery) and filters.project)
+    )
+    if unfiltered and project is not None:
+        return Counts(project.open_issue_count, project.closed_issue_count)
+    if unfiltered and org_id is not None:
+        open_, closed = db.session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(Project.open_issue_count), 0),
+                sa.func.coalesce(sa.func.sum(Project.closed_issue_count), 0),
+            ).where(Project.organization_id == org_id)
+        ).one()
+        return Counts(int(open_), int(closed))
+    stmt = issue_select(filters, viewer, project=project, org_id=org_id, with_status=False)
+    rows = db.session.execute(
+        stmt.with_only_columns(Issue.status, sa.func.count()).group_by(Issue.status)
+    )
+    counts: dict[str, int] = {status: n for status, n in rows}
+    return Counts(counts.get("open", 0), counts.get("closed", 0))
