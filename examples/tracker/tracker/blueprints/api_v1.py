@@ -26,7 +26,6 @@ from karaffe import (
     Conflict,
     NotFound,
     Page,
-    ServiceUnavailable,
     ValidationFailed,
     auth,
     paginate,
@@ -42,7 +41,18 @@ from karaffe.events.presence import here as presence_here
 from karaffe.events.settings import EventsSettings
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, activity, finding, keys, listing, live, mail, markdown, mentions, services
+from .. import (
+    accounts,
+    activity,
+    finding,
+    keys,
+    listing,
+    live,
+    mailqueue,
+    markdown,
+    mentions,
+    services,
+)
 from ..forms import FieldError
 from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
@@ -184,45 +194,37 @@ def update_me(body: ProfileIn) -> t.Any:
     return out
 
 
-def _check_current_password(user: User, password: str) -> None:
-    if not user.check_password(password):
-        raise FieldError("current_password", "This is not your current password.", "wrong")
-
-
-_MAIL_DOWN = {503: "The mail could not be sent; nothing changed"}
-
-
 @blueprint.post("/me/email")
 @validate(body=EmailChangeIn)
 @returns(
     Accepted,
     status=202,
-    errors={409: "Another account has this email", 422: "Wrong current password", **_MAIL_DOWN},
+    errors={409: "Another account has this email", 422: "Wrong current password"},
 )
 def change_email(body: EmailChangeIn) -> t.Any:
     """Start changing the caller's email: a link goes to the new address,
     which becomes the login once it is followed (the old one until then)."""
     user = viewer()
-    _check_current_password(user, body.current_password)
-    message = accounts.change_email(user, body.email)
-    if not mail.send_or_log(message):
-        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
+    accounts.check_current_password(user, body.current_password)
+    mailqueue.queue(accounts.change_email(user, body.email))  # sent once committed
+    db.session.commit()
     return Accepted(
         detail=f"A link went to {body.email}: it becomes the login once it is followed."
     )
 
 
 @blueprint.post("/me/email/verification")
-@returns(Accepted, status=202, errors={409: "The email is verified already", 429: "", **_MAIL_DOWN})
+@returns(Accepted, status=202, errors={409: "The email is verified already", 429: ""})
 def resend_verification() -> t.Any:
     """Mail a new verification link to the caller's address."""
     user = viewer()
     if user.email_verified_at is not None:
         raise Conflict(f"{user.email} is verified already.")
     accounts.check_reset_rate("verify", user.email, request.remote_addr or "unknown")
-    if not mail.send_or_log(accounts.verification_mail(user)):
-        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
-    return Accepted(detail=f"A link went to {user.email}.")
+    out = Accepted(detail=f"A link went to {user.email}.")
+    mailqueue.queue(accounts.verification_mail(user))  # sent once committed
+    db.session.commit()
+    return out
 
 
 @blueprint.put("/me/password")
@@ -232,7 +234,7 @@ def change_password(body: PasswordChangeIn) -> t.Any:
     """Change the caller's password: every login session ends, but the
     request's own (API tokens stay valid: revoke them on their page)."""
     user = viewer()
-    _check_current_password(user, body.current_password)
+    accounts.check_current_password(user, body.current_password)
     user.set_password(body.password)
     if auth.current_session() is not None:
         auth.rotate_session()
