@@ -25,7 +25,6 @@ from karaffe import (
     ApiResult,
     Conflict,
     NotFound,
-    Page,
     ValidationFailed,
     auth,
     paginate,
@@ -428,7 +427,14 @@ def delete_project(project: Project) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
-def _listed(page: Page[dict[str, t.Any]], counts: finding.Counts) -> ApiResult:
+def _issues(
+    query: IssueQuery, *, project: Project | None = None, org_id: int | None = None
+) -> ApiResult:
+    """A page of the issues ``query`` selects in a project (``project=``) or
+    an organization (``org_id=``), with the open and closed counts."""
+    user = viewer()
+    page = finding.issue_page(query, user, project=project, org_id=org_id, description_html=True)
+    counts = finding.status_counts(query, user, project=project, org_id=org_id)
     return ApiResult(
         listing.issues_json(page.items),
         page=page,
@@ -445,8 +451,7 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     description, comments); ``sort`` and ``direction`` order them. ``Link``
     headers page through; ``X-Open-Count`` and ``X-Closed-Count`` count the
     open and closed issues the other filters select."""
-    page = finding.issue_page(query, viewer(), project=project, description_html=True)
-    return _listed(page, finding.status_counts(query, viewer(), project=project))
+    return _issues(query, project=project)
 
 
 @blueprint.get("/orgs/<org_slug>/issues")
@@ -456,9 +461,7 @@ def list_org_issues(query: OrgIssueQuery) -> t.Any:
     """The issues of every project of the organization, with the filters and
     sort orders of a project's list, and ``project``. ``assignee=me`` and
     ``author=me`` are the caller's issues."""
-    org_id = current_org.id
-    page = finding.issue_page(query, viewer(), org_id=org_id, description_html=True)
-    return _listed(page, finding.status_counts(query, viewer(), org_id=org_id))
+    return _issues(query, org_id=current_org.id)
 
 
 @blueprint.get("/orgs/<org_slug>/issues/<issue_key:issue_key>")
