@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import threading
 import typing as t
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from tracker import create_app, mail, mailqueue
 from tracker.jobs import deliver_mail
 from tracker.mailqueue import QueuedMail
 
-from karaffe._servers import free_port
+from karaffe._servers import free_port, fresh_database
 from karaffe.auth import utcnow
 from karaffe.config import ConfigError
 from karaffe.db import db
@@ -172,6 +173,45 @@ def test_a_row_another_delivery_claimed_waits_until_its_claim_runs_out(
         db.session.execute(sa.update(QueuedMail).values(next_attempt_at=utcnow()))
         db.session.commit()
     assert [m.to for m in outbox] == [["ann@example.com"]]
+
+
+@pytest.mark.postgres
+def test_two_deliveries_at_once_on_postgresql_send_each_mail_once(postgres_url: str) -> None:
+    with fresh_database(postgres_url, "tracker_mail_queue") as url:
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": "mail-test",
+                "DATABASE_URL": url,
+                "MAIL_BACKEND": "locmem",
+            }
+        )
+        recipients = [f"user{n}@example.com" for n in range(40)]
+        with app.app_context():
+            db.create_all()
+            mailqueue.queue(*(mail.message(to, "Hi", "Hello\n") for to in recipients))
+            db.session.commit()
+        app.extensions["mailman"].outbox = []
+        start = threading.Barrier(2)
+        results: list[mailqueue.Delivery] = []
+
+        def delivery() -> None:
+            with app.app_context():
+                start.wait()
+                results.append(mailqueue.deliver())
+                db.session.remove()
+
+        threads = [threading.Thread(target=delivery) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sent = [m.to[0] for m in app.extensions["mailman"].outbox]
+        assert sorted(sent) == sorted(recipients)  # each once, whoever sent it
+        assert sum(r.sent for r in results) == 40
+        with app.app_context():
+            assert mailqueue.pending() == 0
+            db.engine.dispose()
 
 
 def test_the_retries_back_off_to_an_hour() -> None:
