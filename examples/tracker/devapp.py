@@ -9,21 +9,26 @@ Whichever way it starts, it first brings the schema up to date (the
 migrations), so no command meets an empty database. Served (``make demo``,
 ``flask ... run``), it also loads demo data on the first run (a few
 organizations, users, projects and a few thousand issues) with a progress bar;
-later runs reuse the data. ``DATABASE_URL`` points it elsewhere (PostgreSQL too),
+later runs reuse the data. Mail (password resets, email verification) is
+queued by the requests and printed to the terminal by a thread that runs the
+delivery job. ``DATABASE_URL`` points it elsewhere (PostgreSQL too),
 ``PORT`` changes the port (5000, Flask's default).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import click
 import sqlalchemy as sa
 from flask_migrate import stamp, upgrade
 from tracker import create_app, seed
+from tracker.jobs import deliver_mail
 
 from karaffe.db import db
+from karaffe.jobs import MemoryBackend, Scheduler, get_job
 
 HERE = Path(__file__).resolve().parent
 #: Demo issues to load on the first run. Read (and removed) before the app is
@@ -60,6 +65,28 @@ def prepare(load: bool = True) -> None:
         issues = DEMO_ISSUES
         with click.progressbar(length=issues, label=" * loading demo data", show_pos=True) as bar:
             seed.seed(orgs=3, issues=issues, progress=bar.update)
+
+
+_delivery_lock = threading.Lock()
+_delivery: list[Scheduler] = []
+
+
+@app.before_request
+def deliver_mail_in_the_background() -> None:
+    """The demo runs no `flask karaffe scheduler`: the process that serves
+    (the reloader's child) runs the job that sends queued mail
+    (``tracker.jobs.deliver_mail``, every 5 seconds) in a thread of its own,
+    started with the first request. The mail is printed to the terminal."""
+    if _delivery:
+        return
+    with _delivery_lock:
+        if _delivery:
+            return
+        job = get_job(deliver_mail)
+        assert job is not None
+        scheduler = Scheduler(app, jobs=[job], backend=MemoryBackend())
+        _delivery.append(scheduler)
+    threading.Thread(target=scheduler.run_forever, name="mail-delivery", daemon=True).start()
 
 
 def _serving() -> bool:

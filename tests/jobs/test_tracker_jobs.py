@@ -375,6 +375,7 @@ def test_karaffe_jobs_lists_the_tracker_jobs(
     assert result.exit_code == 0, result.output
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
     assert names == [
+        "tracker.jobs.deliver_mail",
         "tracker.jobs.purge_ended_sessions",
         "tracker.jobs.purge_expired_invitations",
         "tracker.jobs.purge_expired_tokens",

@@ -17,11 +17,13 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, g, has_request_context, request, request_tearing_down
 from flask.testing import FlaskClient
+from tracker.jobs import deliver_mail
 from tracker.models import Issue, Label, Project
 
 from karaffe.auth import User, create_api_token
 from karaffe.db import db as database
 from karaffe.events.outbox import Dispatcher
+from karaffe.jobs import run_job
 from karaffe.tenancy import create_organization, unscoped
 
 PASSWORD = "correct horse battery"
@@ -42,13 +44,48 @@ def karaffe_config(tmp_path: t.Any) -> dict[str, t.Any]:
     }
 
 
+class Outbox(list[t.Any]):
+    """The mail the tracker sent, oldest first. Requests queue their mail
+    (:mod:`tracker.mailqueue`) and the job ``tracker.jobs.deliver_mail``
+    sends it, as the scheduler does every few seconds: reading this list
+    first runs that job, so it holds what the scheduler would have sent by
+    then. Appended to by Flask-Mailman's ``locmem`` backend."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__()
+        self.app = app
+
+    def deliver(self) -> None:
+        """Run the delivery job now (with the job runner, as the scheduler would)."""
+        run_job(deliver_mail, app=self.app)
+
+    def __iter__(self) -> t.Iterator[t.Any]:
+        self.deliver()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.deliver()
+        return super().__len__()
+
+    def __getitem__(self, index: t.Any) -> t.Any:
+        self.deliver()
+        return super().__getitem__(index)
+
+    def __eq__(self, other: object) -> bool:
+        self.deliver()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @pytest.fixture
-def outbox(app: Flask) -> list[t.Any]:
+def outbox(app: Flask, db: t.Any) -> Outbox:
     """The mail the tracker sent during the test (Flask-Mailman ``EmailMessage``
-    objects: ``.to``, ``.subject``, ``.body``), oldest first."""
+    objects: ``.to``, ``.subject``, ``.body``), oldest first; see :class:`Outbox`.
+    The tables are made (``db``): the mail queue is one."""
     state = app.extensions["mailman"]
-    state.outbox = []
-    return t.cast(list[t.Any], state.outbox)
+    state.outbox = Outbox(app)
+    return t.cast(Outbox, state.outbox)
 
 
 @dataclass

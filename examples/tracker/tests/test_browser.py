@@ -19,6 +19,8 @@ from karaffe.auth import User, create_api_token
 from karaffe.db import db
 from karaffe.testing import serving
 
+from .conftest import Outbox
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -412,7 +414,7 @@ def small_server(tmp_path: Path) -> Iterator[tuple[str, t.Any]]:
     with app.app_context():
         db.create_all()
         seed.seed(orgs=1, issues=5, users_per_org=2)
-    app.extensions["mailman"].outbox = []
+    app.extensions["mailman"].outbox = Outbox(app)  # reading it sends the queued mail
     with serving(app) as url:
         yield url, app
 

@@ -17,7 +17,7 @@ import karaffe.jobs
 from karaffe import auth, db, tenancy
 from karaffe.events import Events
 
-from . import mail, web
+from . import mail, mailqueue, web  # noqa: F401 (mailqueue: its table)
 from .settings import TrackerSettings
 
 __all__ = ["MIGRATIONS", "TrackerSettings", "create_app"]

@@ -17,7 +17,9 @@ each single-use is what it is bound to.
   becomes the login the link dies; it expires after ``EMAIL_VERIFICATION_DAYS``.
 
 Asking for a reset never tells whether an account exists: the answer is the
-same, and a mail goes out only when one does. Requests are throttled per
+same, and so is the work (the request is queued; the account is looked up
+when the mail is sent, by :mod:`tracker.mailqueue`), and a mail goes out
+only when one does. Requests are throttled per
 address asked for and per client, with the login throttle's store and window
 (:func:`check_reset_rate`).
 """
@@ -38,7 +40,7 @@ from karaffe.auth import AuthSettings, User, get_auth, normalize_email, utcnow
 from karaffe.db import db
 from karaffe.signing import signer_for
 
-from . import mail
+from . import mail, mailqueue
 from .forms import FieldError
 from .settings import TrackerSettings
 
@@ -49,8 +51,10 @@ __all__ = [
     "InvalidLink",
     "TooManyMails",
     "change_email",
+    "check_current_password",
     "check_reset_rate",
     "email_taken",
+    "password_reset_mail",
     "request_password_reset",
     "reset_password",
     "reset_token",
@@ -134,16 +138,24 @@ def reset_token(user: User) -> str:
     )
 
 
-def request_password_reset(email: str, address: str) -> bool:
-    """Mail a reset link to the active account with ``email``, if there is
-    one; whether a mail went out (never to be shown: the caller answers the
-    same either way). Throttled (:class:`TooManyMails`)."""
+def request_password_reset(email: str, address: str) -> None:
+    """Queue a reset link for the active account with ``email``, if there is
+    one (:func:`tracker.mailqueue.queue_password_reset`), in the current
+    transaction: the account is looked up when the mail is sent, out of the
+    request, so the request does the same work whether there is one or not.
+    Throttled (:class:`TooManyMails`)."""
     check_reset_rate("reset", email, address)
+    mailqueue.queue_password_reset(email)
+
+
+def password_reset_mail(email: str, sender: str) -> EmailMessage | None:
+    """The mail with a reset link to the active account with ``email``, or
+    ``None`` when there is none; needs a request context (the link's site)."""
     user = db.session.execute(
         sa.select(User).where(User.email == normalize_email(email), User.is_active)
     ).scalar_one_or_none()
     if user is None:
-        return False
+        return None
     minutes = TrackerSettings.of().password_reset_minutes
     link = url_for("accounts.reset_password", token=reset_token(user), _external=True)
     body = (
@@ -154,7 +166,9 @@ def request_password_reset(email: str, address: str) -> bool:
         "logged in to your account.\nIf you did not ask for this, ignore this mail: "
         "your password stays as it is.\n"
     )
-    return mail.send_or_log(mail.message(user.email, "Reset your tracker password", body))
+    return EmailMessage(
+        subject="Reset your tracker password", body=body, from_email=sender, to=[user.email]
+    )
 
 
 def user_for_reset(token: str) -> User:
@@ -207,7 +221,8 @@ def verification_token(user: User, email: str) -> str:
 def verification_mail(user: User, email: str | None = None) -> EmailMessage:
     """The mail with a verification link for ``email`` (default: the user's
     own address), to that address. Built before the request commits (it
-    needs the user's id and name), sent after (:func:`tracker.mail.send_or_log`)."""
+    needs the user's id and name) and queued in its transaction
+    (:func:`tracker.mailqueue.queue`)."""
     target = normalize_email(email or user.email)
     days = TrackerSettings.of().email_verification_days
     link = url_for("accounts.verify_email", token=verification_token(user, target), _external=True)
@@ -262,6 +277,12 @@ def verify_email(token: str) -> tuple[User, str]:
     user.email_verified_at = utcnow()
     db.session.flush()
     return user, "changed"
+
+
+def check_current_password(user: User, password: str) -> None:
+    """:raises FieldError: ``password`` is not ``user``'s (at ``current_password``)."""
+    if not user.check_password(password):
+        raise FieldError("current_password", "This is not your current password.", "wrong")
 
 
 def email_taken(email: str, user_id: int | None = None) -> bool:

@@ -9,7 +9,10 @@ Each job names whose data it acts on: the digest acts as each user in turn
 notifications of the day (:mod:`tracker.activity`), purging invitations is
 explicitly unscoped, and purging API tokens touches no organization's data.
 
-Mail goes through :mod:`tracker.mail` (Flask-Mailman, ``MAIL_BACKEND``).
+Mail goes through :mod:`tracker.mail` (Flask-Mailman, ``MAIL_BACKEND``); the
+mail requests write (password resets, email verification) is queued in the
+database and sent by :func:`deliver_mail`, every 5 seconds
+(:mod:`tracker.mailqueue`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from karaffe.auth import ApiToken, AuthSettings, User, UserSession, utcnow
 from karaffe.db import db
 from karaffe.jobs import ActingAs, current_run, job, progress
 
-from . import activity, mail
+from . import activity, mail, mailqueue
 from .models import Invitation, Notification, Project
 from .settings import TrackerSettings
 
 __all__ = [
+    "deliver_mail",
     "purge_ended_sessions",
     "purge_expired_invitations",
     "purge_expired_tokens",
@@ -118,6 +122,25 @@ def send_daily_digest() -> bool:
     mail.send(message)
     log.info("digest sent to user %s", user.id)
     return True
+
+
+# -- the account mail queue -----------------------------------------------------------
+
+
+@job(schedule="* * * * * */5")
+def deliver_mail() -> int:
+    """Send the account mail requests queued (tracker.mailqueue); retry what failed."""
+    sent = 0
+    while True:
+        result = mailqueue.deliver()
+        sent += result.sent
+        if result.error is not None or result.sent + result.failed + result.dropped < (
+            mailqueue.BATCH
+        ):
+            break
+    if sent:
+        log.info("%d queued mail(s) sent", sent)
+    return sent
 
 
 # -- purging ---------------------------------------------------------------------

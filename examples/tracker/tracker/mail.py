@@ -9,22 +9,23 @@ in the tests (the messages land in ``app.extensions["mailman"].outbox``)::
 
 Every message the tracker sends is plain text, built by :func:`message` and
 sent by :func:`send`; a message that cannot be sent (the SMTP server is down)
-raises :class:`MailError`, which callers that answer a request log and
-survive (see :func:`send_or_log`).
+raises :class:`MailError`. Requests never send: they queue their mail in
+their transaction (:mod:`tracker.mailqueue`) and a job sends it, retrying
+while the server is down.
 """
 
 from __future__ import annotations
 
 import typing as t
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_mailman import EmailMessage, Mail
 
 from karaffe.config import ConfigError
 
 from .settings import TrackerSettings
 
-__all__ = ["MailError", "TrackerMail", "init_app", "message", "send", "send_or_log"]
+__all__ = ["MailError", "TrackerMail", "init_app", "message", "send"]
 
 
 class MailError(Exception):
@@ -92,15 +93,3 @@ def send(*messages: EmailMessage) -> int:
         return int(connection.send_messages(list(messages)) or 0)
     except Exception as exc:  # smtplib's, socket's and ssl's errors alike
         raise MailError(f"{type(exc).__name__}: {exc}") from exc
-
-
-def send_or_log(*messages: EmailMessage) -> bool:
-    """:func:`send`, logging a failure instead of raising it: for a request
-    that must answer the same whether its mail went out or not (a password
-    reset must not tell who has an account)."""
-    try:
-        send(*messages)
-    except MailError:
-        current_app.logger.exception("mail to %s not sent", [m.to for m in messages])
-        return False
-    return True

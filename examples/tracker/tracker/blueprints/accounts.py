@@ -20,7 +20,7 @@ from karaffe.auth import (
 )
 from karaffe.db import db
 
-from .. import accounts, mail
+from .. import accounts, mailqueue
 from ..forms import Form, refusal_message
 from ..schemas import LoginIn, PasswordForgottenIn, PasswordResetIn, SignupIn
 from ..settings import TrackerSettings
@@ -53,13 +53,12 @@ def signup() -> ResponseReturnValue:
                 # user is expired, and reading it again is a query that a
                 # database gone meanwhile would fail after the commit.
                 login_user(user)
-                name, email = user.name, user.email
-                verification = accounts.verification_mail(user)
+                name = user.name
+                # Sent out of the request once committed (tracker.mailqueue);
+                # the banner of every page asks for the link from now on.
+                mailqueue.queue(accounts.verification_mail(user))
                 db.session.commit()
                 flash(f"Welcome to tracker, {name}!", "success")
-                # The banner of every page asks for the link from now on.
-                if not mail.send_or_log(verification):
-                    flash(f"The mail to {email} could not be sent: ask for a new link.", "error")
                 return redirect(_next_url())
         return render_template(
             "auth/signup.html", form=form, next_url=request.args.get("next")
@@ -126,6 +125,7 @@ def forgot_password() -> ResponseReturnValue:
         return render_template("auth/forgot.html", form=form), 422
     try:
         accounts.request_password_reset(data.email, _address())
+        db.session.commit()
     except accounts.TooManyMails as exc:
         form.errors["__all__"] = exc.message
         return render_template("auth/forgot.html", form=form), 429, exc.headers
@@ -198,8 +198,8 @@ def resend_verification() -> ResponseReturnValue:
     except accounts.TooManyMails as exc:
         flash(exc.message, "error")
         return redirect(url_for("settings.profile")), 303
-    if mail.send_or_log(accounts.verification_mail(user)):
-        flash(f"We sent a new link to {user.email}.", "success")
-    else:
-        flash("The mail could not be sent just now: try again in a while.", "error")
+    email = user.email
+    mailqueue.queue(accounts.verification_mail(user))
+    db.session.commit()
+    flash(f"We sent a new link to {email}.", "success")
     return redirect(url_for("settings.profile"))

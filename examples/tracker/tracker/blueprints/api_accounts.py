@@ -53,6 +53,7 @@ def request_password_reset(body: PasswordForgottenIn) -> t.Any:
     """Mail a link to choose a new password to the account with ``email``,
     if there is one: the answer is the same either way."""
     accounts.request_password_reset(body.email, request.remote_addr or "unknown")
+    db.session.commit()
     return Accepted(detail="If an account uses this email, a link is on its way to it.")
 
 

@@ -25,8 +25,6 @@ from karaffe import (
     ApiResult,
     Conflict,
     NotFound,
-    Page,
-    ServiceUnavailable,
     ValidationFailed,
     auth,
     paginate,
@@ -42,7 +40,18 @@ from karaffe.events.presence import here as presence_here
 from karaffe.events.settings import EventsSettings
 from karaffe.tenancy import current_org, current_role
 
-from .. import accounts, activity, finding, keys, listing, live, mail, markdown, mentions, services
+from .. import (
+    accounts,
+    activity,
+    finding,
+    keys,
+    listing,
+    live,
+    mailqueue,
+    markdown,
+    mentions,
+    services,
+)
 from ..forms import FieldError
 from ..models import Activity, Comment, Issue, Label, Project
 from ..schemas import (
@@ -184,45 +193,37 @@ def update_me(body: ProfileIn) -> t.Any:
     return out
 
 
-def _check_current_password(user: User, password: str) -> None:
-    if not user.check_password(password):
-        raise FieldError("current_password", "This is not your current password.", "wrong")
-
-
-_MAIL_DOWN = {503: "The mail could not be sent; nothing changed"}
-
-
 @blueprint.post("/me/email")
 @validate(body=EmailChangeIn)
 @returns(
     Accepted,
     status=202,
-    errors={409: "Another account has this email", 422: "Wrong current password", **_MAIL_DOWN},
+    errors={409: "Another account has this email", 422: "Wrong current password"},
 )
 def change_email(body: EmailChangeIn) -> t.Any:
     """Start changing the caller's email: a link goes to the new address,
     which becomes the login once it is followed (the old one until then)."""
     user = viewer()
-    _check_current_password(user, body.current_password)
-    message = accounts.change_email(user, body.email)
-    if not mail.send_or_log(message):
-        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
+    accounts.check_current_password(user, body.current_password)
+    mailqueue.queue(accounts.change_email(user, body.email))  # sent once committed
+    db.session.commit()
     return Accepted(
         detail=f"A link went to {body.email}: it becomes the login once it is followed."
     )
 
 
 @blueprint.post("/me/email/verification")
-@returns(Accepted, status=202, errors={409: "The email is verified already", 429: "", **_MAIL_DOWN})
+@returns(Accepted, status=202, errors={409: "The email is verified already", 429: ""})
 def resend_verification() -> t.Any:
     """Mail a new verification link to the caller's address."""
     user = viewer()
     if user.email_verified_at is not None:
         raise Conflict(f"{user.email} is verified already.")
     accounts.check_reset_rate("verify", user.email, request.remote_addr or "unknown")
-    if not mail.send_or_log(accounts.verification_mail(user)):
-        raise ServiceUnavailable("The mail could not be sent just now: try again in a while.")
-    return Accepted(detail=f"A link went to {user.email}.")
+    out = Accepted(detail=f"A link went to {user.email}.")
+    mailqueue.queue(accounts.verification_mail(user))  # sent once committed
+    db.session.commit()
+    return out
 
 
 @blueprint.put("/me/password")
@@ -232,7 +233,7 @@ def change_password(body: PasswordChangeIn) -> t.Any:
     """Change the caller's password: every login session ends, but the
     request's own (API tokens stay valid: revoke them on their page)."""
     user = viewer()
-    _check_current_password(user, body.current_password)
+    accounts.check_current_password(user, body.current_password)
     user.set_password(body.password)
     if auth.current_session() is not None:
         auth.rotate_session()
@@ -426,7 +427,14 @@ def delete_project(project: Project) -> t.Any:
 # -- issues ----------------------------------------------------------------------------
 
 
-def _listed(page: Page[dict[str, t.Any]], counts: finding.Counts) -> ApiResult:
+def _issues(
+    query: IssueQuery, *, project: Project | None = None, org_id: int | None = None
+) -> ApiResult:
+    """A page of the issues ``query`` selects in a project (``project=``) or
+    an organization (``org_id=``), with the open and closed counts."""
+    user = viewer()
+    page = finding.issue_page(query, user, project=project, org_id=org_id, description_html=True)
+    counts = finding.status_counts(query, user, project=project, org_id=org_id)
     return ApiResult(
         listing.issues_json(page.items),
         page=page,
@@ -443,8 +451,7 @@ def list_issues(project: Project, query: IssueQuery) -> t.Any:
     description, comments); ``sort`` and ``direction`` order them. ``Link``
     headers page through; ``X-Open-Count`` and ``X-Closed-Count`` count the
     open and closed issues the other filters select."""
-    page = finding.issue_page(query, viewer(), project=project, description_html=True)
-    return _listed(page, finding.status_counts(query, viewer(), project=project))
+    return _issues(query, project=project)
 
 
 @blueprint.get("/orgs/<org_slug>/issues")
@@ -454,9 +461,7 @@ def list_org_issues(query: OrgIssueQuery) -> t.Any:
     """The issues of every project of the organization, with the filters and
     sort orders of a project's list, and ``project``. ``assignee=me`` and
     ``author=me`` are the caller's issues."""
-    org_id = current_org.id
-    page = finding.issue_page(query, viewer(), org_id=org_id, description_html=True)
-    return _listed(page, finding.status_counts(query, viewer(), org_id=org_id))
+    return _issues(query, org_id=current_org.id)
 
 
 @blueprint.get("/orgs/<org_slug>/issues/<issue_key:issue_key>")

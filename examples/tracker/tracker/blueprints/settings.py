@@ -34,7 +34,7 @@ from karaffe import auth
 from karaffe.auth import ApiToken, create_api_token, login_required, revoke_api_token, utcnow
 from karaffe.db import db
 
-from .. import accounts, mail
+from .. import accounts, mailqueue
 from ..forms import FieldError, Form
 from ..schemas import EmailChangeIn, PasswordChangeIn, ProfileIn, TokenIn
 from ..web import viewer
@@ -219,46 +219,54 @@ def change_name() -> ResponseReturnValue:
     return redirect(url_for("settings.profile"))
 
 
+_S = t.TypeVar("_S", EmailChangeIn, PasswordChangeIn)
+
+
+def _with_current_password(schema: type[_S]) -> tuple[Form, _S | None]:
+    """The posted form of ``schema``, and its data once it is valid and its
+    current password is the viewer's (``None``: the form holds the errors)."""
+    form = Form.from_request(schema)
+    data = form.validate(schema)
+    if data is not None:
+        try:
+            accounts.check_current_password(viewer(), data.current_password)
+        except FieldError as exc:
+            form.add_error(exc)
+            return form, None
+    return form, data
+
+
 @blueprint.post("/email")
 @login_required
 def change_email() -> ResponseReturnValue:
     """Send a link to the new address; it becomes the login once followed."""
-    form = Form.from_request(EmailChangeIn)
-    data = form.validate(EmailChangeIn)
+    form, data = _with_current_password(EmailChangeIn)
     if data is None:
         return _profile_page({"email": form}, 422)
     user = viewer()
-    if not user.check_password(data.current_password):
-        form.errors["current_password"] = "This is not your current password."
-        return _profile_page({"email": form}, 422)
     try:
         message = accounts.change_email(user, data.email)
     except FieldError as exc:
         form.add_error(exc)
         return _profile_page({"email": form}, 422)
-    if mail.send_or_log(message):
-        flash(
-            f"We sent a link to {data.email}: it becomes your login once you open it. "
-            f"Until then you log in with {user.email}.",
-            "success",
-        )
-    else:
-        flash("The mail could not be sent just now: try again in a while.", "error")
+    current = user.email
+    mailqueue.queue(message)  # sent out of the request once committed
+    db.session.commit()
+    flash(
+        f"We sent a link to {data.email}: it becomes your login once you open it. "
+        f"Until then you log in with {current}.",
+        "success",
+    )
     return redirect(url_for("settings.profile"))
 
 
 @blueprint.post("/password")
 @login_required
 def change_password() -> ResponseReturnValue:
-    form = Form.from_request(PasswordChangeIn)
-    data = form.validate(PasswordChangeIn)
+    form, data = _with_current_password(PasswordChangeIn)
     if data is None:
         return _profile_page({"password": form}, 422)
-    user = viewer()
-    if not user.check_password(data.current_password):
-        form.errors["current_password"] = "This is not your current password."
-        return _profile_page({"password": form}, 422)
-    user.set_password(data.password)
+    viewer().set_password(data.password)
     # A new session id for this browser; every other session ends on commit.
     auth.rotate_session()
     db.session.commit()
