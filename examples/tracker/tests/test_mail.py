@@ -145,6 +145,68 @@ def test_account_mail_queued_while_the_smtp_server_is_down_arrives_once_it_is_up
         assert mailqueue.pending() == 0  # the unknown email's request is gone, unsent
 
 
+@dataclass
+class PickyInbox(Inbox):
+    """An SMTP server that refuses some recipients: ``gone@`` for good (550),
+    ``busy@`` for now (450)."""
+
+    async def handle_RCPT(
+        self, server: t.Any, session: t.Any, envelope: t.Any, address: str, options: t.Any
+    ) -> str:
+        if address.startswith("gone@"):
+            return "550 5.1.1 No such mailbox"
+        if address.startswith("busy@"):
+            return "450 4.2.1 Mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_mail_refused_for_good_is_dropped_and_one_refused_for_now_is_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = PickyInbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    app = smtp_app(tmp_path, port)
+    try:
+        with app.app_context():
+            db.create_all()
+            mailqueue.queue(
+                mail.message("gone@example.com", "Hi", "Hello\n"),
+                mail.message("busy@example.com", "Hi", "Hello\n"),
+                mail.message("ann@example.com", "Hi", "Hello\n"),
+            )
+            db.session.commit()
+            done = mailqueue.deliver()
+            assert (done.sent, done.failed, done.rejected, done.error) == (1, 1, 1, None)
+            rows = db.session.scalars(sa.select(QueuedMail)).all()
+            assert [(r.recipient, r.attempts) for r in rows] == [("busy@example.com", 1)]
+            assert "450" in (rows[0].last_error or "")
+    finally:
+        controller.stop()
+    assert [rcpt for _, rcpt, _ in inbox.envelopes] == [["ann@example.com"]]
+    assert "to gone@example.com rejected for good, not retried" in caplog.text
+    assert "to busy@example.com not sent (attempt 1, next in 10 s)" in caplog.text
+
+
+def test_only_replies_in_the_5xx_class_are_permanent() -> None:
+    import smtplib
+
+    def refused(*codes: int) -> smtplib.SMTPRecipientsRefused:
+        return smtplib.SMTPRecipientsRefused({f"r{c}@x": (c, b"no") for c in codes})
+
+    assert mailqueue.is_permanent(refused(550))
+    assert mailqueue.is_permanent(refused(550, 553))
+    assert not mailqueue.is_permanent(refused(550, 450))  # one may still arrive
+    assert not mailqueue.is_permanent(refused(421))
+    assert not mailqueue.is_permanent(refused())
+    assert mailqueue.is_permanent(smtplib.SMTPDataError(554, b"rejected"))
+    assert not mailqueue.is_permanent(smtplib.SMTPDataError(451, b"try later"))
+    assert mailqueue.is_permanent(smtplib.SMTPSenderRefused(553, b"no", "a@b"))
+    assert not mailqueue.is_permanent(smtplib.SMTPSenderRefused(600, b"?", "a@b"))
+
+
 def test_mail_queued_in_a_transaction_that_rolls_back_is_not_sent(
     app: t.Any, outbox: list[t.Any]
 ) -> None:

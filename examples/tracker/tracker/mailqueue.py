@@ -12,10 +12,13 @@ mail, whatever happens to the process or the SMTP server afterwards. The job
   at a time, for :data:`CLAIM` seconds; a delivery that died is taken over
   when the claim runs out), then sends them over one connection, deleting
   each row once the server took its mail;
-* a mail the server refused alone (a refused recipient) is retried later;
+* a mail the server refused alone (a refused recipient) is retried later
+  when the refusal is temporary (a 4xx reply), and dropped, with an error
+  logged, when it is permanent (a 5xx reply: no such mailbox, say): retrying
+  a mail the server will never take would only fill the log;
   a server that is down or fails ends the run: every claimed row not sent is
   retried later, after 10 s, then 20 s, 40 s... at most an hour
-  (:func:`backoff`). Nothing is given up on: a failure is logged each time.
+  (:func:`backoff`). A failure is logged each time.
 
 A password reset queues the *request*, not the mail: the row holds the email
 asked for and the site's address, and the delivery looks the account up and
@@ -54,6 +57,7 @@ __all__ = [
     "QueuedMail",
     "backoff",
     "deliver",
+    "is_permanent",
     "pending",
     "queue",
     "queue_password_reset",
@@ -76,6 +80,16 @@ PASSWORD_RESET = "password-reset"
 
 #: Errors of one message that leave the connection usable.
 _MESSAGE_ERRORS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused)
+
+
+def is_permanent(error: smtplib.SMTPException) -> bool:
+    """Whether the server refused a message for good (RFC 5321: a 5yz reply;
+    for refused recipients, every recipient's reply)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    code = getattr(error, "smtp_code", 0)
+    return 500 <= code < 600
 
 
 class QueuedMail(Model):
@@ -139,13 +153,15 @@ def backoff(attempts: int) -> dt.timedelta:
 @dataclass(frozen=True)
 class Delivery:
     """What one :func:`deliver` did: mails ``sent``, rows ``failed`` (kept
-    for a retry), password resets ``dropped`` (no such account), and the
-    error that ended the run early, if one did."""
+    for a retry), password resets ``dropped`` (no such account), mails
+    ``rejected`` for good by the server (deleted), and the error that ended
+    the run early, if one did."""
 
     sent: int = 0
     failed: int = 0
     dropped: int = 0
     error: str | None = None
+    rejected: int = 0
 
 
 def _claim(now: dt.datetime, limit: int) -> list[QueuedMail]:
@@ -202,7 +218,7 @@ def deliver(limit: int = BATCH) -> Delivery:
     rows = _claim(utcnow(), limit)
     if not rows:
         return Delivery()
-    sent = failed = dropped = 0
+    sent = failed = dropped = rejected = 0
     error: str | None = None
     connection = mail.mail.get_connection()
     try:
@@ -216,9 +232,20 @@ def deliver(limit: int = BATCH) -> Delivery:
             try:
                 connection.send_messages([message])
             except _MESSAGE_ERRORS as exc:
-                _failed(row, f"{type(exc).__name__}: {exc}")
+                if is_permanent(exc):
+                    log.error(
+                        "mail %s to %s rejected for good, not retried: %s: %s",
+                        row.id,
+                        row.recipient,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    db.session.delete(row)
+                    rejected += 1
+                else:
+                    _failed(row, f"{type(exc).__name__}: {exc}")
+                    failed += 1
                 db.session.commit()
-                failed += 1
                 continue
             except Exception as exc:  # the server is down, hung or hung up
                 error = f"{type(exc).__name__}: {exc}"
@@ -234,7 +261,7 @@ def deliver(limit: int = BATCH) -> Delivery:
         # A connection that failed may fail to close too.
         with contextlib.suppress(Exception):
             connection.close()
-    return Delivery(sent, failed, dropped, error)
+    return Delivery(sent, failed, dropped, error, rejected)
 
 
 def pending() -> int:
