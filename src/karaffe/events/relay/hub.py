@@ -44,6 +44,7 @@ from ..protocol import (
     ProtocolError,
     StreamId,
     comment,
+    event_frame,
     event_tail,
     needs_reset,
     unpack_message,
@@ -692,7 +693,7 @@ class Hub:
             # written into its session only when it leaves (see _demote).
             # Encoded once, written with the other events of this turn of the
             # loop (see flush).
-            shared = b"id: " + Position(epoch, sid).segment(channel).encode("ascii") + b"\n" + tail
+            shared = event_frame(Position(epoch, sid).segment(channel), tail)
             feed.pending.append(shared)
         promote = []
         for conn in feed.slow:
