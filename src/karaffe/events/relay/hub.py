@@ -691,8 +691,8 @@ class Hub:
         if feed.fast:
             # The position of a connection in ``fast`` is the feed's: it is
             # written into its session only when it leaves (see _demote).
-            # Encoded once, written with the other events of this turn of the
-            # loop (see flush).
+            # Encoded once, written with the feed's other events held since
+            # its last write (see flush).
             shared = event_frame(Position(epoch, sid).segment(channel), tail)
             feed.pending.append(shared)
         promote = []
