@@ -168,6 +168,7 @@ def start_server(
     prefix: str,
     profile: Path | None = None,
     core: int = 0,
+    write_interval: float | None = None,
 ) -> Server:
     import redis
 
@@ -183,6 +184,8 @@ def start_server(
                "--redis-url", redis_url, "--prefix", prefix]  # fmt: skip
         if profile is not None:
             cmd += ["--profile", str(profile)]
+        if write_interval is not None:
+            cmd += ["--write-interval", str(write_interval)]
         token = TokenSigner(SECRET).sign("bench", [CHANNEL], max_age=3600)
         path = f"/events/stream?channel={CHANNEL}&token={token}"
         broker = RedisBroker(redis_url, history_size=1000, prefix=prefix)
@@ -220,10 +223,13 @@ def serve_karaffe(argv: list[str]) -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--profile", type=Path, help="write cProfile stats here at exit")
+    parser.add_argument("--write-interval", type=float, help="RelayConfig.write_interval")
     args = parser.parse_args(argv)
     from karaffe.events.relay import Relay, RelayConfig, serve
 
     config = RelayConfig(secret_key=SECRET, redis_url=args.redis_url, prefix=args.prefix)
+    if args.write_interval is not None:
+        config.write_interval = args.write_interval
     if args.profile:
         # Written on SIGUSR1, while serving: a slow shutdown may end in SIGKILL.
         profiler = cProfile.Profile()
@@ -454,10 +460,16 @@ class Row:
 
 
 def run_server(
-    name: str, redis_url: str, args: argparse.Namespace, processes: int = 1
+    name: str,
+    redis_url: str,
+    args: argparse.Namespace,
+    processes: int = 1,
+    write_interval: float | None = None,
 ) -> Iterator[Row]:
     """Ramp the clients on ``processes`` processes of server ``name``, the
-    k-th pinned to core k (mod the cores), all following the same channel."""
+    k-th pinned to core k (mod the cores), all following the same channel;
+    karaffe's relay with ``write_interval`` when given (then named after it)."""
+    label = name if write_interval is None else f"{name} (write_interval {write_interval:g})"
     ports = [free_port() for _ in range(processes)]
     profile = args.profile if name == "karaffe" else None
     servers: list[Server] = []
@@ -475,6 +487,7 @@ def run_server(
                     prefix=f"bench{ports[0]}:",
                     profile=profile if k == 0 else None,
                     core=k,
+                    write_interval=write_interval,
                 )
             )
         server = servers[0]
@@ -514,7 +527,7 @@ def run_server(
             rss = rss_bytes(pids())
             span = stats["last"] - start_wall
             row = Row(
-                server=name,
+                server=label,
                 processes=processes,
                 clients=step,
                 held=stats["held"],
@@ -613,12 +626,19 @@ def main(argv: list[str] | None = None) -> None:
         help="load client processes (1, or one per core with --processes)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--write-interval",
+                        help="karaffe's least seconds between two writes of events to a "
+                        "stream (RelayConfig.write_interval; default: the relay's); several, "
+                        "comma-separated, run karaffe once with each (e.g. 0,0.1)")  # fmt: skip
     parser.add_argument("--profile", type=Path,
                         help="run karaffe's relay under cProfile, write its stats here and "
                         "print where its Python time goes")  # fmt: skip
     args = parser.parse_args(argv)
     args.steps = [int(s) for s in args.steps.split(",")]
     counts = [int(n) for n in args.processes.split(",")] if args.processes else [1]
+    intervals: list[float | None] = [None]
+    if args.write_interval:
+        intervals = [float(x) for x in args.write_interval.split(",")]
     if args.client_processes is None:
         args.client_processes = (os.cpu_count() or 1) if args.processes else 1
     raise_fd_limit()
@@ -639,9 +659,10 @@ def main(argv: list[str] | None = None) -> None:
                 r.config_set("maxclients", 19000)
             for name in args.servers.split(","):
                 for processes in counts:
-                    for row in run_server(name, redis_url, args, processes):
-                        rows.append(row)
-                        print(table([row]).splitlines()[-1], flush=True)
+                    for write_interval in intervals if name == "karaffe" else [None]:
+                        for row in run_server(name, redis_url, args, processes, write_interval):
+                            rows.append(row)
+                            print(table([row]).splitlines()[-1], flush=True)
         finally:
             _servers.stop(proc)
     print()

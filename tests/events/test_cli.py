@@ -32,6 +32,7 @@ def test_relay_config_comes_from_the_app() -> None:
             "EVENTS_CORS_ORIGINS": ["https://a.example"],
             "EVENTS_HEARTBEAT": 5.0,
             "EVENTS_TOKEN_MAX_AGE": 60,
+            "EVENTS_RELAY_WRITE_INTERVAL": 0.05,
         }
     )
     config = RelayConfig.from_app(app)
@@ -40,6 +41,12 @@ def test_relay_config_comes_from_the_app() -> None:
     assert config.redis_url == "redis://127.0.0.1:1/0"
     assert config.cors_origins == ["https://a.example"]
     assert (config.heartbeat, config.token_max_age) == (5.0, 60)
+    assert config.write_interval == 0.05
+
+
+def test_a_negative_write_interval_is_refused() -> None:
+    with pytest.raises(ConfigError, match="EVENTS_RELAY_WRITE_INTERVAL"):
+        make({"REDIS_URL": "redis://127.0.0.1:1/0", "EVENTS_RELAY_WRITE_INTERVAL": -1})
 
 
 def test_relay_needs_redis() -> None:

@@ -22,6 +22,7 @@ from karaffe.events.protocol import (
     comment,
     dump_data,
     encode_cursor,
+    event_frame,
     event_tail,
     frame,
     needs_reset,
@@ -165,8 +166,10 @@ def test_malformed_stream_id_is_refused(raw: str) -> None:
 def test_message_and_envelope_round_trip(id: str, epoch: int, type: str, data: object) -> None:
     data_json = dump_data(data)
     assert unpack_message(pack_message(id, epoch, type, data_json)) == (id, epoch, type, data_json)
-    [message] = SSEParser().feed(b"id: c\n" + event_tail(id, "ch:1", type, data_json))
+    cursor = encode_cursor({"ch:1": Position(epoch, StreamId.parse(id))})
+    [message] = SSEParser().feed(event_frame(cursor, event_tail(id, "ch:1", type, data_json)))
     assert orjson.loads(message.data) == {"id": id, "channel": "ch:1", "type": type, "data": data}
+    assert (message.event, message.id) == ("message", cursor)
 
 
 def test_malformed_message_is_refused() -> None:

@@ -1,6 +1,10 @@
 """The hub's fan-out without I/O: events that arrive in one turn of the event
 loop reach each connection in one write, encoded once for all of them, and
-batching never duplicates, drops or reorders what a connection is sent."""
+batching never duplicates, drops or reorders what a connection is sent.
+
+With a write interval, the events of a busy channel are held until that long
+after its last write and go out together; a quiet channel's event goes out
+at once. The event loop's clock is the test's (``Clock``): no test waits."""
 
 from __future__ import annotations
 
@@ -42,8 +46,9 @@ class Client:
         return out
 
 
-def make_hub() -> Hub:
-    return Hub(RelayConfig(secret_key="s", redis_url="redis://unused"), Metrics())
+def make_hub(write_interval: float = 0.0) -> Hub:
+    config = RelayConfig(secret_key="s", redis_url="redis://unused", write_interval=write_interval)
+    return Hub(config, Metrics())
 
 
 def connect(hub: Hub, channels: tuple[str, ...], position: Position | None) -> Client:
@@ -68,8 +73,23 @@ def publish(hub: Hub, channel: str, n: int, epoch: int = EPOCH) -> None:
     hub._dispatch(feed, StreamId(n, 0), epoch, f"{n}-0", "tick", b'{"n":%d}' % n)
 
 
-def run(test: Callable[[Hub], Awaitable[None]]) -> None:
-    asyncio.run(test(make_hub()))
+def run(test: Callable[[Hub], Awaitable[None]], write_interval: float = 0.0) -> None:
+    asyncio.run(test(make_hub(write_interval)))
+
+
+class Clock:
+    """The running event loop's clock, moved by hand: timers scheduled on it
+    fire at the first turn of the loop after it passed their time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        asyncio.get_running_loop().time = lambda: self.now  # type: ignore[method-assign]
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        # A timer due is run in the turn after the one that finds it due.
+        await next_turn()
+        await next_turn()
 
 
 async def next_turn() -> None:
@@ -268,3 +288,104 @@ def test_a_connection_promoted_and_demoted_in_one_turn_keeps_its_order() -> None
         assert live.ids() == ["2", "3", "reset", "2"]
 
     run(test)
+
+
+def test_a_busy_channel_is_written_at_most_once_per_write_interval() -> None:
+    async def test(hub: Hub) -> None:
+        clock = Clock()
+        feed_at(hub, "c", 1)
+        a, b = connect(hub, ("c",), None), connect(hub, ("c",), None)
+        publish(hub, "c", 2)
+        await next_turn()
+        # Quiet until now: at once.
+        assert a.ids() == ["2"] and len(a.writes) == 1
+        await clock.advance(0.1)
+        publish(hub, "c", 3)
+        await next_turn()
+        await clock.advance(0.1)
+        publish(hub, "c", 4)
+        await next_turn()
+        assert len(a.writes) == 1
+        # 0.25 s after the last write, the events held meanwhile, in one write.
+        await clock.advance(0.05)
+        assert a.ids() == ["2", "3", "4"] and len(a.writes) == 2
+        assert a.writes[1] is b.writes[1]
+        assert hub.metrics.deliveries == 6
+
+    run(test, write_interval=0.25)
+
+
+def test_a_channel_quiet_for_the_write_interval_is_written_at_once() -> None:
+    async def test(hub: Hub) -> None:
+        clock = Clock()
+        feed_at(hub, "c", 1)
+        a = connect(hub, ("c",), None)
+        publish(hub, "c", 2)
+        await next_turn()
+        await clock.advance(0.25)
+        publish(hub, "c", 3)
+        await next_turn()
+        assert a.ids() == ["2", "3"] and len(a.writes) == 2
+
+    run(test, write_interval=0.25)
+
+
+def test_a_busy_channel_does_not_hold_back_a_quiet_one() -> None:
+    async def test(hub: Hub) -> None:
+        clock = Clock()
+        feed_at(hub, "c", 1)
+        feed_at(hub, "d", 1)
+        on_c, on_d = connect(hub, ("c",), None), connect(hub, ("d",), None)
+        publish(hub, "c", 2)
+        await next_turn()
+        await clock.advance(0.1)
+        publish(hub, "c", 3)
+        publish(hub, "d", 2)
+        await next_turn()
+        assert on_d.ids() == ["2"]
+        # Written no later than due (here with d's, earlier), never twice.
+        await clock.advance(0.25)
+        assert on_c.ids() == ["2", "3"]
+
+    run(test, write_interval=0.25)
+
+
+def test_held_events_come_before_a_control_frame_and_are_not_written_again() -> None:
+    async def test(hub: Hub) -> None:
+        clock = Clock()
+        feed_at(hub, "c", 1)
+        a = connect(hub, ("c",), None)
+        publish(hub, "c", 2)
+        await next_turn()
+        publish(hub, "c", 3)
+        hub._cut_revoked("u", time.time() + 1)
+        frames = a.frames()
+        assert b'"n":3' in frames[1] and b"event: auth-expired" in frames[2]
+        await clock.advance(0.25)
+        assert a.ids() == ["2", "3"]
+
+    run(test, write_interval=0.25)
+
+
+def test_a_connection_of_several_channels_gets_held_events_together() -> None:
+    async def test(hub: Hub) -> None:
+        clock = Clock()
+        feed_at(hub, "c", 1)
+        feed_at(hub, "d", 1)
+        both = connect(hub, ("c", "d"), None)
+        publish(hub, "c", 2)
+        await next_turn()
+        publish(hub, "c", 3)
+        publish(hub, "d", 2)
+        await next_turn()
+        # d was quiet: its event goes now, with c's own frame held so far.
+        assert both.ids() == ["2", "3", "2"] and len(both.writes) == 2
+        await clock.advance(0.1)
+        publish(hub, "c", 4)
+        publish(hub, "d", 3)
+        await next_turn()
+        assert len(both.writes) == 2
+        await clock.advance(0.15)
+        assert both.ids() == ["2", "3", "2", "4", "3"] and len(both.writes) == 3
+
+    run(test, write_interval=0.25)

@@ -214,10 +214,13 @@ def wait_health(client: httpx.Client, relay: RelayThread, status: int, timeout: 
 
 
 def wait_live(relay: RelayThread, connections: int) -> None:
+    """Until ``connections`` streams are live: in a feed's fast or slow set
+    (a stream counted in ``hub.connections`` may still be looking up its
+    revocation, before it joins any feed)."""
     hub = relay.relay.hub
     deadline = time.monotonic() + 20
     while (
-        len(hub.connections) < connections
+        len({c for f in hub.feeds.values() for c in (*f.fast, *f.slow)}) < connections
         or any(not f.ready or f.joining for f in hub.feeds.values())
         or not hub.feeds
     ):

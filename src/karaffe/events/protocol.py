@@ -7,8 +7,9 @@ setting: it turns values into bytes and bytes into values, and is tested once.
 - :class:`Cursor` is the resume position of one connection in every channel
   it follows; it is the SSE ``id:``, so the browser's own ``Last-Event-ID``
   resumes exactly where it stopped, for many channels at once.
-- :func:`event_tail` encodes an event once per channel; each connection only
-  adds its ``id:`` line.
+- :func:`event_tail` encodes an event once per channel; :func:`event_frame`
+  puts an ``id:`` line before it (once per channel too for the readers of one
+  channel, whose cursor is the channel's position).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "dump_data",
     "encode_cursor",
     "envelope",
+    "event_frame",
     "event_tail",
     "frame",
     "needs_reset",
@@ -215,6 +217,12 @@ def event_tail(id: str, channel: str, type: str, data_json: bytes) -> bytes:
     their type is in the envelope. Named events are the relay's own
     (:data:`CONTROL_EVENTS`)."""
     return b"data: " + envelope(id, channel, type, data_json) + b"\n\n"
+
+
+def event_frame(cursor: str, tail: bytes) -> bytes:
+    """An event's SSE frame: the ``id:`` line carrying the reader's
+    :class:`Cursor` after the event, then its :func:`event_tail`."""
+    return b"id: " + cursor.encode("ascii") + b"\n" + tail
 
 
 # -- SSE framing ---------------------------------------------------------------

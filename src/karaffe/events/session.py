@@ -20,6 +20,7 @@ from .protocol import (
     Cursor,
     Position,
     StreamId,
+    event_frame,
     event_tail,
     frame,
     needs_reset,
@@ -125,4 +126,4 @@ class StreamSession:
         if position.epoch == epoch and id <= position.id:
             return None
         self.positions[channel] = Position(epoch, id)
-        return b"id: " + self.cursor().encode("ascii") + b"\n" + tail
+        return event_frame(self.cursor(), tail)

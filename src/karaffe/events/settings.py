@@ -56,6 +56,11 @@ class EventsSettings(Settings):
     events_max_buffer: PositiveInt = 256 * 1024
     """Bytes a slow client may have pending before the relay cuts it off."""
 
+    events_relay_write_interval: t.Annotated[float, Field(ge=0)] = 0.25
+    """Least seconds between two writes of events to a relay stream: events that come
+    sooner are held (at most this long) and written together, one `send` for several;
+    the first event after a quiet moment goes out at once. 0: write every event at once."""
+
     events_replay_limit: PositiveInt = 10000
     """Most events replayed per channel on resume; beyond, the client gets `reset`."""
 

@@ -26,6 +26,8 @@ class RelayConfig:
     cors_origins: list[str] = field(default_factory=list)
     max_buffer: int = 256 * 1024
     replay_limit: int = 10000
+    #: Least seconds between two writes of events to a stream (see ``Hub.flush``).
+    write_interval: float = 0.25
     cookie_name: str = "karaffe_events"
     stream_path: str = "/events/stream"
     #: Write straight to uvicorn's transports when possible (else through ``send``).
@@ -55,6 +57,7 @@ class RelayConfig:
             cors_origins=list(events.events_cors_origins),
             max_buffer=events.events_max_buffer,
             replay_limit=events.events_replay_limit,
+            write_interval=events.events_relay_write_interval,
             cookie_name=events.events_cookie_name,
             cluster=events.events_redis_cluster,
             problem_type_base=core.problem_type_base,

@@ -44,6 +44,7 @@ from ..protocol import (
     ProtocolError,
     StreamId,
     comment,
+    event_frame,
     event_tail,
     needs_reset,
     unpack_message,
@@ -102,6 +103,7 @@ class ChannelFeed:
     processed, and the connections following it."""
 
     __slots__ = (
+        "due",
         "epoch",
         "fast",
         "idle_since",
@@ -112,6 +114,7 @@ class ChannelFeed:
         "ready",
         "slow",
         "start",
+        "written_at",
     )
 
     def __init__(self, name: str) -> None:
@@ -132,9 +135,13 @@ class ChannelFeed:
         self.joining: set[Connection] = set()
         #: When the last connection left (monotonic), None while followed.
         self.idle_since: float | None = None
-        #: Frames for ``fast`` not written yet: the events that arrived in
-        #: this turn of the event loop, written as one (see ``Hub.flush``).
+        #: Frames for ``fast`` not written yet: the events that arrived
+        #: since the last write, written as one (see ``Hub.flush``).
         self.pending: list[bytes] = []
+        #: When the feed last wrote events (the event loop's clock), and,
+        #: while it has events to write, by when they are written.
+        self.written_at = float("-inf")
+        self.due: float | None = None
 
     def __len__(self) -> int:
         return len(self.fast) + len(self.slow) + len(self.joining)
@@ -191,11 +198,13 @@ class Hub:
         self._revoked: dict[str, tuple[float | None, float]] = {}
         self._subscribing = asyncio.Lock()
         self._changed: asyncio.Future[None] | None = None
-        #: Feeds with ``pending`` frames, connections with their own
-        #: ``pending`` frames, and the call that writes them (see flush).
+        #: Feeds with events to write (shared ``pending`` frames, or frames
+        #: of their connections'), connections with their own ``pending``
+        #: frames, and the call that writes them, and when (see flush).
         self._dirty: list[ChannelFeed] = []
         self._dirty_conns: list[Connection] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._flush_at = float("-inf")
         self.started = False
 
     def _client(self, **options: t.Any) -> t.Any:
@@ -239,6 +248,9 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -668,17 +680,20 @@ class Hub:
             # History was recreated: every reader goes through its session (reset).
             self._demote(feed)
         feed.epoch, feed.last = epoch, sid
+        if feed.due is None:
+            # The first event since the feed last wrote: written at the end of
+            # this turn of the loop, or write_interval after that last write.
+            feed.due = feed.written_at + self.config.write_interval
+            self._dirty.append(feed)
+            self._flush_by(feed.due)
         tail = event_tail(id, feed.name, type, data_json)
         channel = feed.name
         if feed.fast:
             # The position of a connection in ``fast`` is the feed's: it is
             # written into its session only when it leaves (see _demote).
-            # Encoded once, written with the other events of this turn of the
-            # loop (see flush).
-            shared = b"id: " + Position(epoch, sid).segment(channel).encode("ascii") + b"\n" + tail
-            if not feed.pending:
-                self._dirty.append(feed)
-                self._flush_later()
+            # Encoded once, written with the feed's other events held since
+            # its last write (see flush).
+            shared = event_frame(Position(epoch, sid).segment(channel), tail)
             feed.pending.append(shared)
         promote = []
         for conn in feed.slow:
@@ -689,7 +704,6 @@ class Hub:
                 if pending is None:
                     conn.pending = [data]
                     self._dirty_conns.append(conn)
-                    self._flush_later()
                 else:
                     pending.append(data)
                 # In step with the feed now (not when this was a duplicate:
@@ -718,10 +732,20 @@ class Hub:
         feed.slow.update(feed.fast)
         feed.fast.clear()
 
-    def _flush_later(self) -> None:
-        """Flush at the end of this turn of the event loop."""
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_now)
+    def _flush_by(self, due: float) -> None:
+        """Flush by ``due`` (the event loop's clock): at the end of this turn
+        of the loop if that time has come, else then."""
+        loop = asyncio.get_running_loop()
+        if self._flush_handle is not None:
+            if self._flush_at <= due:
+                return
+            self._flush_handle.cancel()
+        if due <= loop.time():
+            self._flush_at = float("-inf")
+            self._flush_handle = loop.call_soon(self._flush_now)
+        else:
+            self._flush_at = due
+            self._flush_handle = loop.call_at(due, self._flush_now)
 
     def _flush_now(self) -> None:
         self._flush_handle = None
@@ -730,9 +754,15 @@ class Hub:
     def flush(self) -> None:
         """Write what the fan-out collected: each connection's own frames,
         then every feed's shared frames to its fast connections. One write
-        per connection for all the events of one turn of the event loop (the
-        hub calls it at the end of each turn it dispatched in, and before
-        anything else is written to those connections or they change paths)."""
+        per connection for all the events collected since the last flush.
+
+        The hub calls it at the end of the turn of the event loop in which a
+        feed's first event since its last write came, when that write was
+        at least ``RelayConfig.write_interval`` seconds ago (a quiet
+        channel's event goes out at once), else that long after it: the
+        events of a busy channel go out together, at most that late. And
+        before anything else is written to those connections or they change
+        paths, so that nothing overtakes what is pending."""
         if self._dirty_conns:
             conns, self._dirty_conns = self._dirty_conns, []
             for conn in conns:
@@ -742,7 +772,10 @@ class Hub:
                     conn.write(frames[0] if len(frames) == 1 else b"".join(frames))
         if self._dirty:
             dirty, self._dirty = self._dirty, []
+            now = asyncio.get_running_loop().time()
             for feed in dirty:
+                feed.due = None
+                feed.written_at = now
                 self._flush_feed(feed)
 
     def _flush_feed(self, feed: ChannelFeed) -> None:
