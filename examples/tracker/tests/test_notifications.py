@@ -134,8 +134,6 @@ def test_a_mention_links_to_the_member_and_notifies_them(api, login, world, app)
         f"{_issue_url(world)}/comments", json={"body": "@dave can you look? cc @carol `@bob`"}
     )
     assert response.status_code == 201
-    html = response.get_json()["body_html"]
-    assert "@carol" in html and "mention" not in html  # the API renders without the org's members
     page = login("bob").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
     assert f'<a class="mention" href="/o/acme/members#member-{world.users["dave"]}"' in page
     # carol is not a member of Acme: plain text; `@bob` is code: no mention.
@@ -143,6 +141,55 @@ def test_a_mention_links_to_the_member_and_notifies_them(api, login, world, app)
     assert ("mentioned", "comment") in notifications_of(app, world.users["dave"])
     assert notifications_of(app, world.users["carol"]) == []
     assert ("mentioned", "comment") not in notifications_of(app, world.users["bob"])
+
+
+def test_a_mention_renders_the_same_on_the_page_in_the_api_and_in_the_preview(api, login, world):
+    text = "@dave can you look? cc @carol `@bob` <b>@alice</b>"
+    alice = api("alice")
+    comment = alice.post(f"{_issue_url(world)}/comments", json={"body": text}).get_json()
+    issue = alice.patch(_issue_url(world), json={"description": text}).get_json()
+    dave = f'<a class="mention" href="/o/acme/members#member-{world.users["dave"]}"'
+    expected = (
+        f'<p>{dave} target="_blank" rel="nofollow noopener">@dave</a> can you look? cc @carol '
+        "<code>@bob</code> &lt;b&gt;"
+        f'<a class="mention" href="/o/acme/members#member-{world.users["alice"]}" '
+        'target="_blank" rel="nofollow noopener">@alice</a>&lt;/b&gt;</p>'
+    )
+    preview = alice.post("/api/v1/markdown", json={"text": text, "org": "acme"})
+    assert preview.status_code == 200
+    assert preview.get_json() == {"html": expected}
+    assert comment["body_html"] == expected
+    assert issue["description_html"] == expected
+    assert alice.get(f"/api/v1/comments/{comment['id']}").get_json()["body_html"] == expected
+    listed = alice.get(f"/api/v1/projects/{world.projects['website']}/issues?q=carol").get_json()
+    assert [i["description_html"] for i in listed if i["id"] == issue["id"]] == [expected]
+    in_org = alice.get("/api/v1/orgs/acme/issues?q=carol").get_json()
+    assert [i["description_html"] for i in in_org if i["id"] == issue["id"]] == [expected]
+    page = login("bob").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
+    assert page.count(expected) == 2  # the description and the comment
+    # The form's own Preview (no JavaScript) too.
+    form = login("bob").post(
+        f"/o/acme/issues/{world.issues['first']}/comments", data={"body": text, "preview": "1"}
+    )
+    assert form.status_code == 200 and expected in form.get_data(as_text=True)
+
+
+def test_the_preview_without_an_organization_links_no_mention(api, world):
+    preview = api("alice").post("/api/v1/markdown", json={"text": "@dave"})
+    assert preview.get_json() == {"html": "<p>@dave</p>"}
+
+
+@pytest.mark.parametrize("org", ["globex", "no-such-org"])
+def test_the_preview_in_an_organization_not_yours_is_a_422(api, world, org):
+    preview = api("dave").post("/api/v1/markdown", json={"text": "@alice", "org": org})
+    assert preview.status_code == 422
+    assert preview.get_json()["errors"] == [
+        {
+            "loc": ["body", "org"],
+            "msg": "You are not a member of an organization with this slug.",
+            "code": "invalid",
+        }
+    ]
 
 
 def test_a_mention_in_a_new_description_notifies(api, world, app):
@@ -390,6 +437,8 @@ def queries_of(app, client, path: str) -> int:
 
 def test_the_issue_page_costs_the_same_queries_with_a_long_timeline(api, login, world, app):
     url, page = _issue_url(world), f"/o/acme/issues/{world.issues['first']}"
+    # One mention: the page reads the members once, for all of its mentions.
+    api("dave").post(f"{url}/comments", json={"body": "@bob first"})
     bob = login("bob")
     bob.get(page)  # warm: the login session's first use
     short = queries_of(app, bob, page)

@@ -19,7 +19,7 @@ from karaffe.auth import User, get_user, require_user
 from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
-from . import activity, dates, markdown, services
+from . import activity, dates, mentions, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -190,6 +190,6 @@ def init_app(app: karaffe.App) -> None:
     app.add_template_global(list_url)
     app.add_template_global(live_script)
     app.add_template_global(inbox_script)
-    app.add_template_filter(markdown.render, "markdown")
+    app.add_template_filter(mentions.render, "markdown")
     app.add_template_global(dates.time_tag)
     app.html_errorhandler(error_page)

@@ -623,8 +623,16 @@ def leave_issue_presence(issue: Issue, tab: str) -> t.Any:
 @returns(MarkdownOut)
 def render_markdown(body: MarkdownIn) -> t.Any:
     """Render Markdown as descriptions and comments are shown (the forms'
-    Preview). Nothing is stored."""
-    return MarkdownOut(html=markdown.render(body.text))
+    Preview). With ``org`` (one of the caller's organizations), ``@handle``
+    of its members links to them as on its pages. Nothing is stored."""
+    if body.org is None:
+        return MarkdownOut(html=markdown.render(body.text))
+    org_id = next(
+        (org.id for org, _ in services.organizations_of(viewer()) if org.slug == body.org), None
+    )
+    if org_id is None:
+        raise FieldError("org", "You are not a member of an organization with this slug.")
+    return MarkdownOut(html=mentions.render(body.text, org_id))
 
 
 # -- activity, watching, notifications, mentions ----------------------------------------

@@ -22,7 +22,7 @@ from karaffe.events.presence import here as presence_here
 from karaffe.ids import MAX_ID
 from karaffe.tenancy import current_org, current_role
 
-from .. import activity, live, markdown, mentions, services
+from .. import activity, live, mentions, services
 from ..forms import FieldError, Form
 from ..models import Comment, Issue, Project
 from ..schemas import CommentIn, CommentPatch, IssueIn, IssueOut, IssuePatch
@@ -46,7 +46,7 @@ def _issue(issue_id: int) -> Issue:
 def _preview(form: Form, name: str) -> None:
     """Fill ``form.preview`` when the Preview button (not Save) submitted it."""
     if request.form.get("preview"):
-        form.preview = markdown.render(str(form.data.get(name) or ""))
+        form.preview = mentions.render(str(form.data.get(name) or ""), current_org.id)
 
 
 def _form_page(
@@ -138,7 +138,6 @@ def _parts_context(issue: Issue) -> dict[str, t.Any]:
     fragments that live pages fetch render them with the same."""
     return {
         "org": current_org,
-        "mention_links": mentions.links(current_org.slug, current_org.id),
         "watching": activity.watching(issue, viewer()),
         "may_change": _may_change,
     }
@@ -321,7 +320,6 @@ def comment_fragment(issue_id: int) -> ResponseReturnValue:
     return render_template(
         "issues/_comment.html",
         comment=comment,
-        mention_links=mentions.links(current_org.slug, current_org.id),
         may_change=_may_change,
     )
 
