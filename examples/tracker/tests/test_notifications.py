@@ -381,6 +381,61 @@ def test_a_mention_publishes_the_new_unread_count_on_the_users_own_channel(
     ]
 
 
+def _unread_events(captured_events: t.Any) -> list[tuple[str, t.Any]]:
+    return sorted((e.channel, e.data) for e in captured_events if e.type == "notifications.unread")
+
+
+def test_deleting_an_issue_recounts_the_unread_of_whoever_it_notified(
+    api, login, world, captured_events
+):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@bob and @dave"})
+    api("alice").post(f"{_issue_url(world, 'second')}/comments", json={"body": "@bob again"})
+    assert 'aria-label="2 unread"' in login("bob").get("/notifications").get_data(as_text=True)
+    captured_events.clear()
+    assert api("alice").delete(_issue_url(world)).status_code == 204
+    assert _unread_events(captured_events) == [
+        (f"user:{world.users['bob']}", {"unread": 1}),
+        (f"user:{world.users['dave']}", {"unread": 0}),
+    ]
+    # The next page counts the same.
+    page = login("bob").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="1 unread">1<' in page
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="0 unread" hidden>0<' in page
+
+
+def test_deleting_a_project_recounts_the_unread_of_whoever_its_issues_notified(
+    api, world, captured_events
+):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@dave look"})
+    captured_events.clear()
+    project = api("alice").get(_issue_url(world)).get_json()["project_id"]
+    assert api("alice").delete(f"/api/v1/projects/{project}").status_code == 204
+    assert _unread_events(captured_events) == [(f"user:{world.users['dave']}", {"unread": 0})]
+    assert api("dave").get("/api/v1/notifications/unread").get_json() == {"unread": 0}
+
+
+def test_deleting_an_issue_nobody_has_unread_news_of_publishes_no_count(
+    api, world, captured_events
+):
+    assert api("alice").delete(_issue_url(world)).status_code == 204
+    assert _unread_events(captured_events) == []
+
+
+@pytest.mark.parametrize("how", ["removed", "left"])
+def test_losing_access_recounts_the_unread_live(api, login, world, captured_events, how):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@dave bye"})
+    captured_events.clear()
+    if how == "removed":
+        gone = api("alice").delete(f"/api/v1/orgs/acme/members/{world.users['dave']}")
+    else:
+        gone = api("dave").delete("/api/v1/orgs/acme/members/me")
+    assert gone.status_code == 204
+    assert _unread_events(captured_events) == [(f"user:{world.users['dave']}", {"unread": 0})]
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="0 unread" hidden>0<' in page
+
+
 def test_nothing_is_published_when_nothing_was_unread(api, world, captured_events):
     assert api("bob").post("/api/v1/notifications/read").get_json() == {"marked": 0}
     assert captured_events == []

@@ -15,7 +15,10 @@ people mentioned start watching the issue, unless they unwatched it.
 
 After the commit each person notified gets their new unread count on their
 own channel, ``user:<id>`` (:mod:`karaffe.events`): the header's counter
-follows it.
+follows it. So does everyone whose count drops without their reading: the
+services announce it when they delete an issue or a project with unread
+notifications, and when someone leaves or is removed from an organization
+(its notifications stop counting).
 """
 
 from __future__ import annotations
@@ -138,6 +141,20 @@ def unread_counts(user_ids: t.Sequence[int]) -> dict[int, int]:
         )
         counts = {user_id: n for user_id, n in rows}
     return {user_id: counts.get(user_id, 0) for user_id in user_ids}
+
+
+def unread_readers(*, issue_id: int | None = None, project_id: int | None = None) -> list[int]:
+    """Who has unread notifications of ``issue_id``, or of any issue of
+    ``project_id``: their count drops when it is deleted, so call this before
+    deleting, and :func:`announce_unread` after."""
+    stmt = sa.select(Notification.user_id).where(Notification.read_at.is_(None)).distinct()
+    if issue_id is not None:
+        stmt = stmt.where(Notification.issue_id == issue_id)
+    if project_id is not None:
+        stmt = stmt.where(
+            Notification.issue_id.in_(sa.select(Issue.id).where(Issue.project_id == project_id))
+        )
+    return sorted(db.session.scalars(stmt))
 
 
 def announce_unread(user_ids: t.Sequence[int]) -> None:

@@ -240,7 +240,15 @@ def remove_member(org_id: int, actor: User, user_id: int) -> Membership:
     if membership.role == "owner" and actor_role != "owner":
         raise Forbidden("Only an owner can remove an owner.")
     tenancy.remove_member(membership)
+    _recount_unread(user_id)
     return membership
+
+
+def _recount_unread(user_id: int) -> None:
+    """The unread count of someone who just lost access to an organization
+    (its notifications no longer count) goes to their header, live."""
+    db.session.flush()
+    activity.announce_unread([user_id])
 
 
 def leave(org_id: int, user: User) -> None:
@@ -249,6 +257,7 @@ def leave(org_id: int, user: User) -> None:
     if role == "owner" and _owners(org_id) <= 1:
         raise Conflict("You are the last owner: make someone else owner before leaving.")
     tenancy.remove_member(get_membership(org_id, user.id))
+    _recount_unread(user.id)
 
 
 # -- invitations ----------------------------------------------------------------------
@@ -369,8 +378,10 @@ def update_project(project: Project, actor: User, data: ProjectPatch | ProjectIn
 
 def delete_project(project: Project, actor: User) -> None:
     require_role(project.organization_id, actor, "admin")
+    unread = activity.unread_readers(project_id=project.id)
     db.session.delete(project)
     db.session.flush()
+    activity.announce_unread(unread)
 
 
 # -- labels ------------------------------------------------------------------------------
@@ -565,8 +576,10 @@ def delete_issue(issue: Issue, actor: User) -> None:
     if not may_change(issue.author_id, actor, role):
         raise Forbidden("Only the issue's author or an organization admin can delete it.")
     live.issue_changed("deleted", issue)
+    unread = activity.unread_readers(issue_id=issue.id)
     db.session.delete(issue)
     db.session.flush()
+    activity.announce_unread(unread)
 
 
 # Lists of issues (filters, sort orders, counts, search, keys): tracker.finding.
