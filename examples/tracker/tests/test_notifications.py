@@ -441,33 +441,34 @@ def test_nothing_is_published_when_nothing_was_unread(api, world, captured_event
     assert captured_events == []
 
 
-def test_the_channel_token_grants_only_the_viewers_own_channel(login, world, app):
-    from karaffe.events import ChannelForbidden
+def test_the_token_renewal_grants_the_viewers_own_channel(login, world, app):
     from karaffe.events.publish import state_for
 
-    response = login("bob").get("/notifications/token")
+    mine = f"user:{world.users['bob']}"
+    response = login("bob").get(f"/api/v1/live/token?channel={mine}")
     assert response.status_code == 200
     with app.app_context():
         grant = state_for().signer.verify(response.get_json()["token"])
-    assert grant.channels == (f"user:{world.users['bob']}",)
+    assert grant.channels == (mine,)
     assert grant.user == str(world.users["bob"])
-    with pytest.raises(ChannelForbidden):
-        grant.check_channels([f"user:{world.users['alice']}"])
 
 
-def test_the_channel_token_needs_a_login(app, world):
-    response = app.test_client().get("/notifications/token")
-    assert response.status_code == 302
-    assert "/login" in response.headers["Location"]
+def test_the_token_renewal_refuses_someone_elses_channel(api, world):
+    response = api("bob").get(f"/api/v1/live/token?channel=user:{world.users['alice']}")
+    assert response.status_code == 404
+    assert response.get_json()["detail"] == "You can follow only your own user channel."
 
 
-def test_every_page_follows_the_viewers_channel_for_the_count(login, world):
-    page = login("dave").get("/notifications").get_data(as_text=True)
-    config = page.split('<script id="inbox-config" type="application/json">')[1].split("</script>")[
-        0
-    ]
-    assert json.loads(config)["channels"] == [f"user:{world.users['dave']}"]
-    assert json.loads(config)["renew"] == "/notifications/token"
+@pytest.mark.parametrize("path", ["/notifications", "/o/acme/", "/settings/profile"])
+def test_every_page_follows_the_viewers_channel_for_the_count_in_one_script(login, world, path):
+    page = login("dave").get(path).get_data(as_text=True)
+    config = page.split('<script id="live-config" type="application/json">')[1]
+    config = json.loads(config.split("</script>")[0])
+    mine = f"user:{world.users['dave']}"
+    assert config["channels"] == [mine]
+    assert config["renew"] == f"/api/v1/live/token?channel={mine}"
+    assert config["page"] == {}
+    assert page.count("karaffe-events.js") == 1 and page.count("live.js") == 1
 
 
 # -- queries per page ----------------------------------------------------------------------

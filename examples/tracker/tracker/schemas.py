@@ -561,10 +561,10 @@ class MentionableOut(_Out):
 
 # -- live pages (see tracker.live) ----------------------------------------------------
 
-#: A channel of live updates: ``project:<id>`` or ``issue:<id>``.
+#: A channel of live updates: ``project:<id>``, ``issue:<id>`` or ``user:<id>``.
 LiveChannel = t.Annotated[
     str,
-    StringConstraints(pattern=r"^(project|issue):[1-9][0-9]{0,17}$"),
+    StringConstraints(pattern=r"^(project|issue|user):[1-9][0-9]{0,17}$"),
     Field(examples=["project:3"]),
 ]
 

@@ -429,6 +429,8 @@ def update_label(label: Label, actor: User, data: LabelPatch) -> Label:
         label.name = data.name
     if data.color is not None:
         label.color = data.color
+    if db.session.is_modified(label):
+        live.label_changed("updated", label)
     db.session.flush()
     return label
 
@@ -443,6 +445,7 @@ def add_default_labels(org_id: int) -> list[Label]:
 
 def delete_label(label: Label, actor: User) -> None:
     require_role(label.organization_id, actor, "admin")
+    live.label_changed("deleted", label)
     db.session.delete(label)
     db.session.flush()
 
@@ -673,12 +676,12 @@ def edit_comment(comment: Comment, actor: User, body: str) -> Comment:
                 {"comment_id": comment.id, "edited": True},
                 mentions=sorted(added),
             )
-        live.comment_changed("updated", comment)
+        live.comment_changed("updated", comment, get_or_404(Issue, comment.issue_id))
     return comment
 
 
 def delete_comment(comment: Comment, actor: User) -> None:
     _require_change(comment, actor, "delete")
-    live.comment_changed("deleted", comment)
+    live.comment_changed("deleted", comment, get_or_404(Issue, comment.issue_id))
     db.session.delete(comment)
     db.session.flush()

@@ -563,13 +563,18 @@ def delete_comment(comment: Comment) -> t.Any:
 @returns(LiveTokenOut, errors=_NOT_FOUND)
 def live_token(query: LiveTokenQuery) -> t.Any:
     """A channel token to follow live updates of projects (``project:<id>``:
-    its issue list) and issues (``issue:<id>``: its page) you can see, on
-    the event stream (``stream``). Pages call it to renew their token before
-    it expires; see docs/events.md for the stream."""
+    its issue list) and issues (``issue:<id>``: its page) you can see, and
+    of yourself (``user:<your id>``: your unread count), on the event stream
+    (``stream``). Pages call it to renew their token before it expires; see
+    docs/events.md for the stream."""
     channels = list(dict.fromkeys(query.channel))
     for channel in channels:
         kind, _, ident = channel.partition(":")
-        services.get_visible(Project if kind == "project" else Issue, int(ident))
+        if kind == "user":
+            if int(ident) != viewer().id:
+                raise NotFound("You can follow only your own user channel.")
+        else:
+            services.get_visible(Project if kind == "project" else Issue, int(ident))
     if not live.enabled():
         raise NotFound("Live updates are not set up on this server.")
     return LiveTokenOut(
