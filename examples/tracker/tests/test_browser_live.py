@@ -348,19 +348,27 @@ def test_the_timeline_list_rows_and_unread_count_follow_every_change_with_one_st
         project = db.session.execute(sa.select(Project).order_by(Project.id)).scalars().first()
         assert project is not None
         project_id = project.id
-        issue = db.session.execute(
-            sa.select(Issue)
-            .where(Issue.project_id == project_id, Issue.status == "open")
-            .order_by(Issue.id.desc())
-        ).scalars().first()
+        issue = (
+            db.session.execute(
+                sa.select(Issue)
+                .where(Issue.project_id == project_id, Issue.status == "open")
+                .order_by(Issue.id.desc())
+            )
+            .scalars()
+            .first()
+        )
         assert issue is not None
         issue_id, comments = issue.id, issue.comment_count
-        label = db.session.execute(
-            sa.select(Label)
-            .where(Label.organization_id == issue.organization_id)
-            .where(Label.id.not_in([label.id for label in issue.labels]))
-            .order_by(Label.id)
-        ).scalars().first()
+        label = (
+            db.session.execute(
+                sa.select(Label)
+                .where(Label.organization_id == issue.organization_id)
+                .where(Label.id.not_in([label.id for label in issue.labels]))
+                .order_by(Label.id)
+            )
+            .scalars()
+            .first()
+        )
         assert label is not None
         label_id, label_name = label.id, label.name
     slug = "acme-robotics"
@@ -462,6 +470,19 @@ def test_the_timeline_list_rows_and_unread_count_follow_every_change_with_one_st
     bob_list.wait_for_function(
         "([s, text]) => document.querySelector(s).innerText.includes(text)",
         arg=[row, "renamed-live"],
+    )
+
+    # The assignee renamed: the row says so.
+    me = alice.evaluate("fetch('/api/v1/me').then(r => r.json())")
+    assert api_call(alice, "PATCH", f"/api/v1/issues/{issue_id}", {"assignee_id": me["id"]}) == 200
+    bob_list.wait_for_function(
+        "([s, text]) => document.querySelector(s).innerText.includes(text)",
+        arg=[row, "assigned to Alice Martin"],
+    )
+    assert api_call(alice, "PATCH", "/api/v1/me", {"name": "Alice Renamed"}) == 200
+    bob_list.wait_for_function(
+        "([s, text]) => document.querySelector(s).innerText.includes(text)",
+        arg=[row, "assigned to Alice Renamed"],
     )
 
     # Alice deletes the issue: the notification goes, and Bob's count with it.

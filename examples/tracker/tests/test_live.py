@@ -38,7 +38,10 @@ def test_the_row_fragment_is_the_row_of_the_list_page(login, world):
     client = login("dave")
     page = client.get(f"/o/acme/projects/{world.projects['website']}").get_data(as_text=True)
     row = client.get(row_url(world, "first")).get_data(as_text=True).strip()
-    assert row.startswith(f'<li id="issue-{world.issues["first"]}" data-key=')
+    dave = world.users["dave"]  # its assignee
+    assert row.startswith(
+        f'<li id="issue-{world.issues["first"]}" data-assignee="{dave}" data-key='
+    )
     assert row in page
 
 
@@ -61,7 +64,8 @@ def test_the_row_is_keyed_and_matched_by_the_list_sort_and_filters(login, world)
     page = client.get(f"{base}?sort=comments").get_data(as_text=True)
     assert 'data-order="desc" data-sort="comments"' in page
     row = client.get(row_url(world, "first", "&sort=comments")).get_data(as_text=True).strip()
-    assert row.startswith(f'<li id="issue-{world.issues["first"]}" data-key="1"')
+    first, dave = world.issues["first"], world.users["dave"]
+    assert row.startswith(f'<li id="issue-{first}" data-assignee="{dave}" data-key="1"')
     assert row in page
     not_mine = client.get(row_url(world, "first", "&author=me")).get_data(as_text=True)
     assert 'data-match="0"' in not_mine  # Bob opened it
@@ -173,6 +177,23 @@ def test_renaming_recolouring_or_deleting_a_label_is_announced_to_every_project_
         for kind in ("updated", "updated", "deleted")
         for p in projects
     ]  # not Globex's project: another organization's label
+
+
+def test_a_renamed_member_is_announced_to_the_lists_of_their_organizations(
+    api, login, world, captured_events
+):
+    dave = world.users["dave"]
+    row = login("alice").get(row_url(world, "first")).get_data(as_text=True)
+    assert f'data-assignee="{dave}"' in row and "assigned to Dave" in row
+    assert api("dave").patch("/api/v1/me", json={"name": "David"}).status_code == 200
+    login("dave").post("/settings/profile", data={"name": "Dave again"})
+    api("dave").patch("/api/v1/me", json={"name": "Dave again"})  # no change: not announced
+    website = f"project:{world.projects['website']}"  # not Globex's Vault: not his
+    assert [(e.channel, e.type, e.data) for e in captured_events] == [
+        (website, "member.updated", {"id": dave}),
+        (website, "member.updated", {"id": dave}),
+    ]
+    assert "assigned to Dave again" in login("alice").get(row_url(world, "first")).get_data(True)
 
 
 def test_a_label_saved_unchanged_is_not_announced(api, world, captured_events):

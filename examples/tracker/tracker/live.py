@@ -30,7 +30,7 @@ from flask import current_app, request, url_for
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
-from karaffe.auth import get_user
+from karaffe.auth import User, get_user
 from karaffe.db import db
 from karaffe.events import channel_token, cursor, publish, stream_url
 from karaffe.events.settings import EventsSettings
@@ -120,6 +120,28 @@ def activity_added(activity: Activity) -> None:
             "activity.created",
             {"id": activity.id, "issue_id": activity.issue_id},
         )
+
+
+def member_renamed(user: User) -> None:
+    """``member.updated`` (``{"id"}``) on the channel of every project of
+    ``user``'s organizations: list rows show assignees by name."""
+    if not enabled():
+        return
+    from karaffe.tenancy import Membership, unscoped
+
+    from .models import Project
+
+    with unscoped("the projects of the organizations a renamed user belongs to"):
+        projects = list(
+            db.session.scalars(
+                sa.select(Project.id)
+                .join(Membership, Membership.organization_id == Project.organization_id)
+                .where(Membership.user_id == user.id)
+                .order_by(Project.id)
+            )
+        )
+    for project_id in projects:
+        publish(project_channel(project_id), "member.updated", {"id": user.id})
 
 
 def label_changed(kind: str, label: Label) -> None:

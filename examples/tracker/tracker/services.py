@@ -203,6 +203,15 @@ def get_membership(org_id: int, user_id: int) -> Membership:
     return membership
 
 
+def rename(user: User, name: str) -> None:
+    """Change ``user``'s name; the issue lists that show them as an assignee
+    hear of it."""
+    if name != user.name:
+        user.name = name
+        live.member_renamed(user)
+    db.session.flush()
+
+
 def _owners(org_id: int) -> int:
     return db.session.execute(
         sa.select(sa.func.count())

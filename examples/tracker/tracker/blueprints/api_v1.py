@@ -177,8 +177,7 @@ def me() -> t.Any:
 def update_me(body: ProfileIn) -> t.Any:
     """Change the caller's name."""
     user = viewer()
-    user.name = body.name
-    db.session.flush()
+    services.rename(user, body.name)
     out = Me.of(user)
     db.session.commit()
     return out

@@ -218,6 +218,11 @@
         refresh(id);
       });
     });
+    // A member renamed: the rows they are the assignee of.
+    stream.on("member.updated", function (event) {
+      var rows = list.querySelectorAll("li[data-assignee='" + Number(event.data.id) + "']");
+      for (var i = 0; i < rows.length; i++) refresh(rows[i].id.slice("issue-".length));
+    });
     // A label renamed, recoloured or deleted: the rows that show it.
     ["label.updated", "label.deleted"].forEach(function (type) {
       stream.on(type, function (event) {
