@@ -10,9 +10,9 @@ so nothing published in between is missed, and renews it at
 ``/api/v1/live/token`` before it expires.
 
 Events carry ids, never HTML: a page that hears ``issue.updated`` fetches the
-fragment it shows (a list row, the issue's head and facts, a comment), which
-the server renders for that viewer with the templates of the page itself
-(``templates/issues/_*.html``). See docs/tracker.md, "Live pages".
+fragment it shows (a list row, the issue's head and facts, a comment, another
+entry of its activity), which the server renders for that viewer with the
+templates of the page itself (``templates/issues/_*.html``). See docs/tracker.md, "Live pages".
 
 Every page of a logged-in viewer follows one stream (one script,
 ``static/live.js``, on top of ``karaffe-events.js``): its own channels, if
