@@ -180,16 +180,10 @@ def test_the_preview_without_an_organization_links_no_mention(api, world):
 
 
 @pytest.mark.parametrize("org", ["globex", "no-such-org"])
-def test_the_preview_in_an_organization_not_yours_is_a_422(api, world, org):
+def test_the_preview_in_an_organization_not_yours_is_a_404(api, world, org):
     preview = api("dave").post("/api/v1/markdown", json={"text": "@alice", "org": org})
-    assert preview.status_code == 422
-    assert preview.get_json()["errors"] == [
-        {
-            "loc": ["body", "org"],
-            "msg": "You are not a member of an organization with this slug.",
-            "code": "invalid",
-        }
-    ]
+    assert preview.status_code == 404
+    assert preview.get_json()["detail"] == "No organization of yours has this slug."
 
 
 def test_a_mention_in_a_new_description_notifies(api, world, app):

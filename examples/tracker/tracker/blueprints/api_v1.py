@@ -624,7 +624,7 @@ def leave_issue_presence(issue: Issue, tab: str) -> t.Any:
 
 @blueprint.post("/markdown")
 @validate(body=MarkdownIn)
-@returns(MarkdownOut)
+@returns(MarkdownOut, errors={404: "No organization of yours has the slug `org`"})
 def render_markdown(body: MarkdownIn) -> t.Any:
     """Render Markdown as descriptions and comments are shown (the forms'
     Preview). With ``org`` (one of the caller's organizations), ``@handle``
@@ -634,8 +634,8 @@ def render_markdown(body: MarkdownIn) -> t.Any:
     org_id = next(
         (org.id for org, _ in services.organizations_of(viewer()) if org.slug == body.org), None
     )
-    if org_id is None:
-        raise FieldError("org", "You are not a member of an organization with this slug.")
+    if org_id is None:  # another's is as missing as one that does not exist
+        raise NotFound("No organization of yours has this slug.")
     return MarkdownOut(html=mentions.render(body.text, org_id))
 
 
