@@ -1,8 +1,9 @@
 """``python -m bench.live``: what one live change costs a viewer of the tracker.
 
 A live page that hears an event fetches the fragment it shows (a list row,
-the issue page's parts, a comment) instead of reloading the page; presence
-is one small POST every ten seconds. This times those requests in-process
+the issue page's parts, a comment, another entry of its activity) instead
+of reloading the page; presence is one small POST every ten seconds. This
+times those requests in-process
 (Flask's test client, no server, no socket) against the pages they spare,
 on SQLite with the tracker's seed data (10,000 issues by default), logged
 in with a session cookie, and prints a Markdown table: median and p99 in
@@ -40,7 +41,7 @@ def percentile(values: list[float], q: float) -> float:
 def main(argv: t.Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from tracker import create_app, seed
-    from tracker.models import Comment, Issue, Project
+    from tracker.models import Activity, Comment, Issue, Project
 
     from karaffe.db import db
     from karaffe.tenancy import unscoped
@@ -73,12 +74,25 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         client = app.test_client()
         client.post("/login", data={"email": seed.DEMO_LOGIN, "password": seed.DEMO_PASSWORD})
         base = f"/o/{slug}"
+        # A change of the timeline other than a comment: closed and reopened.
+        for status in ("closed", "open"):
+            client.post(f"{base}/issues/{issue_id}/status", data={"status": status})
+        with app.app_context(), unscoped("bench: the entry to fetch"):
+            entry_id = db.session.execute(
+                sa.select(sa.func.max(Activity.id)).where(Activity.issue_id == issue_id)
+            ).scalar_one()
         cases: list[tuple[str, str, str, dict[str, t.Any]]] = [
             ("the issue list page (50 rows)", "GET", f"{base}/projects/{project_id}", {}),
             ("a row of it", "GET", f"{base}/projects/{project_id}/row?id={issue_id}", {}),
             ("the issue page", "GET", f"{base}/issues/{issue_id}", {}),
             ("its head, description and facts", "GET", f"{base}/issues/{issue_id}/parts", {}),
             ("a comment", "GET", f"{base}/issues/{comment_issue}/comment?id={comment_id}", {}),
+            (
+                "an entry of its activity",
+                "GET",
+                f"{base}/issues/{issue_id}/entry?id={entry_id}",
+                {},
+            ),
             (
                 "a presence heartbeat",
                 "POST",

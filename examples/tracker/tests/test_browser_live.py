@@ -305,3 +305,196 @@ def test_a_list_not_sorted_newest_first_shows_new_issues_behind_a_reload_button(
     assert not still_the_same_document(bob)  # the list was loaded again
     alice.context.close()
     bob.context.close()
+
+
+def unread_of(app: t.Any, email: str) -> int:
+    """What the header should say for ``email``: their unread count, read
+    in the organizations they belong to (as the page's own count is)."""
+    from tracker import activity
+
+    from karaffe.auth import User
+
+    with app.app_context(), unscoped("test: an unread count"):
+        user = db.session.execute(sa.select(User).where(User.email == email)).scalar_one()
+        return activity.unread_counts([user.id])[user.id]
+
+
+def api_call(page: t.Any, method: str, path: str, body: t.Any = None) -> int:
+    """Call the API from ``page`` with its login session, as its scripts do
+    (the CSRF token of a form of the page); the status."""
+    return int(
+        page.evaluate(
+            """async ([method, path, body]) => {
+                const csrf = document.querySelector("input[name=csrf_token]").value;
+                const response = await fetch(path, {
+                    method, credentials: "same-origin",
+                    headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
+                    body: body === null ? undefined : JSON.stringify(body),
+                });
+                return response.status;
+            }""",
+            [method, path, body],
+        )
+    )
+
+
+def test_the_timeline_list_rows_and_unread_count_follow_every_change_with_one_stream(
+    tracker: tuple[str, t.Any, RelayThread], browser: t.Any
+) -> None:
+    from tracker.models import Label
+
+    url, app, _ = tracker
+    with app.app_context(), unscoped("test: a project, an open issue, a label"):
+        project = db.session.execute(sa.select(Project).order_by(Project.id)).scalars().first()
+        assert project is not None
+        project_id = project.id
+        issue = (
+            db.session.execute(
+                sa.select(Issue)
+                .where(Issue.project_id == project_id, Issue.status == "open")
+                .order_by(Issue.id.desc())
+            )
+            .scalars()
+            .first()
+        )
+        assert issue is not None
+        issue_id, comments = issue.id, issue.comment_count
+        label = (
+            db.session.execute(
+                sa.select(Label)
+                .where(Label.organization_id == issue.organization_id)
+                .where(Label.id.not_in([label.id for label in issue.labels]))
+                .order_by(Label.id)
+            )
+            .scalars()
+            .first()
+        )
+        assert label is not None
+        label_id, label_name = label.id, label.name
+    slug = "acme-robotics"
+    list_url = f"{url}/o/{slug}/projects/{project_id}?status=all"
+    issue_url = f"{url}/o/{slug}/issues/{issue_id}"
+    row = f"#issue-{issue_id}"
+
+    alice = logged_in(browser, url, seed.DEMO_LOGIN)
+    bob_list = logged_in(browser, url, BOB)
+    bob_issue = bob_list.context.new_page()
+    bob_issue.set_default_timeout(10_000)
+    # Count the page's EventSources that are not closed.
+    bob_list.context.add_init_script(
+        """(() => {
+            const Real = window.EventSource, made = [];
+            window.EventSource = function (url, options) {
+                const source = new Real(url, options);
+                made.push(source);
+                return source;
+            };
+            Object.assign(window.EventSource, {CONNECTING: 0, OPEN: 1, CLOSED: 2});
+            window.openStreams = () => made.filter(s => s.readyState !== 2).length;
+        })()"""
+    )
+    refused: list[str] = []
+    for page in (bob_list, bob_issue):
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+    open_live(bob_list, list_url)
+    open_live(bob_issue, issue_url)
+    open_live(alice, issue_url)
+
+    # One client script and one stream per page, the header's count included.
+    # (Each would also have held the shared stream of the count before.)
+    for _ in range(5):
+        for page in (bob_list, bob_issue):
+            assert page.locator("script[src*='karaffe-events.js']").count() == 1
+            assert page.evaluate("window.openStreams()") <= 1
+            channels = page.evaluate("window.liveStream.channels")
+            assert len(channels) == 2 and channels[-1].startswith("user:"), channels
+        time.sleep(0.2)
+
+    # Alice mentions Bob: his count, on both pages; the row counts the comment.
+    before = unread_of(app, BOB)
+    alice.fill("#f-body", "@bob have a look")
+    alice.click("button:text-is('Comment')")
+    comment_id = int(alice.url.rsplit("#comment-", 1)[1])
+    assert unread_of(app, BOB) == before + 1
+    for page in (bob_list, bob_issue):
+        text_is(page, "#unread-count", str(before + 1))
+    plural = "s" if comments + 1 != 1 else ""
+    bob_list.wait_for_function(
+        "([s, text]) => document.querySelector(s).innerText.includes(text)",
+        arg=[f"{row} .meta", f"{comments + 1} comment{plural}"],
+    )
+
+    # She deletes it: gone from Bob's timeline, and from the row's count.
+    alice.goto(f"{url}/o/{slug}/comments/{comment_id}/delete")
+    alice.click("main button[type=submit]")
+    bob_issue.wait_for_selector(f"#comment-{comment_id}", state="detached")
+    bob_list.wait_for_function(
+        "([s, text]) => !document.querySelector(s).innerText.includes(text)",
+        arg=[f"{row} .meta", f"{comments + 1} comment"],
+    )
+
+    # Title, assignee, labels, then close with a comment: each an entry of
+    # Bob's timeline, in place and in order (the comment before the close).
+    alice.goto(issue_url)
+    assert api_call(alice, "PATCH", f"/api/v1/issues/{issue_id}", {"title": "Live titles"}) == 200
+    with app.app_context(), unscoped("test: Chloé"):
+        from karaffe.auth import User
+
+        chloe = db.session.execute(sa.select(User.id).where(User.name == "Chloé Dubois")).scalar()
+    assert api_call(alice, "PATCH", f"/api/v1/issues/{issue_id}", {"assignee_id": chloe}) == 200
+    patch = {"label_ids": [label_id]}
+    assert api_call(alice, "PATCH", f"/api/v1/issues/{issue_id}", patch) == 200
+    alice.fill("#f-body", "Fixed in the live build.")
+    alice.click("button:text-is('Close with comment')")
+    bob_issue.wait_for_function(
+        "() => [...document.querySelectorAll('#comments > *')].slice(-5)"
+        ".some(e => e.innerText.includes('closed the issue'))"
+    )
+    bob_issue.wait_for_function("() => document.querySelectorAll('#comments > *').length > 0")
+    last = bob_issue.evaluate(
+        "[...document.querySelectorAll('#comments > *')].slice(-5).map(e => e.innerText)"
+    )
+    assert "Alice Martin changed the title" in last[0] and "Live titles" in last[0]
+    assert "Alice Martin assigned Chloé Dubois" in last[1]
+    assert f"Alice Martin added {label_name}" in last[2]
+    assert "Fixed in the live build." in last[3]
+    assert "Alice Martin closed the issue" in last[4]
+    text_is(bob_issue, "#issue-facts .badge", "Closed")
+    shoot(bob_issue, "live-timeline")
+
+    # A label renamed: the rows that show it.
+    assert api_call(alice, "PATCH", f"/api/v1/labels/{label_id}", {"name": "renamed-live"}) == 200
+    bob_list.wait_for_function(
+        "([s, text]) => document.querySelector(s).innerText.includes(text)",
+        arg=[row, "renamed-live"],
+    )
+
+    # The assignee renamed: the row says so.
+    me = alice.evaluate("fetch('/api/v1/me').then(r => r.json())")
+    assert api_call(alice, "PATCH", f"/api/v1/issues/{issue_id}", {"assignee_id": me["id"]}) == 200
+    bob_list.wait_for_function(
+        "([s, text]) => document.querySelector(s).innerText.includes(text)",
+        arg=[row, "assigned to Alice Martin"],
+    )
+    assert api_call(alice, "PATCH", "/api/v1/me", {"name": "Alice Renamed"}) == 200
+    bob_list.wait_for_function(
+        "([s, text]) => document.querySelector(s).innerText.includes(text)",
+        arg=[row, "assigned to Alice Renamed"],
+    )
+
+    # Alice deletes the issue: the notification goes, and Bob's count with it.
+    unread = unread_of(app, BOB)
+    alice.goto(f"{issue_url}/delete")
+    alice.click("main button[type=submit]")
+    assert unread_of(app, BOB) < unread
+    text_is(bob_list, "#unread-count", str(unread_of(app, BOB)))
+    bob_list.wait_for_selector(row, state="detached")
+
+    for page in (bob_list, bob_issue):
+        assert still_the_same_document(page)
+    assert refused == []
+    alice.context.close()
+    bob_list.context.close()

@@ -143,11 +143,13 @@ def test_close_with_comment_is_one_write_and_one_event(api, world, count, captur
     assert rv.status_code == 201
     comment = rv.get_json()
     assert count(Issue, Issue.id == world.issues["first"], Issue.status == "closed") == 1
+    # The status change is an entry of the timeline too.
     assert [(e.channel, e.type) for e in captured_events] == [
+        (f"issue:{world.issues['first']}", "activity.created"),
         (f"project:{world.projects['website']}", "issue.updated"),
         (f"issue:{world.issues['first']}", "issue.updated"),
     ]
-    assert captured_events[1].data == {
+    assert captured_events[2].data == {
         "id": world.issues["first"],
         "project_id": world.projects["website"],
         "status": "closed",
@@ -175,9 +177,19 @@ def test_edits_and_deletes_are_announced(api, world, comment_id, captured_events
     api("dave").patch(f"/api/v1/comments/{comment_id}", json={"body": "Edited"})
     api("dave").delete(f"/api/v1/comments/{comment_id}")
     channel = f"issue:{world.issues['first']}"
+    ids = {"id": comment_id, "issue_id": world.issues["first"]}
+    # The list's row hears of both: it shows the comment count, and whether
+    # the issue still matches a search.
+    row = (
+        f"project:{world.projects['website']}",
+        "issue.updated",
+        {"id": world.issues["first"], "project_id": world.projects["website"], "status": "open"},
+    )
     assert [(e.channel, e.type, e.data) for e in captured_events] == [
-        (channel, "comment.updated", {"id": comment_id, "issue_id": world.issues["first"]}),
-        (channel, "comment.deleted", {"id": comment_id, "issue_id": world.issues["first"]}),
+        (channel, "comment.updated", ids),
+        row,
+        (channel, "comment.deleted", ids),
+        row,
     ]
 
 

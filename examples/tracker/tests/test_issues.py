@@ -232,20 +232,21 @@ def test_changes_are_announced_after_commit(login, world, captured_events):
     got = [(e.channel, e.type) for e in captured_events]
     assert got[0] == (project, "issue.created")
     assert got[2:] == [
+        (first, "activity.created"),  # "Dave closed the issue", in its timeline
         (project, "issue.updated"),
         (first, "issue.updated"),
         (first, "comment.created"),
         (project, "issue.updated"),  # its row shows when it was updated
     ]
-    assert captured_events[2].data == {
+    assert captured_events[3].data == {
         "id": world.issues["first"],
         "project_id": world.projects["website"],
         "status": "closed",
     }
 
 
-def test_issue_page_follows_only_its_own_channel(login, world):
+def test_issue_page_follows_only_its_own_channel_and_the_viewers(login, world):
     page = login("dave").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
-    assert f'"channels":["issue:{world.issues["first"]}"]' in page
-    assert "karaffe-events.js" in page
+    assert f'"channels":["issue:{world.issues["first"]}","user:{world.users["dave"]}"]' in page
+    assert page.count("karaffe-events.js") == 1
     assert '"token":"' in page

@@ -9,6 +9,11 @@ import re
 import typing as t
 
 import pytest
+import sqlalchemy as sa
+from tracker.models import Activity
+
+from karaffe.db import db as database
+from karaffe.tenancy import unscoped
 
 from .test_api import problem
 
@@ -33,7 +38,10 @@ def test_the_row_fragment_is_the_row_of_the_list_page(login, world):
     client = login("dave")
     page = client.get(f"/o/acme/projects/{world.projects['website']}").get_data(as_text=True)
     row = client.get(row_url(world, "first")).get_data(as_text=True).strip()
-    assert row.startswith(f'<li id="issue-{world.issues["first"]}" data-key=')
+    dave = world.users["dave"]  # its assignee
+    assert row.startswith(
+        f'<li id="issue-{world.issues["first"]}" data-assignee="{dave}" data-key='
+    )
     assert row in page
 
 
@@ -56,7 +64,8 @@ def test_the_row_is_keyed_and_matched_by_the_list_sort_and_filters(login, world)
     page = client.get(f"{base}?sort=comments").get_data(as_text=True)
     assert 'data-order="desc" data-sort="comments"' in page
     row = client.get(row_url(world, "first", "&sort=comments")).get_data(as_text=True).strip()
-    assert row.startswith(f'<li id="issue-{world.issues["first"]}" data-key="1"')
+    first, dave = world.issues["first"], world.users["dave"]
+    assert row.startswith(f'<li id="issue-{first}" data-assignee="{dave}" data-key="1"')
     assert row in page
     not_mine = client.get(row_url(world, "first", "&author=me")).get_data(as_text=True)
     assert 'data-match="0"' in not_mine  # Bob opened it
@@ -119,7 +128,9 @@ def test_a_comment_fragment_is_the_comment_of_the_page(login, api, world):
     comment_id = api("dave").post(url, json={"body": "<b>Same</b> here"}).get_json()["id"]
     page = client.get(f"/o/acme/issues/{issue}").get_data(as_text=True)
     fragment = client.get(f"/o/acme/issues/{issue}/comment?id={comment_id}").get_data(as_text=True)
-    assert fragment.strip().startswith(f'<div class="comment" id="comment-{comment_id}">')
+    assert fragment.strip().startswith(
+        f'<div class="comment" id="comment-{comment_id}" data-order='
+    )
     assert "&lt;b&gt;Same&lt;/b&gt; here" in fragment
     assert fragment.strip() in page
     other = world.issues["second"]
@@ -129,15 +140,156 @@ def test_a_comment_fragment_is_the_comment_of_the_page(login, api, world):
     assert "The id parameter must be a comment id." in rv.get_data(as_text=True)
 
 
-def test_deleting_a_comment_is_announced(api, world, captured_events):
+def test_deleting_a_comment_is_announced_to_the_page_and_to_the_list_row(
+    api, login, world, captured_events
+):
     issue = world.issues["first"]
     comment = api("bob").post(f"/api/v1/issues/{issue}/comments", json={"body": "x"}).get_json()
+    assert "1 comment<" in login("dave").get(row_url(world, "first")).get_data(as_text=True)
+    captured_events.clear()
     assert api("bob").delete(f"/api/v1/comments/{comment['id']}").status_code == 204
-    assert (captured_events[-1].channel, captured_events[-1].type) == (
-        f"issue:{issue}",
-        "comment.deleted",
-    )
-    assert captured_events[-1].data == {"id": comment["id"], "issue_id": issue}
+    assert [(e.channel, e.type, e.data) for e in captured_events] == [
+        (f"issue:{issue}", "comment.deleted", {"id": comment["id"], "issue_id": issue}),
+        (
+            f"project:{world.projects['website']}",
+            "issue.updated",
+            {"id": issue, "project_id": world.projects["website"], "status": "open"},
+        ),
+    ]
+    # What the list's row fetches then no longer counts it.
+    assert "comment" not in login("dave").get(row_url(world, "first")).get_data(as_text=True)
+
+
+def test_renaming_recolouring_or_deleting_a_label_is_announced_to_every_project_list(
+    api, login, world, captured_events
+):
+    client = login("alice")
+    rv = client.post("/o/acme/projects/new", data={"name": "Mobile"}, follow_redirects=False)
+    mobile = int(rv.headers["Location"].rsplit("/", 1)[1])
+    captured_events.clear()
+    bug = world.labels["bug"]
+    assert api("alice").patch(f"/api/v1/labels/{bug}", json={"name": "defect"}).status_code == 200
+    assert api("alice").patch(f"/api/v1/labels/{bug}", json={"color": "#000000"}).status_code == 200
+    assert api("alice").delete(f"/api/v1/labels/{bug}").status_code == 204
+    projects = sorted([world.projects["website"], mobile])
+    assert [(e.channel, e.type, e.data) for e in captured_events] == [
+        (f"project:{p}", f"label.{kind}", {"id": bug})
+        for kind in ("updated", "updated", "deleted")
+        for p in projects
+    ]  # not Globex's project: another organization's label
+
+
+def test_a_renamed_member_is_announced_to_the_lists_of_their_organizations(
+    api, login, world, captured_events
+):
+    dave = world.users["dave"]
+    row = login("alice").get(row_url(world, "first")).get_data(as_text=True)
+    assert f'data-assignee="{dave}"' in row and "assigned to Dave" in row
+    assert api("dave").patch("/api/v1/me", json={"name": "David"}).status_code == 200
+    login("dave").post("/settings/profile", data={"name": "Dave again"})
+    api("dave").patch("/api/v1/me", json={"name": "Dave again"})  # no change: not announced
+    website = f"project:{world.projects['website']}"  # not Globex's Vault: not his
+    assert [(e.channel, e.type, e.data) for e in captured_events] == [
+        (website, "member.updated", {"id": dave}),
+        (website, "member.updated", {"id": dave}),
+    ]
+    assert "assigned to Dave again" in login("alice").get(row_url(world, "first")).get_data(True)
+
+
+def test_a_label_saved_unchanged_is_not_announced(api, world, captured_events):
+    bug = world.labels["bug"]
+    assert api("alice").patch(f"/api/v1/labels/{bug}", json={"name": "bug"}).status_code == 200
+    assert captured_events == []
+
+
+# -- the timeline -----------------------------------------------------------------------
+
+
+def entry_ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<div class="event" id="activity-(\d+)"', html)]
+
+
+def test_every_change_the_timeline_shows_is_announced_with_its_id(
+    api, login, world, captured_events
+):
+    issue = world.issues["first"]
+    alice = api("alice")
+    alice.patch(f"/api/v1/issues/{issue}", json={"title": "Login button is green"})
+    alice.patch(f"/api/v1/issues/{issue}", json={"status": "closed"})
+    alice.patch(f"/api/v1/issues/{issue}", json={"assignee_id": world.users["alice"]})
+    alice.patch(f"/api/v1/issues/{issue}", json={"label_ids": [world.labels["ux"]]})
+    alice.patch(f"/api/v1/issues/{issue}", json={"description": "Green, please."})
+    announced = [e.data for e in captured_events if e.type == "activity.created"]
+    assert {e.channel for e in captured_events if e.type == "activity.created"} == {
+        f"issue:{issue}"
+    }
+    page = login("dave").get(f"/o/acme/issues/{issue}").get_data(as_text=True)
+    assert [a["id"] for a in announced] == entry_ids(page)  # every entry, in order
+    assert all(a["issue_id"] == issue for a in announced)
+    said = [
+        login("dave").get(f"/o/acme/issues/{issue}/entry?id={a['id']}").get_data(as_text=True)
+        for a in announced
+    ]
+    for fragment, words in zip(
+        said,
+        [
+            "changed the title from “Login button is blue” to “Login button is green”",
+            "closed the issue",
+            "assigned Alice instead of Dave",
+            "added ux and removed bug",
+            "edited the description",
+        ],
+        strict=True,
+    ):
+        assert words in fragment
+        assert fragment.strip() in page  # the page's own entry, byte for byte
+
+
+def test_a_comment_is_announced_as_a_comment_not_as_an_entry(api, world, captured_events):
+    issue = world.issues["first"]
+    api("dave").post(f"/api/v1/issues/{issue}/comments", json={"body": "Seen"})
+    assert [e.type for e in captured_events if e.channel == f"issue:{issue}"] == ["comment.created"]
+
+
+def test_the_timeline_is_in_the_order_of_its_data_order(api, login, world):
+    issue = world.issues["first"]
+    url = f"/api/v1/issues/{issue}/comments"
+    api("dave").post(url, json={"body": "One"})
+    api("dave").post(url, json={"body": "Closing", "status": "closed"})
+    api("alice").patch(f"/api/v1/issues/{issue}", json={"status": "open"})
+    api("dave").post(url, json={"body": "Two"})
+    page = login("dave").get(f"/o/acme/issues/{issue}").get_data(as_text=True)
+    orders = re.findall(r'<div class="(comment|event)" id="[a-z]+-\d+" data-order="([^"]+)"', page)
+    assert [kind for kind, _ in orders] == ["comment", "comment", "event", "event", "comment"]
+    keys = [key for _, key in orders]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("ident", ["", "abc", "0", "07", "9" * 20])
+def test_an_entry_without_a_valid_id_is_a_400(login, world, ident):
+    rv = login("dave").get(f"/o/acme/issues/{world.issues['first']}/entry?id={ident}")
+    assert rv.status_code == 400
+    assert "The id parameter must be an activity id." in rv.get_data(as_text=True)
+
+
+def test_an_entry_of_another_issue_or_a_comment_is_a_404(api, login, world, app):
+    first, second = world.issues["first"], world.issues["second"]
+    api("alice").patch(f"/api/v1/issues/{first}", json={"status": "closed"})
+    api("dave").post(f"/api/v1/issues/{first}/comments", json={"body": "Seen"})
+    with app.app_context(), unscoped("test: the activity ids"):
+        ids = dict(
+            database.session.execute(
+                sa.select(Activity.kind, Activity.id).where(Activity.issue_id == first)
+            ).all()
+        )
+    client = login("dave")
+    closed = ids["status"]
+    assert client.get(f"/o/acme/issues/{first}/entry?id={closed}").status_code == 200
+    assert client.get(f"/o/acme/issues/{second}/entry?id={closed}").status_code == 404
+    hidden = world.issues["hidden"]
+    assert client.get(f"/o/acme/issues/{hidden}/entry?id={closed}").status_code == 404
+    # A comment's own row is shown as the comment, not as an entry.
+    assert client.get(f"/o/acme/issues/{first}/entry?id={ids['comment']}").status_code == 404
 
 
 # -- presence ---------------------------------------------------------------------------
@@ -223,7 +375,8 @@ def test_the_list_page_fetches_rows_with_its_own_filters(login, world):
     url = f"/o/acme/projects/{world.projects['website']}?status=all&q=login&cursor=abc"
     config = live_config(client.get(url, follow_redirects=True).get_data(as_text=True))
     assert config["page"]["row"].endswith("/row?status=all&q=login")
-    assert config["renew"] == f"/api/v1/live/token?channel=project:{world.projects['website']}"
+    channels = f"channel=project:{world.projects['website']}&channel=user:{world.users['dave']}"
+    assert config["renew"] == f"/api/v1/live/token?{channels}"
 
 
 def test_the_issue_page_says_how_often_to_heartbeat(login, world, app):

@@ -134,8 +134,6 @@ def test_a_mention_links_to_the_member_and_notifies_them(api, login, world, app)
         f"{_issue_url(world)}/comments", json={"body": "@dave can you look? cc @carol `@bob`"}
     )
     assert response.status_code == 201
-    html = response.get_json()["body_html"]
-    assert "@carol" in html and "mention" not in html  # the API renders without the org's members
     page = login("bob").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
     assert f'<a class="mention" href="/o/acme/members#member-{world.users["dave"]}"' in page
     # carol is not a member of Acme: plain text; `@bob` is code: no mention.
@@ -143,6 +141,49 @@ def test_a_mention_links_to_the_member_and_notifies_them(api, login, world, app)
     assert ("mentioned", "comment") in notifications_of(app, world.users["dave"])
     assert notifications_of(app, world.users["carol"]) == []
     assert ("mentioned", "comment") not in notifications_of(app, world.users["bob"])
+
+
+def test_a_mention_renders_the_same_on_the_page_in_the_api_and_in_the_preview(api, login, world):
+    text = "@dave can you look? cc @carol `@bob` <b>@alice</b>"
+    alice = api("alice")
+    comment = alice.post(f"{_issue_url(world)}/comments", json={"body": text}).get_json()
+    issue = alice.patch(_issue_url(world), json={"description": text}).get_json()
+    dave = f'<a class="mention" href="/o/acme/members#member-{world.users["dave"]}"'
+    expected = (
+        f'<p>{dave} target="_blank" rel="nofollow noopener">@dave</a> can you look? cc @carol '
+        "<code>@bob</code> &lt;b&gt;"
+        f'<a class="mention" href="/o/acme/members#member-{world.users["alice"]}" '
+        'target="_blank" rel="nofollow noopener">@alice</a>&lt;/b&gt;</p>'
+    )
+    preview = alice.post("/api/v1/markdown", json={"text": text, "org": "acme"})
+    assert preview.status_code == 200
+    assert preview.get_json() == {"html": expected}
+    assert comment["body_html"] == expected
+    assert issue["description_html"] == expected
+    assert alice.get(f"/api/v1/comments/{comment['id']}").get_json()["body_html"] == expected
+    listed = alice.get(f"/api/v1/projects/{world.projects['website']}/issues?q=carol").get_json()
+    assert [i["description_html"] for i in listed if i["id"] == issue["id"]] == [expected]
+    in_org = alice.get("/api/v1/orgs/acme/issues?q=carol").get_json()
+    assert [i["description_html"] for i in in_org if i["id"] == issue["id"]] == [expected]
+    page = login("bob").get(f"/o/acme/issues/{world.issues['first']}").get_data(as_text=True)
+    assert page.count(expected) == 2  # the description and the comment
+    # The form's own Preview (no JavaScript) too.
+    form = login("bob").post(
+        f"/o/acme/issues/{world.issues['first']}/comments", data={"body": text, "preview": "1"}
+    )
+    assert form.status_code == 200 and expected in form.get_data(as_text=True)
+
+
+def test_the_preview_without_an_organization_links_no_mention(api, world):
+    preview = api("alice").post("/api/v1/markdown", json={"text": "@dave"})
+    assert preview.get_json() == {"html": "<p>@dave</p>"}
+
+
+@pytest.mark.parametrize("org", ["globex", "no-such-org"])
+def test_the_preview_in_an_organization_not_yours_is_a_404(api, world, org):
+    preview = api("dave").post("/api/v1/markdown", json={"text": "@alice", "org": org})
+    assert preview.status_code == 404
+    assert preview.get_json()["detail"] == "No organization of yours has this slug."
 
 
 def test_a_mention_in_a_new_description_notifies(api, world, app):
@@ -334,38 +375,94 @@ def test_a_mention_publishes_the_new_unread_count_on_the_users_own_channel(
     ]
 
 
+def _unread_events(captured_events: t.Any) -> list[tuple[str, t.Any]]:
+    return sorted((e.channel, e.data) for e in captured_events if e.type == "notifications.unread")
+
+
+def test_deleting_an_issue_recounts_the_unread_of_whoever_it_notified(
+    api, login, world, captured_events
+):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@bob and @dave"})
+    api("alice").post(f"{_issue_url(world, 'second')}/comments", json={"body": "@bob again"})
+    assert 'aria-label="2 unread"' in login("bob").get("/notifications").get_data(as_text=True)
+    captured_events.clear()
+    assert api("alice").delete(_issue_url(world)).status_code == 204
+    assert _unread_events(captured_events) == [
+        (f"user:{world.users['bob']}", {"unread": 1}),
+        (f"user:{world.users['dave']}", {"unread": 0}),
+    ]
+    # The next page counts the same.
+    page = login("bob").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="1 unread">1<' in page
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="0 unread" hidden>0<' in page
+
+
+def test_deleting_a_project_recounts_the_unread_of_whoever_its_issues_notified(
+    api, world, captured_events
+):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@dave look"})
+    captured_events.clear()
+    project = api("alice").get(_issue_url(world)).get_json()["project_id"]
+    assert api("alice").delete(f"/api/v1/projects/{project}").status_code == 204
+    assert _unread_events(captured_events) == [(f"user:{world.users['dave']}", {"unread": 0})]
+    assert api("dave").get("/api/v1/notifications/unread").get_json() == {"unread": 0}
+
+
+def test_deleting_an_issue_nobody_has_unread_news_of_publishes_no_count(
+    api, world, captured_events
+):
+    assert api("alice").delete(_issue_url(world)).status_code == 204
+    assert _unread_events(captured_events) == []
+
+
+@pytest.mark.parametrize("how", ["removed", "left"])
+def test_losing_access_recounts_the_unread_live(api, login, world, captured_events, how):
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@dave bye"})
+    captured_events.clear()
+    if how == "removed":
+        gone = api("alice").delete(f"/api/v1/orgs/acme/members/{world.users['dave']}")
+    else:
+        gone = api("dave").delete("/api/v1/orgs/acme/members/me")
+    assert gone.status_code == 204
+    assert _unread_events(captured_events) == [(f"user:{world.users['dave']}", {"unread": 0})]
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="0 unread" hidden>0<' in page
+
+
 def test_nothing_is_published_when_nothing_was_unread(api, world, captured_events):
     assert api("bob").post("/api/v1/notifications/read").get_json() == {"marked": 0}
     assert captured_events == []
 
 
-def test_the_channel_token_grants_only_the_viewers_own_channel(login, world, app):
-    from karaffe.events import ChannelForbidden
+def test_the_token_renewal_grants_the_viewers_own_channel(login, world, app):
     from karaffe.events.publish import state_for
 
-    response = login("bob").get("/notifications/token")
+    mine = f"user:{world.users['bob']}"
+    response = login("bob").get(f"/api/v1/live/token?channel={mine}")
     assert response.status_code == 200
     with app.app_context():
         grant = state_for().signer.verify(response.get_json()["token"])
-    assert grant.channels == (f"user:{world.users['bob']}",)
+    assert grant.channels == (mine,)
     assert grant.user == str(world.users["bob"])
-    with pytest.raises(ChannelForbidden):
-        grant.check_channels([f"user:{world.users['alice']}"])
 
 
-def test_the_channel_token_needs_a_login(app, world):
-    response = app.test_client().get("/notifications/token")
-    assert response.status_code == 302
-    assert "/login" in response.headers["Location"]
+def test_the_token_renewal_refuses_someone_elses_channel(api, world):
+    response = api("bob").get(f"/api/v1/live/token?channel=user:{world.users['alice']}")
+    assert response.status_code == 404
+    assert response.get_json()["detail"] == "You can follow only your own user channel."
 
 
-def test_every_page_follows_the_viewers_channel_for_the_count(login, world):
-    page = login("dave").get("/notifications").get_data(as_text=True)
-    config = page.split('<script id="inbox-config" type="application/json">')[1].split("</script>")[
-        0
-    ]
-    assert json.loads(config)["channels"] == [f"user:{world.users['dave']}"]
-    assert json.loads(config)["renew"] == "/notifications/token"
+@pytest.mark.parametrize("path", ["/notifications", "/o/acme/", "/settings/profile"])
+def test_every_page_follows_the_viewers_channel_for_the_count_in_one_script(login, world, path):
+    page = login("dave").get(path).get_data(as_text=True)
+    config = page.split('<script id="live-config" type="application/json">')[1]
+    config = json.loads(config.split("</script>")[0])
+    mine = f"user:{world.users['dave']}"
+    assert config["channels"] == [mine]
+    assert config["renew"] == f"/api/v1/live/token?channel={mine}"
+    assert config["page"] == {}
+    assert page.count("karaffe-events.js") == 1 and page.count("live.js") == 1
 
 
 # -- queries per page ----------------------------------------------------------------------
@@ -390,6 +487,8 @@ def queries_of(app, client, path: str) -> int:
 
 def test_the_issue_page_costs_the_same_queries_with_a_long_timeline(api, login, world, app):
     url, page = _issue_url(world), f"/o/acme/issues/{world.issues['first']}"
+    # One mention: the page reads the members once, for all of its mentions.
+    api("dave").post(f"{url}/comments", json={"body": "@bob first"})
     bob = login("bob")
     bob.get(page)  # warm: the login session's first use
     short = queries_of(app, bob, page)

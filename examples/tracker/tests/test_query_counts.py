@@ -204,17 +204,25 @@ def test_the_html_issue_list_is_eight_statements(
     assert len(seen) == 8, seen
 
 
-def test_an_issue_page_is_twelve_statements_whatever_its_comments(
+def test_an_issue_page_is_eleven_statements_whatever_its_comments(
     login: Callable[[str], FlaskClient], busy: World, counted: t.Any
 ) -> None:
-    rv, seen = counted(login("alice"), f"/o/acme/issues/{busy.issues['busy-59']}")
+    page = f"/o/acme/issues/{busy.issues['busy-59']}"
+    rv, seen = counted(login("alice"), page)
     assert rv.get_data(as_text=True).count('class="comment"') == 12
     # The login session with its user and their organizations; the
     # organization; the issue with its people; its labels; its project; its
     # comments with their authors; its activity with the actors; the
-    # organization's members (mention links); the viewer's watch; the
-    # viewer's organizations; the viewer's role here (what they may edit);
-    # the viewer's unread notifications (the header's count).
+    # viewer's watch; the viewer's organizations; the viewer's role here
+    # (what they may edit); the viewer's unread notifications (the header's
+    # count).
+    assert len(seen) == 11, seen
+    # With an @handle in a text, the organization's members too (the
+    # mention links), once for all of them.
+    mention = {"body": "@bob and @dave, look"}
+    assert login("bob").post(page + "/comments", data=mention).status_code == 302
+    rv, seen = counted(login("alice"), page)
+    assert rv.get_data(as_text=True).count('class="mention"') == 2
     assert len(seen) == 12, seen
 
 

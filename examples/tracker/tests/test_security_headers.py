@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from tracker import accounts, services
-from tracker.models import Comment
+from tracker.models import Activity, Comment
 
 from karaffe.auth import ApiToken, User
 from karaffe.db import db as database
@@ -140,9 +140,16 @@ def test_every_get_route_sends_the_security_headers(
             author_id=world.users["alice"],
             body="A comment to edit",
         )
-        database.session.add(comment)
+        entry = Activity(
+            organization_id=world.orgs["acme"],
+            issue_id=world.issues["first"],
+            actor_id=world.users["alice"],
+            kind="status",
+            detail={"from": "open", "to": "closed"},
+        )
+        database.session.add_all([comment, entry])
         database.session.commit()
-        comment_id = comment.id
+        comment_id, entry_id = comment.id, entry.id
     with app.test_request_context():
         alice = database.session.get(User, world.users["alice"])
         assert alice is not None
@@ -155,6 +162,7 @@ def test_every_get_route_sends_the_security_headers(
         "karaffe_events.stream": stream,
         "projects.row": {"id": world.issues["first"]},
         "issues.comment_fragment": {"id": comment_id},
+        "issues.entry_fragment": {"id": entry_id},
         "api_v1.live_token": {"channel": channels},
     }
     walked = []

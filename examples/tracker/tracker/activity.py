@@ -15,7 +15,10 @@ people mentioned start watching the issue, unless they unwatched it.
 
 After the commit each person notified gets their new unread count on their
 own channel, ``user:<id>`` (:mod:`karaffe.events`): the header's counter
-follows it.
+follows it. So does everyone whose count drops without their reading: the
+services announce it when they delete an issue or a project with unread
+notifications, and when someone leaves or is removed from an organization
+(its notifications stop counting).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from karaffe.db import db
 from karaffe.tenancy import Membership, unscoped
 
 from . import live
-from .models import Activity, Issue, Notification, Watch
+from .models import Activity, Comment, Issue, Notification, Watch
 
 __all__ = [
     "mark_read",
@@ -43,6 +46,10 @@ __all__ = [
 
 #: Kinds whose watchers are notified.
 WATCHED_KINDS = frozenset({"comment", "status"})
+#: Kinds the issue page's timeline shows as an entry of their own, which a
+#: live page appends as they happen (a comment is shown as the comment; an
+#: issue is created before anyone has its page open).
+LIVE_KINDS = frozenset({"title", "description", "status", "assignee", "labels"})
 _STRENGTH = {"mentioned": 3, "assigned": 2, "watching": 1}
 
 
@@ -114,6 +121,8 @@ def record(
             db.session.add(watches[user_id])
     db.session.flush()
     announce_unread(list(reasons))
+    if kind in LIVE_KINDS:
+        live.activity_added(activity)
     return activity
 
 
@@ -138,6 +147,20 @@ def unread_counts(user_ids: t.Sequence[int]) -> dict[int, int]:
         )
         counts = {user_id: n for user_id, n in rows}
     return {user_id: counts.get(user_id, 0) for user_id in user_ids}
+
+
+def unread_readers(*, issue_id: int | None = None, project_id: int | None = None) -> list[int]:
+    """Who has unread notifications of ``issue_id``, or of any issue of
+    ``project_id``: their count drops when it is deleted, so call this before
+    deleting, and :func:`announce_unread` after."""
+    stmt = sa.select(Notification.user_id).where(Notification.read_at.is_(None)).distinct()
+    if issue_id is not None:
+        stmt = stmt.where(Notification.issue_id == issue_id)
+    if project_id is not None:
+        stmt = stmt.where(
+            Notification.issue_id.in_(sa.select(Issue.id).where(Issue.project_id == project_id))
+        )
+    return sorted(db.session.scalars(stmt))
 
 
 def announce_unread(user_ids: t.Sequence[int]) -> None:
@@ -231,6 +254,26 @@ def timeline(issue: Issue) -> list[Activity]:
             sa.select(Activity).where(Activity.issue_id == issue.id).order_by(Activity.id)
         )
     )
+
+
+def timeline_key(row: Comment | Activity) -> str:
+    """Where an entry sorts in the issue's timeline, as a string that sorts
+    the same way (a live page inserts entries by it, ``data-order``): by
+    time, a comment before another change of the same instant, then by id."""
+    rank = 0 if isinstance(row, Comment) else 1
+    return f"{row.created_at:%Y%m%d%H%M%S%f}-{rank}-{row.id:020d}"
+
+
+def get_entry(issue: Issue, activity_id: int) -> Activity | None:
+    """The timeline entry ``activity_id`` of ``issue`` (a change the
+    timeline shows as such, not a comment), or ``None``."""
+    return db.session.execute(
+        sa.select(Activity).where(
+            Activity.id == activity_id,
+            Activity.issue_id == issue.id,
+            Activity.kind != "comment",
+        )
+    ).scalar_one_or_none()
 
 
 def activity_of(issue: Issue) -> sa.Select[Activity]:

@@ -126,10 +126,12 @@ def issue_page(
     by a column (the rows hold its sort key); two for relevance (the ranked
     ids, then the page's rows)."""
     check(filters)
+    in_org = project.organization_id if project is not None else org_id
+    html_org = in_org if description_html else None
     stmt = issue_select(filters, viewer, project=project, org_id=org_id)
     if sort_of(filters) != "relevance":
         rows = paginate(listing.issue_rows(stmt), order_by=order_for(filters), limit=limit)
-        return listing.issue_documents(rows, description_html=description_html)
+        return listing.issue_documents(rows, description_html_in=html_org)
     assert filters.q is not None
     best = search.ranked(filters.q, stmt, Issue.id)
     page = paginate(best, key=_score_and_newest, limit=limit)
@@ -139,7 +141,7 @@ def issue_page(
         for row in db.session.execute(listing.issue_rows(sa.select(Issue).where(Issue.id.in_(ids))))
     }
     page.items = [found[i] for i in ids if i in found]
-    return listing.issue_documents(page, description_html=description_html)
+    return listing.issue_documents(page, description_html_in=html_org)
 
 
 @dataclass(frozen=True)

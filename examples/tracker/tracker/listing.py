@@ -29,7 +29,7 @@ from karaffe.auth import User
 from karaffe.db import db
 from karaffe.tenancy import Membership
 
-from . import markdown
+from . import mentions
 from .labels import text_color
 from .models import Issue, Label, issue_labels
 
@@ -150,15 +150,20 @@ def _document(r: t.Any) -> dict[str, t.Any]:
     }
 
 
-def issue_documents(page: Page[t.Any], *, description_html: bool = False) -> Page[dict[str, t.Any]]:
+def issue_documents(
+    page: Page[t.Any], *, description_html_in: int | None = None
+) -> Page[dict[str, t.Any]]:
     """Turn the rows of a page of :func:`issue_rows` into
     :class:`~tracker.schemas.IssueOut`-shaped dicts, in place; with
-    ``description_html`` (the API's), each description rendered too (the
+    ``description_html_in`` (the API's: the id of the organization listed),
+    each description rendered too, its mentions linked as on the pages (the
     HTML list shows none)."""
     page.items = [_document(r) for r in page.items]
-    if description_html:
+    if description_html_in is not None:
         for document in page.items:
-            document["description_html"] = str(markdown.render(document["description"]))
+            document["description_html"] = str(
+                mentions.render(document["description"], description_html_in)
+            )
     return t.cast(Page[dict[str, t.Any]], page)
 
 

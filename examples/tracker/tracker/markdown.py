@@ -48,7 +48,7 @@ if t.TYPE_CHECKING:
     from markdown_it.token import Token
     from markdown_it.utils import EnvType, OptionsDict
 
-__all__ = ["mentions", "render"]
+__all__ = ["may_mention", "mentions", "render"]
 
 #: What the rendered HTML may contain, and nothing else.
 TAGS = {
@@ -139,6 +139,12 @@ def _render(text: str, links: tuple[tuple[str, str], ...] = ()) -> str:
 
 def _known(text: str, handles: Mapping[str, t.Any]) -> list[str]:
     return sorted({h.lower() for h in HANDLE.findall(text)} & set(handles))
+
+
+def may_mention(text: str | None) -> bool:
+    """Whether ``text`` has an ``@handle`` at all (a cheap test before
+    reading who the members are)."""
+    return bool(text) and "@" in t.cast(str, text) and HANDLE.search(t.cast(str, text)) is not None
 
 
 def render(text: str | None, mentions: Mapping[str, str] | None = None) -> Markup:

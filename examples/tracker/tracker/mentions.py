@@ -11,6 +11,12 @@ order they joined. A handle names a member of the issue's organization only:
 Handles are derived, not stored: they follow an email change and need no
 migration, at the cost of reading the organization's members (one query)
 where a text is rendered or written.
+
+:func:`render` is the one way a description or a comment becomes HTML: the
+issue page and its fragments, the API's ``description_html`` and
+``body_html``, and the Preview (``POST /api/v1/markdown``) all call it, so a
+mention reads the same everywhere. It reads the members only when the text
+has something that looks like a mention, once per request and organization.
 """
 
 from __future__ import annotations
@@ -20,15 +26,16 @@ import typing as t
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import url_for
+from flask import g, url_for
+from markupsafe import Markup
 
 from karaffe.auth import User
 from karaffe.db import db
-from karaffe.tenancy import Membership
+from karaffe.tenancy import Membership, Organization
 
 from . import markdown
 
-__all__ = ["Member", "handle_of", "links", "members", "mentioned"]
+__all__ = ["Member", "handle_of", "links", "members", "mentioned", "render"]
 
 _DROPPED = re.compile(r"[^a-z0-9._-]+")
 
@@ -98,3 +105,20 @@ def links(org_slug: str, org_id: int) -> dict[str, str]:
 def mentioned(text: str | None, handles: t.Mapping[str, int]) -> list[int]:
     """The ids of the members ``text`` mentions (not inside code), in order."""
     return list(dict.fromkeys(handles[h] for h in markdown.mentions(text or "", handles)))
+
+
+def links_of(org_id: int) -> dict[str, str]:
+    """:func:`links` of the organization ``org_id``, read once per request."""
+    cache: dict[int, dict[str, str]] = g.setdefault("_tracker_mention_links", {})
+    if org_id not in cache:
+        org = db.session.get(Organization, org_id)  # the page's: no query
+        cache[org_id] = links(org.slug, org_id) if org is not None else {}
+    return cache[org_id]
+
+
+def render(text: str | None, org_id: int) -> Markup:
+    """``text`` (Markdown) as safe HTML, each ``@handle`` of a member of
+    ``org_id`` a link to them: what the pages, the API and the Preview show."""
+    if not markdown.may_mention(text):
+        return markdown.render(text)
+    return markdown.render(text, links_of(org_id))

@@ -16,17 +16,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PlainValidator,
+    PrivateAttr,
     StringConstraints,
     TypeAdapter,
     WithJsonSchema,
     computed_field,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from karaffe.ids import Id
 
-from . import markdown
+from . import markdown, mentions
 from .labels import COLOR_PATTERN, normalize_color
 
 #: What ``str.strip()`` removes (``str.isspace``), spelled out so that every
@@ -335,7 +338,36 @@ class IssuePatch(_In):
     label_ids: list[Id] | None = _omittable(max_length=20)
 
 
-class IssueOut(_Out):
+class _Rendered(_Out):
+    """An answer with its Markdown field (``_markdown``) rendered as the
+    pages render it: with the ``@handle`` of a member of the organization
+    of the object it was made from linked to them
+    (:func:`tracker.mentions.render`). It is rendered when the answer is
+    made, before the view commits: rendering may read the members."""
+
+    _markdown: t.ClassVar[str]
+    _html: str = PrivateAttr("")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _render(cls, data: t.Any, handler: ModelWrapValidatorHandler[t.Any]) -> t.Any:
+        out = handler(data)
+        if isinstance(out, _Rendered):
+            org_id = (
+                data.get("organization_id")
+                if isinstance(data, dict)
+                else getattr(data, "organization_id", None)
+            )
+            text = getattr(out, out._markdown)
+            html = (
+                mentions.render(text, org_id) if isinstance(org_id, int) else markdown.render(text)
+            )
+            out._html = str(html)
+        return out
+
+
+class IssueOut(_Rendered):
+    _markdown = "description"
     id: int
     key: str = Field(description="The project's key and the issue's number: `BIL-123`.")
     number: int = Field(description="Its number in the project, from 1.")
@@ -353,7 +385,7 @@ class IssueOut(_Out):
     @computed_field(description="`description` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
     @property
     def description_html(self) -> str:
-        return str(markdown.render(self.description))
+        return self._html
 
 
 def _user_or_me(value: t.Any) -> t.Any:
@@ -422,7 +454,8 @@ class CommentPatch(_In):
     body: CommentText
 
 
-class CommentOut(_Out):
+class CommentOut(_Rendered):
+    _markdown = "body"
     id: int
     issue_id: int
     author: UserRef | None
@@ -433,11 +466,16 @@ class CommentOut(_Out):
     @computed_field(description="`body` rendered to sanitized HTML.")  # type: ignore[prop-decorator]
     @property
     def body_html(self) -> str:
-        return str(markdown.render(self.body))
+        return self._html
 
 
 class MarkdownIn(_In):
     text: Text
+    org: t.Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None,
+        description="The slug of one of your organizations: `@handle` of its members "
+        "becomes a link, as on its pages. Without it, mentions stay text.",
+    )
 
 
 class MarkdownOut(_Out):
@@ -523,10 +561,10 @@ class MentionableOut(_Out):
 
 # -- live pages (see tracker.live) ----------------------------------------------------
 
-#: A channel of live updates: ``project:<id>`` or ``issue:<id>``.
+#: A channel of live updates: ``project:<id>``, ``issue:<id>`` or ``user:<id>``.
 LiveChannel = t.Annotated[
     str,
-    StringConstraints(pattern=r"^(project|issue):[1-9][0-9]{0,17}$"),
+    StringConstraints(pattern=r"^(project|issue|user):[1-9][0-9]{0,17}$"),
     Field(examples=["project:3"]),
 ]
 

@@ -203,6 +203,15 @@ def get_membership(org_id: int, user_id: int) -> Membership:
     return membership
 
 
+def rename(user: User, name: str) -> None:
+    """Change ``user``'s name; the issue lists that show them as an assignee
+    hear of it."""
+    if name != user.name:
+        user.name = name
+        live.member_renamed(user)
+    db.session.flush()
+
+
 def _owners(org_id: int) -> int:
     return db.session.execute(
         sa.select(sa.func.count())
@@ -240,7 +249,15 @@ def remove_member(org_id: int, actor: User, user_id: int) -> Membership:
     if membership.role == "owner" and actor_role != "owner":
         raise Forbidden("Only an owner can remove an owner.")
     tenancy.remove_member(membership)
+    _recount_unread(user_id)
     return membership
+
+
+def _recount_unread(user_id: int) -> None:
+    """The unread count of someone who just lost access to an organization
+    (its notifications no longer count) goes to their header, live."""
+    db.session.flush()
+    activity.announce_unread([user_id])
 
 
 def leave(org_id: int, user: User) -> None:
@@ -249,6 +266,7 @@ def leave(org_id: int, user: User) -> None:
     if role == "owner" and _owners(org_id) <= 1:
         raise Conflict("You are the last owner: make someone else owner before leaving.")
     tenancy.remove_member(get_membership(org_id, user.id))
+    _recount_unread(user.id)
 
 
 # -- invitations ----------------------------------------------------------------------
@@ -369,8 +387,10 @@ def update_project(project: Project, actor: User, data: ProjectPatch | ProjectIn
 
 def delete_project(project: Project, actor: User) -> None:
     require_role(project.organization_id, actor, "admin")
+    unread = activity.unread_readers(project_id=project.id)
     db.session.delete(project)
     db.session.flush()
+    activity.announce_unread(unread)
 
 
 # -- labels ------------------------------------------------------------------------------
@@ -418,6 +438,8 @@ def update_label(label: Label, actor: User, data: LabelPatch) -> Label:
         label.name = data.name
     if data.color is not None:
         label.color = data.color
+    if db.session.is_modified(label):
+        live.label_changed("updated", label)
     db.session.flush()
     return label
 
@@ -432,6 +454,7 @@ def add_default_labels(org_id: int) -> list[Label]:
 
 def delete_label(label: Label, actor: User) -> None:
     require_role(label.organization_id, actor, "admin")
+    live.label_changed("deleted", label)
     db.session.delete(label)
     db.session.flush()
 
@@ -565,8 +588,10 @@ def delete_issue(issue: Issue, actor: User) -> None:
     if not may_change(issue.author_id, actor, role):
         raise Forbidden("Only the issue's author or an organization admin can delete it.")
     live.issue_changed("deleted", issue)
+    unread = activity.unread_readers(issue_id=issue.id)
     db.session.delete(issue)
     db.session.flush()
+    activity.announce_unread(unread)
 
 
 # Lists of issues (filters, sort orders, counts, search, keys): tracker.finding.
@@ -660,12 +685,12 @@ def edit_comment(comment: Comment, actor: User, body: str) -> Comment:
                 {"comment_id": comment.id, "edited": True},
                 mentions=sorted(added),
             )
-        live.comment_changed("updated", comment)
+        live.comment_changed("updated", comment, get_or_404(Issue, comment.issue_id))
     return comment
 
 
 def delete_comment(comment: Comment, actor: User) -> None:
     _require_change(comment, actor, "delete")
-    live.comment_changed("deleted", comment)
+    live.comment_changed("deleted", comment, get_or_404(Issue, comment.issue_id))
     db.session.delete(comment)
     db.session.flush()

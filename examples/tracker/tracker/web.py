@@ -19,7 +19,7 @@ from karaffe.auth import User, get_user, require_user
 from karaffe.db import current_outage
 from karaffe.tenancy import get_current_org
 
-from . import activity, dates, markdown, services
+from . import activity, dates, mentions, services
 
 if t.TYPE_CHECKING:
     import sqlalchemy as sa
@@ -76,7 +76,9 @@ def csrf_field() -> Markup:
 
 
 def live_script(live: dict[str, int] | None = None) -> Markup:
-    """The script tags that keep a page live (see :mod:`tracker.live`)."""
+    """The script tags that keep a page live, its header's unread count and
+    whatever else ``live`` names (see :mod:`tracker.live`); the base
+    template renders them once, with the page's ``live``."""
     from . import live as live_updates
 
     return live_updates.script(live)
@@ -104,13 +106,6 @@ class _Lazy(Sequence[t.Any]):
 
     def __len__(self) -> int:
         return len(self._loaded())
-
-
-def inbox_script() -> Markup:
-    """The script that keeps the header's unread count live."""
-    from . import live as live_updates
-
-    return live_updates.inbox_script()
 
 
 def viewer_orgs() -> list[dict[str, t.Any]]:
@@ -189,7 +184,7 @@ def init_app(app: karaffe.App) -> None:
     app.add_template_global(csrf_field)
     app.add_template_global(list_url)
     app.add_template_global(live_script)
-    app.add_template_global(inbox_script)
-    app.add_template_filter(markdown.render, "markdown")
+    app.add_template_filter(mentions.render, "markdown")
     app.add_template_global(dates.time_tag)
+    app.add_template_global(activity.timeline_key)
     app.html_errorhandler(error_page)

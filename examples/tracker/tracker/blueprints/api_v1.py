@@ -186,8 +186,7 @@ def me() -> t.Any:
 def update_me(body: ProfileIn) -> t.Any:
     """Change the caller's name."""
     user = viewer()
-    user.name = body.name
-    db.session.flush()
+    services.rename(user, body.name)
     out = Me.of(user)
     db.session.commit()
     return out
@@ -568,13 +567,18 @@ def delete_comment(comment: Comment) -> t.Any:
 @returns(LiveTokenOut, errors=_NOT_FOUND)
 def live_token(query: LiveTokenQuery) -> t.Any:
     """A channel token to follow live updates of projects (``project:<id>``:
-    its issue list) and issues (``issue:<id>``: its page) you can see, on
-    the event stream (``stream``). Pages call it to renew their token before
-    it expires; see docs/events.md for the stream."""
+    its issue list) and issues (``issue:<id>``: its page) you can see, and
+    of yourself (``user:<your id>``: your unread count), on the event stream
+    (``stream``). Pages call it to renew their token before it expires; see
+    docs/events.md for the stream."""
     channels = list(dict.fromkeys(query.channel))
     for channel in channels:
         kind, _, ident = channel.partition(":")
-        services.get_visible(Project if kind == "project" else Issue, int(ident))
+        if kind == "user":
+            if int(ident) != viewer().id:
+                raise NotFound("You can follow only your own user channel.")
+        else:
+            services.get_visible(Project if kind == "project" else Issue, int(ident))
     if not live.enabled():
         raise NotFound("Live updates are not set up on this server.")
     return LiveTokenOut(
@@ -625,11 +629,19 @@ def leave_issue_presence(issue: Issue, tab: str) -> t.Any:
 
 @blueprint.post("/markdown")
 @validate(body=MarkdownIn)
-@returns(MarkdownOut)
+@returns(MarkdownOut, errors={404: "No organization of yours has the slug `org`"})
 def render_markdown(body: MarkdownIn) -> t.Any:
     """Render Markdown as descriptions and comments are shown (the forms'
-    Preview). Nothing is stored."""
-    return MarkdownOut(html=markdown.render(body.text))
+    Preview). With ``org`` (one of the caller's organizations), ``@handle``
+    of its members links to them as on its pages. Nothing is stored."""
+    if body.org is None:
+        return MarkdownOut(html=markdown.render(body.text))
+    org_id = next(
+        (org.id for org, _ in services.organizations_of(viewer()) if org.slug == body.org), None
+    )
+    if org_id is None:  # another's is as missing as one that does not exist
+        raise NotFound("No organization of yours has this slug.")
+    return MarkdownOut(html=mentions.render(body.text, org_id))
 
 
 # -- activity, watching, notifications, mentions ----------------------------------------

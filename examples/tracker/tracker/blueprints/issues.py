@@ -8,7 +8,6 @@ saved."""
 
 from __future__ import annotations
 
-import datetime as dt
 import typing as t
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -22,7 +21,7 @@ from karaffe.events.presence import here as presence_here
 from karaffe.ids import MAX_ID
 from karaffe.tenancy import current_org, current_role
 
-from .. import activity, live, markdown, mentions, services
+from .. import activity, live, mentions, services
 from ..forms import FieldError, Form
 from ..models import Comment, Issue, Project
 from ..schemas import CommentIn, CommentPatch, IssueIn, IssueOut, IssuePatch
@@ -46,7 +45,7 @@ def _issue(issue_id: int) -> Issue:
 def _preview(form: Form, name: str) -> None:
     """Fill ``form.preview`` when the Preview button (not Save) submitted it."""
     if request.form.get("preview"):
-        form.preview = markdown.render(str(form.data.get(name) or ""))
+        form.preview = mentions.render(str(form.data.get(name) or ""), current_org.id)
 
 
 def _form_page(
@@ -108,11 +107,10 @@ def _timeline(issue: Issue) -> tuple[list[Comment], list[tuple[str, t.Any]]]:
     Activity)``. A comment's own activity row is the comment itself."""
     comments = services.comments_of(issue)
     events = [a for a in activity.timeline(issue) if a.kind != "comment"]
-    merged: list[tuple[dt.datetime, int, str, t.Any]] = [
-        (c.created_at, 0, "comment", c) for c in comments
-    ] + [(a.created_at, 1, "event", a) for a in events]
-    merged.sort(key=lambda entry: (entry[0], entry[1], entry[3].id))
-    return comments, [(kind, row) for _, _, kind, row in merged]
+    merged: list[tuple[str, t.Any]] = [("comment", c) for c in comments]
+    merged += [("event", a) for a in events]
+    merged.sort(key=lambda entry: activity.timeline_key(entry[1]))
+    return comments, merged
 
 
 def _show_page(issue: Issue, form: Form, status: int = 200) -> ResponseReturnValue:
@@ -138,7 +136,6 @@ def _parts_context(issue: Issue) -> dict[str, t.Any]:
     fragments that live pages fetch render them with the same."""
     return {
         "org": current_org,
-        "mention_links": mentions.links(current_org.slug, current_org.id),
         "watching": activity.watching(issue, viewer()),
         "may_change": _may_change,
     }
@@ -321,9 +318,24 @@ def comment_fragment(issue_id: int) -> ResponseReturnValue:
     return render_template(
         "issues/_comment.html",
         comment=comment,
-        mention_links=mentions.links(current_org.slug, current_org.id),
         may_change=_may_change,
     )
+
+
+@blueprint.get("/issues/<id:issue_id>/entry")
+@login_required
+def entry_fragment(issue_id: int) -> ResponseReturnValue:
+    """One entry of the issue's timeline other than a comment, ``?id=<its
+    activity id>`` ("Bob closed the issue"), as the page shows it; 404 when
+    it is not one of this issue's, 400 without a valid ``id``."""
+    issue = _issue(issue_id)
+    raw = request.args.get("id", "")
+    if not raw.isdigit() or raw.startswith("0") or int(raw) > MAX_ID:
+        abort(400, description="The id parameter must be an activity id.")
+    row = activity.get_entry(issue, int(raw))
+    if row is None:
+        abort(404)
+    return render_template("issues/_entry.html", row=row, describe=activity.describe)
 
 
 @blueprint.post("/issues/<id:issue_id>/presence")

@@ -1,19 +1,18 @@
 """The inbox: the viewer's notifications in all their organizations (see
-:mod:`tracker.activity`), mark read one or all; watch and unwatch an issue;
-the channel token of the header's live unread count."""
+:mod:`tracker.activity`), mark read one or all; watch and unwatch an issue.
+The header's unread count is live on every page: see :mod:`tracker.live`."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from karaffe.auth import login_required
 from karaffe.db import db
-from karaffe.events import channel_token
 from karaffe.tenancy import current_org
 
-from .. import activity, live, services
+from .. import activity, services
 from ..models import Issue
 from ..web import html_page, in_current_org, viewer
 
@@ -65,17 +64,6 @@ def mark_read(notification_id: int) -> ResponseReturnValue:
     if not back.startswith("/") or back.startswith("//"):
         back = url_for("notifications.inbox")  # never another site
     return redirect(back, 303)
-
-
-@blueprint.get("/notifications/token")
-@login_required
-def token() -> ResponseReturnValue:
-    """A fresh channel token for the viewer's own channel (``user:<id>``),
-    and nothing else: the header's stream renews with it."""
-    if not live.enabled():
-        raise NotFound()
-    user = viewer()
-    return jsonify(token=channel_token(user, [activity.user_channel(user.id)]))
 
 
 @blueprint.post("/o/<org_slug>/issues/<id:issue_id>/watch")

@@ -34,7 +34,7 @@ from karaffe import auth
 from karaffe.auth import ApiToken, create_api_token, login_required, revoke_api_token, utcnow
 from karaffe.db import db
 
-from .. import accounts, mailqueue
+from .. import accounts, mailqueue, services
 from ..forms import FieldError, Form
 from ..schemas import EmailChangeIn, PasswordChangeIn, ProfileIn, TokenIn
 from ..web import viewer
@@ -213,7 +213,7 @@ def change_name() -> ResponseReturnValue:
     data = form.validate(ProfileIn)
     if data is None:
         return _profile_page({"name": form}, 422)
-    viewer().name = data.name
+    services.rename(viewer(), data.name)
     db.session.commit()
     flash("Name saved.", "success")
     return redirect(url_for("settings.profile"))

@@ -2,6 +2,8 @@
 // the server renders each fragment for this viewer with the page's own
 // templates, and this script swaps it in (karaffe-events.js's fetchFragment,
 // swap, swapById and refresher). See docs/tracker.md, "Live pages".
+// Every page of a logged-in viewer has it, with one stream for the header's
+// unread count (the viewer's channel, user:<id>) and whatever the page shows.
 // The page works without this script.
 (function () {
   "use strict";
@@ -48,12 +50,37 @@
     setTimeout(function () { el.classList.remove("live-changed"); }, 2000);
   }
 
+  // -- the header's unread count --------------------------------------------------------
+
+  var badge = document.getElementById("unread-count");
+  function showUnread(unread) {
+    if (!badge) return;
+    badge.textContent = String(unread);
+    badge.setAttribute("aria-label", unread + " unread");
+    badge.hidden = unread === 0;
+  }
+  stream.on("notifications.unread", function (event) { showUnread(event.data.unread); });
+  function recountUnread() {
+    if (!config.unread) return;
+    fetch(config.unread, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok || response.redirected) throw new Error("unread: " + response.status);
+        return response.json();
+      })
+      .then(function (body) { showUnread(body.unread); }, function () { /* next event */ });
+  }
+
+  var livePage = Boolean(page.row || page.parts);
   // The history could not be continued (Redis lost it): what changed
-  // meanwhile is unknown, so offer a reload rather than guess.
-  stream.onReset(function () { notice("live-banner", "This page may have changed. ", "Reload"); });
+  // meanwhile is unknown, so offer a reload rather than guess (the count
+  // is simply asked for again).
+  stream.onReset(function (channel) {
+    if (/^user:/.test(channel || "")) return recountUnread();
+    if (livePage) notice("live-banner", "This page may have changed. ", "Reload");
+  });
   // No stream served (a Redis broker without a relay wired in): say so once.
   stream.onStatus(function (status) {
-    if (status !== "off" || document.querySelector(".live-off")) return;
+    if (status !== "off" || !livePage || document.querySelector(".live-off")) return;
     var off = document.createElement("p");
     off.className = "live-off";
     off.setAttribute("role", "status");
@@ -191,6 +218,33 @@
         refresh(id);
       });
     });
+    // A member renamed: the rows they are the assignee of.
+    stream.on("member.updated", function (event) {
+      var rows = list.querySelectorAll("li[data-assignee='" + Number(event.data.id) + "']");
+      for (var i = 0; i < rows.length; i++) refresh(rows[i].id.slice("issue-".length));
+    });
+    // A label renamed, recoloured or deleted: the rows that show it.
+    ["label.updated", "label.deleted"].forEach(function (type) {
+      stream.on(type, function (event) {
+        var chips = list.querySelectorAll(".label-" + Number(event.data.id));
+        for (var i = 0; i < chips.length; i++) {
+          var row = chips[i].closest("li[id^='issue-']");
+          if (row) refresh(row.id.slice("issue-".length));
+        }
+        if (type === "label.updated") restyleLabels();
+      });
+    });
+  }
+
+  // Labels are coloured by /labels.css (no inline style under the content
+  // security policy): a recoloured label loads it again.
+  function restyleLabels() {
+    var link = document.querySelector("link[rel=stylesheet][href*='labels.css']");
+    if (!link) return;
+    var fresh = link.cloneNode();
+    fresh.href = link.href.split("?")[0] + "?v=" + Date.now();
+    fresh.addEventListener("load", function () { link.remove(); });
+    link.parentNode.insertBefore(fresh, link.nextSibling);
   }
 
   // -- the issue page ----------------------------------------------------------------
@@ -241,12 +295,40 @@
         } else {
           var none = document.getElementById("no-comments");
           if (none) none.remove();
-          document.getElementById("comments").appendChild(comment);
+          intoTimeline(comment);
         }
         highlight(comment);
       });
     });
-    stream.on("issue.updated", function () { refreshParts("parts"); });
+    // Another change ("Bob closed the issue"): its entry, once.
+    var refreshEntry = K.refresher(function (id) {
+      if (document.getElementById("activity-" + id)) return undefined;
+      return K.fetchFragment(page.entry + "?id=" + encodeURIComponent(id)).then(function (got) {
+        var entry = got.fragment && got.fragment.firstElementChild;
+        if (!entry || document.getElementById(entry.id)) return;
+        intoTimeline(entry);
+        highlight(entry);
+      });
+    });
+    // Entries go where the server's order puts them (data-order), whatever
+    // order their fetches come back in.
+    function intoTimeline(el) {
+      var timeline = document.getElementById("comments");
+      var key = el.getAttribute("data-order") || "";
+      var entries = timeline.children;
+      var before = null;
+      for (var i = entries.length - 1; i >= 0; i--) {
+        if ((entries[i].getAttribute("data-order") || "") <= key) break;
+        before = entries[i];
+      }
+      timeline.insertBefore(el, before);
+    }
+    stream.on("issue.updated", function (event) {
+      refreshParts("parts");
+      // Closed or reopened with a comment: one event names both.
+      if (event.data.comment_id) refreshComment(String(event.data.comment_id));
+    });
+    stream.on("activity.created", function (event) { refreshEntry(String(event.data.id)); });
     stream.on("issue.deleted", gone);
     stream.on("comment.created", function (event) { refreshComment(String(event.data.id)); });
     // Any change of a comment ("comment.updated" once comments can be

@@ -17,7 +17,7 @@
       method: "POST",
       headers: headers,
       credentials: "same-origin",
-      body: JSON.stringify({ text: textarea.value }),
+      body: JSON.stringify({ text: textarea.value, org: field.getAttribute("data-org") || undefined }),
     })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
