@@ -143,6 +143,7 @@ class Stream:
     def __init__(self, url: str, config: dict[str, t.Any]) -> None:
         self.client = httpx.Client(timeout=httpx.Timeout(5.0, read=3.0))
         params = {"channel": config["channels"], "token": config["token"]}
+        self.channels: list[str] = list(config["channels"])
         self._cm = self.client.stream("GET", url, params=params)
         self.response = self._cm.__enter__()
         assert self.response.status_code == 200, self.response.read()
@@ -186,10 +187,20 @@ def wait_until_live(tracker: Tracker, user_id: int, count: int) -> None:
 
 
 def assert_cut(stream: Stream, since: float) -> None:
+    """The stream ends with ``auth-expired``; before it, only the viewer's
+    own channel may speak (the unread count that leaving lowered), never a
+    project's."""
     messages, ended = stream.until_end()
-    assert [(m.event, json.loads(m.data)) for m in messages] == [
-        ("auth-expired", {"reason": "revoked"})
-    ]
+    *before, last = [(m.event, json.loads(m.data)) for m in messages]
+    assert last == ("auth-expired", {"reason": "revoked"})
+    own = [channel for channel in stream.channels if channel.startswith("user:")]
+    assert len(own) == 1, stream.channels
+    for event, data in before:
+        assert (event, data["channel"], data["type"]) == (
+            "message",
+            own[0],
+            "notifications.unread",
+        ), data
     assert ended - since < WITHIN, f"the stream ended {ended - since:.2f} s after access did"
 
 
