@@ -204,9 +204,10 @@ class Signer:
             mac = _b64decode(signature)
         except ValueError:
             mac = b""
-        if not any(
-            hmac.compare_digest(mac, hmac.digest(key, signed, "sha256")) for key in self._derived
-        ):
+        for key in self._derived:
+            if hmac.compare_digest(mac, hmac.digest(key, signed, "sha256")):
+                break
+        else:
             raise BadSignature(f"Signature {signature!r} does not match", payload=signed)
         payload, dot, stamp = signed.rpartition(b".")
         if not dot:

@@ -121,7 +121,7 @@ class ApiResult:
         """The JSON response. ``app`` and ``req`` are the current app and
         request, looked up when not given (:class:`karaffe.App` gives them)."""
         if app is None:
-            app = t.cast(t.Any, current_app)._get_current_object()
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
             assert app is not None
         body = b"" if self.status == 204 else encode_json(self.value)
         rv = app.response_class(body, status=self.status, mimetype=self.mimetype)
@@ -130,7 +130,7 @@ class ApiResult:
         links = self.links()
         if links:
             if req is None:
-                req = t.cast(t.Any, request)._get_current_object()
+                req = request._get_current_object()  # type: ignore[attr-defined]
                 assert req is not None
             base = _request_uri(req)
             rv.headers["Link"] = ", ".join(
