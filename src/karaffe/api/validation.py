@@ -170,9 +170,12 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate_json(data)
     except PydanticValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
+        # The errors without their context (an error item has none), but
+        # for malformed JSON, whose context says what is wrong.
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if errors and errors[0]["type"] == "json_invalid":
-            reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
+            first = exc.errors(include_url=False, include_input=False)[0]
+            reason = first.get("ctx", {}).get("error", "invalid JSON")
             raise MalformedJson(f"The request body is not valid JSON: {reason}.") from None
         raise ValidationFailed(errors=_error_items(errors, "body")) from None
 
