@@ -32,7 +32,7 @@ def parse_args(argv: t.Sequence[str]) -> argparse.Namespace:
         prog="python -m bench",
         description="karaffe against its peers: one worker on one core, wrk on the other.",
         epilog="`python -m bench json --help`: the JSON-encoder micro-benchmark;"
-        " `python -m bench inprocess --help`: WSGI apps timed in-process, and profiled.",
+        " `python -m bench inprocess --help`: the apps timed (and profiled) in-process.",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (5)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")

@@ -1,8 +1,9 @@
 """Time (and profile) a WSGI bench app in-process, without a server or a socket.
 
 ``python -m bench inprocess [--only karaffe,flask-pydantic] [--profile karaffe:page]``
-calls each app's WSGI callable directly with a prepared environ: the cost of
-the framework and the view alone, in CPU microseconds per request (the best
+calls each app's WSGI callable directly with a prepared environ (an ASGI app's
+callable with a prepared scope, on a uvloop event loop): the cost of the
+framework and the view alone, in CPU microseconds per request (the best
 of many short batches, so that other processes on a shared machine barely
 move it), steady enough to compare one change to ``src/karaffe`` with the
 next. ``--profile`` prints
@@ -12,12 +13,14 @@ the top of a cProfile of one app and endpoint.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import pstats
 import time
 import typing as t
 
+import orjson
 from werkzeug.test import EnvironBuilder
 from werkzeug.utils import import_string
 
@@ -25,7 +28,7 @@ from .apps import APPS, BenchApp, by_name
 from .apps.common import INVALID_BODY, PAGE_SIZE, VALID_BODY
 from .check import check_page
 
-__all__ = ["main", "prepared_calls"]
+__all__ = ["AsgiCall", "main", "prepared_calls"]
 
 WsgiCall = t.Callable[[], tuple[str, bytes]]
 
@@ -71,14 +74,112 @@ def _page_path(wsgi: t.Any, depth: int) -> str:
     return path
 
 
+class AsgiCall:
+    """One request to an ASGI app, made in-process with a prepared scope: the
+    app's own work, without a server. Calling it runs one request on the
+    bench's event loop; :meth:`batch` runs several in one coroutine, so that
+    the loop's own start-up is not what :func:`time_call` measures."""
+
+    #: The process's CPU clock: ``def`` handlers run on the thread pool.
+    clock = staticmethod(time.process_time)
+
+    def __init__(
+        self, asgi: t.Any, loop: asyncio.AbstractEventLoop, method: str, path: str, body: t.Any
+    ) -> None:
+        self.asgi = asgi
+        self.loop = loop
+        raw = orjson.dumps(body) if body is not None else b""
+        route, _, query = path.partition("?")
+        headers = [(b"host", b"127.0.0.1:8000")]
+        if body is not None:
+            headers += [(b"content-type", b"application/json")]
+            headers += [(b"content-length", str(len(raw)).encode())]
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": route,
+            "raw_path": route.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        self.body = raw
+
+    async def _one(self) -> tuple[str, bytes, dict[str, str]]:
+        sent: list[dict[str, t.Any]] = []
+        received = False
+
+        async def receive() -> dict[str, t.Any]:
+            nonlocal received
+            if received:
+                return {"type": "http.disconnect"}
+            received = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+
+        async def send(message: dict[str, t.Any]) -> None:
+            sent.append(message)
+
+        await self.asgi(dict(self.scope), receive, send)
+        start = sent[0]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        return str(start["status"]), body, headers
+
+    async def _many(self, n: int) -> None:
+        for _ in range(n):
+            await self._one()
+
+    def __call__(self) -> tuple[str, bytes]:
+        status, body, _ = self.loop.run_until_complete(self._one())
+        return status, body
+
+    def with_headers(self) -> tuple[str, bytes, dict[str, str]]:
+        return self.loop.run_until_complete(self._one())
+
+    def batch(self, n: int) -> None:
+        self.loop.run_until_complete(self._many(n))
+
+
+def _asgi_page_path(asgi: t.Any, loop: asyncio.AbstractEventLoop, depth: int) -> str:
+    path = "/api/items"
+    for page in range(depth):
+        status, body, headers = AsgiCall(asgi, loop, "GET", path, None).with_headers()
+        link = check_page(int(status), body, headers.get("link"), 1 + page * PAGE_SIZE)
+        assert link is not None
+        path = link
+    return path
+
+
 def prepared_calls(app: BenchApp, depth: int = 250) -> dict[str, WsgiCall]:
-    """For a WSGI bench app, a no-argument call per endpoint."""
-    wsgi = import_string(app.target.replace(":", "."))
+    """For a bench app, a no-argument call per endpoint: through its WSGI
+    callable, or its ASGI one on an event loop of the bench's."""
+    target = import_string(app.target.replace(":", "."))
+    if app.interface == "asgi":
+        loop = _event_loop()
+        return {
+            "post": AsgiCall(target, loop, "POST", "/api/items", VALID_BODY),
+            "page": AsgiCall(target, loop, "GET", _asgi_page_path(target, loop, depth), None),
+            "invalid": AsgiCall(target, loop, "POST", "/api/items", INVALID_BODY),
+        }
     return {
-        "post": _caller(wsgi, _environ("POST", "/api/items", VALID_BODY)),
-        "page": _caller(wsgi, _environ("GET", _page_path(wsgi, depth))),
-        "invalid": _caller(wsgi, _environ("POST", "/api/items", INVALID_BODY)),
+        "post": _caller(target, _environ("POST", "/api/items", VALID_BODY)),
+        "page": _caller(target, _environ("GET", _page_path(target, depth))),
+        "invalid": _caller(target, _environ("POST", "/api/items", INVALID_BODY)),
     }
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop, as the servers run ASGI apps on (asyncio's without it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def time_call(call: WsgiCall, seconds: float, batch: int = 20) -> float:
@@ -87,15 +188,21 @@ def time_call(call: WsgiCall, seconds: float, batch: int = 20) -> float:
     is descheduled (which the CPU clock ignores) and shares its core's caches
     (which it does not); a batch of a few milliseconds that ran alone is what
     the best of them measures."""
-    for _ in range(batch):
-        call()
+    clock = getattr(call, "clock", time.thread_time)
+    many = getattr(call, "batch", None)
+    if many is None:
+
+        def many(n: int) -> None:
+            for _ in range(n):
+                call()
+
+    many(batch)
     best = float("inf")
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        start = time.thread_time()
-        for _ in range(batch):
-            call()
-        best = min(best, (time.thread_time() - start) / batch)
+        start = clock()
+        many(batch)
+        best = min(best, (clock() - start) / batch)
     return best * 1e6
 
 
@@ -118,7 +225,7 @@ def main(argv: t.Sequence[str]) -> int:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return 0
-    apps = [a for a in (by_name(args.only) if args.only else APPS) if a.interface == "wsgi"]
+    apps = by_name(args.only) if args.only else APPS
     print(f"{'app':<16}{'endpoint':<10}{'CPU us/request':>16}")
     for app in apps:
         for endpoint, call in prepared_calls(app).items():

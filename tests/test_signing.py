@@ -28,6 +28,7 @@ from karaffe.signing import (
     CURSOR_SALT,
     SESSION_SALT,
     Signer,
+    _Mac,
     secret_keys,
     signer_for,
 )
@@ -269,3 +270,14 @@ def test_a_signed_token_without_a_readable_timestamp_is_refused(token: bytes) ->
     mac = hmac.digest(signer._derived[0], signed, "sha256")
     with pytest.raises(BadTimeSignature):
         signer.loads(signed + b"." + base64_encode(mac))
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 64, 65, 200])
+@pytest.mark.parametrize("message", [b"", b"e30.aw9wTQ", bytes(range(256)) * 8])
+def test_the_mac_with_its_pads_computed_once_is_hmac_sha256(
+    key_length: int, message: bytes
+) -> None:
+    key = bytes((7 * i + 3) % 256 for i in range(key_length))
+    mac = _Mac(key)
+    assert mac.digest(message) == hmac.digest(key, message, "sha256")
+    assert mac.digest(message) == mac.digest(message)  # the pads are copied, never updated

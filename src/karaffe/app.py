@@ -45,6 +45,7 @@ from .headers import SecurityHeaders
 from .htmljson import htmljson_filter
 from .ids import IdConverter
 from .sessions import CookieSessionInterface
+from .wrappers import Response
 
 if t.TYPE_CHECKING:
     from flask.templating import Environment
@@ -100,6 +101,10 @@ class App(Flask):
     """
 
     url_map_class = UrlMap
+
+    #: Flask's response class, sent without validating its headers a second
+    #: time (:class:`karaffe.wrappers.Response`).
+    response_class = Response
 
     #: Renders every API error; replace it to change the envelope everywhere.
     problem_formatter: ProblemFormatter = ProblemFormatter()

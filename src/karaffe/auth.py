@@ -515,7 +515,9 @@ def _client_details() -> dict[str, str]:
     """The user agent and address a session shows in lists."""
     if not has_request_context():
         return {"user_agent": "", "ip_address": ""}
-    agent = request.headers.get("User-Agent", "")
+    # From the environ: EnvironHeaders.get raises and catches a KeyError
+    # for a missing header.
+    agent = request.environ.get("HTTP_USER_AGENT", "")
     return {"user_agent": agent[:300], "ip_address": (request.remote_addr or "")[:64]}
 
 
@@ -798,7 +800,9 @@ def is_token_request() -> bool:
     accepted; anything else is a 401). Such a request is exempt from CSRF,
     ignores the session cookie and never gets one. HTML routes ignore the
     header: pages and forms authenticate by their session alone."""
-    return "Authorization" in request.headers and _is_api_request()
+    # The environ rather than request.headers, whose ``in`` raises and
+    # catches a KeyError for a request without the header (most of them).
+    return "HTTP_AUTHORIZATION" in request.environ and _is_api_request()
 
 
 def _is_api_request() -> bool:
@@ -825,7 +829,7 @@ def get_user() -> User | None:
         g._karaffe_scope_loading = True
         try:
             user = (
-                _load_from_token(request.headers["Authorization"])
+                _load_from_token(request.environ["HTTP_AUTHORIZATION"])
                 if is_token_request()
                 else _load_from_session()
             )

@@ -166,7 +166,9 @@ class Settings(BaseModel):
     def of(cls: type[_Self], app: Flask | None = None) -> _Self:
         """This part's settings for ``app`` (the current app by default),
         resolved on first use and then kept."""
-        target = current_app if app is None else app
+        # The app itself rather than the proxy: every attribute read through
+        # ``current_app`` looks the context up again.
+        target = current_app._get_current_object() if app is None else app  # type: ignore[attr-defined]
         store = _store(target)
         found = store.resolved.get(cls)
         if found is None:

@@ -40,8 +40,9 @@ import secrets
 import typing as t
 import urllib.parse
 
-from flask import Flask, g, has_request_context
+from flask import Flask, current_app, g, has_request_context
 from pydantic import Field
+from werkzeug.datastructures import Headers
 
 from .config import Settings
 
@@ -52,6 +53,8 @@ __all__ = ["SecurityHeaders", "SecurityHeadersSettings", "csp_nonce"]
 
 _NONCE = "_karaffe_csp_nonce"
 _NONCE_SLOT = "{nonce}"
+#: Where an app keeps its prepared headers (:func:`_prepare`), made on its first response.
+_PREPARED = "karaffe.headers.prepared"
 
 
 class SecurityHeadersSettings(Settings):
@@ -180,20 +183,25 @@ class SecurityHeaders:
     # -- the hook ----------------------------------------------------------------
 
     def _after_request(self, response: Response) -> Response:
-        from flask import current_app
-
-        prepared = current_app.extensions.get("karaffe.headers.prepared")
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        prepared = app.extensions.get(_PREPARED)
         if prepared is None:
-            prepared = _prepare(self.headers(current_app))
-            current_app.extensions["karaffe.headers.prepared"] = prepared
-        nonce: str | None = g.get(_NONCE)
+            prepared = app.extensions[_PREPARED] = _prepare(self.headers(app))
+        nonce: str | None = g._get_current_object().get(_NONCE)
         target = response.headers
-        # One pass over the response's headers, then appends: Werkzeug's
-        # ``in`` and ``[]=`` each scan them again.
-        present = {key.lower() for key in target.keys()}  # noqa: SIM118 (iterating Headers gives pairs)
+        # The values were checked once, by _prepare, and a nonce is URL-safe
+        # base64: they go into Werkzeug's list as they are, rather than
+        # through Headers.add, which checks each value again. One pass over
+        # the response's own headers finds those a view set itself.
+        items = target._list if type(target) is Headers else None
+        present = {key.lower() for key, _ in (target.items() if items is None else items)}
         for name, lower, with_nonce, without_nonce in prepared:
             if lower not in present:
-                target.add(name, with_nonce.replace(_NONCE_SLOT, nonce) if nonce else without_nonce)
+                value = with_nonce.replace(_NONCE_SLOT, nonce) if nonce else without_nonce
+                if items is None:
+                    target.add(name, value)
+                else:
+                    items.append((name, value))
         return response
 
 
@@ -207,6 +215,8 @@ def _prepare(headers: dict[str, str]) -> list[tuple[str, str, str, str]]:
     left out)."""
     prepared = []
     for name, value in headers.items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"the security header {name!r} holds a newline: {value!r}")
         parts = []
         for part in value.split(";"):
             words = [word for word in part.split() if _NONCE_SLOT not in word]

@@ -128,6 +128,38 @@ def _derive_key(secret: bytes, salt: bytes) -> bytes:
     return hmac.digest(secret, salt, "sha256")
 
 
+#: Each byte XOR 0x36 and XOR 0x5c: HMAC's inner and outer pads (RFC 2104).
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class _Mac:
+    """HMAC-SHA256 under one key, as :func:`hmac.digest` computes it, with the
+    hashes of the padded key (RFC 2104's inner and outer pads) computed once:
+    a MAC then costs two copies and two digests, rather than OpenSSL looking
+    the algorithm up and hashing the key again on every call. The two hashes
+    are only ever copied, never updated, so threads share them safely."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_SHA256_BLOCK = 64
+
+
 def _timestamp_bytes(timestamp: int) -> bytes:
     """The timestamp as itsdangerous writes it: big-endian, no leading zeros."""
     return timestamp.to_bytes(8, "big").lstrip(b"\x00")
@@ -168,6 +200,8 @@ class Signer:
         self.key_ids = tuple(_key_id(key) for key in self.keys)
         #: The keys derived for :attr:`salt`, in the same order: the first signs.
         self._derived = tuple(_derive_key(key, salt.encode()) for key in self.keys)
+        #: Their MACs, in the same order.
+        self._macs = tuple(_Mac(key) for key in self._derived)
 
     def __repr__(self) -> str:
         return f"<Signer salt={self.salt!r} keys={len(self.keys)}>"
@@ -180,7 +214,7 @@ class Signer:
             + b"."
             + _b64encode(_timestamp_bytes(int(time.time())))
         )
-        mac = hmac.digest(self._derived[0], signed, "sha256")
+        mac = self._macs[0].digest(signed)
         return (signed + b"." + _b64encode(mac)).decode("ascii")
 
     def loads(self, token: str | bytes, max_age: int | None = None) -> t.Any:
@@ -204,9 +238,10 @@ class Signer:
             mac = _b64decode(signature)
         except ValueError:
             mac = b""
-        if not any(
-            hmac.compare_digest(mac, hmac.digest(key, signed, "sha256")) for key in self._derived
-        ):
+        for key in self._macs:
+            if hmac.compare_digest(mac, key.digest(signed)):
+                break
+        else:
             raise BadSignature(f"Signature {signature!r} does not match", payload=signed)
         payload, dot, stamp = signed.rpartition(b".")
         if not dot:

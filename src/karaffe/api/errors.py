@@ -33,7 +33,7 @@ import functools
 import typing as t
 from collections.abc import Sequence
 
-from flask import Response, current_app
+from flask import Flask, Response, current_app
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import HTTPException
 
@@ -330,8 +330,11 @@ class ProblemFormatter:
 
     def to_response(self, exc: ApiException) -> Response:
         body = self.render(exc)
-        response = current_app.response_class(
-            body.model_dump_json(), status=exc.status, mimetype=self.mimetype
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        # The model's compiled serializer, as model_dump_json() calls it,
+        # without its Python wrapper and the bytes decoded to a str.
+        response = app.response_class(
+            body.__pydantic_serializer__.to_json(body), status=exc.status, mimetype=self.mimetype
         )
         if exc.headers:
             response.headers.update(exc.headers)

@@ -68,7 +68,13 @@ class Cursor:
     key: tuple[t.Any, ...] | None
 
 
+#: The types a key value is written as (JSON's own), checked before the rest.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode_value(value: t.Any) -> t.Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, dt.datetime):
         return {"dt": value.isoformat()}
     if isinstance(value, dt.date):
@@ -82,16 +88,18 @@ def _encode_value(value: t.Any) -> t.Any:
     raise TypeError(f"cannot put a {type(value).__name__} in a cursor")
 
 
+_DECODERS: dict[str, Callable[[str], t.Any]] = {
+    "dt": dt.datetime.fromisoformat,
+    "d": dt.date.fromisoformat,
+    "u": uuid.UUID,
+    "n": decimal.Decimal,
+}
+
+
 def _decode_value(value: t.Any) -> t.Any:
     if isinstance(value, dict) and len(value) == 1:
         ((tag, raw),) = value.items()
-        decoders: dict[str, Callable[[str], t.Any]] = {
-            "dt": dt.datetime.fromisoformat,
-            "d": dt.date.fromisoformat,
-            "u": uuid.UUID,
-            "n": decimal.Decimal,
-        }
-        return decoders[tag](raw)
+        return _DECODERS[tag](raw)
     return value
 
 
@@ -149,7 +157,8 @@ class CursorCodec:
             signed, dot, side = token.rpartition(".")
             if dot and side in _LINK_SIDES:
                 scope, first, last = self.signer.loads(signed)
-                direction, key = _LINK_SIDES[side], {"n": last, "p": first, "l": None}[side]
+                direction = _LINK_SIDES[side]
+                key = last if side == "n" else first if side == "p" else None
                 valid = side == "l" or key is not None
             else:
                 # A cursor made before links shared a token: [scope, direction, key].
@@ -277,8 +286,8 @@ class _ListRequest:
     @classmethod
     def current(cls) -> _ListRequest:
         # One lookup of each context local; the rest reads the objects.
-        app: Flask = t.cast(t.Any, current_app)._get_current_object()
-        req: Request = t.cast(t.Any, request)._get_current_object()
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
         args = list(req.args.items(multi=True))
         filters = sorted((name, value) for name, value in args if name not in _PAGING_ARGS)
         return cls(

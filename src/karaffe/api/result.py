@@ -8,6 +8,7 @@ a pydantic model, a dataclass, a dict, a list of any of those, or anything else
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -64,8 +65,14 @@ def _request_uri(req: Request) -> str:
     """The request's URL without its query, as an ASCII URI: what a header
     carries (``request.base_url`` is an IRI, and costs a round trip to make)."""
     root = quote(req.root_path.rstrip("/"), safe=_PATH_SAFE)
-    path = quote(req.path.lstrip("/"), safe=_PATH_SAFE)
-    return f"{req.scheme}://{req.host}{root}/{path}"
+    return f"{req.scheme}://{req.host}{root}/{_quoted_path(req.path)}"
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_path(path: str) -> str:
+    """A request path as :func:`_request_uri` writes it; the same list's pages
+    ask for the same path again and again."""
+    return quote(path.lstrip("/"), safe=_PATH_SAFE)
 
 
 def _resolve(req: Request, base: str, url: str) -> str:
@@ -121,7 +128,7 @@ class ApiResult:
         """The JSON response. ``app`` and ``req`` are the current app and
         request, looked up when not given (:class:`karaffe.App` gives them)."""
         if app is None:
-            app = t.cast(t.Any, current_app)._get_current_object()
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
             assert app is not None
         body = b"" if self.status == 204 else encode_json(self.value)
         rv = app.response_class(body, status=self.status, mimetype=self.mimetype)
@@ -130,7 +137,7 @@ class ApiResult:
         links = self.links()
         if links:
             if req is None:
-                req = t.cast(t.Any, request)._get_current_object()
+                req = request._get_current_object()  # type: ignore[attr-defined]
                 assert req is not None
             base = _request_uri(req)
             rv.headers["Link"] = ", ".join(

@@ -110,7 +110,8 @@ def _error_items(
         if field_names and len(loc) > 1 and isinstance(loc[1], str):
             loc[1] = field_names.get(loc[1], loc[1])
         items.append({"loc": loc, "msg": error["msg"], "code": error["type"]})
-    return _ERROR_ITEMS.validate_python(items)
+    valid: list[ErrorItem] = _ERROR_ITEMS.validator.validate_python(items)
+    return valid
 
 
 def _is_multi(annotation: t.Any) -> bool:
@@ -160,17 +161,21 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     (raised by Werkzeug while reading), 400 when it is not well-formed JSON,
     422 when it does not fit the model.
     """
-    req = t.cast(t.Any, request)._get_current_object()
-    if not _is_json(req.mimetype):
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    # The usual header as it is, before Werkzeug parses it into a mimetype.
+    if req.environ.get("CONTENT_TYPE") != "application/json" and not _is_json(req.mimetype):
         got = req.mimetype or "no Content-Type"
         raise UnsupportedMediaType(f"Expected a JSON body (application/json), got {got}.")
     data = req.get_data(cache=True)
     try:
         return model.model_validate_json(data)
     except PydanticValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
+        # The errors without their context (an error item has none), but
+        # for malformed JSON, whose context says what is wrong.
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if errors and errors[0]["type"] == "json_invalid":
-            reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
+            first = exc.errors(include_url=False, include_input=False)[0]
+            reason = first.get("ctx", {}).get("error", "invalid JSON")
             raise MalformedJson(f"The request body is not valid JSON: {reason}.") from None
         raise ValidationFailed(errors=_error_items(errors, "body")) from None
 
@@ -197,13 +202,13 @@ def _declared(view: View) -> tuple[DeclaredView, EndpointSpec]:
                 kwargs["query"] = parse_query(spec.query, request.args)
             if spec.body is not None:
                 kwargs["body"] = parse_body(spec.body)
-            return t.cast(ResponseReturnValue, _finish(spec, view(*args, **kwargs)))
+            return _finish(spec, view(*args, **kwargs))  # type: ignore[no-any-return]
         except ApiException as exc:
             answer = getattr(current_app, "answer_api_exception", None)
             response = None if answer is None else answer(exc, wrapper)
             if response is None:
                 raise
-            return t.cast(ResponseReturnValue, response)
+            return response  # type: ignore[no-any-return]
 
     setattr(wrapper, _SPEC_ATTR, spec)
     setattr(wrapper, _WRAPPED_ATTR, True)
@@ -260,7 +265,10 @@ def _coerce(spec: EndpointSpec, value: t.Any) -> t.Any:
         return value
     adapter = spec.response_adapter()
     assert adapter is not None
-    return RawJson(adapter.dump_json(adapter.validate_python(value, from_attributes=True)))
+    # The adapter's compiled validator and serializer, as its
+    # validate_python() and dump_json() call them, without their wrappers.
+    valid = adapter.validator.validate_python(value, from_attributes=True)
+    return RawJson(adapter.serializer.to_json(valid))
 
 
 def returns(
