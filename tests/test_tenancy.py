@@ -262,6 +262,49 @@ def test_a_new_membership_widens_the_scope_at_once(app: karaffe.App, world: Worl
             assert crate_labels() == ["acme-crate", "globex-crate"]
 
 
+#: A statement built once and run in every scope, as apps keep their hot ones.
+CRATE_LABELS = sa.select(Crate.label).order_by(Crate.label)
+
+
+def test_a_statement_built_once_is_scoped_by_each_scope_it_runs_in(
+    app: karaffe.App, world: World
+) -> None:
+    """The scoped form of a statement is remembered per scope: running the
+    same statement object for another user, another organization, nobody,
+    or after a membership changed never answers with an earlier scope's rows."""
+
+    def labels() -> list[str]:
+        return list(db.session.scalars(CRATE_LABELS))
+
+    with app.app_context():
+        bob = db.session.get(User, world.users["bob"])
+        carol = db.session.get(User, world.users["carol"])
+        assert bob is not None and carol is not None
+        for _ in range(2):
+            with acting_as(bob):
+                assert labels() == ["acme-crate", "globex-crate"]
+            with acting_as(carol):
+                assert labels() == ["globex-crate"]
+                with for_organization(world.orgs["acme"]):
+                    assert labels() == ["acme-crate"]
+            assert labels() == []
+        with acting_as(carol):
+            with unscoped("test: invite carol to acme"):
+                db.session.add(Membership(organization_id=world.orgs["acme"], user=carol))
+                db.session.flush()
+            assert labels() == ["acme-crate", "globex-crate"]
+            with unscoped("test: carol leaves globex"):
+                db.session.execute(
+                    sa.delete(Membership).where(
+                        Membership.user_id == carol.id,
+                        Membership.organization_id == world.orgs["globex"],
+                    )
+                )
+                db.session.flush()
+        with acting_as(carol):
+            assert labels() == ["acme-crate"]
+
+
 def test_a_new_organization_can_be_filled_in_the_same_flush(app: karaffe.App, world: World) -> None:
     with app.app_context():
         carol = db.session.get(User, world.users["carol"])

@@ -176,13 +176,15 @@ def announce_unread(user_ids: t.Sequence[int]) -> None:
 def unread_count(user: User) -> int:
     """``user``'s unread notifications, in the organizations the current
     scope (theirs) sees."""
-    return int(
-        db.session.execute(
-            sa.select(sa.func.count())
-            .select_from(Notification)
-            .where(Notification.user_id == user.id, Notification.read_at.is_(None))
-        ).scalar_one()
-    )
+    return int(db.session.execute(_UNREAD_COUNT, {"user_id": user.id}).scalar_one())
+
+
+#: Built once: every page's header shows the count.
+_UNREAD_COUNT = (
+    sa.select(sa.func.count())
+    .select_from(Notification)
+    .where(Notification.user_id == sa.bindparam("user_id"), Notification.read_at.is_(None))
+)
 
 
 def inbox(user: User, unread_only: bool = False) -> sa.Select[Notification]:

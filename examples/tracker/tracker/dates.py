@@ -55,6 +55,10 @@ def time_tag(value: dt.datetime | None) -> Markup:
     """``<time datetime="..." title="1 Dec 2026, 21:30 UTC">3 hours ago</time>``."""
     if value is None:
         return Markup("")
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        value.astimezone(dt.UTC).isoformat(timespec="seconds"), absolute(value), relative(value)
+    # Every part is made here from the datetime (digits, month and unit
+    # names, ``:+-,``): nothing to escape, and a list page has one per row.
+    utc = value.astimezone(dt.UTC)
+    return Markup(
+        f'<time datetime="{utc.isoformat(timespec="seconds")}"'
+        f' title="{utc.day} {utc:%b %Y, %H:%M} UTC">{relative(value)}</time>'
     )

@@ -10,6 +10,7 @@ starts with.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -72,8 +73,10 @@ def contrast_ratio(first: str, second: str) -> float:
     return (a + 0.05) / (b + 0.05)
 
 
+@functools.lru_cache(maxsize=4096)
 def text_color(background: str) -> str:
-    """``#000000`` or ``#ffffff``: whichever contrasts more with ``background``."""
+    """``#000000`` or ``#ffffff``: whichever contrasts more with ``background``
+    (remembered per colour: every label of every listed issue asks)."""
     black, white = contrast_ratio(background, "#000000"), contrast_ratio(background, "#ffffff")
     return "#000000" if black >= white else "#ffffff"
 

@@ -151,7 +151,9 @@ def render(text: str | None, mentions: Mapping[str, str] | None = None) -> Marku
     """``text`` (Markdown) as safe HTML, ready for a template; ``mentions``
     (``{handle: url}``) links the ``@handle`` of members."""
     text = text or ""
-    links = tuple((h, (mentions or {})[h]) for h in _known(text, mentions or {}))
+    if not mentions:
+        return Markup(_render(text))
+    links = tuple((h, mentions[h]) for h in _known(text, mentions))
     return Markup(_render(text, links))
 
 

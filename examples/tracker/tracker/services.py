@@ -120,13 +120,18 @@ def organizations_of(user: User) -> list[tuple[Organization, str]]:
 def organization_links(user: User) -> list[dict[str, t.Any]]:
     """``user``'s organizations by name as ``{"id", "name", "slug", "role"}``
     (what every page's menu shows: columns, no ORM object)."""
-    rows = db.session.execute(
-        sa.select(Organization.id, Organization.name, Organization.slug, Membership.role)
-        .join(Membership, Membership.organization_id == Organization.id)
-        .where(Membership.user_id == user.id)
-        .order_by(Organization.name)
-    )
+    rows = db.session.execute(_ORGANIZATION_LINKS, {"user_id": user.id})
     return [row._asdict() for row in rows]
+
+
+#: Built once, for every page's menu: a statement built anew costs more
+#: than running it (its cache key is computed again).
+_ORGANIZATION_LINKS = (
+    sa.select(Organization.id, Organization.name, Organization.slug, Membership.role)
+    .join(Membership, Membership.organization_id == Organization.id)
+    .where(Membership.user_id == sa.bindparam("user_id"))
+    .order_by(Organization.name)
+)
 
 
 def slugify(name: str) -> str:

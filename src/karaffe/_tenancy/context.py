@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 import typing as t
+import weakref
 from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
@@ -304,6 +305,33 @@ def _criteria(ids: frozenset[int]) -> tuple[t.Any, ...]:
     return found
 
 
+#: Per statement and scope, the statement with the scope's criteria: the
+#: statements an app builds once (by key, by slug, the credential's) are then
+#: scoped once per scope, not at every execution. SQLAlchemy memoizes a
+#: statement's cache key on the statement object, so the one returned here
+#: costs no new key; a fresh ``.options()`` every time would (walking the
+#: whole statement, the criteria's lambdas with it), most of the cost of
+#: running a small select. Weak on the statement: one built per request is
+#: dropped with it.
+_scoped: weakref.WeakKeyDictionary[t.Any, dict[frozenset[int], t.Any]] = weakref.WeakKeyDictionary()
+#: How many scopes one statement keeps (users of different organizations).
+_SCOPED_PER_STATEMENT = 64
+
+
+def _scoped_select(statement: t.Any, ids: frozenset[int]) -> t.Any:
+    """``statement`` with the criteria of ``ids``, the same object every
+    time for the same statement and scope."""
+    per_scope = _scoped.get(statement)
+    if per_scope is None:
+        per_scope = _scoped[statement] = {}
+    found = per_scope.get(ids)
+    if found is None:
+        if len(per_scope) >= _SCOPED_PER_STATEMENT:
+            per_scope.clear()
+        found = per_scope[ids] = statement.options(*_criteria(ids))
+    return found
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _scope_orm_execute(state: ORMExecuteState) -> None:
     if not state.is_orm_statement:
@@ -320,7 +348,9 @@ def _scope_orm_execute(state: ORMExecuteState) -> None:
         return
     if state.is_insert or state.is_update:
         _check_dml_values(state, ids, scope)
-    if state.is_select or state.is_update or state.is_delete:
+    if state.is_select:
+        state.statement = _scoped_select(state.statement, ids)
+    elif state.is_update or state.is_delete:
         state.statement = state.statement.options(*_criteria(ids))
 
 
