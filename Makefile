@@ -30,8 +30,11 @@ prod: $(STAMP)
 	fi
 	PORT=$${PORT:-8000} exec $(BIN)/python deploy/prod.py
 
+# One pytest worker per core (pytest-xdist), a test file per worker at a time:
+# a file's module fixtures (servers, clusters, a Chromium) start once.
+# PYTEST_ARGS="-n 0" runs in one process (docs/testing.md).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos" -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The long failure scenarios (Redis hung or killed for many seconds, PostgreSQL
 # restarted and killed under API writes, schedulers killed and stopped); each

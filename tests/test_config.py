@@ -12,6 +12,8 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from flask.cli import cli as flask_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
@@ -19,6 +21,7 @@ from tracker.settings import TrackerSettings
 
 import karaffe
 from karaffe._configdocs import part_classes
+from karaffe.cli import ScriptGroup
 from karaffe.config import ConfigError, CoreSettings, Env, FlaskSettings, Settings, resolve
 from karaffe.db import DbSettings
 from karaffe.events.settings import EventsSettings
@@ -511,50 +514,73 @@ def test_every_setting_from_the_environment_comes_back_with_its_type_and_value(
 # -- commands ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("variable", "raw", "expected"),
-    [
-        (
-            "KARAFFE_SECRET_KEY_FALLBACKS",
-            "[oops",
-            "Error: setting SECRET_KEY_FALLBACKS (from environment variable KARAFFE_SECRET_KEY_FALLBACKS) is invalid",
-        ),
-        (
-            "DATABASE_URL",
-            "postgresq://u@h/d",
-            "Error: setting DATABASE_URL (from environment variable DATABASE_URL) is invalid",
-        ),
-        (
-            "REDIS_URL",
-            "redis://h:port",
-            "Error: setting REDIS_URL (from environment variable REDIS_URL) is invalid",
-        ),
-        ("KARAFFE_SECRET_KEY", "short", "Error: setting SECRET_KEY is too short"),
-        (
-            "KARAFFE_JOBS_MAX_WORKERS",
-            "lots",
-            "Error: setting JOBS_MAX_WORKERS (from environment variable KARAFFE_JOBS_MAX_WORKERS) is invalid",
-        ),
-    ],
-)
-@pytest.mark.parametrize(
-    "command", [["flask", "--app", "tracker", "routes"], ["karaffe", "--app", "tracker", "jobs"]]
-)
+BAD_SETTINGS = [
+    (
+        "KARAFFE_SECRET_KEY_FALLBACKS",
+        "[oops",
+        "Error: setting SECRET_KEY_FALLBACKS (from environment variable KARAFFE_SECRET_KEY_FALLBACKS) is invalid",
+    ),
+    (
+        "DATABASE_URL",
+        "postgresq://u@h/d",
+        "Error: setting DATABASE_URL (from environment variable DATABASE_URL) is invalid",
+    ),
+    (
+        "REDIS_URL",
+        "redis://h:port",
+        "Error: setting REDIS_URL (from environment variable REDIS_URL) is invalid",
+    ),
+    ("KARAFFE_SECRET_KEY", "short", "Error: setting SECRET_KEY is too short"),
+    (
+        "KARAFFE_JOBS_MAX_WORKERS",
+        "lots",
+        "Error: setting JOBS_MAX_WORKERS (from environment variable KARAFFE_JOBS_MAX_WORKERS) is invalid",
+    ),
+]
+COMMANDS = [["flask", "--app", "tracker", "routes"], ["karaffe", "--app", "tracker", "jobs"]]
+
+
+def environ_with(variable: str, raw: str) -> dict[str, str | None]:
+    """This process's environment with one bad setting and no other app
+    setting (``None``: unset)."""
+    env: dict[str, str | None] = {
+        k: (None if k.startswith(("KARAFFE_", "TRACKER_", "FLASK_")) else v)
+        for k, v in os.environ.items()
+    }
+    env["DATABASE_URL"] = env["REDIS_URL"] = None
+    env[variable] = raw
+    if variable != "KARAFFE_SECRET_KEY":
+        env["KARAFFE_SECRET_KEY"] = LONG_KEY
+    return env
+
+
+@pytest.mark.parametrize(("variable", "raw", "expected"), BAD_SETTINGS)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_prints_one_line_and_exits_non_zero_on_a_bad_setting(
     command: list[str], variable: str, raw: str, expected: str
 ) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("KARAFFE_", "TRACKER_", "FLASK_"))
-    }
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    env[variable] = raw
-    env.setdefault("KARAFFE_SECRET_KEY", LONG_KEY)
+    """Through the entry points of the console scripts, in this process:
+    Flask's command group (``flask``) and karaffe's ``ScriptGroup`` as
+    ``karaffe.cli.main`` builds it (``karaffe``). The next test runs each
+    script as a real process."""
+    group = flask_cli if command[0] == "flask" else ScriptGroup()
+    result = CliRunner().invoke(group, command[1:], env=environ_with(variable, raw))
+    assert result.exit_code in (1, 2), result.output  # run-job and jobs: 2 for a bad config
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_console_script_prints_one_line_and_exits_non_zero_on_a_bad_setting(
+    command: list[str],
+) -> None:
+    variable, raw, expected = BAD_SETTINGS[1]  # DATABASE_URL
+    env = {k: v for k, v in environ_with(variable, raw).items() if v is not None}
     binary = str(Path(sys.executable).parent / command[0])
     result = subprocess.run(
-        [binary, *command[1:]], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        [binary, *command[1:]], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
     )
-    assert result.returncode in (1, 2), result.stderr  # run-job and jobs: 2 for a bad config
+    assert result.returncode in (1, 2), result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
 

@@ -38,7 +38,7 @@ def test_app_is_built_in_testing_mode(app):
 def test_view_test_runs_against_the_configured_factory(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(myapp=APP, test_views=VIEW_TEST)
     pytester.makeini("[pytest]\nkaraffe_app = myapp:create_app\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
 
@@ -59,13 +59,13 @@ def test_config(app):
 """,
     )
     pytester.makeini("[pytest]\nkaraffe_app = myapp:create_app\n")
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_missing_factory_setting_is_a_clear_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_x="def test_x(app):\n    pass\n")
     pytester.makeini("[pytest]\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(
         ["*set karaffe_app = *yourpackage:create_app* in the pytest configuration*"]
     )

@@ -6,7 +6,9 @@ docs/deploy/Procfile starts it, and stopped by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,10 @@ from karaffe._servers import free_port, stop
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WARNING = "live updates are off"
+#: Upper bound for the six processes to have built the app (seconds, all of
+#: them together): each takes a few seconds of CPU, which a loaded machine
+#: may give them only slowly.
+STARTUP = 240.0
 
 pytestmark = pytest.mark.redis
 
@@ -56,9 +62,18 @@ class Process:
         self.name = name
         self.log = workdir / f"{name}.log"
         with self.log.open("wb") as out:
+            # A process group of its own: granian's worker goes with it.
             self.proc = subprocess.Popen(
-                argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
-            )
+                argv, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL if it lingers), then SIGKILL whatever is left of
+        its group (a worker of a server killed before it could stop it)."""
+        stop(self.proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -69,12 +84,12 @@ def processes(tmp_path: Path) -> Iterator[list[Process]]:
     started: list[Process] = []
     yield started
     for each in started:
-        stop(each.proc)
+        each.stop()
 
 
-def wait_until_serving(url: str, process: Process, timeout: float = 60) -> None:
-    """Until ``url`` answers: the server's worker has built the app."""
-    deadline = time.monotonic() + timeout
+def wait_until_serving(url: str, process: Process, deadline: float) -> None:
+    """Until ``url`` answers (the server's worker has built the app), at the
+    latest until ``deadline`` (``time.monotonic()``)."""
     while time.monotonic() < deadline:
         assert process.proc.poll() is None, process.output()
         try:
@@ -86,14 +101,14 @@ def wait_until_serving(url: str, process: Process, timeout: float = 60) -> None:
     raise AssertionError(f"{process.name} did not answer {url}: {process.output()[-2000:]}")
 
 
-def wait_for_line(process: Process, text: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for_line(process: Process, text: str, deadline: float) -> None:
     while text not in process.output():
         assert process.proc.poll() is None, process.output()
         assert time.monotonic() < deadline, f"{process.name}: {process.output()[-2000:]}"
         time.sleep(0.1)
 
 
+@pytest.mark.timeout(STARTUP + 300)
 def test_only_a_misconfigured_process_serving_pages_warns_that_live_updates_are_off(
     env: dict[str, str], processes: list[Process], tmp_path: Path
 ) -> None:
@@ -109,6 +124,7 @@ def test_only_a_misconfigured_process_serving_pages_warns_that_live_updates_are_
         return [granian, "--interface", "wsgi", "--workers", "1", "--host", "127.0.0.1",
                 "--port", str(port), "--no-access-log", "tracker.wsgi:app"]  # fmt: skip
 
+    ready_by = time.monotonic() + STARTUP
     misconfigured = start("web", web(ports["web"]))
     wired = start("wired", web(ports["wired"]), KARAFFE_EVENTS_RELAY_URL="/events/stream")
     relay = start("relay", [flask, "--app", "tracker", "karaffe", "relay", "--host",
@@ -118,15 +134,15 @@ def test_only_a_misconfigured_process_serving_pages_warns_that_live_updates_are_
     dev = start("dev", [flask, "--app", "tracker", "run", "--no-reload", "--port",
                         str(ports["dev"])])  # fmt: skip
 
-    wait_until_serving(f"http://127.0.0.1:{ports['web']}/welcome", misconfigured)
-    wait_until_serving(f"http://127.0.0.1:{ports['wired']}/welcome", wired)
-    wait_until_serving(f"http://127.0.0.1:{ports['relay']}/healthz", relay)
-    wait_until_serving(f"http://127.0.0.1:{ports['dev']}/welcome", dev)
-    wait_for_line(dispatcher, "dispatching the events outbox")
+    wait_until_serving(f"http://127.0.0.1:{ports['web']}/welcome", misconfigured, ready_by)
+    wait_until_serving(f"http://127.0.0.1:{ports['wired']}/welcome", wired, ready_by)
+    wait_until_serving(f"http://127.0.0.1:{ports['relay']}/healthz", relay, ready_by)
+    wait_until_serving(f"http://127.0.0.1:{ports['dev']}/welcome", dev, ready_by)
+    wait_for_line(dispatcher, "dispatching the events outbox", ready_by)
     # The scheduler has built the app and its jobs once it logs its start.
-    wait_for_line(scheduler, "karaffe.jobs")
+    wait_for_line(scheduler, "karaffe.jobs", ready_by)
     for each in processes:
-        stop(each.proc)
+        each.stop()
     counts = {each.name: each.output().count(WARNING) for each in processes}
 
     assert counts == {

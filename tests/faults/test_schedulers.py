@@ -32,8 +32,13 @@ from karaffe._servers import PostgresServer, RedisServer
 from karaffe.jobs import backend_from_url
 from karaffe.jobs.backends import ABANDONED, LATE_END_REASON, RUNNING, SKIPPED, SUCCEEDED
 
-#: Longer than faultjobs.LONG_LEASE (2 s) and a poll: the lease runs out.
+#: At least this long, longer than faultjobs.LONG_LEASE (2 s) and a poll: the
+#: lease runs out; then until the other scheduler has marked the run abandoned.
 STOP_SECONDS = 4.0
+#: Upper bound of each wait for something a scheduler does (seconds): what is
+#: waited for usually takes a few, but a scheduler may get no CPU for a while
+#: on a loaded machine.
+PATIENCE = 90.0
 
 
 class Backend(t.NamedTuple):
@@ -77,6 +82,36 @@ def logged_ticks(text: str, pattern: str) -> set[tuple[str, str]]:
     return {(m["job"], m["tick"]) for m in re.finditer(pattern, text)}
 
 
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition``, at most PATIENCE seconds."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {PATIENCE:.0f} s: {what}"
+        time.sleep(0.1)
+
+
+def abandoned_in_logs(schedulers: Schedulers) -> set[tuple[str, str]]:
+    """(job, tick) of each run a scheduler logged as abandoned so far."""
+    return logged_ticks(
+        "\n".join(each.text() for each in schedulers.all),
+        r"job (?P<job>\S+): the run of tick (?P<tick>\S+) on \S+ is abandoned",
+    )
+
+
+def runs_left_to(backend: Backend, pids: set[int]) -> list[t.Any]:
+    """Runs still ``running`` in the history on a scheduler of ``pids``."""
+    store = backend_from_url(backend.url)
+    try:
+        return [
+            r
+            for job in ("faults.often", "faults.long")
+            for r in store.history(job, limit=1000)
+            if r.status == RUNNING and pid_of(r.host) in pids
+        ]
+    finally:
+        store.close()
+
+
 def run_scenario(backend: Backend, workdir: Path, cycles: int, outage: float) -> dict[str, t.Any]:
     schedulers = Schedulers(workdir, backend.url)
     schedulers.start(), schedulers.start()
@@ -99,9 +134,14 @@ def run_scenario(backend: Backend, workdir: Path, cycles: int, outage: float) ->
             seen.add(tick)
             os.kill(pid, signal.SIGSTOP)
             time.sleep(STOP_SECONDS)
+            # Resumed only once the other scheduler has seen the lease run out.
+            until(
+                lambda tick=tick: ("faults.long", tick) in abandoned_in_logs(schedulers),
+                f"the stopped run of {tick} marked abandoned",
+            )
             os.kill(pid, signal.SIGCONT)
             stopped.append(tick)
-            schedulers.wait_for("end", "faults.long", ticks={tick})
+            schedulers.wait_for("end", "faults.long", ticks={tick}, timeout=PATIENCE)
 
         # Right after a run of the long job ended, the backend goes away.
         tick, _ = schedulers.wait_for("start", "faults.long", not_ticks=seen)
@@ -110,9 +150,23 @@ def run_scenario(backend: Backend, workdir: Path, cycles: int, outage: float) ->
         outage_began = time.monotonic()
         backend.take_down(outage)
         outage_back = time.monotonic()
-        # Long enough for the killed scheduler's runs to be abandoned (the
-        # lease of faults.often is 4 s) and for a tick of each job to run.
-        time.sleep(7)
+        # Until each scheduler is back, the killed scheduler's runs are
+        # abandoned (the lease of faults.often is 4 s) and a tick of each job
+        # ran after the outage.
+        for each in schedulers.all:
+            if not each.killed:
+                until(
+                    lambda each=each: "the jobs backend is available again" in each.text(),
+                    f"scheduler {each.pid} back after the outage",
+                )
+        before = {tick for _, _, tick, _ in schedulers.event_lines()}
+        schedulers.wait_for("ran", "faults.often", not_ticks=before, timeout=PATIENCE)
+        tick, _ = schedulers.wait_for("start", "faults.long", not_ticks=before, timeout=PATIENCE)
+        schedulers.wait_for("end", "faults.long", ticks={tick}, timeout=PATIENCE)
+        until(
+            lambda: not runs_left_to(backend, {s.pid for s in schedulers.all if s.killed}),
+            "the killed scheduler's runs marked abandoned",
+        )
     finally:
         schedulers.stop_all()
 

@@ -9,9 +9,12 @@ with ``api(user)`` (a bearer token), and look at the database with
 
 from __future__ import annotations
 
+import os
+import shutil
 import typing as t
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,6 +30,27 @@ from karaffe.jobs import run_job
 from karaffe.tenancy import create_organization, unscoped
 
 PASSWORD = "correct horse battery"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[t.Any]:
+    """One headless Chromium (Playwright driving Debian's ``chromium``) for a
+    test module; each test opens its own contexts in it (their own cookies and
+    storage), so no test sees another's session."""
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ as PNG (``docs/screenshots`` holds the ones the README shows)."""
 from __future__ import annotations
 
 import os
-import shutil
+import sqlite3
 import typing as t
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -23,45 +24,64 @@ from .conftest import Outbox
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SEEDED = "browser-seeded.sqlite"
 
 
-@pytest.fixture
-def live_url(tmp_path: Path) -> Iterator[str]:
-    """The tracker with demo data, served by a real HTTP server in a thread."""
+@pytest.fixture(scope="module")
+def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo data (2 organizations, 2,000 issues), seeded once for the
+    module into a SQLite file that each test gets a copy of."""
+    path = tmp_path_factory.mktemp("seeded") / SEEDED
     app = create_app(
         {
             "SECRET_KEY": "browser-test-secret-key-of-32-characters",
-            "DATABASE_URL": f"sqlite:///{tmp_path}/browser.sqlite",
+            "DATABASE_URL": f"sqlite:///{path}",
             "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         }
     )
     with app.app_context():
         db.create_all()
         seed.seed(orgs=2, issues=2_000, users_per_org=4)
+        db.session.remove()
+        db.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def live_url(tmp_path: Path, seeded_database: Path) -> Iterator[str]:
+    """The tracker with demo data (a fresh copy of the seeded database),
+    served by a real HTTP server in a thread."""
+    copy = tmp_path / "browser.sqlite"
+    with (
+        closing(sqlite3.connect(seeded_database)) as source,
+        closing(sqlite3.connect(copy)) as target,
+    ):
+        source.backup(target)  # whole and consistent, whatever the journal mode
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-test-secret-key-of-32-characters",
+            "DATABASE_URL": f"sqlite:///{copy}",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        }
+    )
     with serving(app) as url:
         yield url
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[t.Any]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
-        try:
-            new = context.new_page()
-            new.set_default_timeout(10_000)
-            yield new
-        finally:
-            context.close()
-            browser.close()
+def page(chromium: t.Any) -> Iterator[t.Any]:
+    """A page in a fresh context of the module's Chromium; every context the
+    test opens is closed after it."""
+    before = set(chromium.contexts)
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    new = context.new_page()
+    new.set_default_timeout(10_000)
+    try:
+        yield new
+    finally:
+        for opened in chromium.contexts:
+            if opened not in before:
+                opened.close()
 
 
 def shoot(page: t.Any, name: str, *, full: bool = False) -> None:

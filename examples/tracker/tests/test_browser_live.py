@@ -7,7 +7,6 @@ the pages renew them several times during the test."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 import typing as t
@@ -28,7 +27,6 @@ from karaffe.testing import serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BOB = "bob@example.com"
 
 
@@ -94,20 +92,15 @@ def tracker(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, t.Any, RelayT
 
 
 @pytest.fixture
-def browser() -> Iterator[t.Any]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser(chromium: t.Any) -> Iterator[t.Any]:
+    """The module's Chromium; the contexts a test opens in it are closed after it."""
+    before = set(chromium.contexts)
+    try:
+        yield chromium
+    finally:
+        for context in chromium.contexts:
+            if context not in before:
+                context.close()
 
 
 def shoot(page: t.Any, name: str) -> None:
