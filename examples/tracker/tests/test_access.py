@@ -117,7 +117,9 @@ def browser(tracker: Tracker) -> Iterator[Callable[[str], httpx.Client]]:
     clients: list[httpx.Client] = []
 
     def log_in(name: str) -> httpx.Client:
-        client = httpx.Client(base_url=tracker.url, timeout=httpx.Timeout(5.0, read=3.0))
+        # Generous: a page is not timed here, and a loaded machine (two
+        # test workers on two cores) can take seconds to answer one.
+        client = httpx.Client(base_url=tracker.url, timeout=30.0)
         clients.append(client)
         rv = client.post("/login", data={"email": f"{name}@example.com", "password": PASSWORD})
         assert rv.status_code == 302, rv.text
