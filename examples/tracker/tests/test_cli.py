@@ -7,11 +7,12 @@ import typing as t
 import pytest
 import sqlalchemy as sa
 from tracker.labels import DEFAULT_LABELS
-from tracker.models import Comment, Issue, Label, Project, issue_labels
+from tracker.models import Activity, Comment, Issue, Label, Project, issue_labels
 from tracker.seed import DEMO_LOGIN, DEMO_PASSWORD
 
 from karaffe.auth import User
-from karaffe.tenancy import Membership, Organization
+from karaffe.db import db
+from karaffe.tenancy import Membership, Organization, unscoped
 
 
 def test_seed_loads_organizations_users_projects_and_issues(app, count):
@@ -34,6 +35,42 @@ def test_seed_loads_organizations_users_projects_and_issues(app, count):
     assert count(Issue, Issue.assignee_id.is_not(None), ~member.exists()) == 0
     alice = count(Membership, Membership.user_id == 1)
     assert alice == 2  # the demo login sees every organization
+
+
+def test_seeded_issues_have_the_timeline_they_would_have_had(app, count):
+    result = app.test_cli_runner().invoke(
+        args=["tracker", "seed", "--orgs", "1", "--issues", "300"]
+    )
+    assert result.exit_code == 0, result.output
+    # Opened by its author when it was created; closed ones closed when last updated.
+    opened = sa.select(Activity.id).where(
+        Activity.issue_id == Issue.id,
+        Activity.kind == "created",
+        Activity.actor_id == Issue.author_id,
+        Activity.created_at == Issue.created_at,
+        Activity.organization_id == Issue.organization_id,
+    )
+    assert count(Issue, ~opened.exists()) == 0
+    closed = sa.select(Activity.id).where(
+        Activity.issue_id == Issue.id,
+        Activity.kind == "status",
+        Activity.created_at == Issue.updated_at,
+    )
+    assert count(Issue, Issue.status == "closed", ~closed.exists()) == 0
+    assert count(Issue, Issue.status == "open", closed.exists()) == 0
+    assert count(Activity) == count(Issue) + count(Issue, Issue.status == "closed")
+    with app.app_context(), unscoped("the test picks an issue"):
+        issue = db.session.scalars(
+            sa.select(Issue).where(Issue.status == "closed").order_by(Issue.id).limit(1)
+        ).one()
+        issue_id, author = issue.id, issue.author.name
+        slug = db.session.get(Organization, issue.organization_id).slug
+    client = app.test_client()
+    rv = client.post("/login", data={"email": DEMO_LOGIN, "password": DEMO_PASSWORD})
+    assert rv.status_code == 302
+    page = client.get(f"/o/{slug}/issues/{issue_id}").get_data(as_text=True)
+    assert f'<span class="who">{author}</span> opened the issue' in page
+    assert "closed the issue" in page
 
 
 def test_seeding_again_adds_organizations_and_reuses_users(app, count):

@@ -232,11 +232,13 @@ def test_a_member_is_not_offered_delete_on_someone_elses_issue(login, world):
     assert login("dave").get(f"/o/acme/issues/{issue}/delete").status_code == 403
 
 
-def test_edit_comment_page(login, app, world, comment_id):
+def test_edit_comment_page(login, api, app, world, comment_id):
     client = login("dave")
     form = client.get(f"/o/acme/comments/{comment_id}/edit")
     assert form.status_code == 200
     assert ">On it</textarea>" in form.get_data(as_text=True)
+    key = api("dave").get(f"/api/v1/issues/{world.issues['first']}").get_json()["key"]
+    assert f"/o/acme/issues/{world.issues['first']}\">{key}</a>" in form.get_data(as_text=True)
     rv = client.post(f"/o/acme/comments/{comment_id}/edit", data={"body": "  "})
     assert rv.status_code == 422
     assert "This field is required." in rv.get_data(as_text=True)

@@ -321,6 +321,8 @@ def test_the_inbox_page_shows_the_unread_count_and_marks_read(api, login, world)
     page = bob.get("/notifications").get_data(as_text=True)
     assert 'id="unread-count" aria-label="1 unread"' in page
     assert "mentioned you" in page and "Alice</span> commented" in page
+    key = api("bob").get(f"/api/v1/issues/{world.issues['first']}").get_json()["key"]
+    assert f'<button class="link title" type="submit">{key} ' in page  # BIL-12, not #12
     (notification,) = api("bob").get("/api/v1/notifications").get_json()
     opened = bob.post(f"/notifications/{notification['id']}/read", data={"open": "1"})
     assert opened.status_code == 303

@@ -25,7 +25,7 @@ from karaffe.tenancy import Membership, Organization, unscoped
 
 from . import search
 from .labels import DEFAULT_LABELS
-from .models import Comment, Issue, Label, Project, issue_labels
+from .models import Activity, Comment, Issue, Label, Project, issue_labels
 from .services import unique_slug
 
 __all__ = ["BATCH", "DEMO_LOGIN", "DEMO_PASSWORD", "SeedReport", "has_data", "seed"]
@@ -144,6 +144,7 @@ def seed(
         start = now - dt.timedelta(days=365)
         step = dt.timedelta(days=365) / max(issues, 1)
         table = t.cast(sa.Table, Issue.__table__)
+        activity_table = t.cast(sa.Table, Activity.__table__)
         numbers = {project.id: 0 for project in projects}
         done = 0
         indexed = search.defer_indexing()
@@ -191,6 +192,7 @@ def seed(
             if comments:
                 db.session.execute(t.cast(sa.Table, Comment.__table__).insert(), comments)
                 report.comments += len(comments)
+            db.session.execute(activity_table.insert(), list(_history(ids, rows)))
             done += count
             if progress is not None:
                 progress(count)
@@ -202,6 +204,29 @@ def seed(
             project.last_issue_number = numbers[project.id]
         db.session.commit()
     return report
+
+
+def _history(ids: list[int], rows: list[dict[str, t.Any]]) -> t.Iterator[dict[str, t.Any]]:
+    """The timeline a seeded issue would have had: opened by its author and,
+    when closed, closed when it was last updated (by its assignee, or its
+    author)."""
+    for issue_id, row in zip(ids, rows, strict=True):
+        common = {"organization_id": row["organization_id"], "issue_id": issue_id}
+        yield {
+            **common,
+            "actor_id": row["author_id"],
+            "kind": "created",
+            "detail": {},
+            "created_at": row["created_at"],
+        }
+        if row["status"] == "closed":
+            yield {
+                **common,
+                "actor_id": row["assignee_id"] or row["author_id"],
+                "kind": "status",
+                "detail": {"from": "open", "to": "closed"},
+                "created_at": row["updated_at"],
+            }
 
 
 def _insert_issues(table: sa.Table, rows: list[dict[str, t.Any]]) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typing as t
 
+import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
@@ -266,7 +267,10 @@ def edit_comment(comment_id: int) -> ResponseReturnValue:
             db.session.commit()
             flash("Comment saved.", "success")
             return redirect(url_for("issues.show", issue_id=issue_id) + f"#comment-{comment_id}")
-    page = render_template("issues/comment_form.html", form=form, org=current_org, comment=comment)
+    issue_key = db.session.scalar(sa.select(Issue.key).where(Issue.id == comment.issue_id))
+    page = render_template(
+        "issues/comment_form.html", form=form, org=current_org, comment=comment, issue_key=issue_key
+    )
     return page, 422 if form.errors else 200
 
 
