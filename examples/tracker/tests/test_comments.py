@@ -238,7 +238,7 @@ def test_edit_comment_page(login, api, app, world, comment_id):
     assert form.status_code == 200
     assert ">On it</textarea>" in form.get_data(as_text=True)
     key = api("dave").get(f"/api/v1/issues/{world.issues['first']}").get_json()["key"]
-    assert f"/o/acme/issues/{world.issues['first']}\">{key}</a>" in form.get_data(as_text=True)
+    assert f'/o/acme/issues/{world.issues["first"]}">{key}</a>' in form.get_data(as_text=True)
     rv = client.post(f"/o/acme/comments/{comment_id}/edit", data={"body": "  "})
     assert rv.status_code == 422
     assert "This field is required." in rv.get_data(as_text=True)
