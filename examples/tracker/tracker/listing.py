@@ -207,7 +207,7 @@ def filter_choices(
 
 # The filter choices' select, built once (see _shape): members and labels
 # by name (and id: two people may share a name), told apart by their kind.
-_FILTER_CHOICES = sa.union_all(
+_FILTER_CHOICES: sa.CompoundSelect[t.Any] = sa.union_all(
     sa.select(sa.literal_column("'member'").label("kind"), User.id, User.name)
     .join(Membership, Membership.user_id == User.id)
     .where(Membership.organization_id == sa.bindparam("org_id")),
