@@ -194,12 +194,12 @@ def issues_json(documents: list[dict[str, t.Any]]) -> RawJson:
 
 def filter_choices(
     org_id: int,
-) -> tuple[list[sa.Row[tuple[str, int, str]]], list[sa.Row[tuple[str, int, str]]]]:
+) -> tuple[list[sa.Row[str, int, str]], list[sa.Row[str, int, str]]]:
     """The members and the labels of an organization, each by name, as rows
     with an ``id`` and a ``name``: the assignee, author and label filters of
     a list, in one statement."""
-    members: list[sa.Row[tuple[str, int, str]]] = []
-    labels: list[sa.Row[tuple[str, int, str]]] = []
+    members: list[sa.Row[str, int, str]] = []
+    labels: list[sa.Row[str, int, str]] = []
     for row in db.session.execute(_FILTER_CHOICES, {"org_id": org_id}):
         (labels if row.kind == "label" else members).append(row)
     return members, labels
@@ -207,11 +207,11 @@ def filter_choices(
 
 # The filter choices' select, built once (see _shape): members and labels
 # by name (and id: two people may share a name), told apart by their kind.
-_FILTER_CHOICES: sa.CompoundSelect[t.Any] = sa.union_all(
-    sa.select(sa.literal_column("'member'").label("kind"), User.id, User.name)
+_FILTER_CHOICES = sa.union_all(
+    sa.select(sa.literal_column("'member'", sa.String).label("kind"), User.id, User.name)
     .join(Membership, Membership.user_id == User.id)
     .where(Membership.organization_id == sa.bindparam("org_id")),
-    sa.select(sa.literal_column("'label'").label("kind"), Label.id, Label.name).where(
+    sa.select(sa.literal_column("'label'", sa.String).label("kind"), Label.id, Label.name).where(
         Label.organization_id == sa.bindparam("org_id")
     ),
 ).order_by(sa.literal_column("name"), sa.literal_column("id"))
