@@ -315,6 +315,20 @@ def test_notifications_of_an_organization_left_are_hidden(api, world, app):
     assert api("dave").get("/api/v1/notifications/unread").get_json() == {"unread": 0}
 
 
+def test_the_header_counts_only_the_organizations_still_joined(api, login, world):
+    """The header's menu and unread count are read together: leaving an
+    organization drops it from both on the next page, and with no
+    organization left the count is 0."""
+    api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@dave bye"})
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="1 unread">1<' in page
+    assert '<a href="/o/acme/">Acme</a>' in page
+    assert api("dave").delete("/api/v1/orgs/acme/members/me").status_code == 204
+    page = login("dave").get("/notifications").get_data(as_text=True)
+    assert 'id="unread-count" aria-label="0 unread" hidden>0<' in page
+    assert 'href="/o/acme/"' not in page
+
+
 def test_the_inbox_page_shows_the_unread_count_and_marks_read(api, login, world):
     api("alice").post(f"{_issue_url(world)}/comments", json={"body": "@bob see this"})
     bob = login("bob")

@@ -35,6 +35,7 @@ from . import live
 from .models import Activity, Comment, Issue, Notification, Watch
 
 __all__ = [
+    "UNREAD_COUNT_COLUMN",
     "mark_read",
     "record",
     "set_watching",
@@ -185,6 +186,10 @@ _UNREAD_COUNT = (
     .select_from(Notification)
     .where(Notification.user_id == sa.bindparam("user_id"), Notification.read_at.is_(None))
 )
+
+#: The same count as a column (of the header's one statement, see
+#: :func:`tracker.services.header_links`), for the ``user_id`` parameter.
+UNREAD_COUNT_COLUMN = _UNREAD_COUNT.scalar_subquery().label("unread")
 
 
 def inbox(user: User, unread_only: bool = False) -> sa.Select[Notification]:

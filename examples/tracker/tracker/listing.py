@@ -34,12 +34,11 @@ from .labels import text_color
 from .models import Issue, Label, issue_labels
 
 __all__ = [
-    "assignee_choices",
+    "filter_choices",
     "issue_document",
     "issue_documents",
     "issue_rows",
     "issues_json",
-    "label_choices",
 ]
 
 _ASSIGNEE = aliased(User, name="assignee")
@@ -193,27 +192,26 @@ def issues_json(documents: list[dict[str, t.Any]]) -> RawJson:
     return RawJson(orjson.dumps(documents, option=orjson.OPT_UTC_Z))
 
 
-def assignee_choices(org_id: int) -> list[sa.Row[tuple[int, str]]]:
-    """The members of an organization as ``(id, name)`` rows, by name: the
-    assignee filter of the list."""
-    return list(db.session.execute(_ASSIGNEE_CHOICES, {"org_id": org_id}))
+def filter_choices(
+    org_id: int,
+) -> tuple[list[sa.Row[str, int, str]], list[sa.Row[str, int, str]]]:
+    """The members and the labels of an organization, each by name, as rows
+    with an ``id`` and a ``name``: the assignee, author and label filters of
+    a list, in one statement."""
+    members: list[sa.Row[str, int, str]] = []
+    labels: list[sa.Row[str, int, str]] = []
+    for row in db.session.execute(_FILTER_CHOICES, {"org_id": org_id}):
+        (labels if row.kind == "label" else members).append(row)
+    return members, labels
 
 
-def label_choices(org_id: int) -> list[sa.Row[tuple[int, str]]]:
-    """The labels of an organization as ``(id, name)`` rows, by name: the
-    label filter of the list."""
-    return list(db.session.execute(_LABEL_CHOICES, {"org_id": org_id}))
-
-
-# The filter choices' selects, built once (see _shape).
-_ASSIGNEE_CHOICES = (
-    sa.select(User.id, User.name)
+# The filter choices' select, built once (see _shape): members and labels
+# by name (and id: two people may share a name), told apart by their kind.
+_FILTER_CHOICES = sa.union_all(
+    sa.select(sa.literal_column("'member'", sa.String).label("kind"), User.id, User.name)
     .join(Membership, Membership.user_id == User.id)
-    .where(Membership.organization_id == sa.bindparam("org_id"))
-    .order_by(User.name, User.id)
-)
-_LABEL_CHOICES = (
-    sa.select(Label.id, Label.name)
-    .where(Label.organization_id == sa.bindparam("org_id"))
-    .order_by(Label.name)
-)
+    .where(Membership.organization_id == sa.bindparam("org_id")),
+    sa.select(sa.literal_column("'label'", sa.String).label("kind"), Label.id, Label.name).where(
+        Label.organization_id == sa.bindparam("org_id")
+    ),
+).order_by(sa.literal_column("name"), sa.literal_column("id"))

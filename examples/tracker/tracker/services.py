@@ -134,6 +134,21 @@ _ORGANIZATION_LINKS = (
 )
 
 
+def header_links(user: User) -> tuple[list[dict[str, t.Any]], int]:
+    """What every page's header shows, in one statement: ``user``'s
+    organizations as :func:`organization_links` gives them, and their
+    unread notifications as :func:`tracker.activity.unread_count` counts
+    them (a column of each row, the same on every one). With no
+    organization the count is 0: every notification belongs to an
+    organization, and the scope sees only the user's."""
+    rows = db.session.execute(_HEADER, {"user_id": user.id}).all()
+    orgs = [{"id": i, "name": name, "slug": slug, "role": role} for i, name, slug, role, _ in rows]
+    return orgs, int(rows[0].unread) if rows else 0
+
+
+_HEADER = _ORGANIZATION_LINKS.add_columns(activity.UNREAD_COUNT_COLUMN)
+
+
 def slugify(name: str) -> str:
     """A URL-safe slug for ``name``: ``"Acme Corp."`` -> ``"acme-corp"``."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

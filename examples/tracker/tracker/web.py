@@ -3,11 +3,12 @@ templates, the CSRF field, HTML error pages, and small view helpers."""
 
 from __future__ import annotations
 
+import re
 import typing as t
 from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, g, redirect, render_template, request
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -108,25 +109,57 @@ class _Lazy(Sequence[t.Any]):
         return len(self._loaded())
 
 
-def viewer_orgs() -> list[dict[str, t.Any]]:
+def _header() -> tuple[list[dict[str, t.Any]], int]:
     """The viewer's organizations with their role in each (the menu of
-    every page), loaded once per request and user; none for nobody. Pages
-    render after their writes, so the menu shows what they changed."""
+    every page) and their unread count, loaded together (one statement),
+    once per request and user, at first use: when the page renders, after
+    its writes, so the header shows what they changed (a view reads them
+    only to render: :func:`viewer_role`). Nothing for nobody."""
     user = get_user()
     if user is None:
-        return []
-    loaded = g.get("_tracker_viewer_orgs")
+        return [], 0
+    loaded = g.get("_tracker_header")
     if loaded is None or loaded[0] != user.id:
-        orgs = services.organization_links(user)
+        orgs, unread = services.header_links(user)
         # Two organizations of one name (joined by invitation: creating one
         # is refused) are told apart by their slugs.
         names = [" ".join(org["name"].casefold().split()) for org in orgs]
+        # Each one's page, from one URL built for all: the tracker's slugs
+        # (services.slugify) are the same in a URL; url_for quotes any other.
+        prefix, suffix = _org_url_parts()
         for org, name in zip(orgs, names, strict=True):
             org["label"] = (
                 f"{org['name']} ({org['slug']})" if names.count(name) > 1 else org["name"]
             )
-        loaded = g._tracker_viewer_orgs = (user.id, orgs)
-    return t.cast(list[dict[str, t.Any]], loaded[1])
+            slug = org["slug"]
+            org["url"] = (
+                f"{prefix}{slug}{suffix}"
+                if _URL_SAFE_SLUG.fullmatch(slug)
+                else url_for("orgs.show", org_slug=slug)
+            )
+        loaded = g._tracker_header = (user.id, orgs, unread)
+    return t.cast(list[dict[str, t.Any]], loaded[1]), t.cast(int, loaded[2])
+
+
+_URL_SAFE_SLUG = re.compile(r"[a-z0-9-]+")
+
+
+def _org_url_parts() -> tuple[str, str]:
+    """An organization's page's URL around its slug: ``("/o/", "/")``."""
+    marker = "org-slug-marker"
+    before, _, after = url_for("orgs.show", org_slug=marker).partition(marker)
+    return before, after
+
+
+def viewer_orgs() -> list[dict[str, t.Any]]:
+    """The viewer's organizations by name, as ``{"id", "name", "slug",
+    "role", "label", "url"}`` (the menu's; see :func:`_header`)."""
+    return _header()[0]
+
+
+def viewer_unread() -> int:
+    """The viewer's unread notifications (the header's; see :func:`_header`)."""
+    return _header()[1]
 
 
 def viewer_role(org_id: int) -> str | None:
@@ -148,7 +181,7 @@ def template_context() -> dict[str, t.Any]:
     return {
         "viewer": user,
         "viewer_orgs": orgs,
-        "unread": lambda: activity.unread_count(user),
+        "unread": viewer_unread,
         "search_org": lambda: _search_org(orgs),
     }
 

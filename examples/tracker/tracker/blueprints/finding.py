@@ -79,16 +79,17 @@ def issues() -> ResponseReturnValue:
         if filters.author in ("me", user.id)
         else None
     )
+    members, all_labels = listing.filter_choices(org.id)
     return render_template(
         "finding/issues.html",
         org=org,
         page=page,
         counts=finding.status_counts(filters, user, org_id=org.id),
         filters=template_filters(filters),
+        members=members,
+        all_labels=all_labels,
         mine=mine,
         issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
-        members=listing.assignee_choices(org.id),
-        all_labels=listing.label_choices(org.id),
         projects={p.id: p for p in services.projects_of(org.id)},
     )
 

@@ -64,6 +64,7 @@ def show(project_id: int) -> ResponseReturnValue:
             filters, user, project=project, limit=TrackerSettings.of().issues_per_page
         )
     )
+    members, all_labels = listing.filter_choices(current_org.id)
     return render_template(
         "projects/show.html",
         org=current_org,
@@ -71,10 +72,10 @@ def show(project_id: int) -> ResponseReturnValue:
         page=page,
         counts=finding.status_counts(filters, user, project=project),
         filters=template_filters(filters),
+        members=members,
+        all_labels=all_labels,
         # Every row links to its issue: the URL is made once.
         issue_path=url_for("issues.show", issue_id=0).removesuffix("0"),
-        members=listing.assignee_choices(current_org.id),
-        all_labels=listing.label_choices(current_org.id),
         can_manage=viewer_role(current_org.id) in ("admin", "owner"),
         live={"project": project.id},
     )
