@@ -4,6 +4,7 @@ every walk visits each item exactly once."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import re
 import typing as t
 from urllib.parse import parse_qs, urlsplit
@@ -13,10 +14,11 @@ from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Row, String, select
+from sqlalchemy import Row, String, bindparam, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import karaffe
+from karaffe.api import pagination
 from karaffe.api.pagination import NEXT, Cursor, CursorCodec
 from karaffe.signing import CURSOR_SALT, Signer
 
@@ -477,3 +479,86 @@ def test_a_side_the_token_has_no_key_for_is_400(app) -> None:
     rv = app.test_client().get("/api/items", query_string={"cursor": token + ".p"})
     assert rv.status_code == 400
     assert rv.get_json() == INVALID
+
+
+# -- a select built once ----------------------------------------------------------
+
+#: The tickets of at least a priority, built once for every request: its
+#: value is a bind parameter, given to paginate() as ``params``.
+AT_LEAST = select(Ticket).where(Ticket.priority >= bindparam("min_priority"))
+
+
+def at_least_app(make_app, tmp_path):
+    app, _ = ticket_app(make_app, f"sqlite:///{tmp_path}/t.db")
+
+    @app.get("/api/urgent")
+    def urgent() -> karaffe.ApiResult:
+        minimum = int(request.args.get("min", "0"))
+        page = karaffe.paginate(
+            AT_LEAST,
+            order_by=[Ticket.priority.desc(), Ticket.created, Ticket.id],
+            params={"min_priority": minimum},
+            with_total=True,
+        )
+        return karaffe.ApiResult([{"id": t.id} for t in page.items], page=page)
+
+    with app.app_context():
+        session = app.extensions["sqlalchemy"].session
+        expected = {
+            minimum: [
+                t.id
+                for t in session.scalars(
+                    select(Ticket)
+                    .where(Ticket.priority >= minimum)
+                    .order_by(Ticket.priority.desc(), Ticket.created, Ticket.id)
+                )
+            ]
+            for minimum in (0, 2, 3)
+        }
+    return app, expected
+
+
+def test_a_select_built_once_pages_with_each_requests_values(make_app, tmp_path) -> None:
+    app, expected = at_least_app(make_app, tmp_path)
+    client = app.test_client()
+    # Alternating values: each request's page is of its own value, never of
+    # the value the select's pages were first run with.
+    for minimum in (3, 0, 2, 3, 0):
+        pages = walk(client, f"/api/urgent?min={minimum}&limit=7")
+        assert [i for p in pages for i in p] == expected[minimum]
+        rv = client.get(f"/api/urgent?min={minimum}&limit=7")
+        assert rv.headers["X-Total-Count"] == str(len(expected[minimum]))
+        last = client.get(relative(links(rv)["last"]))
+        back = (
+            walk(client, relative(links(last)["prev"]), rel="prev") if "prev" in links(last) else []
+        )
+        walked = [i for p in reversed(back) for i in p] + [i["id"] for i in last.get_json()]
+        assert walked == expected[minimum]
+
+
+def test_a_cursor_of_one_value_does_not_page_another(make_app, tmp_path) -> None:
+    app, _ = at_least_app(make_app, tmp_path)
+    client = app.test_client()
+    cursor = parse_qs(urlsplit(links(client.get("/api/urgent?min=2&limit=7"))["next"]).query)
+    rv = client.get("/api/urgent", query_string={"min": "0", "cursor": cursor["cursor"][0]})
+    assert rv.status_code == 400
+    assert rv.get_json() == {
+        **INVALID,
+        "detail": "This cursor belongs to another list, filter or sort order.",
+    }
+
+
+def test_the_pages_of_a_select_built_per_request_are_not_kept(make_app, tmp_path) -> None:
+    app, _ = ticket_app(make_app, f"sqlite:///{tmp_path}/t.db")
+    client = app.test_client()
+    gc.collect()
+    before = len(pagination._page_selects)
+    rv = client.get("/api/tickets?limit=7")
+    client.get(relative(links(rv)["next"]))
+    gc.collect()
+    assert len(pagination._page_selects) == before
+
+
+def test_params_are_for_a_select(app) -> None:
+    with app.test_request_context("/api/items"), pytest.raises(TypeError, match="params="):
+        karaffe.paginate(ITEMS, key=by_id, params={"a": 1})

@@ -61,6 +61,55 @@ def _user(value: int | str | None, viewer: User) -> int | None:
     return viewer.id if value == "me" else t.cast("int | None", value)
 
 
+#: The filters' columns, by the name of their bind parameter.
+_FILTER_COLUMNS: dict[str, sa.orm.InstrumentedAttribute[t.Any]] = {
+    "project_id": Issue.project_id,
+    "organization_id": Issue.organization_id,
+    "in_project": Issue.project_id,
+    "status": Issue.status,
+    "assignee_id": Issue.assignee_id,
+    "author_id": Issue.author_id,
+}
+
+
+def _filters(
+    filters: IssueQuery,
+    viewer: User,
+    project: Project | None,
+    org_id: int | None,
+    with_status: bool,
+) -> list[tuple[str, t.Any]]:
+    """What a list is filtered on but its search, as (name, value) in
+    order: ``label_<i>`` for the i-th label, else a key of :data:`_FILTER_COLUMNS`."""
+    found: list[tuple[str, t.Any]] = []
+    if project is not None:
+        found.append(("project_id", project.id))
+    if org_id is not None:
+        found.append(("organization_id", org_id))
+    if isinstance(filters, OrgIssueQuery) and filters.project is not None:
+        found.append(("in_project", filters.project))
+    if with_status and filters.status not in (None, "all"):
+        found.append(("status", filters.status))
+    assignee = _user(filters.assignee, viewer)
+    if assignee is not None:
+        found.append(("assignee_id", assignee))
+    author = _user(filters.author, viewer)
+    if author is not None:
+        found.append(("author_id", author))
+    for i, label_id in enumerate(dict.fromkeys(filters.label)):
+        found.append((f"label_{i}", label_id))
+    return found
+
+
+def _condition(name: str, value: t.Any) -> sa.ColumnElement[bool]:
+    """The condition of the filter ``name`` (:func:`_filters`) on ``value``."""
+    if name.startswith("label_"):
+        return Issue.id.in_(
+            sa.select(issue_labels.c.issue_id).where(issue_labels.c.label_id == value)
+        )
+    return _FILTER_COLUMNS[name] == value
+
+
 def issue_select(
     filters: IssueQuery,
     viewer: User,
@@ -73,29 +122,38 @@ def issue_select(
     ``org_id``) matching ``filters``, unordered. ``with_status=False``
     leaves the status filter out (for the counts of both statuses)."""
     stmt = sa.select(Issue)
-    if project is not None:
-        stmt = stmt.where(Issue.project_id == project.id)
-    if org_id is not None:
-        stmt = stmt.where(Issue.organization_id == org_id)
-    if isinstance(filters, OrgIssueQuery) and filters.project is not None:
-        stmt = stmt.where(Issue.project_id == filters.project)
-    if with_status and filters.status not in (None, "all"):
-        stmt = stmt.where(Issue.status == filters.status)
-    assignee = _user(filters.assignee, viewer)
-    if assignee is not None:
-        stmt = stmt.where(Issue.assignee_id == assignee)
-    author = _user(filters.author, viewer)
-    if author is not None:
-        stmt = stmt.where(Issue.author_id == author)
-    for label_id in dict.fromkeys(filters.label):
-        stmt = stmt.where(
-            Issue.id.in_(
-                sa.select(issue_labels.c.issue_id).where(issue_labels.c.label_id == label_id)
-            )
-        )
+    for name, value in _filters(filters, viewer, project, org_id, with_status):
+        stmt = stmt.where(_condition(name, value))
     if filters.q:
         stmt = stmt.where(search.matching(filters.q, Issue.id))
     return stmt
+
+
+#: Selects built once per shape of a list (which filters it has, not their
+#: values, which are bind parameters) and use: building a select, and
+#: SQLAlchemy's cache key of a new one, cost more than running it.
+_prepared: dict[tuple[t.Any, ...], sa.Select[t.Any]] = {}
+_PREPARED_SIZE = 4_096
+
+
+def _prepared_select(
+    use: str,
+    filters: list[tuple[str, t.Any]],
+    build: t.Callable[[sa.Select[t.Any]], sa.Select[t.Any]],
+) -> sa.Select[t.Any]:
+    """``build`` applied to the select of the issues ``filters`` select,
+    with their values as bind parameters named as in ``filters``; the same
+    object for the same ``use`` and filter names (and database dialect)."""
+    shape = (use, db.session.get_bind().dialect.name, *(name for name, _ in filters))
+    found = _prepared.get(shape)
+    if found is None:
+        stmt = sa.select(Issue)
+        for name, _ in filters:
+            stmt = stmt.where(_condition(name, sa.bindparam(name)))
+        if len(_prepared) >= _PREPARED_SIZE:
+            _prepared.clear()
+        found = _prepared[shape] = build(stmt)
+    return found
 
 
 def order_for(filters: IssueQuery) -> tuple[sa.UnaryExpression[t.Any], ...]:
@@ -128,11 +186,15 @@ def issue_page(
     check(filters)
     in_org = project.organization_id if project is not None else org_id
     html_org = in_org if description_html else None
+    if not filters.q:
+        values = _filters(filters, viewer, project, org_id, True)
+        stmt = _prepared_select("rows", values, listing.issue_rows)
+        rows = paginate(stmt, order_by=order_for(filters), limit=limit, params=dict(values))
+        return listing.issue_documents(rows, description_html_in=html_org)
     stmt = issue_select(filters, viewer, project=project, org_id=org_id)
     if sort_of(filters) != "relevance":
         rows = paginate(listing.issue_rows(stmt), order_by=order_for(filters), limit=limit)
         return listing.issue_documents(rows, description_html_in=html_org)
-    assert filters.q is not None
     best = search.ranked(filters.q, stmt, Issue.id)
     page = paginate(best, key=_score_and_newest, limit=limit)
     ids = [issue_id for _, issue_id in page.items]
@@ -175,9 +237,18 @@ def status_counts(
             ).where(Project.organization_id == org_id)
         ).one()
         return Counts(int(open_), int(closed))
-    stmt = issue_select(filters, viewer, project=project, org_id=org_id, with_status=False)
-    rows = db.session.execute(
-        stmt.with_only_columns(Issue.status, sa.func.count()).group_by(Issue.status)
-    )
+    if filters.q:
+        stmt = _by_status(
+            issue_select(filters, viewer, project=project, org_id=org_id, with_status=False)
+        )
+        rows = db.session.execute(stmt)
+    else:
+        values = _filters(filters, viewer, project, org_id, False)
+        rows = db.session.execute(_prepared_select("counts", values, _by_status), dict(values))
     counts: dict[str, int] = {status: n for status, n in rows}
     return Counts(counts.get("open", 0), counts.get("closed", 0))
+
+
+def _by_status(stmt: sa.Select[t.Any]) -> sa.Select[t.Any]:
+    """How many issues of ``stmt`` have each status."""
+    return stmt.with_only_columns(Issue.status, sa.func.count()).group_by(Issue.status)

@@ -33,6 +33,7 @@ import decimal
 import hashlib
 import typing as t
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
@@ -328,6 +329,7 @@ def paginate(
     limit: int | None = None,
     with_total: bool = False,
     session: Session | None = None,
+    params: t.Mapping[str, t.Any] | None = None,
 ) -> Page[t.Any]:
     """Return the page of ``source`` the request's ``cursor`` and ``limit`` ask for.
 
@@ -340,15 +342,30 @@ def paginate(
     :param limit: the default page size for this list (the app's by default).
     :param with_total: also count the rows, for ``X-Total-Count`` and ``rel="last"``.
     :param session: the session to run a select on; Flask-SQLAlchemy's by default.
+    :param params: the values of the select's own bind parameters
+        (``sa.bindparam("project")``). A select built once (per shape of a
+        list's filters) with its values given here is not rebuilt per
+        request: the select of each page is kept with it, so SQLAlchemy's
+        compiled cache and the tenancy filter reuse their work. A select
+        built per request works too, at the price of building its page.
     """
     current = _ListRequest.current()
     limit, token = _page_args(current.app, current.request, limit)
     if order_by is not None:
         return _paginate_select(
-            current, t.cast("Select[t.Any]", source), order_by, limit, token, with_total, session
+            current,
+            t.cast("Select[t.Any]", source),
+            order_by,
+            limit,
+            token,
+            with_total,
+            session,
+            params,
         )
     if key is None:
         raise TypeError("paginate() needs order_by= for a select, or key= for a sequence")
+    if params is not None:
+        raise TypeError("paginate() takes params= for a select only")
     return _paginate_sequence(current, t.cast(Sequence[T], source), key, limit, token, with_total)
 
 
@@ -407,6 +424,121 @@ def _paginate_sequence(
     return _finish_page(rows, key, cursor, limit, codec, total, current.query)
 
 
+#: The bind parameters of a page's select: the page size, and the cursor's
+#: key (one per ``order_by`` column). Their values are given at execution.
+_LIMIT_PARAM = "karaffe_page_limit"
+_KEY_PARAM = "karaffe_page_key_{}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """An ``order_by`` read once: its columns (each with whether it is
+    descending), and the sort order a cursor is bound to."""
+
+    columns: tuple[tuple[ColumnElement[t.Any], bool], ...]
+    scope: str
+
+
+#: Per ``order_by`` (its columns and directions): the order read from it.
+#: ``str(column)`` compiles the column, and a list is asked for in the same
+#: order again and again.
+_orders: dict[tuple[tuple[ColumnElement[t.Any], bool], ...], _Order] = {}
+_ORDERS_SIZE = 1_000
+
+
+def _order(order_by: Sequence[ColumnElement[t.Any]]) -> _Order:
+    from sqlalchemy.sql import operators
+
+    columns = tuple(
+        (getattr(clause, "element", clause), getattr(clause, "modifier", None) is operators.desc_op)
+        for clause in order_by
+    )
+    found = _orders.get(columns)
+    if found is None:
+        if len(_orders) >= _ORDERS_SIZE:
+            _orders.clear()
+        scope = "sql:" + ",".join(f"{c}{' desc' if d else ''}" for c, d in columns)
+        found = _orders[columns] = _Order(columns, scope)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _PageSelect:
+    """The select of a page of one list in one direction, with the page
+    size and the cursor's key as bind parameters."""
+
+    select: Select[t.Any]
+    #: A select of one entity or column pages its values; of several, its rows.
+    scalars: bool
+
+
+#: Per select (weakly: one built per request is dropped with it), the
+#: selects of its pages, by sort order and direction, and of its count. The
+#: same select object is then executed for every page of a list built once
+#: (with its values as bind parameters): SQLAlchemy memoizes a statement's
+#: cache key on the object, and tenancy scopes a statement once per scope,
+#: so neither is recomputed. A fresh ``where``/``order_by``/``limit`` on
+#: every request costs a new cache key, most of the cost of a small select.
+_page_selects: weakref.WeakKeyDictionary[t.Any, dict[t.Any, t.Any]] = weakref.WeakKeyDictionary()
+#: How many sorts and directions one select keeps.
+_PAGE_SELECTS_PER_SELECT = 32
+
+#: The kinds of page select: from the start, after a key, before a key, the last page.
+_FIRST, _AFTER, _BEFORE, _LAST = "first", "after", "before", "last"
+
+
+def _page_select(stmt: Select[t.Any], order: _Order, kind: str) -> _PageSelect:
+    """``stmt`` ordered, limited and (for ``_AFTER`` and ``_BEFORE``) past
+    the cursor's key in the direction of ``kind``; the same object every
+    time for the same select, order and kind."""
+    per_select = _page_selects.get(stmt)
+    if per_select is None:
+        per_select = _page_selects[stmt] = {}
+    found: _PageSelect | None = per_select.get((order.columns, kind))
+    if found is None:
+        if len(per_select) >= _PAGE_SELECTS_PER_SELECT:
+            per_select.clear()
+        found = per_select[(order.columns, kind)] = _build_page_select(stmt, order, kind)
+    return found
+
+
+def _build_page_select(stmt: Select[t.Any], order: _Order, kind: str) -> _PageSelect:
+    from sqlalchemy import Integer, and_, bindparam, or_
+
+    backwards = kind in (_BEFORE, _LAST)
+    query = stmt
+    if kind in (_AFTER, _BEFORE):
+        key = [
+            bindparam(_KEY_PARAM.format(i), type_=column.type)
+            for i, (column, _) in enumerate(order.columns)
+        ]
+        # (a, b) after (x, y) in mixed directions: a > x OR (a = x AND b > y)...
+        branches = []
+        for i, (column, desc) in enumerate(order.columns):
+            after = (column < key[i]) if desc != backwards else (column > key[i])
+            equal = [c == key[j] for j, (c, _) in enumerate(order.columns[:i])]
+            branches.append(and_(*equal, after))
+        query = query.where(or_(*branches))
+    ordering = [(c.asc() if desc == backwards else c.desc()) for c, desc in order.columns]
+    query = query.order_by(None).order_by(*ordering).limit(bindparam(_LIMIT_PARAM, type_=Integer()))
+    return _PageSelect(query, len(query.column_descriptions) == 1)
+
+
+def _count_select(stmt: Select[t.Any]) -> Select[t.Any]:
+    """``SELECT count(*)`` of the rows of ``stmt``, built once per select."""
+    from sqlalchemy import func, select
+
+    per_select = _page_selects.get(stmt)
+    if per_select is None:
+        per_select = _page_selects[stmt] = {}
+    found: Select[t.Any] | None = per_select.get("count")
+    if found is None:
+        found = per_select["count"] = select(func.count()).select_from(
+            stmt.order_by(None).subquery()
+        )
+    return found
+
+
 def _paginate_select(
     current: _ListRequest,
     stmt: Select[t.Any],
@@ -415,46 +547,38 @@ def _paginate_select(
     token: str | None,
     with_total: bool,
     session: Session | None,
+    params: t.Mapping[str, t.Any] | None,
 ) -> Page[t.Any]:
-    from sqlalchemy import and_, func, or_, select
-    from sqlalchemy.sql import operators
-
-    columns = []
-    for clause in order_by:
-        modifier = getattr(clause, "modifier", None)
-        element = getattr(clause, "element", clause)
-        columns.append((element, modifier is operators.desc_op))
-    scope = "sql:" + ",".join(f"{c}{' desc' if d else ''}" for c, d in columns)
-    codec = current.codec(scope)
+    order = _order(order_by)
+    codec = current.codec(order.scope)
     cursor = codec.loads(token) if token else None
-    if cursor is not None and cursor.key is not None and len(cursor.key) != len(columns):
-        raise InvalidCursor("The cursor is malformed or was tampered with.")
-    backwards = cursor is not None and cursor.direction == PREV
+    values: dict[str, t.Any] = dict(params) if params else {}
+    values[_LIMIT_PARAM] = limit + 1
+    if cursor is None:
+        kind = _FIRST
+    elif cursor.key is None:
+        kind = _LAST
+    else:
+        if len(cursor.key) != len(order.columns):
+            raise InvalidCursor("The cursor is malformed or was tampered with.")
+        kind = _BEFORE if cursor.direction == PREV else _AFTER
+        for i, value in enumerate(cursor.key):
+            values[_KEY_PARAM.format(i)] = value
+    page_select = _page_select(stmt, order, kind)
 
     if session is None:
         session = current.app.extensions["sqlalchemy"].session
     assert session is not None
 
-    query = stmt
-    if cursor is not None and cursor.key is not None:
-        # (a, b) after (x, y) in mixed directions: a > x OR (a = x AND b > y)...
-        branches = []
-        for i, (column, desc) in enumerate(columns):
-            after = (column < cursor.key[i]) if desc != backwards else (column > cursor.key[i])
-            equal = [c == cursor.key[j] for j, (c, _) in enumerate(columns[:i])]
-            branches.append(and_(*equal, after))
-        query = query.where(or_(*branches))
-    ordering = [(c.asc() if desc == backwards else c.desc()) for c, desc in columns]
-    query = query.order_by(None).order_by(*ordering).limit(limit + 1)
-
-    result = session.execute(query)
-    # A select of one entity or column pages its values; of several columns, its rows.
-    rows = list(result.scalars() if len(query.column_descriptions) == 1 else result)
+    result = session.execute(page_select.select, values)
+    rows = list(result.scalars() if page_select.scalars else result)
     total = None
     if with_total:
-        total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        total = session.scalar(_count_select(stmt), params)
+
+    names = [str(c.key) for c, _ in order.columns]
 
     def keyf(row: t.Any) -> tuple[t.Any, ...]:
-        return tuple(getattr(row, str(c.key)) for c, _ in columns)
+        return tuple(getattr(row, name) for name in names)
 
     return _finish_page(rows, keyf, cursor, limit, codec, total, current.query)
