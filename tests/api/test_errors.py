@@ -223,3 +223,77 @@ def test_exception_for_unknown_status_is_generic_and_cached() -> None:
     first = errors.exception_for_status(451)
     assert first.status == 451 and first.slug == "http-451"
     assert errors.exception_for_status(451) is first
+
+
+def model_body(exc: karaffe.ApiException) -> bytes:
+    """The problem document as the model writes it: what every body must equal."""
+    return errors.problem_document(exc).model_dump_json().encode()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        karaffe.NotFound("No such project."),
+        karaffe.ValidationFailed.of_items(
+            [
+                {
+                    "loc": ["body", "name"],
+                    "msg": 'Say "hi" \\ or \u00e9t\u00e9\n\t\x01',
+                    "code": "c",
+                },
+                {
+                    "loc": ["query", "tags", 3],
+                    "msg": "\u2028 \u4e2d \U0001f600 </script>",
+                    "code": "x",
+                },
+            ],
+            status=422,
+        ),
+        karaffe.ValidationFailed.of_items([], status=422),
+        karaffe.Conflict("Taken.", errors=[(["body", "slug"], "Already used", "taken")]),
+    ],
+    ids=["no-errors", "escapes-and-unicode", "no-items", "items-given"],
+)
+def test_the_default_formatter_sends_the_models_bytes(make_app, exc) -> None:
+    app = make_app()
+    with app.test_request_context("/api/x"):
+        response = app.problem_formatter.to_response(exc)
+        assert response.get_data() == model_body(exc)
+    assert response.mimetype == "application/problem+json"
+    assert response.status_code == exc.status
+
+
+def test_a_validation_failure_of_items_is_the_same_exception_as_of_error_items(make_app) -> None:
+    items = [
+        {"loc": ["body", "title"], "msg": "Field required", "code": "missing"},
+        {
+            "loc": ["body", "tags", 0],
+            "msg": "Input should be a valid string",
+            "code": "string_type",
+        },
+        {"loc": ["body", "title"], "msg": "Too long", "code": "string_too_long"},
+    ]
+    app = make_app()
+    with app.app_context():
+        lazy = karaffe.ValidationFailed.of_items([dict(item) for item in items])
+        eager = karaffe.ValidationFailed(
+            errors=[(item["loc"], item["msg"], item["code"]) for item in items]
+        )
+    assert lazy.status == eager.status == 422
+    assert lazy.message == eager.message == "2 inputs are invalid: body.title, body.tags.0."
+    assert str(lazy) == str(eager)
+    assert lazy.errors == eager.errors
+    assert all(isinstance(e, karaffe.ErrorItem) for e in lazy.errors)
+    assert lazy.errors is lazy.errors  # made once
+
+
+def test_errors_set_on_a_validation_failure_are_the_ones_rendered(make_app) -> None:
+    app = make_app()
+    with app.test_request_context("/api/x"):
+        exc = karaffe.ValidationFailed.of_items(
+            [{"loc": ["body", "a"], "msg": "Bad", "code": "bad"}]
+        )
+        exc.errors = [karaffe.ErrorItem(loc=["body", "b"], msg="Worse", code="worse")]
+        body = app.problem_formatter.to_response(exc).get_json()
+    assert body["errors"] == [{"loc": ["body", "b"], "msg": "Worse", "code": "worse"}]
+    assert body["detail"] == "1 input is invalid: body.a."

@@ -33,8 +33,9 @@ import functools
 import typing as t
 from collections.abc import Sequence
 
+import orjson
 from flask import Flask, Response, current_app
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from werkzeug.exceptions import HTTPException
 
 from ..config import CoreSettings
@@ -72,6 +73,14 @@ class ErrorItem(BaseModel):
     )
     msg: str = Field(description="What is wrong, for a person.")
     code: str = Field(description="What is wrong, for a program: missing, string_too_long...")
+
+
+#: Validates all of a failure's items in one call (rather than one model each).
+_ERROR_ITEMS: TypeAdapter[list[ErrorItem]] = TypeAdapter(list[ErrorItem])
+
+#: An error item not yet made an :class:`ErrorItem`: ``{"loc": [...], "msg": ..., "code": ...}``
+#: with a ``loc`` of ``str`` and ``int`` and a ``msg`` and ``code`` of ``str``.
+RawErrorItem = dict[str, t.Any]
 
 
 class Problem(BaseModel):
@@ -121,12 +130,29 @@ class ApiException(Exception):
         self.message = message or self.title
         if status is not None:
             self.status = status
-        self.errors = [
+        self._errors = [
             e if isinstance(e, ErrorItem) else ErrorItem(loc=list(e[0]), msg=e[1], code=e[2])
             for e in errors
         ]
+        # Items given as plain dicts (see ValidationFailed.of_items), made
+        # ErrorItems only when someone reads them: the default formatter
+        # renders them as they are.
+        self._raw_errors: list[RawErrorItem] | None = None
         self.headers = dict(headers or {})
         super().__init__(self.message)
+
+    @property
+    def errors(self) -> list[ErrorItem]:
+        """One :class:`ErrorItem` per bad input (may be empty)."""
+        if self._raw_errors is not None:
+            self._errors = _ERROR_ITEMS.validator.validate_python(self._raw_errors)
+            self._raw_errors = None
+        return self._errors
+
+    @errors.setter
+    def errors(self, value: list[ErrorItem]) -> None:
+        self._errors = value
+        self._raw_errors = None
 
     def type_uri(self, base: str | None = None) -> str:
         """``base`` + :attr:`slug`; ``base`` is the app's ``PROBLEM_TYPE_BASE``
@@ -212,15 +238,36 @@ class ValidationFailed(ApiException):
         if status is None:
             status = CoreSettings.of().validation_error_status
         super().__init__(message, status, errors=errors, headers=headers)
-        if message is None and self.errors:
-            self.message = self.summary(self.errors)
+        if message is None and self._errors:
+            self.message = self.summary(self._errors)
+
+    @classmethod
+    def of_items(cls, items: list[RawErrorItem], status: int | None = None) -> ValidationFailed:
+        """The exception for ``items``, error items as plain dicts
+        (``{"loc": ["body", "title"], "msg": "...", "code": "missing"}``, a
+        ``loc`` of strings and integers, a ``msg`` and ``code`` of strings):
+        the same as ``ValidationFailed(errors=...)``, with :attr:`errors` made
+        on first use. karaffe's input validation raises it this way, so that
+        the problem document is written from the dicts as they are.
+
+        .. versionadded:: 0.1 (issue 14)
+        """
+        exc = cls(status=status)
+        if items:
+            exc._raw_errors = items
+            exc.message = _summary(item["loc"] for item in items)
+        return exc
 
     @staticmethod
     def summary(errors: Sequence[ErrorItem]) -> str:
         """``2 inputs are invalid: body.title, query.limit.``"""
-        places = list(dict.fromkeys(".".join(map(str, e.loc)) for e in errors))
-        count = "1 input is" if len(places) == 1 else f"{len(places)} inputs are"
-        return f"{count} invalid: {', '.join(places)}."
+        return _summary(e.loc for e in errors)
+
+
+def _summary(locs: t.Iterable[Sequence[str | int]]) -> str:
+    places = list(dict.fromkeys(".".join(map(str, loc)) for loc in locs))
+    count = "1 input is" if len(places) == 1 else f"{len(places)} inputs are"
+    return f"{count} invalid: {', '.join(places)}."
 
 
 class TooManyRequests(ApiException):
@@ -329,13 +376,46 @@ class ProblemFormatter:
         return problem_document(exc)
 
     def to_response(self, exc: ApiException) -> Response:
-        body = self.render(exc)
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        # The model's compiled serializer, as model_dump_json() calls it,
-        # without its Python wrapper and the bytes decoded to a str.
-        response = app.response_class(
-            body.__pydantic_serializer__.to_json(body), status=exc.status, mimetype=self.mimetype
-        )
+        body = None
+        if type(self).render is ProblemFormatter.render:
+            body = _problem_json(exc, CoreSettings.of(app).problem_type_base)
+        if body is None:
+            document = self.render(exc)
+            # The model's compiled serializer, as model_dump_json() calls it,
+            # without its Python wrapper and the bytes decoded to a str.
+            body = document.__pydantic_serializer__.to_json(document)
+        response = app.response_class(body, status=exc.status, mimetype=self.mimetype)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+
+def _problem_json(exc: ApiException, type_base: str) -> bytes | None:
+    """The JSON of :func:`problem_document` for ``exc``, byte for byte, written
+    by orjson from plain values, without building the models; or ``None``
+    when a value is not of the plain type the model would check it is (the
+    model then validates and writes it)."""
+    raw = exc._raw_errors
+    if raw is None and exc._errors:
+        return None  # ErrorItems already made: their model writes them
+    message, title, status = exc.message, exc.title, exc.status
+    if not (
+        type(message) is str
+        and type(title) is str
+        and type(status) is int
+        and type(type_base) is str
+        and type(exc.slug) is str
+    ):
+        return None
+    document = {
+        "type": type_base + exc.slug,
+        "title": title,
+        "status": status,
+        "detail": message,
+        "errors": raw or [],
+    }
+    try:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        return None  # a lone surrogate, say: the model says what is wrong

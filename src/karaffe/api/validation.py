@@ -38,7 +38,15 @@ from pydantic import ValidationError as PydanticValidationError
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as BaseResponse
 
-from .errors import ApiException, ErrorItem, MalformedJson, UnsupportedMediaType, ValidationFailed
+from .errors import (
+    _ERROR_ITEMS,
+    ApiException,
+    ErrorItem,
+    MalformedJson,
+    RawErrorItem,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from .result import ApiResult, RawJson
 
 __all__ = ["EndpointSpec", "endpoint_spec", "returns", "validate", "validation_errors"]
@@ -93,25 +101,29 @@ def validation_errors(
     The rejected input value is left out on purpose: it may be a password.
     """
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    return _error_items(errors, prefix, field_names)
+    valid: list[ErrorItem] = _ERROR_ITEMS.validator.validate_python(
+        _raw_items(errors, prefix, field_names)
+    )
+    return valid
 
 
-#: Validates all of a failure's items in one call (rather than one model each).
-_ERROR_ITEMS: TypeAdapter[list[ErrorItem]] = TypeAdapter(list[ErrorItem])
-
-
-def _error_items(
+def _raw_items(
     errors: t.Iterable[t.Any], prefix: str, field_names: t.Mapping[str, str] | None = None
-) -> list[ErrorItem]:
-    """pydantic's error dicts as ``ErrorItem``s located under ``prefix``."""
+) -> list[RawErrorItem]:
+    """pydantic's error dicts as error items (plain dicts) located under ``prefix``."""
     items = []
     for error in errors:
         loc = [prefix, *error["loc"]]
         if field_names and len(loc) > 1 and isinstance(loc[1], str):
             loc[1] = field_names.get(loc[1], loc[1])
         items.append({"loc": loc, "msg": error["msg"], "code": error["type"]})
-    valid: list[ErrorItem] = _ERROR_ITEMS.validator.validate_python(items)
-    return valid
+    return items
+
+
+def _failed(exc: PydanticValidationError, prefix: str) -> ValidationFailed:
+    """The 422 of a failed validation: its items are made ErrorItems only if read."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    return ValidationFailed.of_items(_raw_items(errors, prefix))
 
 
 def _is_multi(annotation: t.Any) -> bool:
@@ -145,7 +157,7 @@ def parse_query(model: type[BaseModel], args: MultiDict[str, str]) -> BaseModel:
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
-        raise ValidationFailed(errors=validation_errors(exc, "query")) from None
+        raise _failed(exc, "query") from None
 
 
 def _is_json(mimetype: str) -> bool:
@@ -177,7 +189,7 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             first = exc.errors(include_url=False, include_input=False)[0]
             reason = first.get("ctx", {}).get("error", "invalid JSON")
             raise MalformedJson(f"The request body is not valid JSON: {reason}.") from None
-        raise ValidationFailed(errors=_error_items(errors, "body")) from None
+        raise ValidationFailed.of_items(_raw_items(errors, "body")) from None
 
 
 def _declared(view: View) -> tuple[DeclaredView, EndpointSpec]:
@@ -197,7 +209,7 @@ def _declared(view: View) -> tuple[DeclaredView, EndpointSpec]:
                 try:
                     kwargs = {"path": spec.path.model_validate(kwargs)}
                 except PydanticValidationError as exc:
-                    raise ValidationFailed(errors=validation_errors(exc, "path")) from None
+                    raise _failed(exc, "path") from None
             if spec.query is not None:
                 kwargs["query"] = parse_query(spec.query, request.args)
             if spec.body is not None:
