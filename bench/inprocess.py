@@ -41,7 +41,9 @@ def _environ(method: str, path: str, body: t.Any = None) -> dict[str, t.Any]:
         builder.close()
 
 
-def _caller(wsgi: t.Any, environ: dict[str, t.Any]) -> WsgiCall:
+def wsgi_call(wsgi: t.Any, environ: dict[str, t.Any]) -> WsgiCall:
+    """A call of ``wsgi`` with (a copy of) ``environ`` and its body, answering
+    the status and the body; what every in-process benchmark times."""
     body = environ["wsgi.input"].read()
     status: list[str] = []
 
@@ -167,9 +169,9 @@ def prepared_calls(app: BenchApp, depth: int = 250) -> dict[str, WsgiCall]:
             "invalid": AsgiCall(target, loop, "POST", "/api/items", INVALID_BODY),
         }
     return {
-        "post": _caller(target, _environ("POST", "/api/items", VALID_BODY)),
-        "page": _caller(target, _environ("GET", _page_path(target, depth))),
-        "invalid": _caller(target, _environ("POST", "/api/items", INVALID_BODY)),
+        "post": wsgi_call(target, _environ("POST", "/api/items", VALID_BODY)),
+        "page": wsgi_call(target, _environ("GET", _page_path(target, depth))),
+        "invalid": wsgi_call(target, _environ("POST", "/api/items", INVALID_BODY)),
     }
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import os
 import pstats
 import shutil
@@ -44,6 +43,8 @@ from karaffe.db import db
 from karaffe.sessions import CookieSessionInterface
 from karaffe.tenancy import Organization, unscoped
 
+from .inprocess import WsgiCall, wsgi_call
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SECRET = "bench-tracker-secret-key-of-32-chars"
 
@@ -53,8 +54,6 @@ TARGETS: dict[str, tuple[int | None, float | None]] = {
     "html": (None, 4.0),
     "issue": (None, None),
 }
-
-WsgiCall = t.Callable[[], tuple[str, bytes]]
 
 
 def parse_args(argv: t.Sequence[str]) -> argparse.Namespace:
@@ -74,27 +73,9 @@ def parse_args(argv: t.Sequence[str]) -> argparse.Namespace:
 def _caller(wsgi: t.Any, path: str, headers: dict[str, str]) -> WsgiCall:
     builder = EnvironBuilder(path=path, headers=headers, base_url="http://127.0.0.1:8000")
     try:
-        environ = builder.get_environ()
+        return wsgi_call(wsgi, builder.get_environ())
     finally:
         builder.close()
-    status: list[str] = []
-
-    def start_response(s: str, response_headers: t.Any, exc_info: t.Any = None) -> None:
-        status.append(s)
-
-    def call() -> tuple[str, bytes]:
-        env = dict(environ)
-        env["wsgi.input"] = io.BytesIO(b"")
-        status.clear()
-        rv = wsgi(env, start_response)
-        try:
-            out = b"".join(rv)
-        finally:
-            if hasattr(rv, "close"):
-                rv.close()
-        return status[0], out
-
-    return call
 
 
 def prepare(url: str, issues: int) -> tuple[t.Any, dict[str, WsgiCall]]:
